@@ -1,0 +1,1 @@
+"""``foundation-node``: the operator command line (click). Parses, calls the library, renders."""

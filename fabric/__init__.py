@@ -1,0 +1,1 @@
+"""Foundation fabric: a distributed messaging fabric over ZeroMQ."""

@@ -1,0 +1,1 @@
+"""Foundation services (1.x API in Python, 2.0 distributed features)."""

@@ -1,0 +1,147 @@
+"""Helpers shared by the test tiers: required components, short ipc paths, child processes.
+
+Rules encoded here (see DEVELOPERS guide):
+* a component that ``.ci/run`` installs must *fail* the test in CI (``CI=true``) when missing, and may skip
+  on a developer machine that lacks it;
+* ipc:// paths must stay under 107 bytes, so they live in a short directory under /tmp;
+* child processes are ended by their own PID only, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_tool(name: str, *, reason: str = "") -> str:
+    """Return the path of executable ``name``; fail in CI, skip elsewhere, when it is missing."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        msg = f"required component {name!r} is not installed {reason}".strip()
+        if IN_CI:
+            pytest.fail(msg + " (.ci/run installs it)")
+        pytest.skip(msg)
+    return path
+
+
+@contextmanager
+def short_tmpdir(prefix: str = "ff") -> Iterator[str]:
+    """A short directory under /tmp for ipc:// endpoints (paths must stay under 107 bytes)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def python_env() -> dict[str, str]:
+    """Environment for child Python processes: the repository importable, unbuffered output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Child:
+    """A child process we started; stopped by its own PID only, every wait bounded."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env or python_env(),
+            text=True,
+        )
+
+    @classmethod
+    def python(cls, *args: str) -> Child:
+        return cls([sys.executable, *args])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def readline(self, timeout: float = 20.0) -> str:
+        """Read one stdout line, failing the test if none arrives within ``timeout`` seconds."""
+        import selectors
+
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            if not sel.select(timeout):
+                raise TimeoutError(f"no output from {self.args} within {timeout}s; stderr: {self.stderr_tail()}")
+        finally:
+            sel.close()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise EOFError(f"{self.args} exited ({self.proc.poll()}); stderr: {self.stderr_tail()}")
+        return line.rstrip("\n")
+
+    def expect(self, prefix: str, timeout: float = 20.0) -> str:
+        """Read lines until one starts with ``prefix``; return it (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{prefix!r} not seen from {self.args}")
+            line = self.readline(remaining)
+            if line.startswith(prefix):
+                return line
+
+    def send_line(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stderr_tail(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(running)"
+        return self.proc.stderr.read()[-2000:]
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
+
+
+@contextmanager
+def children() -> Iterator[list[Child]]:
+    """Collect Child processes and stop every one of them (by PID) on exit."""
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        for child in started:
+            child.stop()
