@@ -1,0 +1,124 @@
+"""The transport interface: moves frame lists between nodes, knows nothing of message semantics.
+
+Two implementations share it: :class:`fabric.transport.zmq.ZmqTransport` (tcp://, ipc://, inproc://) and
+:class:`fabric.transport.memory.MemoryTransport` (in-process, with seeded fault injection).
+
+Model
+-----
+* A node *binds* one endpoint per channel. Control channels bind a ROUTER, broadcast channels a PUB,
+  bulk channels a PULL. Everything that arrives on a bound socket is handed to the receiver with a
+  ``route`` (the sender's routing id on control channels, which :meth:`Transport.respond` answers through).
+* A node *connects* to a peer under a ``link`` key of its choosing (the peer's node id, or the seed
+  endpoint before the id is known): per control/bulk channel, ``parallelism`` connecting sockets
+  (DEALER / PUSH), one per lane; per broadcast channel, one SUB. Replies that come back on a DEALER are
+  handed to the receiver with that ``link``.
+
+Delivery guarantees (both implementations)
+------------------------------------------
+* At most once. Nothing is retransmitted by the transport; a message may be lost when a connection
+  breaks, a peer restarts, a broadcast subscriber is slow (PUB drops at its high-water mark), or the
+  in-memory network is told to drop it.
+* FIFO per (sender, link, channel, lane) while the connection stays up. No order across lanes or channels
+  (that is what lanes are for: one slow stream never blocks another).
+* :meth:`Transport.send` never blocks: it returns False when the lane's queue is full (high-water mark),
+  and the caller applies the channel's policy (wait with :meth:`Transport.wait_writable`, drop, raise).
+* Every method is called on the node's event loop thread (sockets belong to one thread); the receiver
+  callback runs on that thread too and must not block.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class ChannelKind(str, enum.Enum):
+    """Channel kinds; each is exactly one ZeroMQ pattern."""
+
+    CONTROL = "control"
+    """ROUTER bound, one DEALER per peer and lane: addressed messages, request/reply, membership."""
+    BROADCAST = "broadcast"
+    """PUB bound, one SUB per linked peer: fan-out streams; drops at the high-water mark."""
+    BULK = "bulk"
+    """PULL bound, one PUSH per peer and lane: large payloads and work streams."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """What a transport needs to know about one channel (derived from ``ChannelConfig``)."""
+
+    name: str
+    kind: ChannelKind
+    parallelism: int = 1
+    sndhwm: int = 1000
+    rcvhwm: int = 1000
+    max_message_size: int = -1
+    io_affinity: int = 0
+    """Bitmask of libzmq I/O threads this channel's sockets use (0 = any)."""
+
+
+Link = Hashable
+"""Key under which a node connects to a peer (its node id, or a seed endpoint)."""
+
+Receiver = Callable[[str, list[bytes], "bytes | None", "Link | None"], None]
+"""``receiver(channel, frames, route, link)``: ``route`` is set for bound-socket arrivals on control
+channels, ``link`` for arrivals on a connecting socket (replies). Called on the loop thread."""
+
+
+class Transport(ABC):
+    """Abstract transport. See the module docstring for the model and the delivery guarantees."""
+
+    @abstractmethod
+    def bind(self, channels: Sequence[ChannelSpec], receiver: Receiver, routing_id_prefix: bytes) -> dict[str, str]:
+        """Bind one endpoint per channel and start receiving; return channel -> advertised endpoint.
+
+        ``routing_id_prefix`` (role octet + node id) is used, with the lane octet, as the routing id of
+        every connecting socket this transport creates. Raises ``fabric.errors.ConfigError`` for an
+        endpoint that cannot be bound.
+        """
+
+    @abstractmethod
+    def connect(self, link: Link, endpoints: Mapping[str, str], parallelism: Mapping[str, int] | None = None) -> None:
+        """Create (or complete) the connecting sockets to a peer for the channels in ``endpoints``.
+
+        Idempotent per (link, channel). ``parallelism`` overrides the lane count per channel (the peer's
+        advertised value). Connecting is asynchronous: sends queue until the connection is up.
+        """
+
+    @abstractmethod
+    def disconnect(self, link: Link) -> None:
+        """Close every connecting socket of ``link`` (queued messages are discarded). Idempotent."""
+
+    @abstractmethod
+    def send(self, link: Link, channel: str, lane: int, frames: Sequence[bytes]) -> bool:
+        """Hand a message to the lane's socket without blocking; False when its queue is full.
+
+        Raises KeyError when ``link`` has no socket for ``channel``.
+        """
+
+    @abstractmethod
+    async def wait_writable(self, link: Link, channel: str, lane: int, timeout: float) -> bool:
+        """Wait until the lane can take a message, at most ``timeout`` seconds; False on timeout."""
+
+    @abstractmethod
+    def respond(self, channel: str, route: bytes, frames: Sequence[bytes]) -> bool:
+        """Send back through the bound ROUTER of ``channel`` to ``route``; False if it is gone or full."""
+
+    @abstractmethod
+    def publish(self, channel: str, frames: Sequence[bytes]) -> bool:
+        """Publish on the bound PUB of ``channel`` (subscribers past their HWM miss it)."""
+
+    @abstractmethod
+    def links(self) -> list[Link]:
+        """The links currently connected."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Transport counters (messages/bytes in and out per channel, drops, queue-full events)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close every socket; never hangs (linger is bounded). Idempotent."""
