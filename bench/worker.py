@@ -1,0 +1,44 @@
+"""Child-process entry point: ``python -m bench.worker ROLE ARGS_JSON`` runs one benchmark role.
+
+The role talks to the parent through :class:`bench.harness.Control` (JSON events on stdout, ``stop`` on
+stdin). An exception inside a role becomes an ``error`` event carrying the traceback, and exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from bench.harness import Control
+
+Role = Callable[[Control, dict[str, Any]], None]
+
+
+def lookup(name: str) -> Role:
+    """The role function called ``name``; fabric roles are imported only when asked for (raises KeyError)."""
+    if name.startswith("fabric_"):
+        from bench import fabric_roles
+
+        return fabric_roles.ROLES[name]
+    from bench import raw_roles
+
+    return raw_roles.ROLES[name]
+
+
+def main(argv: list[str]) -> int:
+    """Run the role named by ``argv[0]`` with the JSON arguments in ``argv[1]``; return the exit status."""
+    ctl = Control()
+    try:
+        role = lookup(argv[0])
+        role(ctl, json.loads(argv[1]) if len(argv) > 1 else {})
+    except BaseException:
+        ctl.emit("error", message=traceback.format_exc())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
