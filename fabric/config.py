@@ -1,0 +1,310 @@
+"""Configuration of a node: one frozen, validated dataclass per subsystem.
+
+Every field says what it does, its unit and its trade-off. Presets (:meth:`NodeConfig.local`,
+:meth:`NodeConfig.lan`, :meth:`NodeConfig.wan`) override only what differs, each with a reason.
+Validation happens at construction and raises :class:`fabric.errors.ConfigError` naming the field.
+docs/configuration.md is the reference for all of this and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, InsecureBindError
+from .transport.base import ChannelKind, ChannelSpec
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class OnFull(str, enum.Enum):
+    """What a send does when the peer's queue on that lane is full."""
+
+    WAIT = "wait"
+    """Wait up to the channel's ``send_timeout`` for room, then raise ``Overloaded``."""
+    DROP = "drop"
+    """Drop the message, count it (``dropped_full``), and return False."""
+    RAISE = "raise"
+    """Raise ``Overloaded`` at once."""
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One named channel: its kind (ZeroMQ pattern), lanes and queueing policy."""
+
+    name: str
+    """Channel name: letters, digits, ``_.:-``; at most 64 characters. Part of the wire header."""
+    kind: ChannelKind
+    """``control`` (ROUTER/DEALER), ``broadcast`` (PUB/SUB) or ``bulk`` (PUSH/PULL)."""
+    parallelism: int = 1
+    """Lanes per peer (1-255): N connecting sockets per peer; a partition key picks one, so one key stays
+    ordered and one slow stream never blocks another. More lanes = more sockets and file descriptors."""
+    on_full: OnFull = OnFull.WAIT
+    """Policy when a lane's queue is full (see :class:`OnFull`)."""
+    send_timeout: float = 5.0
+    """Seconds a send waits for room under ``on_full=wait`` before raising ``Overloaded``."""
+    sndhwm: int = 1000
+    """ZeroMQ send high-water mark per lane, in messages. Higher absorbs bursts at the cost of memory
+    (for bulk channels, messages are large: keep it small)."""
+    rcvhwm: int = 1000
+    """ZeroMQ receive high-water mark per connection, in messages."""
+    max_message_size: int = 64 * 1024 * 1024
+    """ZMQ_MAXMSGSIZE in bytes: a peer sending a larger message is disconnected by libzmq (-1: no limit)."""
+    batching: bool = True
+    """Coalesce messages queued in one event-loop turn to the same peer lane into one BATCH (control
+    channels). Cuts per-message ZeroMQ cost several-fold for small messages; adds no delay (it flushes at
+    the end of the loop turn). Ignored on broadcast and bulk channels."""
+    io_thread: int = 0
+    """libzmq I/O thread (0-based, < ``TransportConfig.io_threads``) this channel's sockets use. Bulk
+    channels get their own so large transfers do not delay control traffic (see ARCHITECTURE.md)."""
+    reserved: bool = False
+    """Reserved for the fabric (the ``membership`` channel): applications cannot send on it."""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(f"channels.{self.name!r}.name: use letters, digits and _.:- (1-64 chars)")
+        try:
+            object.__setattr__(self, "kind", ChannelKind(self.kind))
+            object.__setattr__(self, "on_full", OnFull(self.on_full))
+        except ValueError as exc:
+            raise ConfigError(f"channels.{self.name}: {exc}") from None
+        if not 1 <= self.parallelism <= 255:
+            raise ConfigError(f"channels.{self.name}.parallelism: must be 1..255, got {self.parallelism}")
+        if self.kind is ChannelKind.BROADCAST and self.parallelism != 1:
+            raise ConfigError(f"channels.{self.name}.parallelism: broadcast channels have one lane")
+        if self.send_timeout <= 0:
+            raise ConfigError(f"channels.{self.name}.send_timeout: must be > 0 seconds")
+        if self.sndhwm < 1 or self.rcvhwm < 1:
+            raise ConfigError(f"channels.{self.name}: sndhwm and rcvhwm must be >= 1")
+        if self.max_message_size == 0 or self.max_message_size < -1:
+            raise ConfigError(f"channels.{self.name}.max_message_size: -1 or a positive byte count")
+        if self.io_thread < 0:
+            raise ConfigError(f"channels.{self.name}.io_thread: must be >= 0")
+
+    def spec(self) -> ChannelSpec:
+        """The transport's view of this channel."""
+        return ChannelSpec(
+            name=self.name,
+            kind=self.kind,
+            parallelism=self.parallelism,
+            sndhwm=self.sndhwm,
+            rcvhwm=self.rcvhwm,
+            max_message_size=self.max_message_size,
+            io_affinity=1 << self.io_thread,
+        )
+
+
+MEMBERSHIP_CHANNEL = "membership"
+"""The reserved control channel for liveness and membership (data never delays it)."""
+
+DEFAULT_CHANNELS: tuple[ChannelConfig, ...] = (
+    ChannelConfig(MEMBERSHIP_CHANNEL, ChannelKind.CONTROL, reserved=True, batching=False),
+    ChannelConfig("coordination", ChannelKind.CONTROL),
+    ChannelConfig("gossip", ChannelKind.CONTROL),
+    # Bulk: 4 lanes, small HWMs (messages are large), its own libzmq I/O thread, 1 GiB message cap.
+    ChannelConfig(
+        "data", ChannelKind.BULK, parallelism=4, sndhwm=16, rcvhwm=16, max_message_size=1 << 30, io_thread=1
+    ),
+    ChannelConfig("events", ChannelKind.BROADCAST, sndhwm=10000, rcvhwm=10000),
+)
+"""Channels every node has unless configured otherwise; the order fixes port offsets (base port + i)."""
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """ZeroMQ transport settings. Socket options are chosen on purpose; each says why."""
+
+    io_threads: int = 2
+    """libzmq I/O threads of the node's context. 2 lets bulk channels run on their own thread: measured
+    here, a 64 B ping behind 8 MiB bulk messages went from 2.2 ms to ~50 us p50 with its own thread."""
+    linger_ms: int = 200
+    """ZMQ_LINGER: how long close() may wait to flush queued messages. Bounded so stop() never hangs
+    (libzmq's default of infinity is the classic "ctx.term() hangs" bug)."""
+    heartbeat_ivl_ms: int = 1000
+    """ZMQ_HEARTBEAT_IVL: ZMTP PING interval on every connection; detects dead TCP connections (e.g. a
+    peer host that vanished without a FIN) below the application's failure detector. 0 disables."""
+    heartbeat_timeout_ms: int = 3000
+    """ZMQ_HEARTBEAT_TIMEOUT: a connection with no traffic for this long after a PING is closed."""
+    heartbeat_ttl_ms: int = 6000
+    """ZMQ_HEARTBEAT_TTL: tells the remote side to time us out after this long without traffic."""
+    reconnect_ivl_ms: int = 100
+    """ZMQ_RECONNECT_IVL: first reconnect delay after a connection drops."""
+    reconnect_ivl_max_ms: int = 5000
+    """ZMQ_RECONNECT_IVL_MAX: reconnect backoff ceiling (exponential from ``reconnect_ivl_ms``)."""
+    handshake_ivl_ms: int = 10000
+    """ZMQ_HANDSHAKE_IVL: a connection that has not completed the ZMTP handshake by then is dropped."""
+    tcp_keepalive: bool = True
+    """ZMQ_TCP_KEEPALIVE: the cheap backstop for NAT/firewall idle timeouts."""
+    router_handover: bool = False
+    """ZMQ_ROUTER_HANDOVER on bound ROUTERs. Off: a second connection presenting an in-use routing id is
+    refused, so a foreign DEALER cannot hijack a live peer's replies (insecure mode has no other identity
+    check). On: a restarted peer that kept its node id takes over at once instead of after the dead
+    connection times out (``heartbeat_timeout_ms``)."""
+    batch_max_messages: int = 256
+    """Most messages coalesced into one BATCH."""
+    batch_max_bytes: int = 256 * 1024
+    """Most payload bytes coalesced into one BATCH; larger messages go alone."""
+    recv_budget: int = 256
+    """Messages read from one socket before yielding to the event loop, so one busy socket cannot
+    starve the others (the membership channel among them)."""
+    max_sockets: int = 65536
+    """ZMQ_MAX_SOCKETS of the process-wide context: many nodes per process need many sockets."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"transport.{f.name}: must be >= 0, got {value}")
+        if self.io_threads < 1:
+            raise ConfigError("transport.io_threads: must be >= 1")
+        if self.batch_max_messages < 1 or self.batch_max_bytes < 1 or self.recv_budget < 1:
+            raise ConfigError("transport: batch_max_messages, batch_max_bytes and recv_budget must be >= 1")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_name() -> str:
+    """``<hostname>-<pid>``: unique per process on a host, readable in logs."""
+    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a :class:`fabric.Node` needs. Construct directly or from a preset."""
+
+    name: str = field(default_factory=default_name)
+    """Human name (metadata only: identity is the node id). Shown in ``members()`` and logs."""
+    node_id: str | None = None
+    """The node id (UUID text). None: a fresh random id per start, so a restart is always a new
+    identity. Set it to keep one id across restarts (the incarnation still grows)."""
+    bind: str = "tcp://127.0.0.1"
+    """Where to bind, without port: ``tcp://HOST`` (one port per channel), ``ipc:///short/dir`` (one
+    socket file per channel; the path must stay under 107 bytes) or ``inproc://prefix`` (same process)."""
+    port: int = 0
+    """Base TCP port: channel i (in ``channels`` order) binds ``port + i``. 0: ephemeral ports."""
+    advertise: str | None = None
+    """Host (or address) peers should connect to, when ``bind`` is a wildcard (0.0.0.0, ::, *) or behind
+    NAT. None: the bind host, or for a wildcard the host's first non-loopback address."""
+    insecure: bool = False
+    """Allow binding a non-loopback TCP address without CURVE security. Until security is configured,
+    such binds are refused unless this is True (anyone who can reach the port can join and send)."""
+    channels: tuple[ChannelConfig, ...] = DEFAULT_CHANNELS
+    """The node's channels; the reserved ``membership`` channel must be present and first."""
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    """ZeroMQ settings."""
+    batching: bool = True
+    """Master switch for batching (a channel batches when this and its own ``batching`` are True)."""
+    call_timeout: float = 5.0
+    """Default seconds :meth:`fabric.Node.call` waits for a reply."""
+    connect_timeout: float = 5.0
+    """Seconds :meth:`fabric.Node.connect` waits for the peer's WELCOME."""
+    max_inflight_calls: int = 10000
+    """Outstanding calls this node may have before ``call`` raises ``Overloaded``; bounds memory."""
+    max_concurrent_requests: int = 1000
+    """Requests this node's services may run at once; beyond it callers get ``Overloaded`` at once
+    (load shedding keeps a flood of calls from exhausting memory or the handler thread pool)."""
+    handler_threads: int = 8
+    """Worker threads for synchronous (plain ``def``) service handlers."""
+    accept_clients: bool = True
+    """Accept client-role peers (the CLI, non-member callers)."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """Free-form string metadata carried in HELLO (e.g. zone, version, role)."""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(f"name: {self.name!r} must be 1-64 of letters, digits and _.:-")
+        if self.node_id is not None:
+            import uuid
+
+            try:
+                uuid.UUID(self.node_id)
+            except ValueError:
+                raise ConfigError(f"node_id: {self.node_id!r} is not a UUID") from None
+        if not 0 <= self.port <= 65535 - len(self.channels):
+            raise ConfigError(f"port: {self.port} leaves no room for {len(self.channels)} channels")
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ConfigError("channels: names must be unique")
+        if not self.channels or self.channels[0].name != MEMBERSHIP_CHANNEL:
+            raise ConfigError("channels: the reserved 'membership' control channel must come first")
+        if self.channels[0].kind is not ChannelKind.CONTROL:
+            raise ConfigError("channels.membership.kind: must be control")
+        for c in self.channels:
+            if c.io_thread >= self.transport.io_threads:
+                raise ConfigError(
+                    f"channels.{c.name}.io_thread: {c.io_thread} but transport.io_threads is {self.transport.io_threads}"
+                )
+        for key in ("call_timeout", "connect_timeout"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}: must be > 0 seconds")
+        if self.max_inflight_calls < 1 or self.max_concurrent_requests < 1 or self.handler_threads < 1:
+            raise ConfigError("max_inflight_calls, max_concurrent_requests and handler_threads must be >= 1")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items()):
+            raise ConfigError("metadata: keys and values must be strings")
+        scheme, _, rest = self.bind.partition("://")
+        if scheme not in ("tcp", "ipc", "inproc") or not rest:
+            raise ConfigError(f"bind: {self.bind!r} must be tcp://HOST, ipc:///DIR or inproc://PREFIX")
+        if scheme == "tcp":
+            host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+            if host not in ("*", "0.0.0.0", "[::]", "::") and not _is_loopback(host) and not self.insecure:
+                raise InsecureBindError(
+                    f"bind: {self.bind!r} is not a loopback address and security (CURVE) is not configured; "
+                    "pass insecure=True (--insecure) to accept unauthenticated peers on it"
+                )
+            if host in ("*", "0.0.0.0", "[::]", "::") and not self.insecure:
+                raise InsecureBindError(
+                    f"bind: {self.bind!r} listens on every interface and security (CURVE) is not configured; "
+                    "pass insecure=True (--insecure) to accept unauthenticated peers"
+                )
+        if scheme == "ipc":
+            longest = max(len(c.name) for c in self.channels)
+            if len(rest) + len(self.name) + longest + 8 > 107:
+                raise ConfigError(f"bind: ipc path {rest!r} too long (socket paths must stay under 107 bytes)")
+
+    def channel(self, name: str) -> ChannelConfig:
+        """The channel called ``name``. Raises KeyError."""
+        for c in self.channels:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def replace(self, **changes: Any) -> NodeConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def local(cls, **overrides: Any) -> NodeConfig:
+        """Tests and one-machine clusters: loopback, ephemeral ports, fast ZMTP heartbeats."""
+        transport = TransportConfig(heartbeat_ivl_ms=500, heartbeat_timeout_ms=1500, heartbeat_ttl_ms=3000)
+        return cls(**{"transport": transport, "connect_timeout": 5.0, **overrides})
+
+    @classmethod
+    def lan(cls, **overrides: Any) -> NodeConfig:
+        """A data-centre LAN: the defaults."""
+        return cls(**overrides)
+
+    @classmethod
+    def wan(cls, **overrides: Any) -> NodeConfig:
+        """Across regions: slower heartbeats and longer timeouts tolerate RTTs of 100s of ms."""
+        transport = TransportConfig(
+            heartbeat_ivl_ms=3000,
+            heartbeat_timeout_ms=10000,
+            heartbeat_ttl_ms=20000,
+            handshake_ivl_ms=30000,
+            reconnect_ivl_max_ms=30000,
+        )
+        return cls(**{"transport": transport, "call_timeout": 15.0, "connect_timeout": 15.0, **overrides})

@@ -1,0 +1,1101 @@
+"""The fabric node: composes the wire codec, a transport, services and subscriptions.
+
+Theory of operation
+-------------------
+A :class:`Node` binds one endpoint per channel (see :mod:`fabric.transport.zmq`) and *links* to peers:
+:meth:`Node.connect` sends HELLO to a peer's membership endpoint, gets WELCOME with the peer's identity and
+endpoints, then opens the per-channel, per-lane sockets to it; the peer opens its own sockets back to us
+when it accepts our HELLO, so a link is symmetric.
+
+Sending: every outgoing message goes through an *outbox* per (peer, channel, lane). On batching channels
+the outbox collects what is queued during one event-loop turn and flushes it as one BATCH at the end of
+the turn (no added delay); when the transport reports the lane full, the outbox waits for the socket to
+become writable and the channel's ``on_full`` policy applies to new sends (wait with timeout, drop and
+count, raise ``Overloaded``).
+
+Receiving: the transport calls :meth:`Node._on_frames` on the loop thread for every message. Decoding
+errors are counted per category (``stats()["errors"]``) and dropped. Requests are answered back on the
+connection they came in on (the ROUTER route), which works for members and for client-role peers alike.
+
+Threads and loops: every public coroutine must be awaited on the loop that ran :meth:`start`; sockets
+belong to that loop's thread. Handlers run as follows, so a slow handler never delays liveness traffic
+(the loop keeps reading sockets while handlers work):
+
+* ``async def`` handlers run on the node's loop. Subscription handlers are awaited one message at a time
+  per (channel, lane), preserving order; service handlers run as concurrent tasks.
+* plain ``def`` handlers run on worker threads: subscription handlers on one thread per subscription
+  (ordered), service handlers on a pool of ``handler_threads``; ``inline=True`` runs a subscription
+  handler directly on the loop (for handlers that are fast and never block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from . import wire
+from ._values import decode_value, encode_value, lane_for
+from .config import MEMBERSHIP_CHANNEL, ChannelConfig, NodeConfig, OnFull
+from .errors import (
+    CALL_ERRORS,
+    BadRequest,
+    CallError,
+    CallTimeout,
+    NodeStateError,
+    NoSuchService,
+    Overloaded,
+    ProtocolError,
+    RemoteHandlerError,
+    Unreachable,
+    VersionMismatch,
+)
+from .transport.base import ChannelKind, Link, Transport
+from .transport.zmq import ZmqTransport
+from .wire import MsgType, RejectCode, Role
+from .wire.types import K_CT, K_ENDPOINTS, K_META, K_NAME, K_ROLE
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Message"], Any]
+Service = Callable[[Any], Any]
+
+
+@lru_cache(maxsize=65536)
+def _id_text(node_id: bytes) -> str:
+    return wire.node_id_str(node_id)
+
+
+class Message:
+    """A message delivered to a subscription handler.
+
+    ``payload`` is the raw payload: ``bytes`` on control and broadcast channels, a zero-copy
+    ``memoryview`` on bulk channels (call ``bytes()`` to keep it beyond the handler). :meth:`value`
+    decodes msgpack payloads (sent as non-bytes values) and returns raw payloads unchanged.
+    """
+
+    __slots__ = ("channel", "sender", "payload", "lane", "seq", "topic", "content_type")
+
+    def __init__(
+        self,
+        channel: str,
+        sender: bytes,
+        payload: Any,
+        lane: int = 0,
+        seq: int | None = None,
+        topic: bytes = b"",
+        content_type: int = 0,
+    ) -> None:
+        self.channel = channel
+        self.sender = sender
+        self.payload = payload
+        self.lane = lane
+        self.seq = seq
+        self.topic = topic
+        self.content_type = content_type
+
+    @property
+    def source(self) -> str:
+        """The sender's node id (UUID text)."""
+        return _id_text(self.sender)
+
+    def value(self) -> Any:
+        """The payload decoded as sent: msgpack values decoded, raw bytes as they are."""
+        return decode_value(self.payload, self.content_type)
+
+    def __repr__(self) -> str:
+        return f"Message({self.channel!r} from {self.source[:8]} lane={self.lane} {len(self.payload)}B)"
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """What a HELLO/WELCOME told us about a peer."""
+
+    id: str
+    """Node id (UUID text)."""
+    name: str
+    """Human name."""
+    incarnation: int
+    """Grows every time the peer restarts."""
+    endpoints: Mapping[str, str]
+    """Channel -> endpoint the peer advertised."""
+    channels: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    """Channel -> (kind, parallelism) the peer advertised."""
+    meta: Mapping[str, str] = field(default_factory=dict)
+    """The peer's metadata."""
+    role: Role = Role.MEMBER
+    """Member or client."""
+    version: int = wire.PROTOCOL_VERSION
+    """The protocol version agreed with this peer."""
+
+    @property
+    def seed(self) -> str:
+        """The peer's membership endpoint (its seed address)."""
+        return self.endpoints.get(MEMBERSHIP_CHANNEL, "")
+
+
+def _peer_from_header(header: Mapping[str, Any], version: int) -> PeerInfo:
+    """Build a PeerInfo from a validated HELLO/WELCOME header; bad endpoint maps raise MalformedHeader."""
+    endpoints: dict[str, str] = {}
+    channels: dict[str, tuple[str, int]] = {}
+    for name, spec in (header.get(K_ENDPOINTS) or {}).items():
+        if (
+            not isinstance(name, str)
+            or not isinstance(spec, list)
+            or len(spec) < 3
+            or not isinstance(spec[0], str)
+            or not isinstance(spec[1], str)
+            or not isinstance(spec[2], int)
+        ):
+            raise wire.codec.MalformedHeader(f"endpoint entry for {name!r} must be [kind, endpoint, parallelism]")
+        endpoints[name] = spec[1]
+        channels[name] = (spec[0], spec[2])
+    meta = header.get(K_META) or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise wire.codec.MalformedHeader("metadata must map strings to strings")
+    role = Role.CLIENT if header.get(K_ROLE) == Role.CLIENT else Role.MEMBER
+    return PeerInfo(
+        id=_id_text(header[wire.codec.K_SRC]),
+        name=header.get(K_NAME, ""),
+        incarnation=header[wire.codec.K_INC],
+        endpoints=endpoints,
+        channels=channels,
+        meta=dict(meta),
+        role=role,
+        version=version,
+    )
+
+
+class _Outbox:
+    """Queue of encoded messages for one (link, channel, lane); see the module docstring."""
+
+    __slots__ = ("link", "channel", "lane", "queue", "scheduled", "stalled", "draining", "space_waiters", "limit", "batching")
+
+    def __init__(self, link: Link, channel: ChannelConfig, lane: int, batching: bool) -> None:
+        self.link = link
+        self.channel = channel
+        self.lane = lane
+        self.queue: deque[list[Any]] = deque()
+        self.scheduled = False
+        self.stalled: tuple[list[Any], int] | None = None  # a (batch) message the transport refused
+        self.draining = False
+        self.space_waiters: list[asyncio.Future[None]] = []
+        self.limit = max(channel.sndhwm, 1)
+        self.batching = batching
+
+    def full(self) -> bool:
+        return len(self.queue) >= self.limit
+
+    def wake_space(self) -> None:
+        if self.space_waiters and len(self.queue) < self.limit:
+            waiters, self.space_waiters = self.space_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+
+class _Subscription:
+    """One subscription handler and how it runs (loop-ordered, worker thread, or inline)."""
+
+    def __init__(self, node: Node, channel: str, handler: Handler, topic: bytes | None, inline: bool) -> None:
+        self.node = node
+        self.channel = channel
+        self.handler = handler
+        self.topic = topic
+        self.is_async = inspect.iscoroutinefunction(handler)
+        self.inline = inline and not self.is_async
+        self.lanes: dict[int, deque[Message]] = {}
+        self.wakers: dict[int, asyncio.Future[None] | None] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.thread: threading.Thread | None = None
+        self.tq: queue.SimpleQueue[Message | None] | None = None
+        self.closed = False
+        if not self.is_async and not self.inline:
+            self.tq = queue.SimpleQueue()
+            self.thread = threading.Thread(target=self._thread_main, name=f"fabric-sub-{channel}", daemon=True)
+            self.thread.start()
+
+    def deliver(self, msg: Message) -> None:
+        if self.topic is not None and not msg.topic.startswith(self.topic):
+            return
+        if self.inline:
+            try:
+                self.handler(msg)
+            except Exception:
+                self.node._handler_failed(self.channel)
+        elif self.is_async:
+            dq = self.lanes.get(msg.lane)
+            if dq is None:
+                dq = self.lanes[msg.lane] = deque()
+                self.wakers[msg.lane] = None
+                self.tasks[msg.lane] = asyncio.get_running_loop().create_task(self._worker(msg.lane, dq))
+            dq.append(msg)
+            waker = self.wakers[msg.lane]
+            if waker is not None and not waker.done():
+                waker.set_result(None)
+        else:
+            assert self.tq is not None
+            self.tq.put(msg)
+
+    async def _worker(self, lane: int, dq: deque[Message]) -> None:
+        loop = asyncio.get_running_loop()
+        handler = self.handler
+        while not self.closed:
+            while dq:
+                msg = dq.popleft()
+                try:
+                    await handler(msg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.node._handler_failed(self.channel)
+            waker: asyncio.Future[None] = loop.create_future()
+            self.wakers[lane] = waker
+            await waker
+            self.wakers[lane] = None
+
+    def _thread_main(self) -> None:
+        assert self.tq is not None
+        while True:
+            msg = self.tq.get()
+            if msg is None:
+                return
+            try:
+                self.handler(msg)
+            except Exception:
+                self.node._handler_failed(self.channel)
+
+    def pending(self) -> int:
+        return sum(len(d) for d in self.lanes.values()) + (self.tq.qsize() if self.tq is not None else 0)
+
+    def close(self) -> None:
+        self.closed = True
+        for task in self.tasks.values():
+            task.cancel()
+        if self.tq is not None:
+            self.tq.put(None)
+
+
+@dataclass
+class _Peer:
+    info: PeerInfo
+    link: bytes
+    linked_at: float
+
+
+class Node:
+    """A fabric node (async API). See the module docstring for threads and ordering.
+
+    >>> node = Node(NodeConfig.local(name="a"))      # doctest: +SKIP
+    >>> await node.start()                            # doctest: +SKIP
+    """
+
+    def __init__(self, config: NodeConfig | None = None, *, transport: Transport | None = None) -> None:
+        self.config = config or NodeConfig()
+        self._id_bytes = wire.node_id_bytes(self.config.node_id) if self.config.node_id else wire.new_node_id()
+        self.id = _id_text(self._id_bytes)
+        self.name = self.config.name
+        # Wall-clock milliseconds at start: grows across restarts without any state on disk.
+        self.incarnation = int(time.time() * 1000)
+        self._transport: Transport = transport or ZmqTransport(
+            self.config.transport,
+            bind_address=self.config.bind,
+            base_port=self.config.port,
+            advertise=self.config.advertise,
+            socket_prefix=f"{self.config.name}-{self.id[:8]}-",
+        )
+        self._channels = {c.name: c for c in self.config.channels}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = "new"
+        self._endpoints: dict[str, str] = {}
+        self._peers: dict[bytes, _Peer] = {}
+        self._clients: dict[bytes, PeerInfo] = {}
+        self._handshakes: dict[Link, asyncio.Future[PeerInfo]] = {}
+        self._outboxes: dict[tuple[Link, str, int], _Outbox] = {}
+        self._services: dict[str, Service] = {}
+        self._subs: dict[str, list[_Subscription]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Any], str, str]] = {}
+        self._ids = itertools.count(1)
+        self._seq: dict[tuple[Link, str, int], int] = {}
+        self._last_seq: dict[tuple[bytes, str, int], int] = {}
+        self._active_requests = 0
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.errors: Counter[str] = Counter()
+        """Bad-input counters by category (``bad_signature``, ``truncated``, ``unknown_type`` ...)."""
+        self.counters: Counter[str] = Counter()
+        """Traffic counters (``sent``, ``received``, ``dropped_full``, ``seq_gaps`` ...)."""
+        self._peer_listeners: list[Callable[[str, PeerInfo], None]] = []
+        self._last_error_log = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Channel -> advertised endpoint (after :meth:`start`)."""
+        return dict(self._endpoints)
+
+    @property
+    def seed(self) -> str:
+        """This node's membership endpoint: the address other nodes join through."""
+        return self._endpoints.get(MEMBERSHIP_CHANNEL, "")
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._state == "running"
+
+    async def start(self) -> None:
+        """Bind every channel and start receiving. Raises ConfigError when an endpoint cannot be bound."""
+        if self._state != "new":
+            raise NodeStateError(f"node {self.name} is {self._state}; a Node starts once")
+        self._loop = asyncio.get_running_loop()
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.config.handler_threads, thread_name_prefix="fabric-svc")
+        self._endpoints = self._transport.bind(
+            [c.spec() for c in self.config.channels],
+            self._on_frames,
+            wire.routing_id(self._id_bytes, 0)[:-1],
+        )
+        self._state = "running"
+        log.info("node %s (%s) started: %s", self.name, self.id, self._endpoints)
+
+    async def stop(self) -> None:
+        """Say BYE to linked peers, fail outstanding calls, close sockets and handler threads.
+
+        Never hangs: socket linger is bounded and running handler threads are not waited for.
+        """
+        if self._state != "running":
+            self._state = "closed"
+            return
+        self._state = "stopping"
+        bye = wire.bye(self._id_bytes)
+        for peer in list(self._peers.values()):
+            try:
+                self._transport.send(peer.link, MEMBERSHIP_CHANNEL, 0, bye)
+            except (KeyError, Exception):  # best effort: the peer may already be gone
+                pass
+        for fut, peer_id, service in self._pending.values():
+            if not fut.done():
+                fut.set_exception(Unreachable("node is stopping", peer=peer_id, service=service))
+        self._pending.clear()
+        for fut in self._handshakes.values():
+            if not fut.done():
+                fut.set_exception(Unreachable("node is stopping"))
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for ob in self._outboxes.values():
+            for w in ob.space_waiters:
+                if not w.done():
+                    w.set_exception(Unreachable("node is stopping"))
+        await self._transport.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._state = "closed"
+        log.info("node %s stopped", self.name)
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _require_running(self) -> None:
+        if self._state != "running":
+            raise NodeStateError(f"node {self.name} is {self._state}, not running")
+
+    # -- peers ---------------------------------------------------------------------------------------
+
+    def _advertised_channels(self) -> dict[str, list[Any]]:
+        return {
+            c.name: [c.kind.value, self._endpoints[c.name], c.parallelism]
+            for c in self.config.channels
+            if c.name in self._endpoints
+        }
+
+    def _hello(self) -> list[bytes]:
+        return wire.hello(
+            self._id_bytes,
+            role=Role.MEMBER,
+            incarnation=self.incarnation,
+            name=self.name,
+            endpoints=self._advertised_channels(),
+            meta=self.config.metadata,
+        )
+
+    async def connect(self, endpoint: str, *, timeout: float | None = None) -> PeerInfo:
+        """Link to the node whose membership endpoint is ``endpoint`` (a static peer).
+
+        Returns the peer's :class:`PeerInfo`. Raises :class:`Unreachable` when no WELCOME arrives within
+        ``timeout`` (default ``config.connect_timeout``), :class:`VersionMismatch` when the peer shares no
+        protocol version with us, :class:`CallError` for any other rejection.
+        """
+        self._require_running()
+        timeout = self.config.connect_timeout if timeout is None else timeout
+        link: Link = ("seed", endpoint)
+        assert self._loop is not None
+        fut: asyncio.Future[PeerInfo] = self._loop.create_future()
+        self._handshakes[link] = fut
+        try:
+            self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint})
+            self._transport.send(link, MEMBERSHIP_CHANNEL, 0, self._hello())
+            try:
+                info = await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise Unreachable(f"no WELCOME from {endpoint} within {timeout:g}s") from None
+        finally:
+            self._handshakes.pop(link, None)
+            self._transport.disconnect(link)
+        if info.id == self.id:
+            raise Unreachable(f"{endpoint} is this node itself")
+        self._link_peer(info)
+        return info
+
+    def _link_peer(self, info: PeerInfo) -> None:
+        """Open (or reopen, for a new incarnation) the sockets to a member."""
+        key = wire.node_id_bytes(info.id)
+        current = self._peers.get(key)
+        if current is not None:
+            if current.info.incarnation == info.incarnation:
+                return
+            self._unlink_peer(key, reason="restarted")
+        endpoints = {name: ep for name, ep in info.endpoints.items() if name in self._channels}
+        parallelism = {name: par for name, (_kind, par) in info.channels.items()}
+        self._transport.connect(key, endpoints, parallelism)
+        self._peers[key] = _Peer(info, key, time.monotonic())
+        log.info("node %s linked to %s (%s)", self.name, info.name, info.id[:8])
+        for listener in list(self._peer_listeners):
+            listener("up", info)
+
+    def _unlink_peer(self, key: bytes, *, reason: str) -> None:
+        peer = self._peers.pop(key, None)
+        if peer is None:
+            return
+        self._transport.disconnect(key)
+        for okey in [k for k in self._outboxes if k[0] == key]:
+            ob = self._outboxes.pop(okey)
+            for w in ob.space_waiters:
+                if not w.done():
+                    w.set_exception(Unreachable(f"peer {peer.info.name} {reason}", peer=peer.info.id))
+        for skey in [k for k in self._seq if k[0] == key]:
+            del self._seq[skey]
+        log.info("node %s unlinked %s (%s)", self.name, peer.info.name, reason)
+        for listener in list(self._peer_listeners):
+            listener("down", peer.info)
+
+    async def disconnect(self, peer: str) -> None:
+        """Drop the link to ``peer`` (sending BYE first). Unknown peers are ignored."""
+        key = wire.node_id_bytes(peer)
+        if key in self._peers:
+            try:
+                self._transport.send(key, MEMBERSHIP_CHANNEL, 0, wire.bye(self._id_bytes))
+            except KeyError:
+                pass
+            self._unlink_peer(key, reason="disconnected")
+
+    def peers(self) -> list[PeerInfo]:
+        """Linked members."""
+        return [p.info for p in self._peers.values()]
+
+    def clients(self) -> list[PeerInfo]:
+        """Client-role peers that said HELLO (they are never members)."""
+        return list(self._clients.values())
+
+    def on_peer(self, listener: Callable[[str, PeerInfo], None]) -> None:
+        """Call ``listener("up"|"down", info)`` on the loop when a link opens or closes."""
+        self._peer_listeners.append(listener)
+
+    # -- sending -------------------------------------------------------------------------------------
+
+    def _channel(self, name: str, *, user: bool = True) -> ChannelConfig:
+        try:
+            channel = self._channels[name]
+        except KeyError:
+            raise ValueError(f"unknown channel {name!r}; configured: {sorted(self._channels)}") from None
+        if user and channel.reserved:
+            raise ValueError(f"channel {name!r} is reserved for the fabric")
+        return channel
+
+    def _peer_key(self, peer: str | PeerInfo) -> bytes:
+        text = peer.id if isinstance(peer, PeerInfo) else peer
+        try:
+            key = wire.node_id_bytes(text)
+        except ValueError:
+            raise Unreachable(f"{text!r} is not a node id", peer=text) from None
+        if key not in self._peers:
+            raise Unreachable(f"no link to peer {text}", peer=text)
+        return key
+
+    def _next_seq(self, link: Link, channel: str, lane: int) -> int:
+        k = (link, channel, lane)
+        seq = self._seq.get(k, 0) + 1
+        self._seq[k] = seq
+        return seq
+
+    async def send(self, peer: str | PeerInfo, payload: Any, *, channel: str = "coordination", key: Any = None) -> bool:
+        """Send ``payload`` to ``peer`` on a control or bulk ``channel``; ``key`` picks the lane.
+
+        Bytes travel raw; other values are msgpack-encoded (the receiver's ``Message.value()`` decodes).
+        Returns True when queued for the transport, False when dropped under ``on_full=drop``.
+        Raises :class:`Unreachable` (no link), :class:`Overloaded` (queue full under ``wait``/``raise``),
+        TypeError (unencodable payload), ValueError (unknown, reserved or broadcast channel).
+        """
+        self._require_running()
+        ch = self._channel(channel)
+        if ch.kind is ChannelKind.BROADCAST:
+            raise ValueError(f"{channel!r} is a broadcast channel: use broadcast()")
+        link = self._peer_key(peer)
+        body, ct = encode_value(payload)
+        lane = lane_for(key, self._lane_count(link, ch))
+        frames = wire.send(self._id_bytes, channel, body, lane=lane, seq=self._next_seq(link, channel, lane), content_type=ct)
+        return await self._enqueue(link, ch, lane, frames)
+
+    def _lane_count(self, link: bytes, ch: ChannelConfig) -> int:
+        peer = self._peers.get(link)
+        if peer is not None and ch.name in peer.info.channels:
+            return max(1, peer.info.channels[ch.name][1])
+        return ch.parallelism
+
+    async def broadcast(self, payload: Any, *, channel: str = "events", topic: bytes = b"") -> int:
+        """Send ``payload`` to every linked peer on ``channel``; return the number of peers addressed.
+
+        On a broadcast channel this is one PUB send that every subscribed peer receives (a subscriber at
+        its high-water mark misses it); ``topic`` lets subscribers filter by prefix. On a control or bulk
+        channel it is one send per linked peer under the channel's ``on_full`` policy.
+        """
+        self._require_running()
+        ch = self._channel(channel)
+        body, ct = encode_value(payload)
+        if ch.kind is ChannelKind.BROADCAST:
+            frames = wire.publish(
+                self._id_bytes, channel, body, topic=topic, seq=self._next_seq("pub", channel, 0), content_type=ct
+            )
+            if not self._transport.publish(channel, frames):
+                self.counters["dropped_full"] += 1
+            self.counters["sent"] += 1
+            return len(self._peers)
+        count = 0
+        for link in list(self._peers):
+            frames = wire.send(self._id_bytes, channel, body, seq=self._next_seq(link, channel, 0), content_type=ct)
+            try:
+                if await self._enqueue(link, ch, 0, frames):
+                    count += 1
+            except (Unreachable, Overloaded):
+                self.counters["broadcast_failed"] += 1
+        return count
+
+    async def _enqueue(self, link: Link, ch: ChannelConfig, lane: int, frames: list[Any]) -> bool:
+        okey = (link, ch.name, lane)
+        ob = self._outboxes.get(okey)
+        if ob is None:
+            batching = self.config.batching and ch.batching and ch.kind is ChannelKind.CONTROL
+            ob = self._outboxes[okey] = _Outbox(link, ch, lane, batching)
+        if ob.full() or (not ob.batching and (ob.queue or ob.stalled)):
+            if ob.full():
+                if ch.on_full is OnFull.DROP:
+                    self.counters["dropped_full"] += 1
+                    return False
+                if ch.on_full is OnFull.RAISE:
+                    raise Overloaded(f"queue to peer full on channel {ch.name}", peer=_peer_text(link))
+                await self._wait_space(ob)
+        self.counters["sent"] += 1
+        if not ob.batching and not ob.queue and ob.stalled is None:
+            if self._transport.send(link, ch.name, lane, frames):
+                return True
+            ob.stalled = (frames, 1)
+            self._start_drain(ob)
+            return True
+        ob.queue.append(frames)
+        if not ob.scheduled and ob.stalled is None:
+            ob.scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush, ob)
+        return True
+
+    async def _wait_space(self, ob: _Outbox) -> None:
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        ob.space_waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, ob.channel.send_timeout)
+        except TimeoutError:
+            raise Overloaded(
+                f"queue to peer on channel {ob.channel.name} stayed full for {ob.channel.send_timeout:g}s",
+                peer=_peer_text(ob.link),
+            ) from None
+
+    def _flush(self, ob: _Outbox) -> None:
+        ob.scheduled = False
+        if self._outboxes.get((ob.link, ob.channel.name, ob.lane)) is not ob:
+            return  # link closed meanwhile
+        send = self._transport.send
+        max_msgs = self.config.transport.batch_max_messages
+        max_bytes = self.config.transport.batch_max_bytes
+        q = ob.queue
+        while q:
+            if ob.batching and len(q) > 1:
+                batch: list[list[Any]] = []
+                size = 0
+                while q and len(batch) < max_msgs:
+                    m = q[0]
+                    msize = len(m[0]) + (len(m[1]) if len(m) > 1 else 0)
+                    if batch and size + msize > max_bytes:
+                        break
+                    batch.append(q.popleft())
+                    size += msize
+                frames = batch[0] if len(batch) == 1 else wire.encode_batch(self._id_bytes, batch)
+                count = len(batch)
+            else:
+                frames = q.popleft()
+                count = 1
+            try:
+                ok = send(ob.link, ob.channel.name, ob.lane, frames)
+            except KeyError:
+                q.clear()
+                return
+            if not ok:
+                ob.stalled = (frames, count)
+                self._start_drain(ob)
+                break
+        ob.wake_space()
+
+    def _start_drain(self, ob: _Outbox) -> None:
+        if not ob.draining:
+            ob.draining = True
+            self._spawn(self._drain(ob))
+
+    async def _drain(self, ob: _Outbox) -> None:
+        okey = (ob.link, ob.channel.name, ob.lane)
+        try:
+            while ob.stalled is not None and self._outboxes.get(okey) is ob:
+                try:
+                    await self._transport.wait_writable(ob.link, ob.channel.name, ob.lane, 1.0)
+                except KeyError:
+                    return
+                frames, _count = ob.stalled
+                try:
+                    if not self._transport.send(ob.link, ob.channel.name, ob.lane, frames):
+                        continue
+                except KeyError:
+                    return
+                ob.stalled = None
+                self._flush(ob)
+        finally:
+            ob.draining = False
+            if ob.stalled is not None and self._outboxes.get(okey) is ob:
+                self._start_drain(ob)
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- calls ---------------------------------------------------------------------------------------
+
+    def service(self, name: str) -> Callable[[Service], Service]:
+        """Decorator registering ``fn(request) -> reply`` as service ``name`` (sync or async).
+
+        Exceptions the handler raises reach the caller as :class:`RemoteHandlerError` (type and message).
+        """
+
+        def register(fn: Service) -> Service:
+            self.add_service(name, fn)
+            return fn
+
+        return register
+
+    def add_service(self, name: str, fn: Service) -> None:
+        """Register (or replace) service ``name``."""
+        if not name or len(name.encode()) > wire.MAX_NAME_BYTES:
+            raise ValueError(f"service name must be 1-{wire.MAX_NAME_BYTES} bytes")
+        self._services[name] = fn
+
+    def remove_service(self, name: str) -> None:
+        """Unregister service ``name`` (callers then get NoSuchService)."""
+        self._services.pop(name, None)
+
+    def services(self) -> list[str]:
+        """Names of the registered services."""
+        return sorted(self._services)
+
+    async def call(
+        self,
+        peer: str | PeerInfo,
+        service: str,
+        request: Any = b"",
+        *,
+        timeout: float | None = None,
+        channel: str = "coordination",
+        key: Any = None,
+    ) -> Any:
+        """Call ``service`` on ``peer`` and return its reply (decoded as sent: bytes raw, others msgpack).
+
+        Raises :class:`NoSuchService`, :class:`RemoteHandlerError`, :class:`CallTimeout`,
+        :class:`Unreachable`, :class:`Overloaded` or :class:`BadRequest` (codes in docs/protocol.md).
+        """
+        self._require_running()
+        ch = self._channel(channel)
+        if ch.kind is not ChannelKind.CONTROL:
+            raise ValueError(f"calls go over control channels; {channel!r} is {ch.kind.value}")
+        link = self._peer_key(peer)
+        peer_text = _id_text(link)
+        return await self._call(link, peer_text, ch, service, request, timeout, key)
+
+    async def _call(
+        self, link: Link, peer_text: str, ch: ChannelConfig, service: str, request: Any, timeout: float | None, key: Any
+    ) -> Any:
+        if len(self._pending) >= self.config.max_inflight_calls:
+            raise Overloaded(f"{len(self._pending)} calls already in flight", peer=peer_text, service=service)
+        timeout = self.config.call_timeout if timeout is None else timeout
+        body, ct = encode_value(request)
+        msg_id = next(self._ids)
+        lane = lane_for(key, ch.parallelism)
+        frames = wire.call(
+            self._id_bytes,
+            service,
+            body,
+            msg_id=msg_id,
+            channel=ch.name,
+            lane=lane,
+            timeout_ms=int(timeout * 1000),
+            content_type=ct,
+        )
+        assert self._loop is not None
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[msg_id] = (fut, peer_text, service)
+        timer = self._loop.call_later(timeout, self._expire, msg_id, timeout)
+        try:
+            await self._enqueue(link, ch, lane, frames)
+            return await fut
+        finally:
+            timer.cancel()
+            self._pending.pop(msg_id, None)
+
+    def _expire(self, msg_id: int, timeout: float) -> None:
+        entry = self._pending.pop(msg_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(
+                CallTimeout(f"no reply from {entry[1][:8]} to {entry[2]!r} within {timeout:g}s", peer=entry[1], service=entry[2])
+            )
+
+    async def ping(self, peer: str | PeerInfo, *, timeout: float = 2.0) -> float:
+        """Round-trip a PING on the membership channel; return the round-trip time in seconds."""
+        self._require_running()
+        link = self._peer_key(peer)
+        msg_id = next(self._ids)
+        assert self._loop is not None
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[msg_id] = (fut, _id_text(link), "ping")
+        timer = self._loop.call_later(timeout, self._expire, msg_id, timeout)
+        start = time.perf_counter()
+        try:
+            self._transport.send(link, MEMBERSHIP_CHANNEL, 0, wire.ping(self._id_bytes, msg_id=msg_id, wall_ms=int(time.time() * 1000)))
+            await fut
+            return time.perf_counter() - start
+        finally:
+            timer.cancel()
+            self._pending.pop(msg_id, None)
+
+    # -- subscriptions -------------------------------------------------------------------------------
+
+    def subscribe(self, channel: str, handler: Handler, *, topic: bytes | None = None, inline: bool = False) -> Callable[[], None]:
+        """Deliver messages arriving on ``channel`` to ``handler(msg: Message)``; returns an unsubscribe function.
+
+        ``topic`` filters broadcast messages by prefix. See the module docstring for where handlers run.
+        """
+        self._channel(channel)
+        sub = _Subscription(self, channel, handler, topic, inline)
+        self._subs.setdefault(channel, []).append(sub)
+
+        def unsubscribe() -> None:
+            subs = self._subs.get(channel, [])
+            if sub in subs:
+                subs.remove(sub)
+            sub.close()
+
+        return unsubscribe
+
+    def _handler_failed(self, channel: str) -> None:
+        self.counters["handler_errors"] += 1
+        now = time.monotonic()
+        if now - self._last_error_log > 1.0:  # rate-limited: a failing handler must not flood the log
+            self._last_error_log = now
+            log.exception("subscription handler failed on channel %s", channel)
+
+    # -- receiving -----------------------------------------------------------------------------------
+
+    def _bad_input(self, exc: ProtocolError) -> None:
+        self.errors[exc.category] += 1
+        now = time.monotonic()
+        if now - self._last_error_log > 1.0:
+            self._last_error_log = now
+            log.warning("node %s dropped bad input (%s): %s", self.name, exc.category, exc)
+
+    def _on_frames(self, channel: str, frames: list[Any], route: bytes | None, link: Link | None) -> None:
+        """Transport receiver: decode, count and drop bad input, dispatch the rest. Loop thread."""
+        self.counters["received"] += 1
+        try:
+            if self._channels[channel].kind is ChannelKind.BROADCAST and link is not None:
+                if len(frames) < 2:
+                    raise wire.codec.TruncatedMessage("broadcast message without topic and head frames")
+                topic, frames = frames[0], frames[1:]
+            else:
+                topic = b""
+            env = wire.decode(frames)
+            if env.type == MsgType.BATCH:
+                for inner in wire.split_batch(env):
+                    try:
+                        self._dispatch(wire.decode(inner), channel, route, link, topic)
+                    except ProtocolError as exc:
+                        self._bad_input(exc)
+            else:
+                self._dispatch(env, channel, route, link, topic)
+        except ProtocolError as exc:
+            self._bad_input(exc)
+
+    def _dispatch(self, env: wire.Envelope, channel: str, route: bytes | None, link: Link | None, topic: bytes) -> None:
+        t = env.type
+        h = env.header
+        if t == MsgType.SEND or t == MsgType.PUBLISH:
+            if h["c"] != channel:
+                raise wire.codec.MalformedHeader(f"message for channel {h['c']!r} arrived on {channel!r}")
+            seq = h.get("q")
+            src = h["s"]
+            lane = h.get("l", 0)
+            if seq is not None:
+                skey = (src, channel, lane)
+                last = self._last_seq.get(skey)
+                if last is not None and seq > last + 1:
+                    self.counters["seq_gaps"] += seq - last - 1
+                self._last_seq[skey] = seq
+            subs = self._subs.get(channel)
+            if not subs:
+                self.counters["undelivered"] += 1
+                return
+            payload = env.frames[0] if env.frames else b""
+            msg = Message(channel, src, payload, lane, seq, topic, h.get(K_CT, 0))
+            for sub in subs:
+                sub.deliver(msg)
+        elif t == MsgType.CALL:
+            self._on_call(env, channel, route, link)
+        elif t == MsgType.REPLY or t == MsgType.ERROR:
+            self._on_answer(env)
+        elif t == MsgType.PING:
+            pong = wire.pong(self._id_bytes, corr=h.get("i", 0), wall_ms=int(time.time() * 1000))
+            self._answer(channel, route, link, pong)
+        elif t == MsgType.PONG:
+            entry = self._pending.pop(h.get("r", -1), None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(None)
+        elif t == MsgType.HELLO:
+            self._on_hello(env, channel, route, link)
+        elif t == MsgType.WELCOME or t == MsgType.REJECT:
+            self._on_handshake_answer(env, link)
+        elif t == MsgType.BYE:
+            src = h["s"]
+            if src in self._peers:
+                self._unlink_peer(src, reason="left")
+            self._clients.pop(src, None)
+        else:
+            self.counters["ignored"] += 1
+
+    def _answer(self, channel: str, route: bytes | None, link: Link | None, frames: list[bytes]) -> None:
+        """Send ``frames`` back the way a request came in (ROUTER route, or the link it arrived on)."""
+        ok = False
+        try:
+            if route is not None:
+                ok = self._transport.respond(channel, route, frames)
+            elif link is not None:
+                ok = self._transport.send(link, channel, 0, frames)
+        except KeyError:
+            ok = False
+        if not ok:
+            self.counters["reply_undeliverable"] += 1
+
+    def _on_hello(self, env: wire.Envelope, channel: str, route: bytes | None, link: Link | None) -> None:
+        h = env.header
+        vmin, vmax = h["vn"], h["vx"]
+        version = min(vmax, wire.MAX_VERSION)
+        if version < max(vmin, wire.MIN_VERSION):
+            self.errors["version_mismatch"] += 1
+            self._answer(
+                channel,
+                route,
+                link,
+                wire.reject(
+                    self._id_bytes,
+                    code=RejectCode.VERSION,
+                    message=f"no common protocol version: peer speaks {vmin}..{vmax}, "
+                    f"this node speaks {wire.MIN_VERSION}..{wire.MAX_VERSION}",
+                ),
+            )
+            return
+        info = _peer_from_header(h, version)
+        if info.role is Role.CLIENT:
+            if not self.config.accept_clients:
+                self._answer(channel, route, link, wire.reject(self._id_bytes, code=RejectCode.ROLE, message="clients are not accepted"))
+                return
+            self._clients[h["s"]] = info
+        elif info.id != self.id:
+            self._link_peer(info)
+        self._answer(
+            channel,
+            route,
+            link,
+            wire.welcome(
+                self._id_bytes,
+                version=version,
+                incarnation=self.incarnation,
+                name=self.name,
+                endpoints=self._advertised_channels(),
+                meta=self.config.metadata,
+            ),
+        )
+
+    def _on_handshake_answer(self, env: wire.Envelope, link: Link | None) -> None:
+        fut = self._handshakes.get(link) if link is not None else None
+        if fut is None or fut.done():
+            self.counters["unexpected_handshake"] += 1
+            return
+        h = env.header
+        if env.type == MsgType.WELCOME:
+            try:
+                fut.set_result(_peer_from_header(h, h["v"]))
+            except ProtocolError as exc:
+                fut.set_exception(Unreachable(f"peer sent a bad WELCOME: {exc}"))
+            return
+        code = h["ec"]
+        message = h.get("em", "")
+        if code == RejectCode.VERSION:
+            fut.set_exception(VersionMismatch(f"HELLO rejected: {message}"))
+        else:
+            fut.set_exception(CallError(f"HELLO rejected (code {code}): {message}"))
+
+    def _on_call(self, env: wire.Envelope, channel: str, route: bytes | None, link: Link | None) -> None:
+        h = env.header
+        corr = h["i"]
+        fn = self._services.get(h["sv"])
+        if fn is None:
+            self._answer(
+                channel, route, link, wire.error(self._id_bytes, corr, code=NoSuchService.code, message=f"no service {h['sv']!r}")
+            )
+            return
+        if self._active_requests >= self.config.max_concurrent_requests:
+            self.counters["shed_requests"] += 1
+            self._answer(
+                channel,
+                route,
+                link,
+                wire.error(self._id_bytes, corr, code=Overloaded.code, message=f"{self._active_requests} requests running"),
+            )
+            return
+        self._active_requests += 1
+        self._spawn(self._run_service(fn, env, corr, channel, route, link))
+
+    async def _run_service(self, fn: Service, env: wire.Envelope, corr: int, channel: str, route: bytes | None, link: Link | None) -> None:
+        try:
+            try:
+                request = decode_value(env.payload, env.header.get(K_CT, 0))
+            except ProtocolError as exc:
+                frames = wire.error(self._id_bytes, corr, code=BadRequest.code, etype="BadRequest", message=str(exc))
+            else:
+                try:
+                    if inspect.iscoroutinefunction(fn):
+                        result = await fn(request)
+                    else:
+                        assert self._loop is not None
+                        result = await self._loop.run_in_executor(self._pool, fn, request)
+                    body, ct = encode_value(result)
+                    frames = wire.reply(self._id_bytes, corr, body, content_type=ct)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    frames = wire.error(
+                        self._id_bytes, corr, code=RemoteHandlerError.code, etype=type(exc).__name__, message=str(exc)
+                    )
+            self._answer(channel, route, link, frames)
+        finally:
+            self._active_requests -= 1
+
+    def _on_answer(self, env: wire.Envelope) -> None:
+        h = env.header
+        entry = self._pending.pop(h["r"], None)
+        if entry is None:
+            self.counters["late_replies"] += 1  # timed out already, or a stray
+            return
+        fut, peer_text, service = entry
+        if fut.done():
+            return
+        if env.type == MsgType.REPLY:
+            try:
+                fut.set_result(decode_value(env.payload, h.get(K_CT, 0)))
+            except ProtocolError as exc:
+                fut.set_exception(BadRequest(f"undecodable reply: {exc}", peer=peer_text, service=service))
+            return
+        code = h["ec"]
+        cls = CALL_ERRORS.get(code, CallError)
+        message = h.get("em", "")
+        if cls is RemoteHandlerError:
+            etype = h.get("et", "")
+            fut.set_exception(
+                RemoteHandlerError(
+                    f"{service!r} on {peer_text[:8]} raised {etype}: {message}",
+                    remote_type=etype,
+                    remote_message=message,
+                    peer=peer_text,
+                    service=service,
+                )
+            )
+        else:
+            fut.set_exception(cls(message or cls.__name__, peer=peer_text, service=service))
+
+    # -- introspection -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: traffic, bad input by category, transport, pending work."""
+        return {
+            "counters": dict(self.counters),
+            "errors": dict(self.errors),
+            "transport": self._transport.stats(),
+            "pending_calls": len(self._pending),
+            "active_requests": self._active_requests,
+            "queued": {f"{_peer_text(k[0])[:8]}/{k[1]}/{k[2]}": len(o.queue) for k, o in self._outboxes.items() if o.queue},
+            "subscription_backlog": {c: sum(s.pending() for s in subs) for c, subs in self._subs.items()},
+        }
+
+    def health(self) -> dict[str, Any]:
+        """A summary for operators: state, identity, endpoints, peers, bad-input totals."""
+        return {
+            "status": self._state,
+            "id": self.id,
+            "name": self.name,
+            "incarnation": self.incarnation,
+            "endpoints": self.endpoints,
+            "peers": len(self._peers),
+            "clients": len(self._clients),
+            "bad_input": sum(self.errors.values()),
+        }
+
+
+def _peer_text(link: Link) -> str:
+    return _id_text(link) if isinstance(link, bytes) and len(link) == 16 else str(link)
+
+
+def members_of(nodes: Iterable[Node]) -> dict[str, list[str]]:
+    """Debug helper: each node's name -> names of its linked peers."""
+    return {n.name: sorted(p.name for p in n.peers()) for n in nodes}

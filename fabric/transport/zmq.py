@@ -1,0 +1,460 @@
+"""The ZeroMQ transport: one ZeroMQ pattern per channel kind.
+
+Theory of operation
+-------------------
+Sockets are plain (synchronous) pyzmq sockets driven by the asyncio loop through ``loop.add_reader`` on
+each socket's ``ZMQ_FD``. That descriptor is edge-triggered: it signals that *some* socket state changed,
+after which ``ZMQ_EVENTS`` says what. So the reader callback always re-reads ``ZMQ_EVENTS`` and drains
+the socket (up to ``recv_budget`` messages, then yields a loop turn and continues), and every send on a
+socket that also receives re-checks ``ZMQ_EVENTS`` because a send can consume the edge. Compared with
+``zmq.asyncio`` this avoids one future per message, which is most of the cost of small messages.
+
+Sockets (see docs/protocol.md, "Sockets"):
+
+=========== ============================ ========================================
+kind        bound (one per channel)      connecting (per peer link)
+=========== ============================ ========================================
+control     ROUTER (MANDATORY, replies)  DEALER per lane, routing id = role|id|lane
+broadcast   PUB                          SUB (subscribed to every topic)
+bulk        PULL                         PUSH per lane
+=========== ============================ ========================================
+
+All sockets of one process share one libzmq context (inproc:// needs that, and 50 nodes in a process
+must not start 100 I/O threads); each channel pins its sockets to an I/O thread with ZMQ_AFFINITY so bulk
+transfers do not delay control traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import zmq
+
+from ..config import TransportConfig
+from ..errors import ConfigError, InsecureBindError
+from .base import ChannelKind, ChannelSpec, Link, Receiver, Transport
+
+log = logging.getLogger(__name__)
+
+_ctx_lock = threading.Lock()
+_ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+_ctx_pid = 0
+
+
+def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Socket[bytes]]:
+    """The process-wide libzmq context (created on first use with ``config``'s I/O threads and socket cap).
+
+    A child created by ``fork`` gets a fresh one: a libzmq context must not cross a fork.
+    """
+    global _ctx, _ctx_pid
+    config = config or TransportConfig()
+    with _ctx_lock:
+        if _ctx is None or _ctx.closed or _ctx_pid != os.getpid():
+            ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=config.io_threads)
+            ctx.set(zmq.MAX_SOCKETS, config.max_sockets)
+            _ctx, _ctx_pid = ctx, os.getpid()
+        return _ctx
+
+
+class _Sock:
+    """One socket and its driver state."""
+
+    __slots__ = (
+        "sock",
+        "fd",
+        "channel",
+        "kind",
+        "link",
+        "lane",
+        "receives",
+        "copy",
+        "scheduled",
+        "waiters",
+        "closed",
+        "endpoint",
+    )
+
+    def __init__(
+        self,
+        sock: zmq.Socket[bytes],
+        channel: str,
+        kind: ChannelKind,
+        *,
+        link: Link | None = None,
+        lane: int = 0,
+        receives: bool,
+        copy: bool = True,
+    ) -> None:
+        self.sock = sock
+        self.fd: int = sock.get(zmq.FD)
+        self.channel = channel
+        self.kind = kind
+        self.link = link
+        self.lane = lane
+        self.receives = receives
+        self.copy = copy
+        self.scheduled = False
+        self.waiters: list[asyncio.Future[None]] = []
+        self.closed = False
+        self.endpoint = ""
+
+
+class ZmqTransport(Transport):
+    """:class:`~fabric.transport.base.Transport` over ZeroMQ (tcp://, ipc://, inproc://).
+
+    Create it, then call :meth:`bind` from inside the running event loop (sockets belong to the loop's
+    thread). ``bind_address`` is ``tcp://HOST``, ``ipc:///DIR`` or ``inproc://PREFIX``; ``base_port`` 0
+    means ephemeral ports. ``advertise`` replaces the host in advertised tcp endpoints.
+    """
+
+    def __init__(
+        self,
+        config: TransportConfig | None = None,
+        *,
+        bind_address: str = "tcp://127.0.0.1",
+        base_port: int = 0,
+        advertise: str | None = None,
+        socket_prefix: str = "",
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.config = config or TransportConfig()
+        self.bind_address = bind_address
+        self.base_port = base_port
+        self.advertise = advertise
+        self.socket_prefix = socket_prefix
+        self._ctx = context
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._receiver: Receiver | None = None
+        self._rid_prefix = b""
+        self._specs: dict[str, ChannelSpec] = {}
+        self._bound: dict[str, _Sock] = {}
+        self._links: dict[Link, dict[str, list[_Sock]]] = {}
+        self._endpoints: dict[str, str] = {}
+        self._closed = False
+        self.counters: dict[str, int] = {"recv": 0, "sent": 0, "send_full": 0, "respond_unroutable": 0}
+
+    # -- setup ---------------------------------------------------------------------------------------
+
+    def _common(self, sock: zmq.Socket[bytes], spec: ChannelSpec) -> None:
+        c = self.config
+        sock.set(zmq.LINGER, c.linger_ms)
+        sock.set(zmq.SNDHWM, spec.sndhwm)
+        sock.set(zmq.RCVHWM, spec.rcvhwm)
+        sock.set(zmq.MAXMSGSIZE, spec.max_message_size)
+        if spec.io_affinity:
+            sock.set(zmq.AFFINITY, spec.io_affinity)
+        if c.heartbeat_ivl_ms:
+            sock.set(zmq.HEARTBEAT_IVL, c.heartbeat_ivl_ms)
+            sock.set(zmq.HEARTBEAT_TIMEOUT, c.heartbeat_timeout_ms)
+            sock.set(zmq.HEARTBEAT_TTL, c.heartbeat_ttl_ms)
+        sock.set(zmq.HANDSHAKE_IVL, c.handshake_ivl_ms)
+        if c.tcp_keepalive:
+            sock.set(zmq.TCP_KEEPALIVE, 1)
+        sock.set(zmq.RECONNECT_IVL, c.reconnect_ivl_ms)
+        sock.set(zmq.RECONNECT_IVL_MAX, c.reconnect_ivl_max_ms)
+
+    def _endpoint_for(self, index: int, channel: str) -> str:
+        scheme, _, rest = self.bind_address.partition("://")
+        if scheme == "tcp":
+            host = rest
+            port = "*" if self.base_port == 0 else str(self.base_port + index)
+            return f"tcp://{host}:{port}"
+        if scheme == "ipc":
+            path = f"{rest.rstrip('/')}/{self.socket_prefix}{channel}.sock"
+            if len(path) >= 107:
+                raise ConfigError(f"bind: ipc path {path!r} is {len(path)} bytes (must stay under 107)")
+            return f"ipc://{path}"
+        if scheme == "inproc":
+            return f"inproc://{rest}{self.socket_prefix}{channel}"
+        raise ConfigError(f"bind: unsupported transport {scheme!r}")
+
+    def _advertised(self, endpoint: str) -> str:
+        if not endpoint.startswith("tcp://"):
+            return endpoint
+        hostport = endpoint[len("tcp://") :]
+        host, _, port = hostport.rpartition(":")
+        if self.advertise:
+            host = self.advertise
+        elif host in ("0.0.0.0", "*", "[::]", "::"):
+            host = _first_reachable_address()
+        return f"tcp://{host}:{port}"
+
+    def bind(self, channels: Sequence[ChannelSpec], receiver: Receiver, routing_id_prefix: bytes) -> dict[str, str]:
+        """Bind every channel; see :meth:`Transport.bind`. Must run inside the event loop."""
+        self._loop = asyncio.get_running_loop()
+        if self._ctx is None:
+            self._ctx = shared_context(self.config)
+        self._receiver = receiver
+        self._rid_prefix = routing_id_prefix
+        for index, spec in enumerate(channels):
+            self._specs[spec.name] = spec
+            stype = {ChannelKind.CONTROL: zmq.ROUTER, ChannelKind.BROADCAST: zmq.PUB, ChannelKind.BULK: zmq.PULL}[
+                spec.kind
+            ]
+            sock = self._ctx.socket(stype)
+            self._common(sock, spec)
+            if spec.kind is ChannelKind.CONTROL:
+                sock.set(zmq.ROUTER_MANDATORY, 1)
+                sock.set(zmq.ROUTER_HANDOVER, int(self.config.router_handover))
+            endpoint = self._endpoint_for(index, spec.name)
+            try:
+                sock.bind(endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(0)
+                raise ConfigError(f"cannot bind channel {spec.name!r} on {endpoint}: {exc}") from exc
+            s = _Sock(
+                sock,
+                spec.name,
+                spec.kind,
+                receives=spec.kind is not ChannelKind.BROADCAST,
+                copy=spec.kind is not ChannelKind.BULK,
+            )
+            s.endpoint = sock.get(zmq.LAST_ENDPOINT).decode()
+            self._bound[spec.name] = s
+            self._register(s)
+            self._endpoints[spec.name] = self._advertised(s.endpoint)
+        return dict(self._endpoints)
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Channel -> advertised endpoint (after :meth:`bind`)."""
+        return dict(self._endpoints)
+
+    def _register(self, s: _Sock) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(s.fd, self._on_ready, s)
+        # Messages may already be waiting (the edge fired before we registered).
+        self._schedule(s)
+
+    def _schedule(self, s: _Sock) -> None:
+        if not s.scheduled and not s.closed and self._loop is not None:
+            s.scheduled = True
+            self._loop.call_soon(self._on_ready, s)
+
+    # -- event handling ------------------------------------------------------------------------------
+
+    def _on_ready(self, s: _Sock) -> None:
+        s.scheduled = False
+        if s.closed:
+            return
+        try:
+            events = s.sock.get(zmq.EVENTS)
+        except zmq.ZMQError:
+            return
+        if events & zmq.POLLOUT and s.waiters:
+            waiters, s.waiters = s.waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+        if not (events & zmq.POLLIN and s.receives):
+            return
+        receiver = self._receiver
+        assert receiver is not None
+        recv = s.sock.recv_multipart
+        channel, link = s.channel, s.link
+        router = s.kind is ChannelKind.CONTROL and link is None
+        budget = self.config.recv_budget
+        n = 0
+        while n < budget:
+            try:
+                frames: list[Any] = recv(zmq.NOBLOCK, copy=s.copy)
+            except zmq.Again:
+                break
+            except zmq.ZMQError as exc:  # socket closed under us, or a libzmq error: log and stop reading
+                log.debug("recv on %s failed: %s", channel, exc)
+                return
+            n += 1
+            if not s.copy:
+                # Bulk: the head frame is small (copy it); payload frames stay zero-copy memoryviews.
+                frames = [frames[0].bytes, *(f.buffer for f in frames[1:])]
+            try:
+                if router:
+                    receiver(channel, frames[1:], frames[0], None)
+                else:
+                    receiver(channel, frames, None, link)
+            except Exception:  # a bug above us must not stop the socket's reader
+                log.exception("receiver failed on channel %s", channel)
+            if s.closed:
+                return
+        self.counters["recv"] += n
+        if n >= budget:
+            self._schedule(s)
+
+    # -- links ---------------------------------------------------------------------------------------
+
+    def connect(self, link: Link, endpoints: Mapping[str, str], parallelism: Mapping[str, int] | None = None) -> None:
+        """Connect to a peer; see :meth:`Transport.connect`. Unknown channel names are ignored."""
+        assert self._ctx is not None, "bind() first"
+        socks = self._links.setdefault(link, {})
+        for channel, endpoint in endpoints.items():
+            spec = self._specs.get(channel)
+            if spec is None or channel in socks:
+                continue
+            lanes = 1 if spec.kind is ChannelKind.BROADCAST else spec.parallelism
+            if parallelism and channel in parallelism:
+                lanes = max(1, min(255, int(parallelism[channel])))
+            created: list[_Sock] = []
+            for lane in range(lanes):
+                if spec.kind is ChannelKind.CONTROL:
+                    sock = self._ctx.socket(zmq.DEALER)
+                    sock.set(zmq.ROUTING_ID, self._rid_prefix + bytes((lane,)))
+                elif spec.kind is ChannelKind.BULK:
+                    sock = self._ctx.socket(zmq.PUSH)
+                else:
+                    sock = self._ctx.socket(zmq.SUB)
+                    sock.set(zmq.SUBSCRIBE, b"")
+                self._common(sock, spec)
+                try:
+                    sock.connect(endpoint)
+                except zmq.ZMQError as exc:
+                    sock.close(0)
+                    for made in created:
+                        self._close_sock(made)
+                    raise ConfigError(f"cannot connect channel {channel!r} to {endpoint!r}: {exc}") from exc
+                s = _Sock(
+                    sock,
+                    channel,
+                    spec.kind,
+                    link=link,
+                    lane=lane,
+                    receives=spec.kind is not ChannelKind.BULK,
+                    copy=True,
+                )
+                s.endpoint = endpoint
+                created.append(s)
+                self._register(s)
+            socks[channel] = created
+
+    def disconnect(self, link: Link) -> None:
+        """Close every socket of ``link``; idempotent."""
+        socks = self._links.pop(link, None)
+        if not socks:
+            return
+        for lanes in socks.values():
+            for s in lanes:
+                self._close_sock(s)
+
+    def _close_sock(self, s: _Sock) -> None:
+        if s.closed:
+            return
+        s.closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(s.fd)
+        for w in s.waiters:
+            if not w.done():
+                w.set_result(None)
+        s.waiters.clear()
+        s.sock.close(self.config.linger_ms)
+
+    def links(self) -> list[Link]:
+        """Links with at least one socket."""
+        return list(self._links)
+
+    def connected_channels(self, link: Link) -> list[str]:
+        """Channels ``link`` has sockets for (empty when unknown)."""
+        return list(self._links.get(link, {}))
+
+    # -- sending -------------------------------------------------------------------------------------
+
+    def _lane_sock(self, link: Link, channel: str, lane: int) -> _Sock:
+        lanes = self._links[link][channel]
+        return lanes[lane % len(lanes)]
+
+    def send(self, link: Link, channel: str, lane: int, frames: Sequence[Any]) -> bool:
+        """Non-blocking send on a link's lane; False when the lane is at its high-water mark."""
+        s = self._lane_sock(link, channel, lane)
+        try:
+            s.sock.send_multipart(frames, zmq.NOBLOCK, copy=s.kind is not ChannelKind.BULK)
+        except zmq.Again:
+            self.counters["send_full"] += 1
+            return False
+        self.counters["sent"] += 1
+        if s.receives and s.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            self._schedule(s)
+        return True
+
+    async def wait_writable(self, link: Link, channel: str, lane: int, timeout: float) -> bool:
+        """Wait until the lane's socket can take a message, at most ``timeout`` seconds."""
+        s = self._lane_sock(link, channel, lane)
+        if s.closed:
+            return False
+        if s.sock.get(zmq.EVENTS) & zmq.POLLOUT:
+            return True
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        s.waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return False
+        return not s.closed
+
+    def respond(self, channel: str, route: bytes, frames: Sequence[Any]) -> bool:
+        """Send through the bound ROUTER of ``channel`` to ``route``; False when unroutable or full."""
+        s = self._bound[channel]
+        try:
+            s.sock.send_multipart([route, *frames], zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["send_full"] += 1
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self.counters["respond_unroutable"] += 1
+                return False
+            raise
+        self.counters["sent"] += 1
+        if s.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            self._schedule(s)
+        return True
+
+    def publish(self, channel: str, frames: Sequence[Any]) -> bool:
+        """Publish on the bound PUB; subscribers at their high-water mark miss it (PUB never blocks)."""
+        s = self._bound[channel]
+        try:
+            s.sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["send_full"] += 1
+            return False
+        self.counters["sent"] += 1
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counters plus the number of links and sockets."""
+        return {
+            **self.counters,
+            "links": len(self._links),
+            "sockets": len(self._bound) + sum(len(lanes) for socks in self._links.values() for lanes in socks.values()),
+        }
+
+    async def close(self) -> None:
+        """Close every socket (linger bounded by ``linger_ms``); idempotent. The shared context stays."""
+        if self._closed:
+            return
+        self._closed = True
+        for link in list(self._links):
+            self.disconnect(link)
+        for s in self._bound.values():
+            self._close_sock(s)
+        self._bound.clear()
+
+
+def _first_reachable_address() -> str:
+    """The host's first non-loopback IPv4 address (what a wildcard bind advertises), else 127.0.0.1."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    for info in infos:
+        addr = str(info[4][0])
+        if not addr.startswith("127."):
+            return addr
+    return "127.0.0.1"
+
+
+__all__ = ["ZmqTransport", "shared_context", "InsecureBindError"]
