@@ -24,7 +24,7 @@ from .transport.base import ChannelKind, ChannelSpec
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
-class OnFull(str, enum.Enum):
+class OnFull(enum.StrEnum):
     """What a send does when the peer's queue on that lane is full."""
 
     WAIT = "wait"

@@ -52,18 +52,20 @@ from .errors import (
     BadRequest,
     CallError,
     CallTimeout,
+    MalformedHeader,
     NodeStateError,
     NoSuchService,
     Overloaded,
     ProtocolError,
     RemoteHandlerError,
+    TruncatedMessage,
     Unreachable,
     VersionMismatch,
 )
 from .transport.base import ChannelKind, Link, Transport
 from .transport.zmq import ZmqTransport
 from .wire import MsgType, RejectCode, Role
-from .wire.types import K_CT, K_ENDPOINTS, K_META, K_NAME, K_ROLE
+from .wire.types import K_CT, K_ENDPOINTS, K_INC, K_META, K_NAME, K_ROLE, K_SRC
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +159,17 @@ def _peer_from_header(header: Mapping[str, Any], version: int) -> PeerInfo:
             or not isinstance(spec[1], str)
             or not isinstance(spec[2], int)
         ):
-            raise wire.codec.MalformedHeader(f"endpoint entry for {name!r} must be [kind, endpoint, parallelism]")
+            raise MalformedHeader(f"endpoint entry for {name!r} must be [kind, endpoint, parallelism]")
         endpoints[name] = spec[1]
         channels[name] = (spec[0], spec[2])
     meta = header.get(K_META) or {}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-        raise wire.codec.MalformedHeader("metadata must map strings to strings")
+        raise MalformedHeader("metadata must map strings to strings")
     role = Role.CLIENT if header.get(K_ROLE) == Role.CLIENT else Role.MEMBER
     return PeerInfo(
-        id=_id_text(header[wire.codec.K_SRC]),
+        id=_id_text(header[K_SRC]),
         name=header.get(K_NAME, ""),
-        incarnation=header[wire.codec.K_INC],
+        incarnation=header[K_INC],
         endpoints=endpoints,
         channels=channels,
         meta=dict(meta),
@@ -296,9 +298,14 @@ class _Peer:
 class Node:
     """A fabric node (async API). See the module docstring for threads and ordering.
 
+    Identity: ``id`` (UUID text; random per start unless ``config.node_id`` is set), ``name`` and
+    ``incarnation`` (wall-clock milliseconds at construction, so it grows across restarts).
+
     >>> node = Node(NodeConfig.local(name="a"))      # doctest: +SKIP
     >>> await node.start()                            # doctest: +SKIP
     """
+
+    _role = Role.MEMBER
 
     def __init__(self, config: NodeConfig | None = None, *, transport: Transport | None = None) -> None:
         self.config = config or NodeConfig()
@@ -361,11 +368,13 @@ class Node:
             raise NodeStateError(f"node {self.name} is {self._state}; a Node starts once")
         self._loop = asyncio.get_running_loop()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.config.handler_threads, thread_name_prefix="fabric-svc")
-        self._endpoints = self._transport.bind(
-            [c.spec() for c in self.config.channels],
-            self._on_frames,
-            wire.routing_id(self._id_bytes, 0)[:-1],
-        )
+        specs = [c.spec() for c in self.config.channels]
+        prefix = wire.routing_id(self._id_bytes, 0, role=self._role)[:-1]
+        if self._role is Role.CLIENT:
+            assert isinstance(self._transport, ZmqTransport), "clients use the ZeroMQ transport"
+            self._endpoints = self._transport.bind(specs, self._on_frames, prefix, listen=False)
+        else:
+            self._endpoints = self._transport.bind(specs, self._on_frames, prefix)
         self._state = "running"
         log.info("node %s (%s) started: %s", self.name, self.id, self._endpoints)
 
@@ -429,7 +438,7 @@ class Node:
     def _hello(self) -> list[bytes]:
         return wire.hello(
             self._id_bytes,
-            role=Role.MEMBER,
+            role=self._role,
             incarnation=self.incarnation,
             name=self.name,
             endpoints=self._advertised_channels(),
@@ -700,7 +709,7 @@ class Node:
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         assert self._loop is not None
-        task = self._loop.create_task(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = self._loop.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -852,7 +861,7 @@ class Node:
         try:
             if self._channels[channel].kind is ChannelKind.BROADCAST and link is not None:
                 if len(frames) < 2:
-                    raise wire.codec.TruncatedMessage("broadcast message without topic and head frames")
+                    raise TruncatedMessage("broadcast message without topic and head frames")
                 topic, frames = frames[0], frames[1:]
             else:
                 topic = b""
@@ -873,7 +882,7 @@ class Node:
         h = env.header
         if t == MsgType.SEND or t == MsgType.PUBLISH:
             if h["c"] != channel:
-                raise wire.codec.MalformedHeader(f"message for channel {h['c']!r} arrived on {channel!r}")
+                raise MalformedHeader(f"message for channel {h['c']!r} arrived on {channel!r}")
             seq = h.get("q")
             src = h["s"]
             lane = h.get("l", 0)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class ChannelKind(str, enum.Enum):
+class ChannelKind(enum.StrEnum):
     """Channel kinds; each is exactly one ZeroMQ pattern."""
 
     CONTROL = "control"

@@ -92,7 +92,7 @@ class _Sock:
         copy: bool = True,
     ) -> None:
         self.sock = sock
-        self.fd: int = sock.get(zmq.FD)
+        self.fd = int(sock.get(zmq.FD))
         self.channel = channel
         self.kind = kind
         self.link = link
@@ -185,8 +185,14 @@ class ZmqTransport(Transport):
             host = _first_reachable_address()
         return f"tcp://{host}:{port}"
 
-    def bind(self, channels: Sequence[ChannelSpec], receiver: Receiver, routing_id_prefix: bytes) -> dict[str, str]:
-        """Bind every channel; see :meth:`Transport.bind`. Must run inside the event loop."""
+    def bind(
+        self, channels: Sequence[ChannelSpec], receiver: Receiver, routing_id_prefix: bytes, *, listen: bool = True
+    ) -> dict[str, str]:
+        """Bind every channel; see :meth:`Transport.bind`. Must run inside the event loop.
+
+        ``listen=False`` (client role) registers the channels and the receiver but binds nothing: the
+        transport then only connects.
+        """
         self._loop = asyncio.get_running_loop()
         if self._ctx is None:
             self._ctx = shared_context(self.config)
@@ -194,6 +200,8 @@ class ZmqTransport(Transport):
         self._rid_prefix = routing_id_prefix
         for index, spec in enumerate(channels):
             self._specs[spec.name] = spec
+            if not listen:
+                continue
             stype = {ChannelKind.CONTROL: zmq.ROUTER, ChannelKind.BROADCAST: zmq.PUB, ChannelKind.BULK: zmq.PULL}[
                 spec.kind
             ]
@@ -215,7 +223,7 @@ class ZmqTransport(Transport):
                 receives=spec.kind is not ChannelKind.BROADCAST,
                 copy=spec.kind is not ChannelKind.BULK,
             )
-            s.endpoint = sock.get(zmq.LAST_ENDPOINT).decode()
+            s.endpoint = bytes(sock.get(zmq.LAST_ENDPOINT)).decode()
             self._bound[spec.name] = s
             self._register(s)
             self._endpoints[spec.name] = self._advertised(s.endpoint)
@@ -244,7 +252,7 @@ class ZmqTransport(Transport):
         if s.closed:
             return
         try:
-            events = s.sock.get(zmq.EVENTS)
+            events = int(s.sock.get(zmq.EVENTS))
         except zmq.ZMQError:
             return
         if events & zmq.POLLOUT and s.waiters:
@@ -375,7 +383,7 @@ class ZmqTransport(Transport):
             self.counters["send_full"] += 1
             return False
         self.counters["sent"] += 1
-        if s.receives and s.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        if s.receives and _events(s.sock) & zmq.POLLIN:
             self._schedule(s)
         return True
 
@@ -384,7 +392,7 @@ class ZmqTransport(Transport):
         s = self._lane_sock(link, channel, lane)
         if s.closed:
             return False
-        if s.sock.get(zmq.EVENTS) & zmq.POLLOUT:
+        if _events(s.sock) & zmq.POLLOUT:
             return True
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
@@ -409,7 +417,7 @@ class ZmqTransport(Transport):
                 return False
             raise
         self.counters["sent"] += 1
-        if s.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        if _events(s.sock) & zmq.POLLIN:
             self._schedule(s)
         return True
 
@@ -442,6 +450,10 @@ class ZmqTransport(Transport):
         for s in self._bound.values():
             self._close_sock(s)
         self._bound.clear()
+
+
+def _events(sock: zmq.Socket[bytes]) -> int:
+    return int(sock.get(zmq.EVENTS))
 
 
 def _first_reachable_address() -> str:

@@ -196,8 +196,8 @@ def _check_header(mtype: int, header: Any) -> dict[str, Any]:
         if not isinstance(value, types) or isinstance(value, bool):
             raise MalformedHeader(f"{MsgType(mtype).name} header {key!r} missing or of the wrong type")
     for key, value in header.items():
-        types = _OPTIONAL.get(key)
-        if types is not None and (not isinstance(value, types) or isinstance(value, bool)):
+        expected = _OPTIONAL.get(key)
+        if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
             raise MalformedHeader(f"header {key!r} has the wrong type ({type(value).__name__})")
     lane = header.get(K_LANE, 0)
     if not 0 <= lane < MAX_LANES:
