@@ -153,20 +153,21 @@ def async_control_tx(ctl: Control, args: dict[str, Any]) -> None:
 
 
 def bulk_rx(ctl: Control, args: dict[str, Any]) -> None:
-    """PULL receiver (zero-copy frames, the fastest pyzmq path for large messages); reports MiB/s."""
+    """PULL receiver; reports MiB/s. ``zero_copy`` receives frames instead of copying into bytes."""
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.linger = 0
     pull.rcvtimeo = int(args["first_timeout"] * 1000)
     ctl.emit("ready", endpoints={"bulk": _bind(pull)})
     size = 0
-    frame = pull.recv(copy=False)
+    copy = not args.get("zero_copy", False)
+    frame = pull.recv(copy=copy)
     window = RateWindow(args["warmup"], args["duration"])
     clock = time.perf_counter
     window.start(clock())
     count = 1
     while True:
-        frame = pull.recv(copy=False)
+        frame = pull.recv(copy=copy)
         size = len(frame)
         count += 1
         if window.observe(count, clock()):
@@ -179,16 +180,21 @@ def bulk_rx(ctl: Control, args: dict[str, Any]) -> None:
 
 
 def bulk_tx(ctl: Control, args: dict[str, Any]) -> None:
-    """PUSH sender: the same ``size``-byte buffer, zero-copy, as fast as the high-water mark allows."""
+    """PUSH sender: the same ``size``-byte buffer as fast as the high-water mark allows.
+
+    With ``zero_copy`` libzmq sends straight from the Python buffer (``copy=False``); without it pyzmq
+    copies each message first (its default, what most applications do).
+    """
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.linger = 0
     push.sndtimeo = _SEND_TIMEOUT_MS
     push.connect(args["endpoints"]["bulk"])
     payload = os.urandom(args["size"])
+    copy = not args.get("zero_copy", False)
     while not ctl.stop.is_set():
         try:
-            push.send(payload, copy=False)
+            push.send(payload, copy=copy)
         except zmq.Again:
             continue
     push.close()

@@ -107,7 +107,10 @@ def benchmarks(sizes: dict[str, int]) -> list[Benchmark]:
             title=f"b. bulk channel throughput, {_mib(bulk)} PUSH->PULL",
             figures=(("value", "MiB/s"),),
             variants=(
-                Variant("raw", "raw pyzmq PUSH->PULL", Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk}),
+                Variant("raw", "raw pyzmq PUSH->PULL, zero-copy",
+                        Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk, "zero_copy": True}),
+                Variant("raw_copy", "raw pyzmq PUSH->PULL, copying (defaults)",
+                        Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk, "zero_copy": False}),
                 Variant("fabric", "fabric data (one key = one lane)",
                         Pair("fabric_bulk_rx", "fabric_bulk_tx"), {"size": bulk}),
             ),

@@ -1,0 +1,197 @@
+"""Fabric side of the benchmarks: the same workloads as :mod:`bench.raw_roles`, through ``fabric.Node``.
+
+Each role runs one node in its own process. Server roles start a node (binding every channel on
+``tcp://127.0.0.1`` ephemeral ports) and print ``ready`` with its membership endpoint (the seed address);
+client roles start their own node and ``connect`` to it. Throughput counts messages *delivered to the
+subscribed handler*; latency times ``await node.call(...)`` from the caller's side.
+
+Arguments (JSON) as in :mod:`bench.raw_roles`, plus ``batching`` (control benchmark: the node-wide switch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from fabric.config import NodeConfig
+from fabric.node import Node
+
+from bench.harness import Control, latency_summary
+
+
+class _Counter:
+    """A subscription handler that counts deliveries and bytes; ``first`` is set at the first one."""
+
+    __slots__ = ("n", "bytes", "first", "t_first", "t_last")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.bytes = 0
+        self.first = asyncio.Event()
+        self.t_first = 0.0
+        self.t_last = 0.0
+
+    def __call__(self, msg: Any) -> None:
+        self.n += 1
+        self.bytes += len(msg.payload)
+        if self.n == 1:
+            self.t_first = time.perf_counter()
+            self.first.set()
+
+    def mark(self, msg: Any) -> None:
+        """Like ``__call__`` but also stamps the last arrival (for rates measured until stop)."""
+        self(msg)
+        self.t_last = time.perf_counter()
+
+
+async def _window(counter: _Counter, warmup: float, duration: float) -> tuple[int, int, float]:
+    """Messages and bytes delivered in a ``duration`` window opening ``warmup`` s from now, and its span."""
+    await asyncio.sleep(warmup)
+    n0, b0, t0 = counter.n, counter.bytes, time.perf_counter()
+    await asyncio.sleep(duration)
+    n1, b1, t1 = counter.n, counter.bytes, time.perf_counter()
+    return n1 - n0, b1 - b0, t1 - t0
+
+
+async def _start(name: str, args: dict[str, Any]) -> Node:
+    node = Node(NodeConfig(name=name, batching=bool(args.get("batching", True))))
+    await node.start()
+    return node
+
+
+async def _until_stopped(ctl: Control, node: Node, *tasks: asyncio.Task[Any]) -> None:
+    """Wait for the parent's stop, cancel ``tasks``, stop the node."""
+    await ctl.wait_stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await node.stop()
+
+
+async def _connect(name: str, args: dict[str, Any]) -> tuple[Node, str]:
+    node = await _start(name, args)
+    peer = await node.connect(args["endpoints"]["membership"])
+    return node, peer.id
+
+
+# -- a/b. one-way throughput ---------------------------------------------------------------------------
+
+
+async def _throughput_rx(ctl: Control, args: dict[str, Any], channel: str) -> None:
+    node = await _start("bench-rx", args)
+    counter = _Counter()
+    node.subscribe(channel, counter, inline=True)
+    ctl.emit("ready", endpoints={"membership": node.endpoints["membership"]})
+    await asyncio.wait_for(counter.first.wait(), args["first_timeout"])
+    count, nbytes, elapsed = await _window(counter, args["warmup"], args["duration"])
+    value = count / elapsed if channel != "data" else (nbytes / (1 << 20)) / elapsed
+    ctl.emit("result", value=value, count=count, elapsed=elapsed)
+    await _until_stopped(ctl, node)
+
+
+async def _throughput_tx(ctl: Control, args: dict[str, Any], channel: str) -> None:
+    node, peer = await _connect("bench-tx", args)
+    payload = os.urandom(args["size"])
+    key = b"k" if channel == "data" else None
+
+    async def pump() -> None:
+        send = node.send
+        while True:
+            await send(peer, payload, channel=channel, key=key)
+
+    await _until_stopped(ctl, node, asyncio.create_task(pump()))
+
+
+def control_rx(ctl: Control, args: dict[str, Any]) -> None:
+    """Node subscribed to ``coordination``; reports msgs/s delivered to the handler."""
+    asyncio.run(_throughput_rx(ctl, args, "coordination"))
+
+
+def control_tx(ctl: Control, args: dict[str, Any]) -> None:
+    """Node sending ``size``-byte messages on ``coordination`` as fast as ``send`` allows."""
+    asyncio.run(_throughput_tx(ctl, args, "coordination"))
+
+
+def bulk_rx(ctl: Control, args: dict[str, Any]) -> None:
+    """Node subscribed to ``data``; reports MiB/s delivered to the handler."""
+    asyncio.run(_throughput_rx(ctl, args, "data"))
+
+
+def bulk_tx(ctl: Control, args: dict[str, Any]) -> None:
+    """Node sending ``size``-byte messages on ``data`` under one key (one lane, like one PUSH socket)."""
+    asyncio.run(_throughput_tx(ctl, args, "data"))
+
+
+# -- c/d. call round trip (optionally behind a bulk stream) --------------------------------------------
+
+
+async def _rtt_server(ctl: Control, args: dict[str, Any]) -> None:
+    node = await _start("bench-server", args)
+
+    @node.service("echo")
+    async def echo(request: bytes) -> bytes:
+        return request
+
+    counter = _Counter()
+    node.subscribe("data", counter.mark, inline=True)
+    ctl.emit("ready", endpoints={"membership": node.endpoints["membership"]})
+    await _until_stopped(ctl, node)
+    span = counter.t_last - counter.t_first
+    if counter.n > 1 and span > 0:
+        ctl.emit("final", bulk_mib_s=(counter.bytes / (1 << 20)) / span)
+
+
+async def _rtt_client(ctl: Control, args: dict[str, Any]) -> None:
+    node, peer = await _connect("bench-client", args)
+    payload = os.urandom(args["size"])
+    tasks: list[asyncio.Task[Any]] = []
+    if args.get("bulk_size"):
+        bulk = os.urandom(args["bulk_size"])
+
+        async def stream() -> None:
+            while True:
+                await node.send(peer, bulk, channel="data", key=b"bulk")
+
+        tasks.append(asyncio.create_task(stream()))
+    call = node.call
+    await call(peer, "echo", payload, timeout=args["first_timeout"])
+    clock = time.perf_counter_ns
+    end_warmup = clock() + int(args["warmup"] * 1e9)
+    while clock() < end_warmup:
+        await call(peer, "echo", payload, timeout=10.0)
+    samples: list[int] = []
+    end = clock() + int(args["duration"] * 1e9)
+    while True:
+        t0 = clock()
+        await call(peer, "echo", payload, timeout=10.0)
+        t1 = clock()
+        samples.append(t1 - t0)
+        if t1 >= end:
+            break
+    ctl.emit("result", **latency_summary(samples))
+    await _until_stopped(ctl, node, *tasks)
+
+
+def rtt_server(ctl: Control, args: dict[str, Any]) -> None:
+    """Node with an ``echo`` service (and a ``data`` subscriber counting bulk for the head-of-line case)."""
+    asyncio.run(_rtt_server(ctl, args))
+
+
+def rtt_client(ctl: Control, args: dict[str, Any]) -> None:
+    """Node calling ``echo``; with ``bulk_size`` a task streams that many bytes per message on ``data``."""
+    asyncio.run(_rtt_client(ctl, args))
+
+
+ROLES = {
+    "fabric_control_rx": control_rx,
+    "fabric_control_tx": control_tx,
+    "fabric_bulk_rx": bulk_rx,
+    "fabric_bulk_tx": bulk_tx,
+    "fabric_rtt_server": rtt_server,
+    "fabric_rtt_client": rtt_client,
+    "fabric_hol_server": rtt_server,
+    "fabric_hol_client": rtt_client,
+}
+"""Role name -> function, looked up by :mod:`bench.worker`."""

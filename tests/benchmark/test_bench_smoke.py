@@ -1,0 +1,36 @@
+"""Tiny run of ``python -m bench.run``: every row is produced with positive numbers (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support import REPO, python_env
+
+
+def test_bench_run_quick_produces_every_row() -> None:
+    with tempfile.TemporaryDirectory(prefix="ffbench") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.run", "--quick", "--reps", "1", "--warmup", "0.05",
+             "--duration", "0.2", "--hol-bulk-size", str(1 << 20), "--out", out, "--quiet"],
+            cwd=REPO, env=python_env(), capture_output=True, text=True, timeout=180,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        report = json.loads((Path(out) / "latest.json").read_text())
+    benchmarks = report["benchmarks"]
+    assert sorted(benchmarks) == ["a", "b", "c", "d"]
+    for key, bench in benchmarks.items():
+        assert bench["variants"], key
+        for name, variant in bench["variants"].items():
+            assert not variant["errors"], (key, name, variant["errors"])
+            assert variant["label"] in proc.stdout, (key, name)
+            assert variant["figures"], (key, name)
+            for figure, spread in variant["figures"].items():
+                assert spread["n"] == 1, (key, name, figure)
+                assert spread["median"] > 0, (key, name, figure, spread)
+        for target in bench["targets"]:
+            assert target["measured"] is not None and target["measured"] > 0, (key, target)
+    assert "fabric vs raw pyzmq" in proc.stdout
