@@ -1,0 +1,182 @@
+"""Membership configuration: one frozen, validated dataclass with presets, and the detection-time bound.
+
+Presets override only what differs from the defaults (which are :meth:`MembershipConfig.lan`):
+
+* :meth:`MembershipConfig.local` - many nodes on one machine or in one simulation: fast timers.
+* :meth:`MembershipConfig.lan` - one data centre: 1 s heartbeats, crash detected in about 6 s.
+* :meth:`MembershipConfig.wan` - across regions: slower timers, more tolerance for latency spikes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ..errors import ConfigError
+from .detector import threshold_quantile
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipConfig:
+    """Timers and thresholds of full-mesh membership and its phi-accrual failure detector.
+
+    Every field is validated on construction (:class:`~fabric.errors.ConfigError` names the field).
+    """
+
+    heartbeat_interval: float = 1.0
+    """Seconds between two heartbeats to each peer on the ``membership`` channel. Shorter detects
+    crashes sooner (detection time scales with it) at the cost of N-1 messages per interval per node."""
+
+    gossip_interval: float = 1.0
+    """Seconds between two anti-entropy rounds (full-state push-pull with ``gossip_fanout`` peers).
+    Shorter converges faster after loss; each round costs O(members) bytes per target."""
+
+    gossip_fanout: int = 3
+    """Peers contacted per anti-entropy round. With fanout f a change reaches all N nodes in about
+    log_f(N) rounds even without the eager push; higher values cost bandwidth."""
+
+    phi_threshold: float = 8.0
+    """Phi at or above which a peer becomes *suspect* (8 = the model puts the chance of a wrong
+    suspicion at 1e-8). Higher tolerates more jitter and detects later (Akka uses 8 in a LAN, 10-12
+    across regions)."""
+
+    window_size: int = 200
+    """Inter-arrival samples kept per peer. Larger windows are steadier but adapt slower to a change of
+    network conditions."""
+
+    min_std_deviation: float = 0.1
+    """Floor of the modelled standard deviation, seconds. Keeps a very regular peer from being suspected
+    as soon as a heartbeat is slightly late; a larger floor detects later."""
+
+    acceptable_heartbeat_pause: float = 3.0
+    """Silence tolerated on top of the mean heartbeat interval, seconds (GC pauses, short bursts of loss:
+    3 s tolerates about 3 lost heartbeats in a row at the default interval). It adds directly to the
+    detection time."""
+
+    suspect_timeout: float = 1.0
+    """Seconds a peer must stay suspect (phi above threshold, locally) before this node declares it
+    down and tells the others. 0 declares down at once; longer gives a late heartbeat a chance."""
+
+    tombstone_ttl: float = 120.0
+    """Seconds a down or left member is remembered. While remembered, its old incarnation can never
+    come back (no resurrection from stale gossip) and a down member is probed now and then so that a
+    healed partition re-merges. A partition longer than this heals only through the seeds."""
+
+    probe_down_interval: float = 2.0
+    """Seconds between two probes of one random *down* member (a full-state push to it). The probe is
+    how the two sides of a healed partition find each other again; 0 disables it."""
+
+    join_retry_initial: float = 0.5
+    """First delay before re-dialling the seeds when a join has not succeeded, seconds."""
+
+    join_retry_max: float = 10.0
+    """Cap of the exponential join backoff (doubling from ``join_retry_initial``), seconds."""
+
+    max_members: int = 4096
+    """Most member entries (tombstones included) kept; entries beyond are refused and counted, which
+    bounds memory against a peer that gossips garbage identities."""
+
+    def __post_init__(self) -> None:
+        positive = ("heartbeat_interval", "gossip_interval", "phi_threshold", "min_std_deviation", "tombstone_ttl",
+                    "join_retry_initial", "join_retry_max")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"MembershipConfig.{name} must be a finite number > 0, got {value!r}")
+        for name in ("acceptable_heartbeat_pause", "suspect_timeout", "probe_down_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"MembershipConfig.{name} must be a finite number >= 0, got {value!r}")
+        for name, low in (("gossip_fanout", 1), ("window_size", 2), ("max_members", 2)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"MembershipConfig.{name} must be an int >= {low}, got {value!r}")
+        if self.join_retry_max < self.join_retry_initial:
+            raise ConfigError("MembershipConfig.join_retry_max must be >= join_retry_initial")
+        if self.tombstone_ttl <= self.suspect_timeout + self.acceptable_heartbeat_pause:
+            raise ConfigError("MembershipConfig.tombstone_ttl must exceed suspect_timeout + acceptable_heartbeat_pause")
+
+    @classmethod
+    def lan(cls, **overrides: Any) -> MembershipConfig:
+        """One data centre (the defaults)."""
+        return cls(**overrides)
+
+    @classmethod
+    def local(cls, **overrides: Any) -> MembershipConfig:
+        """Nodes on one machine or in a simulation: 5x faster timers (crash detected in about 1.3 s)."""
+        base: dict[str, Any] = dict(
+            heartbeat_interval=0.2,  # loopback is cheap and reliable
+            gossip_interval=0.2,
+            min_std_deviation=0.05,
+            acceptable_heartbeat_pause=0.6,  # still 3 missed heartbeats
+            suspect_timeout=0.2,
+            tombstone_ttl=30.0,
+            probe_down_interval=0.5,
+            join_retry_initial=0.1,
+            join_retry_max=2.0,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def wan(cls, **overrides: Any) -> MembershipConfig:
+        """Across regions: latency spikes of seconds are normal, so tolerate more before suspecting."""
+        base: dict[str, Any] = dict(
+            heartbeat_interval=2.0,  # halves heartbeat traffic on expensive links
+            gossip_interval=2.0,
+            phi_threshold=10.0,  # Akka's advice for lossy, jittery links
+            min_std_deviation=0.5,
+            acceptable_heartbeat_pause=10.0,
+            suspect_timeout=5.0,
+            tombstone_ttl=600.0,
+            probe_down_interval=5.0,
+            join_retry_initial=1.0,
+            join_retry_max=60.0,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    def replace(self, **changes: Any) -> MembershipConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field name -> value (for logging and the CLI)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def detection_bound(self, *, max_latency: float = 0.0, jitter: float = 0.0, drop: float = 0.0) -> float:
+        """Upper bound on the time from a crash to this node declaring the peer down; see :func:`detection_bound`."""
+        return detection_bound(self, max_latency=max_latency, jitter=jitter, drop=drop)
+
+
+def detection_bound(config: MembershipConfig, *, max_latency: float = 0.0, jitter: float = 0.0, drop: float = 0.0) -> float:
+    """Upper bound, in seconds, on the time from a peer's crash to every live node declaring it down.
+
+    Args:
+        config: the membership configuration all nodes use.
+        max_latency: largest one-way delay of a message (seconds): the last heartbeat sent before the
+            crash may arrive this late.
+        jitter: spread of the one-way delay (max - min, seconds); inter-arrival times of heartbeats
+            then lie in [interval - jitter, interval + jitter] and are clamped below at the interval.
+        drop: message loss probability; each lost heartbeat stretches one sample by an interval.
+
+    The observer's window then has mean at most ``mu = I + J + q*I`` and standard deviation at most
+    ``sigma = max(min_std, I/4, sqrt((J/2)**2 + q*(1-q)*I**2))`` (I/4: the bootstrap samples) where ``q`` is a pessimistic loss share
+    of the window (3x the loss rate plus 3 samples), and the detector crosses the threshold
+    ``mu + pause + y_T * sigma`` after the last arrival, ``y_T`` being :func:`threshold_quantile`. Then
+    the peer stays suspect for ``suspect_timeout``. Gossip from other observers can only make it
+    earlier. The result is the documented bound in docs/membership.md and the one the simulation tests
+    assert.
+    """
+    if max_latency < 0 or jitter < 0 or not 0 <= drop < 1:
+        raise ConfigError("detection_bound: max_latency and jitter must be >= 0, drop in [0, 1)")
+    interval = config.heartbeat_interval
+    q = min(1.0, 3 * drop + 3 / config.window_size) if drop > 0 else 0.0
+    # window samples: interval..interval+jitter, a share q of them one or more intervals longer
+    mean = interval + jitter + q * interval
+    var = (jitter / 2) ** 2 + q * (1 - q) * interval**2
+    # interval/4: the two bootstrap samples (interval +/- interval/4) stay in a young window
+    std = max(config.min_std_deviation, interval / 4, math.sqrt(var))
+    crossing = mean + config.acceptable_heartbeat_pause + threshold_quantile(config.phi_threshold) * std
+    return max_latency + crossing + config.suspect_timeout

@@ -1,0 +1,907 @@
+"""Full-mesh membership as a sans-IO core: every node links to and monitors every other node.
+
+Theory of operation
+-------------------
+State. Each node holds one *entry* per known node id: identity (name, incarnation, metadata, endpoints)
+plus a gossip status ``st``: 0 alive, 2 down, 3 left, and a metadata version ``mv``. Entries merge like a
+CRDT register per node id: the one with the larger key ``(incarnation, st, mv)`` wins. So down and left
+are terminal *for an incarnation*, only the owner can raise its own incarnation or metadata version,
+and stale gossip can never bring an old incarnation back.
+
+Dissemination (push + anti-entropy). A node that *originates* a change (a seed accepting a join, an
+observer declaring a peer down, a leave, a refutation, a metadata change) pushes the changed entries at
+once to every peer it links to (full mesh: it links to all). Loss is repaired by anti-entropy: every
+``gossip_interval`` a node sends its full state to ``gossip_fanout`` random peers (``sync`` with
+``r=1``) and the receiver answers with the entries it holds newer or the sender lacks (``r=0``).
+Messages are O(members); that is fine for a full mesh, whose heartbeats are O(members) anyway.
+
+Local view. A gossiped entry is a *claim*. A member becomes locally **up** (``MemberUp``) only when the
+claim is alive *and* this node has direct evidence of that incarnation: a handshake (``contact``) or a
+membership message from the node carrying the same incarnation. So a crashed node whose alive claim is
+still circulating never shows up, and an old incarnation is never resurrected.
+
+Failure detection. Every ``heartbeat_interval`` a node sends ``hb`` to every node it believes alive. A
+:class:`~fabric.membership.detector.PhiAccrualDetector` per up member is fed by every sign of life
+(membership messages and, through :meth:`FullMeshMembership.traffic`, any other traffic). When phi
+crosses the threshold the member is locally *suspect* (``MemberChanged``); a member still suspect after
+``suspect_timeout`` is declared **down** (``MemberDown``) and the down entry is pushed to everyone.
+
+Refutation. A live node that receives its own entry marked down (a false suspicion, or the far side of a
+healed partition) or with a higher incarnation (it restarted with the same node id and a lower number)
+takes a new incarnation ``max(mine, theirs) + 1`` and pushes it. Others see ``MemberDown`` for the old
+incarnation and ``MemberUp`` for the new: a new incarnation, never confused with the old. A node with a
+new id but the same *name* and a higher incarnation replaces the old one (it is declared down, reason
+``"replaced"``): names are unique in a cluster.
+
+Healing. Down entries are kept as tombstones for ``tombstone_ttl`` and one of them is probed (full state
+push) every ``probe_down_interval``: when a partition heals, the probe reaches the other side, whose
+nodes learn they were declared down and refute, and both sides re-merge. Left members are disconnected
+at once. Tombstones expire, so state is bounded (``max_members`` caps it too).
+
+Joining. :meth:`FullMeshMembership.join` returns :class:`Dial` effects: the driver performs the HELLO /
+WELCOME handshake with each seed endpoint and reports the seed's identity with :meth:`contact`; the core
+then sends ``join`` with its own entry. The seed merges it, pushes it to everyone, and answers with its
+full state. The node is *joined* once a peer's state lists it alive. Seeds are re-dialled with
+exponential backoff until then, and again whenever the node has no live peer left.
+
+Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a msgpack map)::
+
+    op     body                                       meaning
+    hb     {in: int}                                  heartbeat; ``in`` = sender's incarnation
+    join   {in: int, m: ENTRY}                        ask a seed to admit the sender (``m`` = its entry)
+    sync   {in: int, r: int, m: [ENTRY, ...]}         state push; r=1 asks for the entries we lack
+
+    ENTRY = {id: bin16, nm: str, in: int, st: int (0 alive, 2 down, 3 left), mv: int,
+             md: {str: str}, ep: {channel: [kind: str, endpoint: str, parallelism: int]}}
+
+Unknown ops are ignored and counted (append-only rule); unknown body keys are ignored. A body that
+violates the schema raises :class:`~fabric.membership.errors.BadMembershipMessage` and changes nothing.
+
+Driving it. All methods take ``now`` (seconds, monotonic) and return a list of effects to perform in
+order: :class:`Send`, :class:`Connect`, :class:`Disconnect`, :class:`Dial`, and the membership events
+:class:`MemberUp`, :class:`MemberDown`, :class:`MemberLeft`, :class:`MemberChanged`, :class:`Joined`.
+Call :meth:`FullMeshMembership.tick` at :meth:`FullMeshMembership.next_deadline`. Not thread-safe: one
+core per node, driven from the node's loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import MembershipConfig
+from .detector import PhiAccrualDetector
+from .errors import BadMembershipMessage, MembershipError
+
+OP_HEARTBEAT = "hb"
+OP_JOIN = "join"
+OP_SYNC = "sync"
+OPS = (OP_HEARTBEAT, OP_JOIN, OP_SYNC)
+"""Membership ops this implementation sends and understands."""
+
+ST_ALIVE = 0
+ST_DOWN = 2
+ST_LEFT = 3
+_WIRE_STATUSES = frozenset((ST_ALIVE, ST_DOWN, ST_LEFT))
+_MAX_INT = 2**63 - 1
+_MAX_STR = 255
+_MAX_META = 64
+_MAX_CHANNELS = 64
+_MAX_META_VALUE = 4096
+
+
+class MemberStatus(enum.StrEnum):
+    """A member's state in this node's view."""
+
+    ALIVE = "alive"
+    """Up, and its failure detector is below the threshold."""
+    SUSPECT = "suspect"
+    """Up, but phi is above the threshold (local opinion; becomes DOWN after ``suspect_timeout``)."""
+    DOWN = "down"
+    """Declared down (by this node or by gossip); terminal for this incarnation."""
+    LEFT = "left"
+    """Left gracefully; terminal for this incarnation."""
+
+
+Endpoints = Mapping[str, tuple[str, str, int]]
+"""channel -> (kind, endpoint, parallelism), as in the wire HELLO ``ep`` map."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a node is: what the handshake (HELLO / WELCOME) and the membership entries carry.
+
+    ``metadata`` and ``endpoints`` must not be mutated after construction.
+    """
+
+    node_id: bytes
+    name: str
+    incarnation: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    endpoints: Endpoints = field(default_factory=dict)
+
+    @staticmethod
+    def endpoints_from_wire(ep: Mapping[str, Sequence[Any]] | None) -> dict[str, tuple[str, str, int]]:
+        """Convert a wire ``ep`` map (``{channel: [kind, endpoint, parallelism]}``) to :data:`Endpoints`.
+
+        Raises BadMembershipMessage when the map is not of that shape.
+        """
+        return _check_endpoints(ep if ep is not None else {})
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member as this node sees it (an immutable snapshot)."""
+
+    node_id: bytes
+    name: str
+    incarnation: int
+    status: MemberStatus
+    metadata: Mapping[str, str]
+    endpoints: Endpoints
+
+
+# -- effects ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send a MEMBERSHIP message: ``wire.membership(local_id, op, body)`` to ``to`` on the membership channel."""
+
+    to: bytes
+    op: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Link to this node (idempotent per channel): ``transport.connect(node_id, endpoints, parallelism)``."""
+
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Close every link to ``node_id`` (the member left, expired, or changed endpoints)."""
+
+    node_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Perform the HELLO/WELCOME handshake with this seed membership endpoint and report the answer
+    with :meth:`FullMeshMembership.contact`. Failures need no report: the core re-dials with backoff."""
+
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUp:
+    """A member (this incarnation) became up in this node's view. Fires once per (node id, incarnation)."""
+
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDown:
+    """An up member was declared down. ``reason``: ``"unreachable"`` (our detector), ``"reported"``
+    (gossip), ``"restarted"`` (a newer incarnation appeared), ``"replaced"`` (same name, newer node)."""
+
+    member: Member
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    """An up member left gracefully."""
+
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """An up member's metadata/endpoints changed, or it went alive <-> suspect."""
+
+    member: Member
+    previous: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """This node has joined: a peer's state lists it alive (fires once)."""
+
+
+MembershipEvent = MemberUp | MemberDown | MemberLeft | MemberChanged | Joined
+Effect = Send | Connect | Disconnect | Dial | MembershipEvent
+
+
+# -- input events, for drivers that prefer one entry point ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """Input: start joining through these seed membership endpoints."""
+
+    seeds: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Input: the handshake with a member completed; this is its identity."""
+
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """Input: a MEMBERSHIP message from ``source`` (its ``op`` header and its decoded payload)."""
+
+    source: bytes
+    op: str
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Input: any other message from ``source`` arrived (a sign of life)."""
+
+    source: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """Input: the transport reports the link to ``node_id`` (re)connected (a hint)."""
+
+    node_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    """Input: the transport reports the link to ``node_id`` broke (a hint; only phi declares down)."""
+
+    node_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRequest:
+    """Input: leave the cluster gracefully."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Input: timers may be due."""
+
+
+InputEvent = JoinRequest | Contact | Received | Traffic | LinkUp | LinkDown | LeaveRequest | Tick
+
+
+# -- wire validation -------------------------------------------------------------------------------
+
+
+def _bad(message: str) -> BadMembershipMessage:
+    return BadMembershipMessage(message)
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_INT:
+        raise _bad(f"{name} must be an int in 0..2**63-1")
+    return value
+
+
+def _str(value: Any, name: str, limit: int = _MAX_STR) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise _bad(f"{name} must be a str of at most {limit} chars")
+    return value
+
+
+def _check_endpoints(ep: Any) -> dict[str, tuple[str, str, int]]:
+    if not isinstance(ep, dict) or len(ep) > _MAX_CHANNELS:
+        raise _bad("ep must be a map of at most 64 channels")
+    out: dict[str, tuple[str, str, int]] = {}
+    for channel, spec in ep.items():
+        if not isinstance(spec, list | tuple) or len(spec) != 3:
+            raise _bad("ep values must be [kind, endpoint, parallelism]")
+        parallelism = _int(spec[2], "ep parallelism")
+        if not 1 <= parallelism <= 256:
+            raise _bad("ep parallelism must be in 1..256")
+        out[_str(channel, "ep channel")] = (_str(spec[0], "ep kind"), _str(spec[1], "ep endpoint", 1024), parallelism)
+    return out
+
+
+def _check_meta(md: Any) -> dict[str, str]:
+    if not isinstance(md, dict) or len(md) > _MAX_META:
+        raise _bad("md must be a map of at most 64 entries")
+    return {_str(k, "md key"): _str(v, "md value", _MAX_META_VALUE) for k, v in md.items()}
+
+
+class _Entry:
+    """One node's gossip entry plus this node's local view of it."""
+
+    __slots__ = ("node_id", "name", "inc", "st", "mv", "meta", "endpoints", "changed_at", "up", "suspect",
+                 "suspect_since", "detector")
+
+    def __init__(self, node_id: bytes, name: str, inc: int, st: int, mv: int, meta: dict[str, str],
+                 endpoints: dict[str, tuple[str, str, int]], now: float) -> None:
+        self.node_id = node_id
+        self.name = name
+        self.inc = inc
+        self.st = st
+        self.mv = mv
+        self.meta = meta
+        self.endpoints = endpoints
+        self.changed_at = now
+        self.up = False  # MemberUp fired for this incarnation
+        self.suspect = False
+        self.suspect_since = 0.0
+        self.detector: PhiAccrualDetector | None = None
+
+    def key(self) -> tuple[int, int, int]:
+        return (self.inc, self.st, self.mv)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.node_id,
+            "nm": self.name,
+            "in": self.inc,
+            "st": self.st,
+            "mv": self.mv,
+            "md": dict(self.meta),
+            "ep": {ch: list(spec) for ch, spec in self.endpoints.items()},
+        }
+
+    def identity(self) -> Identity:
+        return Identity(self.node_id, self.name, self.inc, dict(self.meta), dict(self.endpoints))
+
+    def member(self) -> Member:
+        if self.st == ST_LEFT:
+            status = MemberStatus.LEFT
+        elif self.st == ST_DOWN:
+            status = MemberStatus.DOWN
+        else:
+            status = MemberStatus.SUSPECT if self.suspect else MemberStatus.ALIVE
+        return Member(self.node_id, self.name, self.inc, status, dict(self.meta), dict(self.endpoints))
+
+
+def _entry_from_wire(raw: Any, now: float) -> _Entry:
+    if not isinstance(raw, dict):
+        raise _bad("member entry must be a map")
+    node_id = raw.get("id")
+    if not isinstance(node_id, bytes) or len(node_id) != 16:
+        raise _bad("entry id must be 16 octets")
+    st = _int(raw.get("st"), "entry st")
+    if st not in _WIRE_STATUSES:
+        raise _bad(f"entry st {st} unknown")
+    return _Entry(
+        node_id,
+        _str(raw.get("nm", ""), "entry nm"),
+        _int(raw.get("in"), "entry in"),
+        st,
+        _int(raw.get("mv", 0), "entry mv"),
+        _check_meta(raw.get("md", {})),
+        _check_endpoints(raw.get("ep", {})),
+        now,
+    )
+
+
+class FullMeshMembership:
+    """The full-mesh membership core of one node (see the module docstring).
+
+    Args:
+        identity: this node (its incarnation may grow later by refutation: read :attr:`local`).
+        config: timers and thresholds.
+        rng: the seeded random source for gossip target choice.
+        now: current time; the first heartbeat and gossip round are due one interval later.
+
+    Raises:
+        MembershipError: when the identity's node id is not 16 octets.
+    """
+
+    def __init__(self, identity: Identity, config: MembershipConfig | None = None, *,
+                 rng: random.Random | None = None, now: float = 0.0) -> None:
+        if len(identity.node_id) != 16:
+            raise MembershipError("node id must be 16 octets")
+        self.config = config if config is not None else MembershipConfig()
+        self._rng = rng if rng is not None else random.Random(0)
+        self._self = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
+                            dict(identity.metadata), dict(identity.endpoints), now)
+        self._entries: dict[bytes, _Entry] = {}
+        self._evidence: dict[bytes, int] = {}  # node id -> highest incarnation heard from it directly
+        self._sync_asked: dict[bytes, float] = {}
+        self._next_hb = now + self.config.heartbeat_interval
+        self._next_gossip = now + self.config.gossip_interval
+        self._next_probe = now + self.config.probe_down_interval
+        self._seeds: list[str] = []
+        self._dialing = False
+        self._dial_backoff = self.config.join_retry_initial
+        self._next_dial = now
+        self._joined = False
+        self._leaving = False
+        self._state_cache: list[dict[str, Any]] | None = None
+        self.counters: dict[str, int] = {}
+
+    # -- properties -------------------------------------------------------------------------------
+
+    @property
+    def local(self) -> Identity:
+        """This node's current identity (the incarnation grows when it refutes a false down)."""
+        return self._self.identity()
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's id."""
+        return self._self.node_id
+
+    @property
+    def incarnation(self) -> int:
+        """This node's current incarnation."""
+        return self._self.inc
+
+    @property
+    def joined(self) -> bool:
+        """True once a peer's state listed this node alive (or when there was no seed to join)."""
+        return self._joined
+
+    @property
+    def leaving(self) -> bool:
+        """True after :meth:`leave`."""
+        return self._leaving
+
+    def members(self) -> list[Member]:
+        """This node and every member that has been up in its view (down/left until their tombstones
+        expire), sorted by node id."""
+        out = [self._self.member()] if not self._leaving else [
+            Member(self._self.node_id, self._self.name, self._self.inc, MemberStatus.LEFT,
+                   dict(self._self.meta), dict(self._self.endpoints))]
+        out.extend(e.member() for e in self._entries.values() if e.up)
+        out.sort(key=lambda m: m.node_id)
+        return out
+
+    def member(self, node_id: bytes) -> Member | None:
+        """The member with this id as :meth:`members` would list it, else None."""
+        if node_id == self._self.node_id:
+            return self._self.member()
+        entry = self._entries.get(node_id)
+        return entry.member() if entry is not None and entry.up else None
+
+    def alive_members(self) -> list[Member]:
+        """Members (this node included) whose status is ALIVE or SUSPECT."""
+        return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+
+    def phi(self, node_id: bytes, now: float) -> float | None:
+        """Current phi of an up member, None when it has no detector."""
+        entry = self._entries.get(node_id)
+        if entry is None or entry.detector is None:
+            return None
+        return entry.detector.phi(now)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: messages sent/received per op, bad/unknown input, refutations, declared down ..."""
+        out = dict(self.counters)
+        out["entries"] = len(self._entries)
+        out["up"] = sum(1 for e in self._entries.values() if e.up and e.st == ST_ALIVE)
+        return out
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # -- single entry point -----------------------------------------------------------------------
+
+    def handle(self, event: InputEvent, now: float) -> list[Effect]:
+        """Dispatch an input event to the method of the same meaning; returns its effects."""
+        if isinstance(event, Received):
+            return self.receive(event.source, event.op, event.body, now)
+        if isinstance(event, Traffic):
+            return self.traffic(event.source, now)
+        if isinstance(event, Tick):
+            return self.tick(now)
+        if isinstance(event, Contact):
+            return self.contact(event.identity, now)
+        if isinstance(event, JoinRequest):
+            return self.join(event.seeds, now)
+        if isinstance(event, LinkUp):
+            return self.link_up(event.node_id, now)
+        if isinstance(event, LinkDown):
+            return self.link_down(event.node_id, now)
+        if isinstance(event, LeaveRequest):
+            return self.leave(now)
+        raise TypeError(f"unknown membership input {event!r}")
+
+    # -- inputs -----------------------------------------------------------------------------------
+
+    def join(self, seeds: Sequence[str], now: float) -> list[Effect]:
+        """Start joining through ``seeds`` (membership endpoints; our own endpoint is skipped).
+
+        Returns one :class:`Dial` per seed; with no seed left the node is alone and joined at once.
+        """
+        own = {spec[1] for spec in self._self.endpoints.values()}
+        self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
+        if not self._seeds:
+            if self._joined:
+                return []
+            self._joined = True
+            return [Joined()]
+        self._dialing = not self._joined
+        self._dial_backoff = self.config.join_retry_initial
+        return self._dial(now) if self._dialing else []
+
+    def _dial(self, now: float) -> list[Effect]:
+        self._next_dial = now + self._dial_backoff
+        self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
+        self._count("dials", len(self._seeds))
+        return [Dial(seed) for seed in self._seeds]
+
+    def contact(self, identity: Identity, now: float) -> list[Effect]:
+        """The handshake with ``identity`` completed (it is direct evidence of that incarnation).
+
+        While joining, this also sends ``join`` to it.
+        """
+        if self._leaving or identity.node_id == self._self.node_id:
+            return []
+        candidate = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
+                           dict(identity.metadata), dict(identity.endpoints), now)
+        effects: list[Effect] = []
+        self._merge(candidate, now, effects, origin=True)
+        self._evidence_from(identity.node_id, identity.incarnation, now, effects)
+        entry = self._entries.get(identity.node_id)
+        if self._dialing and entry is not None and entry.st == ST_ALIVE and entry.inc == identity.incarnation:
+            self._send(effects, identity.node_id, OP_JOIN, {"in": self._self.inc, "m": self._self.to_wire()})
+        return effects
+
+    def traffic(self, source: bytes, now: float) -> list[Effect]:
+        """Any non-membership message from ``source`` arrived: a sign of life for its current incarnation."""
+        if self._leaving:
+            return []
+        entry = self._entries.get(source)
+        effects: list[Effect] = []
+        if entry is not None and entry.up and entry.st == ST_ALIVE:
+            self._alive_signal(entry, now, effects)
+        return effects
+
+    def link_up(self, node_id: bytes, now: float) -> list[Effect]:
+        """A link (re)connected: exchange state with the peer at once instead of waiting for gossip."""
+        entry = self._entries.get(node_id)
+        effects: list[Effect] = []
+        if not self._leaving and entry is not None and entry.st != ST_LEFT:
+            self._send(effects, node_id, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
+        return effects
+
+    def link_down(self, node_id: bytes, now: float) -> list[Effect]:
+        """A link broke. Only a hint: the phi detector alone declares members down."""
+        self._count("link_down_hints")
+        return []
+
+    def leave(self, now: float) -> list[Effect]:
+        """Leave gracefully: mark our entry left and push it to every peer. Afterwards input is ignored
+        and no timer fires; the driver may close the node once the effects are sent."""
+        if self._leaving:
+            return []
+        self._leaving = True
+        self._self.st = ST_LEFT
+        self._self.changed_at = now
+        self._state_cache = None
+        effects: list[Effect] = []
+        body = {"in": self._self.inc, "r": 0, "m": [self._self.to_wire()]}
+        for entry in self._sorted_entries():
+            if entry.st == ST_ALIVE:
+                self._send(effects, entry.node_id, OP_SYNC, body)
+        return effects
+
+    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[Effect]:
+        """Replace this node's metadata (raises BadMembershipMessage if it is not str -> str within the
+        limits) and push it to every peer."""
+        self._self.meta = _check_meta(dict(metadata))
+        self._self.mv += 1
+        self._state_cache = None
+        effects: list[Effect] = []
+        self._push([self._self], effects)
+        return effects
+
+    def receive(self, source: bytes, op: str, body: Any, now: float) -> list[Effect]:
+        """A MEMBERSHIP message from ``source``. It is also a sign of life: do not call :meth:`traffic`
+        for it.
+
+        Raises BadMembershipMessage (nothing changed) when the body violates the op's schema.
+        """
+        if self._leaving:
+            return []
+        if op not in OPS:
+            self._count("unknown_op")
+            return []
+        if not isinstance(body, dict):
+            raise _bad(f"{op} body must be a map")
+        inc = _int(body.get("in"), f"{op} in")
+        effects: list[Effect] = []
+        if op == OP_HEARTBEAT:
+            self._count("recv_hb")
+            self._evidence_from(source, inc, now, effects)
+            return effects
+        if op == OP_JOIN:
+            entry = _entry_from_wire(body.get("m"), now)
+            if entry.node_id != source or entry.inc != inc or entry.st != ST_ALIVE:
+                raise _bad("join entry must be the sender's own alive entry")
+            self._count("recv_join")
+            self._merge(entry, now, effects, origin=True)
+            self._evidence_from(source, inc, now, effects)
+            if self._entries.get(source) is not None:
+                self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 0, "m": self._state()})
+            return effects
+        # OP_SYNC
+        raw = body.get("m")
+        if not isinstance(raw, list) or len(raw) > self.config.max_members + 1:
+            raise _bad("sync m must be a list of at most max_members + 1 entries")
+        want_reply = body.get("r", 0)
+        if not isinstance(want_reply, int):
+            raise _bad("sync r must be an int")
+        entries = [_entry_from_wire(item, now) for item in raw]  # validate all before changing anything
+        self._count("recv_sync")
+        theirs: dict[bytes, tuple[int, int, int]] = {}
+        for entry in entries:
+            theirs[entry.node_id] = entry.key()
+            self._merge(entry, now, effects, origin=False)
+        self._evidence_from(source, inc, now, effects)
+        if want_reply and source in self._entries and self._entries[source].st != ST_LEFT:
+            diff = [e.to_wire() for e in self._all_entries() if theirs.get(e.node_id, (-1, -1, -1)) < e.key()]
+            if diff:
+                self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 0, "m": diff})
+        return effects
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next be called (None after :meth:`leave`)."""
+        if self._leaving:
+            return None
+        deadline = min(self._next_hb, self._next_gossip)
+        if self._dialing:
+            deadline = min(deadline, self._next_dial)
+        probe = self.config.probe_down_interval > 0
+        for entry in self._entries.values():
+            if entry.st == ST_ALIVE:
+                if entry.suspect:
+                    deadline = min(deadline, entry.suspect_since + self.config.suspect_timeout)
+                elif entry.detector is not None:
+                    at = entry.detector.suspect_at()
+                    if at is not None and at < deadline:
+                        deadline = at
+            else:
+                deadline = min(deadline, entry.changed_at + self.config.tombstone_ttl)
+                if probe and entry.st == ST_DOWN:
+                    deadline = min(deadline, self._next_probe)
+        return deadline
+
+    def tick(self, now: float) -> list[Effect]:
+        """Run every timer due at ``now``: heartbeats, gossip, probes, failure detection, tombstone
+        expiry, seed re-dialling."""
+        if self._leaving:
+            return []
+        effects: list[Effect] = []
+        cfg = self.config
+        # failure detection first, so a heartbeat round never masks a due suspicion
+        for entry in self._sorted_entries():
+            if entry.st != ST_ALIVE or not entry.up or entry.detector is None:
+                continue
+            if not entry.suspect:
+                at = entry.detector.suspect_at()
+                if at is not None and at <= now:
+                    before = entry.member()
+                    entry.suspect = True
+                    entry.suspect_since = now
+                    effects.append(MemberChanged(entry.member(), before))
+            if entry.suspect and now >= entry.suspect_since + cfg.suspect_timeout:
+                self._declare_down(entry, now, "unreachable", effects)
+        # tombstone expiry
+        for entry in self._sorted_entries():
+            if entry.st != ST_ALIVE and now >= entry.changed_at + cfg.tombstone_ttl:
+                del self._entries[entry.node_id]
+                self._evidence.pop(entry.node_id, None)
+                self._sync_asked.pop(entry.node_id, None)
+                self._state_cache = None
+                if entry.st == ST_DOWN:
+                    effects.append(Disconnect(entry.node_id))
+                self._count("tombstones_expired")
+        alive = [e for e in self._sorted_entries() if e.st == ST_ALIVE]
+        if now >= self._next_hb:
+            hb: dict[str, Any] = {"in": self._self.inc}
+            for entry in alive:
+                self._send(effects, entry.node_id, OP_HEARTBEAT, hb)
+            self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
+        if now >= self._next_gossip:
+            if alive:
+                targets = self._rng.sample(alive, min(cfg.gossip_fanout, len(alive)))
+                body = {"in": self._self.inc, "r": 1, "m": self._state()}
+                for entry in targets:
+                    self._send(effects, entry.node_id, OP_SYNC, body)
+            self._next_gossip = max(self._next_gossip + cfg.gossip_interval, now)
+        if cfg.probe_down_interval > 0 and now >= self._next_probe:
+            down = [e for e in self._sorted_entries() if e.st == ST_DOWN]
+            if down:
+                target = self._rng.choice(down)
+                self._count("probes")
+                self._send(effects, target.node_id, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
+            self._next_probe = max(self._next_probe + cfg.probe_down_interval, now)
+        # seeds: keep dialling until joined, and again when every peer is gone
+        if self._seeds and not self._dialing and not alive:
+            self._dialing = True
+            self._dial_backoff = cfg.join_retry_initial
+            self._next_dial = now
+        if self._dialing and now >= self._next_dial:
+            if self._joined and alive:
+                self._dialing = False
+            else:
+                effects.extend(self._dial(now))
+        return effects
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _sorted_entries(self) -> list[_Entry]:
+        # deterministic order (dict order depends on arrival order, which is itself deterministic in a
+        # seeded simulation, but sorting makes the order independent of history)
+        return [self._entries[k] for k in sorted(self._entries)]
+
+    def _all_entries(self) -> list[_Entry]:
+        return [self._self, *self._sorted_entries()]
+
+    def _state(self) -> list[dict[str, Any]]:
+        if self._state_cache is None:
+            self._state_cache = [e.to_wire() for e in self._all_entries()]
+        return self._state_cache
+
+    def _send(self, effects: list[Effect], to: bytes, op: str, body: dict[str, Any]) -> None:
+        self._count(f"sent_{op}")
+        effects.append(Send(to, op, body))
+
+    def _push(self, changed: list[_Entry], effects: list[Effect]) -> None:
+        """Eager push of entries this node originated a change for, to every peer believed alive."""
+        if not changed:
+            return
+        body = {"in": self._self.inc, "r": 0, "m": [e.to_wire() for e in changed]}
+        for entry in self._sorted_entries():
+            if entry.st == ST_ALIVE and entry.node_id not in {c.node_id for c in changed}:
+                self._send(effects, entry.node_id, OP_SYNC, body)
+
+    def _alive_signal(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+        assert entry.detector is not None
+        entry.detector.heartbeat(now)
+        if entry.suspect:
+            before = entry.member()
+            entry.suspect = False
+            effects.append(MemberChanged(entry.member(), before))
+
+    def _evidence_from(self, source: bytes, inc: int, now: float, effects: list[Effect]) -> None:
+        """Direct traffic from ``source`` speaking as incarnation ``inc``."""
+        entry = self._entries.get(source)
+        if entry is None:
+            return
+        if inc > self._evidence.get(source, -1):
+            self._evidence[source] = inc
+        if inc == entry.inc and entry.st == ST_ALIVE:
+            if entry.up:
+                self._alive_signal(entry, now, effects)
+            else:
+                self._mark_up(entry, now, effects)
+        elif inc > entry.inc:
+            # It restarted (or refuted) and we have not seen the new entry yet: ask it, at most once
+            # per gossip interval.
+            if now >= self._sync_asked.get(source, -1e300) + self.config.gossip_interval and entry.st != ST_LEFT:
+                self._sync_asked[source] = now
+                self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
+
+    def _mark_up(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+        cfg = self.config
+        entry.up = True
+        entry.suspect = False
+        entry.detector = PhiAccrualDetector(
+            threshold=cfg.phi_threshold,
+            max_sample_size=cfg.window_size,
+            min_std_deviation=cfg.min_std_deviation,
+            acceptable_heartbeat_pause=cfg.acceptable_heartbeat_pause,
+            first_heartbeat_estimate=cfg.heartbeat_interval,
+            min_interval=cfg.heartbeat_interval,
+        )
+        entry.detector.heartbeat(now)
+        effects.append(MemberUp(entry.member()))
+        # names are unique: an older incarnation under the same name (another node id) is gone
+        for other in self._sorted_entries():
+            if other is not entry and other.name == entry.name and entry.name and other.st == ST_ALIVE \
+                    and other.inc < entry.inc:
+                self._declare_down(other, now, "replaced", effects)
+
+    def _declare_down(self, entry: _Entry, now: float, reason: str, effects: list[Effect]) -> None:
+        was_up = entry.up
+        entry.st = ST_DOWN
+        entry.suspect = False
+        entry.detector = None
+        entry.changed_at = now
+        self._state_cache = None
+        self._count("declared_down")
+        if was_up:
+            effects.append(MemberDown(entry.member(), reason))
+        self._push([entry], effects)
+
+    def _refute(self, theirs: _Entry, now: float, effects: list[Effect]) -> None:
+        me = self._self
+        if theirs.key() <= me.key():
+            if theirs.inc == me.inc and theirs.st == ST_ALIVE and not self._joined:
+                # a peer lists us alive: we are in the cluster
+                self._joined = True
+                self._dialing = False
+                effects.append(Joined())
+            return
+        me.inc = max(me.inc, theirs.inc) + 1
+        me.mv = 0
+        me.changed_at = now
+        self._state_cache = None
+        self._count("refuted")
+        # everyone, down members included: they may be the side that declared us down
+        body = {"in": me.inc, "r": 0, "m": [me.to_wire()]}
+        for entry in self._sorted_entries():
+            if entry.st != ST_LEFT:
+                self._send(effects, entry.node_id, OP_SYNC, body)
+
+    def _merge(self, new: _Entry, now: float, effects: list[Effect], *, origin: bool) -> None:
+        """Merge one gossiped entry. ``origin``: this node admitted it (join/contact) and pushes it."""
+        if new.node_id == self._self.node_id:
+            self._refute(new, now, effects)
+            return
+        old = self._entries.get(new.node_id)
+        if old is None:
+            if len(self._entries) >= self.config.max_members:
+                self._count("rejected_full")
+                return
+            self._entries[new.node_id] = new
+            self._state_cache = None
+            if new.st == ST_ALIVE:
+                effects.append(Connect(new.identity()))
+                if self._evidence.get(new.node_id) == new.inc:
+                    self._mark_up(new, now, effects)
+                if origin:
+                    self._push([new], effects)
+            return
+        if new.key() <= old.key():
+            return
+        self._state_cache = None
+        if new.inc > old.inc:
+            # a newer incarnation supersedes the old one entirely
+            if old.up and old.st == ST_ALIVE:
+                old.st = ST_DOWN
+                effects.append(MemberDown(old.member(), "restarted"))
+            if old.st != ST_LEFT:
+                effects.append(Disconnect(old.node_id))
+            self._entries[new.node_id] = new
+            if new.st == ST_ALIVE:
+                effects.append(Connect(new.identity()))
+                if self._evidence.get(new.node_id) == new.inc:
+                    self._mark_up(new, now, effects)
+            if origin:
+                self._push([new], effects)
+            return
+        # same incarnation: a status or metadata change
+        if new.st != old.st:
+            before_up = old.up and old.st == ST_ALIVE
+            old.st = new.st
+            old.mv = new.mv
+            old.meta = new.meta
+            old.changed_at = now
+            old.suspect = False
+            old.detector = None
+            if new.st == ST_DOWN and before_up:
+                effects.append(MemberDown(old.member(), "reported"))
+            elif new.st == ST_LEFT:
+                if before_up:
+                    effects.append(MemberLeft(old.member()))
+                effects.append(Disconnect(old.node_id))
+            return
+        before = old.member()
+        endpoints_changed = old.endpoints != new.endpoints
+        old.mv = new.mv
+        old.meta = new.meta
+        old.name = new.name
+        old.endpoints = new.endpoints
+        if endpoints_changed and old.st == ST_ALIVE:
+            effects.append(Disconnect(old.node_id))
+            effects.append(Connect(old.identity()))
+        if old.up and old.st == ST_ALIVE and before != old.member():
+            effects.append(MemberChanged(old.member(), before))
