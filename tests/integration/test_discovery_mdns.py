@@ -74,8 +74,9 @@ def test_malformed_txt_records_are_counted_and_skipped() -> None:
         local = LocalNode(node_id=str(uuid.uuid4()), name="me", endpoints={"membership": "tcp://127.0.0.1:24100"})
         try:
             await plugin.start(local)
-            registrations = [await other.async_register_service(r) for r in records]
-            await asyncio.gather(*registrations)
+            # Probe all records concurrently (each probe takes about a second).
+            announcing = await asyncio.gather(*(other.async_register_service(r) for r in records))
+            await asyncio.gather(*announcing)
             deadline = time.monotonic() + 30
             while plugin.stats()["malformed"] < 5 or not await plugin.lookup():
                 assert time.monotonic() < deadline, plugin.stats()
