@@ -21,8 +21,8 @@ infinite. Like Akka's ``PhiAccrualFailureDetector`` we use the logistic approxim
     phi = -log10(e / (1 + e))       if t > mu'   (upper tail, computed without cancellation)
     phi = -log10(1 - 1 / (1 + e))   otherwise
 
-and, for very large ``y`` where ``e`` would underflow, the asymptote ``phi = y * (1.5976 + 0.070566 y**2)
-/ ln 10`` (the same expression with ``log(1 + e) ~ 0``), so ``phi`` stays finite and monotonic.
+Both branches equal ``log10(1 + exp(z))`` with ``z = y (1.5976 + 0.070566 y**2)``, which we evaluate as a
+stable softplus: finite and monotonic for every ``y`` (no overflow, no ``log10(0)``).
 
 Two choices beyond the paper, both documented in docs/membership.md:
 
@@ -52,15 +52,14 @@ _LN10 = math.log(10.0)
 
 
 def logistic_phi(y: float) -> float:
-    """Phi for a standardized delay ``y = (t - mean) / std`` (logistic approximation of the normal tail)."""
+    """Phi for a standardized delay ``y = (t - mean) / std`` (logistic approximation of the normal tail).
+
+    Akka's two branches both equal ``log10(1 + e**z)`` with ``z = y (1.5976 + 0.070566 y**2)``; it is
+    computed here as a stable softplus, ``(max(z, 0) + log1p(e**-|z|)) / ln 10``, which neither overflows
+    for very negative ``y`` nor loses precision (or becomes infinite) for very large ``y``.
+    """
     z = y * (_A + _B * y * y)
-    if z > 700.0:
-        # exp(-z) underflows; -log10(e/(1+e)) = (z + log(1 + e^-z)) / ln 10 -> z / ln 10.
-        return z / _LN10
-    e = math.exp(-z)
-    if y > 0:
-        return -math.log10(e / (1.0 + e))
-    return -math.log10(1.0 - 1.0 / (1.0 + e))
+    return (max(z, 0.0) + math.log1p(math.exp(-abs(z)))) / _LN10
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,1 +1,17 @@
-"""fabric.testing."""
+"""Testing helpers for fabric users: deterministic multi-node simulations on the in-memory network.
+
+>>> from fabric.testing import Simulation, Faults
+>>> sim = Simulation(seed=7, faults=Faults(drop=0.01, jitter=0.005))   # prints "seed=7"
+seed=7
+>>> nodes = sim.spawn(5)
+>>> sim.join_all(nodes[0])
+>>> sim.run_until(sim.converged, timeout=30)
+True
+
+See docs/testing.md.
+"""
+
+from ..transport.memory import Faults, MemoryNetwork, MemoryTransport
+from .sim import LogRecord, Simulation, SimNode
+
+__all__ = ["Faults", "LogRecord", "MemoryNetwork", "MemoryTransport", "SimNode", "Simulation"]

@@ -1,0 +1,392 @@
+"""Deterministic multi-node simulation: the real membership core over real wire envelopes, in one process.
+
+Theory of operation
+-------------------
+A :class:`Simulation` owns a :class:`~fabric.clock.ManualClock`, a seeded :class:`random.Random` and a
+:class:`~fabric.transport.memory.MemoryNetwork`. Each :class:`SimNode` is what a ``fabric.Node`` is
+minus the event loop: a :class:`~fabric.transport.memory.MemoryTransport` bound on the ``membership``
+channel, a :class:`~fabric.membership.fullmesh.FullMeshMembership` core, and a small driver that
+
+* encodes every :class:`~fabric.membership.fullmesh.Send` with :func:`fabric.wire.membership` and
+  decodes every arrival with :func:`fabric.wire.decode` / :func:`fabric.wire.unpackb` (bad input is
+  counted, never raised);
+* performs :class:`~fabric.membership.fullmesh.Dial` as the real handshake: HELLO on the seed's
+  membership endpoint, WELCOME back through the seed's ROUTER (``respond``), then ``core.contact``;
+* performs Connect / Disconnect on the transport, and records membership events in :attr:`Simulation.log`;
+* keeps one timer on the clock at ``core.next_deadline()``.
+
+Everything random (node ids, gossip targets, network faults) comes from the one seed, and the clock
+breaks ties in scheduling order, so one seed always replays the same run: the same event log, message
+for message. The seed is printed when the simulation is created (pytest shows it for a failed test).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import wire
+from ..clock import ManualClock, TimerHandle
+from ..errors import ProtocolError
+from ..membership.config import MembershipConfig
+from ..membership.fullmesh import (
+    Connect,
+    Dial,
+    Disconnect,
+    Effect,
+    FullMeshMembership,
+    Identity,
+    Joined,
+    Member,
+    MemberChanged,
+    MemberDown,
+    MemberLeft,
+    MemberStatus,
+    MemberUp,
+    Send,
+)
+from ..transport.base import ChannelKind, ChannelSpec, Link
+from ..transport.memory import Faults, MemoryNetwork, MemoryTransport
+
+MEMBERSHIP_CHANNEL = "membership"
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One membership event as an observer saw it.
+
+    ``kind`` is ``"up"``, ``"down"``, ``"left"``, ``"changed"`` or ``"joined"``; ``subject`` and
+    ``incarnation`` name the member (empty / -1 for ``joined``); ``detail`` is the down reason, or the
+    new status for ``changed``.
+    """
+
+    time: float
+    observer: str
+    observer_incarnation: int
+    kind: str
+    subject: str
+    subject_id: bytes
+    incarnation: int
+    detail: str
+
+
+class SimNode:
+    """One simulated node (create it with :meth:`Simulation.spawn`).
+
+    Attributes:
+        name: the node's name (and its transport's name: endpoints are ``mem://<name>/<channel>``).
+        core: the membership core, for inspection (``members()``, ``stats()`` ...).
+        transport: its memory transport.
+        crashed / left: whether it was crashed or left (it then processes nothing).
+        errors: counts of bad input by ProtocolError category.
+    """
+
+    def __init__(self, sim: Simulation, name: str, node_id: bytes, incarnation: int,
+                 metadata: Mapping[str, str] | None = None) -> None:
+        self.sim = sim
+        self.name = name
+        self.node_id = node_id
+        self.crashed = False
+        self.left = False
+        self.errors: dict[str, int] = {}
+        self.transport: MemoryTransport = sim.network.transport(name)
+        endpoints = self.transport.bind(
+            [ChannelSpec(MEMBERSHIP_CHANNEL, ChannelKind.CONTROL)], self._receive,
+            bytes((wire.ROUTING_MEMBER,)) + node_id,
+        )
+        self.endpoint = endpoints[MEMBERSHIP_CHANNEL]
+        identity = Identity(node_id, name, incarnation, dict(metadata or {}),
+                            {MEMBERSHIP_CHANNEL: (ChannelKind.CONTROL.value, self.endpoint, 1)})
+        self.core = FullMeshMembership(identity, sim.config, rng=random.Random(sim.rng.getrandbits(64)),
+                                       now=sim.clock.now())
+        self._timer: TimerHandle | None = None
+        self._reschedule()
+
+    def __repr__(self) -> str:
+        return f"SimNode({self.name}, inc={self.core.incarnation})"
+
+    @property
+    def incarnation(self) -> int:
+        """The core's current incarnation."""
+        return self.core.incarnation
+
+    @property
+    def active(self) -> bool:
+        """Neither crashed nor left."""
+        return not self.crashed and not self.left
+
+    def members(self) -> list[Member]:
+        """The core's view (see :meth:`FullMeshMembership.members`)."""
+        return self.core.members()
+
+    def view(self) -> dict[str, MemberStatus]:
+        """name -> status of every member in this node's view (this node included)."""
+        return {m.name: m.status for m in self.core.members()}
+
+    # -- driver ------------------------------------------------------------------------------------
+
+    def _count_error(self, category: str) -> None:
+        self.errors[category] = self.errors.get(category, 0) + 1
+
+    def _receive(self, channel: str, frames: list[bytes], route: bytes | None, link: Link | None) -> None:
+        if not self.active:
+            return
+        now = self.sim.clock.now()
+        try:
+            env = wire.decode(frames)
+            core = self.core
+            if env.type == wire.MsgType.HELLO:
+                if route is None or env.header.get("ro") != wire.Role.MEMBER:
+                    return
+                ident = self._identity_from(env.header)
+                me = core.local
+                self.transport.respond(channel, route, wire.welcome(
+                    me.node_id, version=wire.PROTOCOL_VERSION, incarnation=me.incarnation, name=me.name,
+                    endpoints={ch: list(spec) for ch, spec in me.endpoints.items()}, meta=me.metadata))
+                effects: list[Effect] = core.contact(ident, now)
+            elif env.type == wire.MsgType.WELCOME:
+                if isinstance(link, tuple) and link[:1] == ("dial",):
+                    self.transport.disconnect(link)
+                effects = core.contact(self._identity_from(env.header), now)
+            elif env.type == wire.MsgType.MEMBERSHIP:
+                body = wire.unpackb(env.payload)
+                effects = core.receive(env.source, env.header["op"], body, now)
+            else:
+                effects = core.traffic(env.source, now)
+        except ProtocolError as exc:
+            self._count_error(exc.category)
+            return
+        self._execute(effects)
+
+    @staticmethod
+    def _identity_from(header: Mapping[str, Any]) -> Identity:
+        return Identity(header["s"], header.get("nm", ""), header["in"], dict(header.get("md", {})),
+                        Identity.endpoints_from_wire(header.get("ep")))
+
+    def _execute(self, effects: Sequence[Effect]) -> None:
+        now = self.sim.clock.now()
+        for effect in effects:
+            if isinstance(effect, Send):
+                if effect.to not in self.transport._links:
+                    self._count_error("unlinked_send")
+                    continue
+                frames = wire.membership(self.node_id, effect.op, effect.body)
+                if not self.transport.send(effect.to, MEMBERSHIP_CHANNEL, 0, frames):
+                    self._count_error("hwm_full")
+            elif isinstance(effect, Connect):
+                ident = effect.identity
+                self.transport.connect(ident.node_id, {ch: spec[1] for ch, spec in ident.endpoints.items()},
+                                       {ch: spec[2] for ch, spec in ident.endpoints.items()})
+            elif isinstance(effect, Disconnect):
+                self.transport.disconnect(effect.node_id)
+            elif isinstance(effect, Dial):
+                link = ("dial", effect.endpoint)
+                self.transport.disconnect(link)
+                self.transport.connect(link, {MEMBERSHIP_CHANNEL: effect.endpoint})
+                me = self.core.local
+                self.transport.send(link, MEMBERSHIP_CHANNEL, 0, wire.hello(
+                    me.node_id, role=wire.Role.MEMBER, incarnation=me.incarnation, name=me.name,
+                    endpoints={ch: list(spec) for ch, spec in me.endpoints.items()}, meta=me.metadata))
+            else:
+                self.sim._record(now, self, effect)
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        if not self.active:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        deadline = self.core.next_deadline()
+        if self._timer is not None:
+            if deadline is not None and self._timer.when == deadline and not self._timer.cancelled:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self.sim.clock.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.active:
+            return
+        self._execute(self.core.tick(self.sim.clock.now()))
+
+    def apply(self, effects: Sequence[Effect]) -> None:
+        """Perform effects a test obtained from ``self.core`` directly (e.g. ``core.set_metadata``)."""
+        self._execute(effects)
+
+
+class Simulation:
+    """N full-mesh nodes on one :class:`MemoryNetwork` driven by one :class:`ManualClock`.
+
+    Args:
+        seed: the run's seed; None picks one at random. Printed as ``seed=<n>`` either way.
+        faults: initial network faults (changeable later through :attr:`network`'s ``faults``).
+        config: membership configuration of every node (default :meth:`MembershipConfig.local`).
+        start: initial clock time.
+    """
+
+    def __init__(self, seed: int | None = None, *, faults: Faults | None = None,
+                 config: MembershipConfig | None = None, start: float = 0.0) -> None:
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**32)
+        self.seed = seed
+        print(f"seed={seed}")
+        self.rng = random.Random(seed)
+        self.clock = ManualClock(start)
+        self.config = config if config is not None else MembershipConfig.local()
+        self.network = MemoryNetwork(self.clock, rng=random.Random(self.rng.getrandbits(64)), faults=faults)
+        self.nodes: dict[str, SimNode] = {}
+        self.log: list[LogRecord] = []
+        self._seeds: list[str] = []
+        self._counter = 0
+        self._listeners: list[Callable[[LogRecord], None]] = []
+
+    # -- building ----------------------------------------------------------------------------------
+
+    def spawn(self, count: int = 1, *, prefix: str = "n", metadata: Mapping[str, str] | None = None) -> list[SimNode]:
+        """Create ``count`` nodes named ``<prefix><index>`` (not joined yet); returns them."""
+        out = []
+        for _ in range(count):
+            name = f"{prefix}{self._counter:03d}"
+            self._counter += 1
+            node = SimNode(self, name, self.rng.randbytes(16), 1, metadata)
+            self.nodes[name] = node
+            out.append(node)
+        return out
+
+    def join(self, node: SimNode, seeds: Iterable[SimNode | str]) -> None:
+        """Make ``node`` join through ``seeds`` (nodes or membership endpoints)."""
+        endpoints = [s.endpoint if isinstance(s, SimNode) else s for s in seeds]
+        node._execute(node.core.join(endpoints, self.clock.now()))
+
+    def join_all(self, seed: SimNode, nodes: Iterable[SimNode] | None = None) -> None:
+        """Every node (default: all) joins through ``seed``; the seed itself starts alone."""
+        self._seeds = [seed.endpoint]
+        for node in list(nodes) if nodes is not None else list(self.nodes.values()):
+            self.join(node, [] if node is seed else [seed])
+
+    def on_event(self, listener: Callable[[LogRecord], None]) -> None:
+        """Call ``listener`` with every :class:`LogRecord` as it is recorded."""
+        self._listeners.append(listener)
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run(self, seconds: float) -> None:
+        """Advance simulated time by ``seconds``, running everything that falls due."""
+        self.clock.advance(seconds)
+
+    def run_until(self, predicate: Callable[[], bool], *, timeout: float, step: float = 0.1) -> bool:
+        """Advance in ``step`` increments until ``predicate()`` holds or ``timeout`` simulated seconds
+        pass; returns whether it held. Bounded: at most ``timeout / step + 1`` steps."""
+        end = self.clock.now() + timeout
+        while True:
+            if predicate():
+                return True
+            if self.clock.now() >= end:
+                return False
+            self.clock.run_until(min(end, self.clock.now() + step))
+
+    @property
+    def now(self) -> float:
+        """Simulated time."""
+        return self.clock.now()
+
+    # -- faults ------------------------------------------------------------------------------------
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the network faults from now on."""
+        self.network.faults = faults
+
+    def partition(self, *groups: Iterable[SimNode]) -> None:
+        """Split the network between these groups of nodes (unlisted nodes form one more group)."""
+        self.network.partition(*[[n.name for n in group] for group in groups])
+
+    def heal(self) -> None:
+        """Remove every partition."""
+        self.network.heal()
+
+    def crash(self, node: SimNode) -> None:
+        """Kill ``node`` (like ``kill -9``): it stops sending, receiving and running timers."""
+        node.crashed = True
+        self.network.crash(node.name)
+        node._reschedule()
+
+    def restart(self, node: SimNode, *, new_id: bool = False) -> SimNode:
+        """Start a new process in place of crashed (or live: it is crashed first) ``node``: same name and
+        endpoints, incarnation + 1, same node id unless ``new_id``; it joins through the seeds of
+        :meth:`join_all`. Returns the new node (``self.nodes[name]`` is replaced)."""
+        if not node.crashed:
+            self.crash(node)
+        node.transport.close_now()
+        node_id = self.rng.randbytes(16) if new_id else node.node_id
+        fresh = SimNode(self, node.name, node_id, node.core.incarnation + 1, node.core.local.metadata)
+        self.nodes[node.name] = fresh
+        self.join(fresh, [s for s in self._seeds if s != fresh.endpoint])
+        return fresh
+
+    def leave(self, node: SimNode) -> None:
+        """``node`` leaves gracefully; its transport closes once its goodbyes are delivered."""
+        node._execute(node.core.leave(self.clock.now()))
+        node.left = True
+        node._reschedule()
+        self.clock.call_later(self.network.faults.max_delay + 1.0, node.transport.close_now)
+
+    # -- observing ---------------------------------------------------------------------------------
+
+    def _record(self, now: float, observer: SimNode, event: Effect) -> None:
+        if isinstance(event, Joined):
+            rec = LogRecord(now, observer.name, observer.core.incarnation, "joined", "", b"", -1, "")
+        else:
+            if isinstance(event, MemberUp):
+                kind, detail, member = "up", "", event.member
+            elif isinstance(event, MemberDown):
+                kind, detail, member = "down", event.reason, event.member
+            elif isinstance(event, MemberLeft):
+                kind, detail, member = "left", "", event.member
+            elif isinstance(event, MemberChanged):
+                kind, detail, member = "changed", event.member.status.value, event.member
+            else:  # pragma: no cover - every event type is handled above
+                return
+            rec = LogRecord(now, observer.name, observer.core.incarnation, kind, member.name, member.node_id,
+                            member.incarnation, detail)
+        self.log.append(rec)
+        for listener in self._listeners:
+            listener(rec)
+
+    def active_nodes(self) -> list[SimNode]:
+        """Nodes neither crashed nor left."""
+        return [n for n in self.nodes.values() if n.active]
+
+    def views(self) -> dict[str, dict[str, MemberStatus]]:
+        """Active node name -> its view (member name -> status)."""
+        return {n.name: n.view() for n in self.active_nodes()}
+
+    def converged(self, nodes: Iterable[SimNode] | None = None) -> bool:
+        """True when every given active node (default: all active) sees exactly the given active nodes,
+        at their current incarnations, as ALIVE, and nothing else as alive or suspect."""
+        group = [n for n in (nodes if nodes is not None else self.active_nodes()) if n.active]
+        expected = {(n.node_id, n.core.incarnation) for n in group}
+        for node in group:
+            seen = {(m.node_id, m.incarnation) for m in node.core.members() if m.status == MemberStatus.ALIVE}
+            suspect = any(m.status == MemberStatus.SUSPECT for m in node.core.members())
+            if seen != expected or suspect:
+                return False
+        return True
+
+    def events(self, kind: str | None = None, *, subject: str | None = None,
+               observer: str | None = None) -> list[LogRecord]:
+        """Log records filtered by kind, subject name and observer name."""
+        return [r for r in self.log if (kind is None or r.kind == kind) and (subject is None or r.subject == subject)
+                and (observer is None or r.observer == observer)]
+
+    def stats(self) -> dict[str, int]:
+        """Network counters plus the sum of every node's bad-input counters (``error.<category>``)."""
+        out = self.network.stats()
+        for node in self.nodes.values():
+            for key, value in node.errors.items():
+                out[f"error.{key}"] = out.get(f"error.{key}", 0) + value
+        return out
