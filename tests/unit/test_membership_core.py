@@ -157,8 +157,9 @@ def test_crash_is_suspected_then_declared_down_within_the_bound() -> None:
             if m is not None and m.status == MemberStatus.DOWN:
                 declared.setdefault(core.local.name, bus.now)
     assert set(declared) == {"a", "b"}
-    # the step of this hand-made loop (0.01 s) is the only slack
-    assert max(declared.values()) - crash_at <= CFG.detection_bound() + 0.01
+    # slack: this hand-made loop runs timers on 0.01 s steps (the last heartbeat, the suspicion and the
+    # down decision can each be one step late); the simulation tests run timers exactly
+    assert max(declared.values()) - crash_at <= CFG.detection_bound() + 0.03
     for core in (a, b):
         assert bus.kinds(core).count(("MemberDown", "c", 1)) == 1
     # observers saw it suspect first (their own detector), then down
