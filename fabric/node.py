@@ -454,20 +454,32 @@ class Node:
         """
         self._require_running()
         timeout = self.config.connect_timeout if timeout is None else timeout
-        link: Link = ("seed", endpoint)
+        # Already linked to whoever serves that endpoint: say HELLO over the existing link. A second
+        # DEALER would present the same routing id to the same ROUTER, which refuses it.
+        link: Link = next((k for k, p in self._peers.items() if p.info.seed == endpoint), ("seed", endpoint))
+        existing = self._handshakes.get(link)
+        if existing is not None:  # a handshake with that endpoint is in flight: share its outcome
+            return await asyncio.wait_for(asyncio.shield(existing), timeout)
         assert self._loop is not None
         fut: asyncio.Future[PeerInfo] = self._loop.create_future()
         self._handshakes[link] = fut
+        temporary = isinstance(link, tuple)
         try:
-            self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint})
+            if temporary:
+                self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint})
             self._transport.send(link, MEMBERSHIP_CHANNEL, 0, self._hello())
             try:
-                info = await asyncio.wait_for(fut, timeout)
+                info = await asyncio.wait_for(asyncio.shield(fut), timeout)
             except TimeoutError:
                 raise Unreachable(f"no WELCOME from {endpoint} within {timeout:g}s") from None
         finally:
             self._handshakes.pop(link, None)
-            self._transport.disconnect(link)
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()  # mark retrieved, so asyncio does not log it as never retrieved
+            if temporary:
+                self._transport.disconnect(link)
         if info.id == self.id:
             raise Unreachable(f"{endpoint} is this node itself")
         self._link_peer(info)
@@ -481,6 +493,10 @@ class Node:
             if current.info.incarnation == info.incarnation:
                 return
             self._unlink_peer(key, reason="restarted")
+        # One endpoint serves one node at a time: a link to another id at the same seed is stale (that
+        # node died and this one took its address), and its sockets would clash with the new ones.
+        for other in [k for k, p in self._peers.items() if info.seed and p.info.seed == info.seed]:
+            self._unlink_peer(other, reason="replaced at the same endpoint")
         endpoints = {name: ep for name, ep in info.endpoints.items() if name in self._channels}
         parallelism = {name: par for name, (_kind, par) in info.channels.items()}
         self._transport.connect(key, endpoints, parallelism)

@@ -10,11 +10,13 @@ Rules encoded here (see DEVELOPERS guide):
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +72,8 @@ class Child:
             env=env or python_env(),
             text=True,
         )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
 
     @classmethod
     def python(cls, *args: str) -> Child:
@@ -79,21 +83,22 @@ class Child:
     def pid(self) -> int:
         return self.proc.pid
 
+    def _pump(self) -> None:
+        # A reader thread: select() on a buffered pipe misses lines already read into the buffer.
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
     def readline(self, timeout: float = 20.0) -> str:
         """Read one stdout line, failing the test if none arrives within ``timeout`` seconds."""
-        import selectors
-
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
         try:
-            if not sel.select(timeout):
-                raise TimeoutError(f"no output from {self.args} within {timeout}s; stderr: {self.stderr_tail()}")
-        finally:
-            sel.close()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise EOFError(f"{self.args} exited ({self.proc.poll()}); stderr: {self.stderr_tail()}")
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no output from {self.args} within {timeout:.1f}s") from None
+        if line is None:
+            self._lines.put(None)
+            raise EOFError(f"{self.args} exited ({self.proc.wait(5)}); stderr: {self.stderr_tail()}")
         return line.rstrip("\n")
 
     def expect(self, prefix: str, timeout: float = 20.0) -> str:

@@ -1,0 +1,100 @@
+"""A fabric node in its own OS process, driven by line commands on stdin (used by integration tests).
+
+Prints one JSON object per line on stdout: first ``{"event": "ready", "id", "name", "endpoints"}``, then
+one line per message received and per command result. Commands (one per line on stdin):
+
+* ``connect ENDPOINT`` -> ``{"event": "connected", "peer": ID}``
+* ``send PEER CHANNEL SIZE`` -> sends SIZE pseudo-random bytes; ``{"event": "sent", "sha": ...}``
+* ``broadcast SIZE`` -> one PUBLISH on ``events``; ``{"event": "broadcast", "sha": ...}``
+* ``call PEER SERVICE`` -> ``{"event": "called", "reply": ...}``
+* ``stats`` -> ``{"event": "stats", ...}``
+* ``quit`` -> stops the node and exits 0
+
+Services: ``echo`` (async), ``echo_sync`` (thread pool), ``slow`` (sleeps the requested seconds),
+``boom`` (raises ValueError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+from fabric import Message, Node, NodeConfig
+
+
+def emit(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", default="child")
+    parser.add_argument("--bind", default="tcp://127.0.0.1")
+    parser.add_argument("--max-concurrent", type=int, default=1000)
+    args = parser.parse_args()
+    node = Node(NodeConfig.local(name=args.name, bind=args.bind, max_concurrent_requests=args.max_concurrent))
+
+    @node.service("echo")
+    async def echo(request: Any) -> Any:
+        return request
+
+    @node.service("echo_sync")
+    def echo_sync(request: Any) -> Any:
+        return request
+
+    @node.service("slow")
+    async def slow(seconds: float) -> str:
+        await asyncio.sleep(float(seconds))
+        return "done"
+
+    @node.service("boom")
+    def boom(request: Any) -> Any:
+        raise ValueError(f"boom: {request!r}")
+
+    def on_message(msg: Message) -> None:
+        data = bytes(msg.payload)
+        emit(event="got", channel=msg.channel, source=msg.source, size=len(data), sha=hashlib.sha256(data).hexdigest(),
+             lane=msg.lane, topic=msg.topic.decode())
+
+    for channel in ("coordination", "data", "events"):
+        node.subscribe(channel, on_message, inline=True)
+    await node.start()
+    emit(event="ready", id=node.id, name=node.name, endpoints=node.endpoints, pid=os.getpid())
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line or line == "quit":
+            break
+        cmd, *rest = line.split()
+        try:
+            if cmd == "connect":
+                info = await node.connect(rest[0])
+                emit(event="connected", peer=info.id, name=info.name)
+            elif cmd == "send":
+                data = os.urandom(int(rest[2]))
+                await node.send(rest[0], data, channel=rest[1], key=b"k")
+                emit(event="sent", sha=hashlib.sha256(data).hexdigest())
+            elif cmd == "broadcast":
+                data = os.urandom(int(rest[0]))
+                await node.broadcast(data, topic=b"t.")
+                emit(event="broadcast", sha=hashlib.sha256(data).hexdigest())
+            elif cmd == "call":
+                emit(event="called", reply=await node.call(rest[0], rest[1], "x"))
+            elif cmd == "stats":
+                emit(event="stats", **node.stats(), peers=[p.id for p in node.peers()], clients=[c.id for c in node.clients()])
+        except Exception as exc:  # report to the test instead of dying
+            emit(event="error", command=cmd, type=type(exc).__name__, message=str(exc))
+    await node.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
