@@ -12,6 +12,7 @@ is released.
 
 from __future__ import annotations
 
+import itertools
 import os
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -427,13 +428,17 @@ class EventStore(Service):
         with self._lock:
             self._check_running()
             if event_type is not None:
-                ids = self._by_type.get(event_type, {})
-                found = [self._events[i] for i in ids]
+                source: Iterable[Event] = (self._events[i] for i in self._by_type.get(event_type, {}))
             else:
-                found = list(self._events.values())
-        if time_range is not None:
-            start, end = time_range
-            found = [e for e in found if start <= e.timestamp <= end]
+                source = self._events.values()
+            if time_range is not None:
+                start, end = time_range
+                source = (e for e in source if start <= e.timestamp <= end)
+            if order_by is None and limit is not None:
+                # Unsorted: stop scanning once offset + limit matches are found.
+                found = list(itertools.islice(source, (offset or 0) + limit))
+            else:
+                found = list(source)
         if order_by == "event_id":
             found.sort(key=lambda e: e.event_id)
         elif order_by == "timestamp":
