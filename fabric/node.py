@@ -69,6 +69,9 @@ from .wire.types import K_CT, K_ENDPOINTS, K_INC, K_META, K_NAME, K_ROLE, K_SRC
 
 log = logging.getLogger(__name__)
 
+HANDSHAKE_LANE = 255
+"""Routing-id lane octet of temporary handshake links (see Transport.connect)."""
+
 Handler = Callable[["Message"], Any]
 Service = Callable[[Any], Any]
 
@@ -466,7 +469,7 @@ class Node:
         temporary = isinstance(link, tuple)
         try:
             if temporary:
-                self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint})
+                self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint}, routing_lane=HANDSHAKE_LANE)
             self._transport.send(link, MEMBERSHIP_CHANNEL, 0, self._hello())
             try:
                 info = await asyncio.wait_for(asyncio.shield(fut), timeout)

@@ -81,11 +81,21 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    def connect(self, link: Link, endpoints: Mapping[str, str], parallelism: Mapping[str, int] | None = None) -> None:
+    def connect(
+        self,
+        link: Link,
+        endpoints: Mapping[str, str],
+        parallelism: Mapping[str, int] | None = None,
+        *,
+        routing_lane: int | None = None,
+    ) -> None:
         """Create (or complete) the connecting sockets to a peer for the channels in ``endpoints``.
 
         Idempotent per (link, channel). ``parallelism`` overrides the lane count per channel (the peer's
-        advertised value). Connecting is asynchronous: sends queue until the connection is up.
+        advertised value). ``routing_lane`` makes a single-lane link present that lane octet in its
+        routing id instead of 0: handshake links use 255 so they never collide with the lane-0 socket
+        that replaces them (a ROUTER refuses a second connection with an in-use routing id).
+        Connecting is asynchronous: sends queue until the connection is up.
         """
 
     @abstractmethod

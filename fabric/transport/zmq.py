@@ -296,7 +296,14 @@ class ZmqTransport(Transport):
 
     # -- links ---------------------------------------------------------------------------------------
 
-    def connect(self, link: Link, endpoints: Mapping[str, str], parallelism: Mapping[str, int] | None = None) -> None:
+    def connect(
+        self,
+        link: Link,
+        endpoints: Mapping[str, str],
+        parallelism: Mapping[str, int] | None = None,
+        *,
+        routing_lane: int | None = None,
+    ) -> None:
         """Connect to a peer; see :meth:`Transport.connect`. Unknown channel names are ignored."""
         assert self._ctx is not None, "bind() first"
         socks = self._links.setdefault(link, {})
@@ -307,11 +314,14 @@ class ZmqTransport(Transport):
             lanes = 1 if spec.kind is ChannelKind.BROADCAST else spec.parallelism
             if parallelism and channel in parallelism:
                 lanes = max(1, min(255, int(parallelism[channel])))
+            if routing_lane is not None:
+                lanes = 1
             created: list[_Sock] = []
             for lane in range(lanes):
                 if spec.kind is ChannelKind.CONTROL:
                     sock = self._ctx.socket(zmq.DEALER)
-                    sock.set(zmq.ROUTING_ID, self._rid_prefix + bytes((lane,)))
+                    rid_lane = lane if routing_lane is None else routing_lane
+                    sock.set(zmq.ROUTING_ID, self._rid_prefix + bytes((rid_lane,)))
                 elif spec.kind is ChannelKind.BULK:
                     sock = self._ctx.socket(zmq.PUSH)
                 else:
