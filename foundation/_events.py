@@ -146,15 +146,22 @@ class EventStore(Service):
         self._last_sweep_ms = self._app.clock.monotonic_ms()
 
     def _on_start(self) -> None:
-        hot = self._app.config.get_with_default(("storage", "hot"), None) or {}
-        self._max_events = int(hot.get("max_events", 100_000))
-        self._max_age_ms = int(hot.get("max_age_seconds", 3600)) * 1000
-        self._prune_interval_ms = int(hot.get("prune_interval", 60_000))
         self._reset_storage()
 
     def initialize(self) -> None:
-        """Start the store (reads ``storage.hot`` limits from the app config); a no-op if running."""
-        self._start()
+        """Start the store with the ``storage.hot`` limits of the app config; a no-op if running."""
+        if self._running:
+            return
+        # Read the config before taking our own lock: the config service calls into the store while it
+        # holds its lock (update -> store event), so the lock order is always config -> events.
+        hot = self._app.config.get_with_default(("storage", "hot"), None) or {}
+        with self._lock:
+            if self._running:
+                return
+            self._max_events = int(hot.get("max_events", 100_000))
+            self._max_age_ms = int(hot.get("max_age_seconds", 3600)) * 1000
+            self._prune_interval_ms = int(hot.get("prune_interval", 60_000))
+            self._start()
 
     def status(self) -> dict[str, Any]:
         """``{"status": "running", "event_count", "next_id"}``. Raises ServiceUnavailable (3000)."""
