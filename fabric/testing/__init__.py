@@ -12,6 +12,6 @@ See docs/testing.md.
 """
 
 from ..transport.memory import Faults, MemoryNetwork, MemoryTransport
-from .sim import LogRecord, Simulation, SimNode
+from .sim import LogRecord, SimNode, Simulation
 
 __all__ = ["Faults", "LogRecord", "MemoryNetwork", "MemoryTransport", "SimNode", "Simulation"]

@@ -51,19 +51,22 @@ from ..transport.base import ChannelKind, ChannelSpec, Link
 from ..transport.memory import Faults, MemoryNetwork, MemoryTransport
 
 MEMBERSHIP_CHANNEL = "membership"
+HANDSHAKE_LANE = 255
 
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     """One membership event as an observer saw it.
 
-    ``kind`` is ``"up"``, ``"down"``, ``"left"``, ``"changed"`` or ``"joined"``; ``subject`` and
+    ``observer`` is the observing node's name; ``kind`` is ``"up"``, ``"down"``, ``"left"``, ``"changed"`` or ``"joined"``; ``subject`` and
     ``incarnation`` name the member (empty / -1 for ``joined``); ``detail`` is the down reason, or the
     new status for ``changed``.
     """
 
     time: float
     observer: str
+    observer_instance: int
+    """Which process of that name (0, 1, ... in spawn/restart order across the simulation)."""
     observer_incarnation: int
     kind: str
     subject: str
@@ -77,6 +80,7 @@ class SimNode:
 
     Attributes:
         name: the node's name (and its transport's name: endpoints are ``mem://<name>/<channel>``).
+        instance: a number unique to this node object in its simulation (a restart gets a new one).
         core: the membership core, for inspection (``members()``, ``stats()`` ...).
         transport: its memory transport.
         crashed / left: whether it was crashed or left (it then processes nothing).
@@ -88,6 +92,8 @@ class SimNode:
         self.sim = sim
         self.name = name
         self.node_id = node_id
+        self.instance = sim._instances
+        sim._instances += 1
         self.crashed = False
         self.left = False
         self.errors: dict[str, int] = {}
@@ -184,7 +190,9 @@ class SimNode:
             elif isinstance(effect, Dial):
                 link = ("dial", effect.endpoint)
                 self.transport.disconnect(link)
-                self.transport.connect(link, {MEMBERSHIP_CHANNEL: effect.endpoint})
+                # lane 255 in the routing id, as fabric.Node does: the handshake link never collides with
+                # the lane-0 link that replaces it at the seed's ROUTER
+                self.transport.connect(link, {MEMBERSHIP_CHANNEL: effect.endpoint}, routing_lane=HANDSHAKE_LANE)
                 me = self.core.local
                 self.transport.send(link, MEMBERSHIP_CHANNEL, 0, wire.hello(
                     me.node_id, role=wire.Role.MEMBER, incarnation=me.incarnation, name=me.name,
@@ -243,6 +251,7 @@ class Simulation:
         self.log: list[LogRecord] = []
         self._seeds: list[str] = []
         self._counter = 0
+        self._instances = 0
         self._listeners: list[Callable[[LogRecord], None]] = []
 
     # -- building ----------------------------------------------------------------------------------
@@ -339,7 +348,7 @@ class Simulation:
 
     def _record(self, now: float, observer: SimNode, event: Effect) -> None:
         if isinstance(event, Joined):
-            rec = LogRecord(now, observer.name, observer.core.incarnation, "joined", "", b"", -1, "")
+            rec = LogRecord(now, observer.name, observer.instance, observer.core.incarnation, "joined", "", b"", -1, "")
         else:
             if isinstance(event, MemberUp):
                 kind, detail, member = "up", "", event.member
@@ -351,8 +360,8 @@ class Simulation:
                 kind, detail, member = "changed", event.member.status.value, event.member
             else:  # pragma: no cover - every event type is handled above
                 return
-            rec = LogRecord(now, observer.name, observer.core.incarnation, kind, member.name, member.node_id,
-                            member.incarnation, detail)
+            rec = LogRecord(now, observer.name, observer.instance, observer.core.incarnation, kind, member.name,
+                            member.node_id, member.incarnation, detail)
         self.log.append(rec)
         for listener in self._listeners:
             listener(rec)

@@ -155,7 +155,7 @@ class _Pipe:
 class _Conn:
     """The connecting side of one (link, channel): lanes for control/bulk, a subscription for broadcast."""
 
-    __slots__ = ("owner", "link", "channel", "endpoint", "kind", "pipes")
+    __slots__ = ("owner", "link", "channel", "endpoint", "kind", "pipes", "rids")
 
     def __init__(self, owner: MemoryTransport, link: Link, channel: str, endpoint: str, kind: ChannelKind | None) -> None:
         self.owner = owner
@@ -164,6 +164,10 @@ class _Conn:
         self.endpoint = endpoint
         self.kind = kind
         self.pipes: list[_Pipe] = []
+        self.rids: list[bytes] = []
+
+    def live(self) -> bool:
+        return not self.owner.closed and bool(self.pipes) and not self.pipes[0].closed
 
 
 class MemoryNetwork:
@@ -174,11 +178,16 @@ class MemoryNetwork:
         seed: seed of the network's random source (faults); or pass ``rng``.
         faults: initial faults (none by default).
         rng: a ready random source (overrides ``seed``).
+        router_handover: like ZMQ_ROUTER_HANDOVER on every bound control channel. Off (the ZeroMQ
+            transport's default): a second live connection presenting a routing id in use at that
+            endpoint is refused (its messages are lost and counted as ``refused_routing_id``) until the
+            first one goes away. On: the newest connection takes the routing id over.
     """
 
     def __init__(self, scheduler: Scheduler, *, seed: int = 0, faults: Faults | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, router_handover: bool = False) -> None:
         self.scheduler = scheduler
+        self.router_handover = router_handover
         self.rng = rng if rng is not None else random.Random(seed)
         self.faults = faults if faults is not None else Faults()
         self._bound: dict[str, tuple[MemoryTransport, ChannelSpec]] = {}
@@ -243,6 +252,17 @@ class MemoryNetwork:
         self.counters[name] = self.counters.get(name, 0) + n
 
     # -- the wire ----------------------------------------------------------------------------------
+
+    def _claim_route(self, endpoint: str, rid: bytes, conn: _Conn) -> bool:
+        """Give ``rid`` at ``endpoint`` to ``conn`` unless another live connection holds it (no handover)."""
+        key = (endpoint, rid)
+        holder = self._routes.get(key)
+        if holder is conn:
+            return True
+        if holder is not None and holder.live() and not self.router_handover:
+            return False
+        self._routes[key] = conn
+        return True
 
     def _transmit(self, pipe: _Pipe, frames: list[bytes]) -> None:
         faults = self.faults
@@ -340,11 +360,19 @@ class MemoryTransport(Transport):
         self._prefix = bytes(routing_id_prefix)
         return out
 
-    def connect(self, link: Link, endpoints: Mapping[str, str], parallelism: Mapping[str, int] | None = None) -> None:
+    def connect(
+        self,
+        link: Link,
+        endpoints: Mapping[str, str],
+        parallelism: Mapping[str, int] | None = None,
+        *,
+        routing_lane: int | None = None,
+    ) -> None:
         """Create the connecting side per channel (lanes from ``parallelism``, else the bound spec's, else 1).
 
         The channel kind is taken from the bound endpoint when it exists, else from our own spec of the
-        same channel name, else control. Idempotent per (link, channel).
+        same channel name, else control. ``routing_lane`` gives a single-lane link that lane octet in its
+        routing id (handshake links use 255). Idempotent per (link, channel).
         """
         if self.closed:
             return
@@ -360,18 +388,20 @@ class MemoryTransport(Transport):
                 self.network._subs.setdefault(endpoint, []).append(conn)
             else:
                 lanes = (parallelism or {}).get(channel) or (spec.parallelism if spec is not None else 1)
+                if routing_lane is not None:
+                    lanes = 1
                 own = self._specs.get(channel)
                 hwm = own.sndhwm if own is not None else (spec.sndhwm if spec is not None else 1000)
                 for lane in range(lanes):
-                    conn.pipes.append(self._lane_pipe(conn, lane, hwm))
+                    rid = self._prefix + bytes((lane if routing_lane is None else routing_lane,))
+                    conn.rids.append(rid)
+                    conn.pipes.append(self._lane_pipe(conn, lane, rid, hwm))
                     if kind == ChannelKind.CONTROL:
-                        # like ROUTER_HANDOVER: the newest connection with a routing id takes it over
-                        self.network._routes[(endpoint, self._prefix + bytes((lane,)))] = conn
+                        self.network._claim_route(endpoint, rid, conn)
             conns[channel] = conn
 
-    def _lane_pipe(self, conn: _Conn, lane: int, hwm: int) -> _Pipe:
+    def _lane_pipe(self, conn: _Conn, lane: int, route: bytes, hwm: int) -> _Pipe:
         network = self.network
-        route = self._prefix + bytes((lane,))
 
         def target() -> MemoryTransport | None:
             bound = network._bound.get(conn.endpoint)
@@ -382,7 +412,13 @@ class MemoryTransport(Transport):
             if bound is None:
                 return
             channel = bound[1].name
-            dst._deliver_to_receiver(channel, frames, route if conn.kind == ChannelKind.CONTROL else None, None)
+            if conn.kind == ChannelKind.CONTROL:
+                if not network._claim_route(conn.endpoint, route, conn):
+                    network._count("refused_routing_id")
+                    return
+                dst._deliver_to_receiver(channel, frames, route, None)
+            else:
+                dst._deliver_to_receiver(channel, frames, None, None)
 
         return _Pipe(self, target, deliver, hwm)
 
@@ -402,8 +438,8 @@ class MemoryTransport(Transport):
             subs = network._subs.get(conn.endpoint, [])
             if conn in subs:
                 subs.remove(conn)
-        for lane in range(len(conn.pipes)):
-            key = (conn.endpoint, self._prefix + bytes((lane,)))
+        for rid in conn.rids:
+            key = (conn.endpoint, rid)
             if network._routes.get(key) is conn:
                 del network._routes[key]
 

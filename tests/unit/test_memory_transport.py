@@ -260,3 +260,25 @@ def test_faults_are_validated() -> None:
         Faults(latency=-1)
     assert Faults(latency=0.01, jitter=0.02, reorder=0.1, reorder_delay=0.05).max_delay == pytest.approx(0.08)
     assert isinstance(MemoryTransport, type)
+
+
+def test_routing_ids_are_not_handed_over_by_default() -> None:
+    clock, net, nodes = make()
+    (a, _, _), (_, b_in, b_eps) = nodes["a"], nodes["b"]
+    a.connect("first", {"ctl": b_eps["ctl"]}, {"ctl": 1})
+    a.connect("second", {"ctl": b_eps["ctl"]}, {"ctl": 1})  # same routing id (prefix + lane 0)
+    a.connect("handshake", {"ctl": b_eps["ctl"]}, routing_lane=255)
+    for link in ("first", "second", "handshake"):
+        a.send(link, "ctl", 0, [link.encode()])
+    clock.advance(0)
+    assert b_in.payloads() == [b"first", b"handshake"] and net.stats()["refused_routing_id"] == 1
+    assert [route[-1] for _, _, route, _ in b_in.items if route] == [0, 255]
+    a.disconnect("first")  # the routing id is free again: the second connection gets through
+    a.send("second", "ctl", 0, [b"second"])
+    clock.advance(0)
+    assert b_in.payloads()[-1] == b"second"
+    net.router_handover = True
+    a.connect("third", {"ctl": b_eps["ctl"]}, {"ctl": 1})
+    a.send("third", "ctl", 0, [b"third"])
+    clock.advance(0)
+    assert b_in.payloads()[-1] == b"third"
