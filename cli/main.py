@@ -38,3 +38,7 @@ def demo(bulk_mib: int) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+if __name__ == "__main__":
+    main()

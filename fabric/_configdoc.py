@@ -1,0 +1,93 @@
+"""Generate docs/configuration.md from the config dataclasses, so the reference cannot drift.
+
+Field docs are the string literals written under each field (attribute docstrings); they are read from
+the source with :mod:`ast`. ``python -m fabric._configdoc > docs/configuration.md`` regenerates the file
+and tests/unit/test_configuration_doc.py fails when the committed file differs.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import inspect
+import textwrap
+from typing import Any
+
+# (section title, "module:Class", one-paragraph introduction)
+SECTIONS: list[tuple[str, str, str]] = [
+    (
+        "NodeConfig",
+        "fabric.config:NodeConfig",
+        "Everything a node needs. Presets: `NodeConfig.local()` (tests, one machine: faster ZMTP heartbeats), "
+        "`NodeConfig.lan()` (the defaults), `NodeConfig.wan()` (slower heartbeats, longer timeouts).",
+    ),
+    (
+        "ChannelConfig",
+        "fabric.config:ChannelConfig",
+        "One named channel. The defaults are `membership` (control, reserved), `coordination` (control), "
+        "`gossip` (control), `data` (bulk, 4 lanes, its own I/O thread) and `events` (broadcast).",
+    ),
+    ("TransportConfig", "fabric.config:TransportConfig", "ZeroMQ socket options and batching."),
+]
+
+HEADER = """# Configuration reference
+
+Generated from the configuration dataclasses by `python -m fabric._configdoc`; do not edit by hand
+(a test compares this file with the code). Every config is a frozen dataclass validated on construction:
+a bad value raises `fabric.ConfigError` naming the field.
+"""
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:] + [None], strict=True):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _default(f: dataclasses.Field[Any]) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return "required"
+    if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+        return "see below"
+    if dataclasses.is_dataclass(value):
+        return f"`{type(value).__name__}()`"
+    if hasattr(value, "value") and not isinstance(value, int | float | str):
+        value = value.value
+    if callable(value):
+        return "computed"
+    return f"`{value!r}`"
+
+
+def render() -> str:
+    """The whole reference as markdown."""
+    out = [HEADER]
+    for title, target, intro in SECTIONS:
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        docs = _field_docs(cls)
+        out.append(f"\n## {title}\n\n{intro}\n\n| field | type | default | meaning |\n|---|---|---|---|")
+        for f in dataclasses.fields(cls):
+            doc = docs.get(f.name)
+            if doc is None:
+                raise ValueError(f"{name}.{f.name} has no docstring")
+            default = _default(f)
+            if f.name == "name" and name == "NodeConfig":
+                default = "`<hostname>-<pid>`"
+            ftype = str(f.type).replace("|", r"\|")
+            text = doc.replace("|", r"\|")
+            out.append(f"| `{f.name}` | `{ftype}` | {default} | {text} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
