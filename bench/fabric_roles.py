@@ -5,20 +5,23 @@ Each role runs one node in its own process. Server roles start a node (binding e
 client roles start their own node and ``connect`` to it. Throughput counts messages *delivered to the
 subscribed handler*; latency times ``await node.call(...)`` from the caller's side.
 
-Arguments (JSON) as in :mod:`bench.raw_roles`, plus ``batching`` (control benchmark: the node-wide switch).
+Arguments (JSON) as in :mod:`bench.raw_roles`, plus ``batching`` (the node-wide switch), ``handler``
+(``inline`` — a plain function run on the loop, the default here —, ``thread`` — a plain function on the
+subscription's worker thread, the fabric's default for plain functions — or ``async``), ``keys`` (bulk:
+partition keys used round-robin; 1 key = 1 lane) and ``data_hwm`` (experiments: data channel HWMs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from typing import Any
 
+from bench.harness import Control, latency_summary
 from fabric.config import NodeConfig
 from fabric.node import Node
-
-from bench.harness import Control, latency_summary
 
 
 class _Counter:
@@ -55,8 +58,20 @@ async def _window(counter: _Counter, warmup: float, duration: float) -> tuple[in
     return n1 - n0, b1 - b0, t1 - t0
 
 
+def _config(name: str, args: dict[str, Any]) -> NodeConfig:
+    """The default node config; ``batching`` and (for experiments) ``data_hwm`` may override it."""
+    config = NodeConfig(name=name, batching=bool(args.get("batching", True)))
+    if args.get("data_hwm"):
+        hwm = int(args["data_hwm"])
+        channels = tuple(
+            dataclasses.replace(c, sndhwm=hwm, rcvhwm=hwm) if c.name == "data" else c for c in config.channels
+        )
+        config = config.replace(channels=channels)
+    return config
+
+
 async def _start(name: str, args: dict[str, Any]) -> Node:
-    node = Node(NodeConfig(name=name, batching=bool(args.get("batching", True))))
+    node = Node(_config(name, args))
     await node.start()
     return node
 
@@ -82,7 +97,17 @@ async def _connect(name: str, args: dict[str, Any]) -> tuple[Node, str]:
 async def _throughput_rx(ctl: Control, args: dict[str, Any], channel: str) -> None:
     node = await _start("bench-rx", args)
     counter = _Counter()
-    node.subscribe(channel, counter, inline=True)
+    mode = args.get("handler", "inline")
+    if mode == "async":
+
+        async def handler(msg: Any) -> None:
+            counter(msg)
+
+        node.subscribe(channel, handler)
+    else:
+        # "inline": a plain function run on the loop; "thread": the default for plain functions, run on
+        # the subscription's own worker thread.
+        node.subscribe(channel, counter, inline=mode == "inline")
     ctl.emit("ready", endpoints={"membership": node.endpoints["membership"]})
     await asyncio.wait_for(counter.first.wait(), args["first_timeout"])
     count, nbytes, elapsed = await _window(counter, args["warmup"], args["duration"])
@@ -94,12 +119,16 @@ async def _throughput_rx(ctl: Control, args: dict[str, Any], channel: str) -> No
 async def _throughput_tx(ctl: Control, args: dict[str, Any], channel: str) -> None:
     node, peer = await _connect("bench-tx", args)
     payload = os.urandom(args["size"])
-    key = b"k" if channel == "data" else None
+    keys = [f"k{i}".encode() for i in range(int(args.get("keys", 1)))] if channel == "data" else [None]
 
     async def pump() -> None:
+        # The stop flag is checked per message as well as cancelling the task: on Python 3.11 a
+        # cancel() that races with the send queue gaining room is swallowed inside ``await send``.
         send = node.send
-        while True:
-            await send(peer, payload, channel=channel, key=key)
+        stop = ctl.stop
+        while not stop.is_set():
+            for key in keys:
+                await send(peer, payload, channel=channel, key=key)
 
     await _until_stopped(ctl, node, asyncio.create_task(pump()))
 
@@ -151,7 +180,7 @@ async def _rtt_client(ctl: Control, args: dict[str, Any]) -> None:
         bulk = os.urandom(args["bulk_size"])
 
         async def stream() -> None:
-            while True:
+            while not ctl.stop.is_set():  # see _throughput_tx on why the flag as well as cancel()
                 await node.send(peer, bulk, channel="data", key=b"bulk")
 
         tasks.append(asyncio.create_task(stream()))

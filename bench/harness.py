@@ -158,6 +158,8 @@ class Worker:
         assert self.proc.stdout is not None
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
         self.events: list[dict[str, Any]] = []
+        self.killed = False
+        """True when :meth:`stop` had to kill the child (it did not exit in time: a shutdown bug)."""
 
     def stderr_tail(self, limit: int = 3000) -> str:
         """The last ``limit`` characters the child wrote to stderr."""
@@ -223,6 +225,7 @@ class Worker:
         try:
             self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            self.killed = True
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         self._sel.close()
@@ -246,7 +249,7 @@ def run_pair(pair: Pair, args: dict[str, Any], timeout: float) -> dict[str, Any]
     """Run one measurement in two fresh processes; return the reporter's result merged with finals.
 
     The returned dict holds the reporter's ``result`` fields, plus ``server_final`` / ``client_final``
-    when a side sent a ``final`` event. Raises BenchError when a child fails or exceeds ``timeout``.
+    when a side sent a ``final`` event, and ``killed`` (role names) when a child had to be killed. Raises BenchError when a child fails or exceeds ``timeout``.
     """
     server = Worker(pair.server, args)
     client: Worker | None = None
@@ -261,6 +264,9 @@ def run_pair(pair: Pair, args: dict[str, Any], timeout: float) -> dict[str, Any]
             finals["client_final"] = client.stop()
         finals["server_final"] = server.stop()
     result.pop("kind", None)
+    killed = [w.role for w in (server, client) if w is not None and w.killed]
+    if killed:
+        result["killed"] = killed
     for key, final in finals.items():
         if final is not None:
             final.pop("kind", None)

@@ -194,7 +194,7 @@ def bulk_tx(ctl: Control, args: dict[str, Any]) -> None:
     copy = not args.get("zero_copy", False)
     while not ctl.stop.is_set():
         try:
-            push.send(payload, copy=copy)
+            push.send(payload, 0, copy=copy)
         except zmq.Again:
             continue
     push.close()

@@ -95,6 +95,9 @@ def benchmarks(sizes: dict[str, int]) -> list[Benchmark]:
                         Pair("fabric_control_rx", "fabric_control_tx"), {"size": control, "batching": True}),
                 Variant("fabric_nobatch", "fabric coordination, batching off",
                         Pair("fabric_control_rx", "fabric_control_tx"), {"size": control, "batching": False}),
+                Variant("fabric_batch_async", "fabric coordination, batching on, async handler",
+                        Pair("fabric_control_rx", "fabric_control_tx"),
+                        {"size": control, "batching": True, "handler": "async"}),
             ),
             targets=(
                 Target("fabric_batch", "value", ">=", 0.5, "raw_sync"),
@@ -111,8 +114,10 @@ def benchmarks(sizes: dict[str, int]) -> list[Benchmark]:
                         Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk, "zero_copy": True}),
                 Variant("raw_copy", "raw pyzmq PUSH->PULL, copying (defaults)",
                         Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk, "zero_copy": False}),
-                Variant("fabric", "fabric data (one key = one lane)",
+                Variant("fabric", "fabric data, one key (one lane)",
                         Pair("fabric_bulk_rx", "fabric_bulk_tx"), {"size": bulk}),
+                Variant("fabric_4lanes", "fabric data, 4 keys round-robin (4 lanes)",
+                        Pair("fabric_bulk_rx", "fabric_bulk_tx"), {"size": bulk, "keys": 4}),
             ),
             targets=(Target("fabric", "value", ">=", 0.9, "raw"),),
             higher_is_better=True,
@@ -184,6 +189,8 @@ def run_all(
                     errors[variant.key].append(str(exc))
                     log(f"[{bench.key}] {variant.key} FAILED: {str(exc)[:2000]}")
                     continue
+                if result.get("killed"):
+                    log(f"[{bench.key}] {variant.key}: had to kill {result['killed']} (no clean exit)")
                 runs[variant.key].append(result)
         variants: dict[str, Any] = {}
         for variant in bench.variants:
@@ -192,8 +199,9 @@ def run_all(
                 values = [v for r in runs[variant.key] if (v := _figure(r, name)) is not None]
                 if values:
                     figures[name] = {**Spread.of(values).as_dict(), "unit": unit, "values": values}
+            kills = sum(1 for r in runs[variant.key] if r.get("killed"))
             variants[variant.key] = {"label": variant.label, "figures": figures, "errors": errors[variant.key],
-                                     "runs": runs[variant.key]}
+                                     "unclean_exits": kills, "runs": runs[variant.key]}
         report[bench.key] = {
             "title": bench.title,
             "variants": variants,
@@ -253,6 +261,11 @@ def render(selected: Sequence[Benchmark], report: dict[str, Any]) -> str:
                 spread = f"[{_fmt(fig['min'])} .. {_fmt(fig['max'])}]"
                 lines.append(f"{label:<{width}}{unit:<12}{_fmt(fig['median']):>12}  {spread:<24}{ratio:>8}  "
                              f"{fig['n']}{' !' + str(len(vdata['errors'])) + ' failed' if vdata['errors'] else ''}")
+        for variant in bench.variants:
+            kills = data["variants"][variant.key]["unclean_exits"]
+            if kills:
+                lines.append(f"  note: {variant.key}: {kills} run(s) had a child that did not exit when asked "
+                             "(killed after 10 s)")
         for target in data["targets"]:
             if target["met"] is None:
                 verdict = "NOT MEASURED"
@@ -312,11 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
+    load_before = os.getloadavg()
     report = run_all(selected, args.reps, common, log)
     meta = _meta(args, common, sizes)
+    meta["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     print(f"fabric vs raw pyzmq  ({meta['time_utc']}, {meta['cpus']} CPUs, Python {meta['python']}, "
           f"pyzmq {meta['pyzmq']}, libzmq {meta['libzmq']}, {args.reps} interleaved reps, "
-          f"window {common['warmup']}+{common['duration']} s)")
+          f"window {common['warmup']}+{common['duration']} s, load {meta['loadavg_1m_before_after']})")
     print(render(selected, report))
     args.out.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({"meta": meta, "benchmarks": report}, indent=1)

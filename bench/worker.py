@@ -6,6 +6,7 @@ stdin). An exception inside a role becomes an ``error`` event carrying the trace
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import traceback
@@ -19,13 +20,9 @@ Role = Callable[[Control, dict[str, Any]], None]
 
 def lookup(name: str) -> Role:
     """The role function called ``name``; fabric roles are imported only when asked for (raises KeyError)."""
-    if name.startswith("fabric_"):
-        from bench import fabric_roles
-
-        return fabric_roles.ROLES[name]
-    from bench import raw_roles
-
-    return raw_roles.ROLES[name]
+    module = importlib.import_module("bench.fabric_roles" if name.startswith("fabric_") else "bench.raw_roles")
+    roles: dict[str, Role] = module.ROLES
+    return roles[name]
 
 
 def main(argv: list[str]) -> int:
