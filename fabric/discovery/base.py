@@ -478,13 +478,17 @@ class DiscoveryPlugin(abc.ABC):
         interval = poll_interval if poll_interval is not None else self.default_poll_interval()
         previous: frozenset[Candidate] | None = None
         while self.running:
+            assert self._changed is not None
+            # Clear before polling: a change (or stop) that lands while we poll or while the consumer
+            # holds the yielded list still wakes the wait below.
+            self._changed.clear()
             current = await self.lookup()
             snapshot = frozenset(current)
             if snapshot != previous:
                 previous = snapshot
                 yield current
-            assert self._changed is not None
-            self._changed.clear()
+            if not self.running:
+                return
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=interval)
             except TimeoutError:

@@ -8,9 +8,7 @@ route and no network namespace is needed (see docs/discovery.md, "Multicast on l
 from __future__ import annotations
 
 import json
-import queue
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,51 +27,7 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Lines:
-    """Reads a child's stdout on a thread into a queue.
-
-    ``Child.readline`` selects on the raw fd, which misses lines already sitting in the text wrapper's
-    buffer when the child prints several at once; a reader thread sees every line.
-    """
-
-    def __init__(self, child: Child) -> None:
-        self.child = child
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        stream = self.child.proc.stdout
-        assert stream is not None
-        try:
-            for line in stream:
-                self.lines.put(line.rstrip("\n"))
-        except ValueError:  # closed by Child.stop()
-            pass
-        self.lines.put(None)
-
-    def expect(self, prefix: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{prefix!r} not seen from {self.child.args}")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise EOFError(f"child exited ({self.child.proc.poll()}): {self.child.stderr_tail()}")
-            if line.startswith(prefix):
-                return line
-
-    def send_line(self, line: str) -> None:
-        self.child.send_line(line)
-
-    def stop(self) -> None:
-        self.child.stop()
-
-
-def wait_view(child: Lines, predicate: Callable[[list[dict[str, object]]], bool], timeout: float = 20.0) -> list[dict[str, object]]:
+def wait_view(child: Child, predicate: Callable[[list[dict[str, object]]], bool], timeout: float = 20.0) -> list[dict[str, object]]:
     """Read VIEW lines until one satisfies ``predicate`` (bounded by ``timeout``)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -86,14 +40,14 @@ def wait_view(child: Lines, predicate: Callable[[list[dict[str, object]]], bool]
             return view
 
 
-def stats(child: Lines) -> dict[str, int]:
+def stats(child: Child) -> dict[str, int]:
     child.send_line("stats")
     line = child.expect("STATS ")
     result: dict[str, int] = json.loads(line[len("STATS ") :])
     return result
 
 
-def wait_stats(child: Lines, predicate: Callable[[dict[str, int]], bool], timeout: float = 15.0) -> dict[str, int]:
+def wait_stats(child: Child, predicate: Callable[[dict[str, int]], bool], timeout: float = 15.0) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:
         current = stats(child)
@@ -106,11 +60,10 @@ def wait_stats(child: Lines, predicate: Callable[[dict[str, int]], bool], timeou
 
 def start_child(
     started: list[Child], strategy: str, name: str, port_base: int, options: dict[str, object]
-) -> tuple[Lines, str]:
-    proc = Child.python(CHILD, "--strategy", strategy, "--name", name, "--port-base", str(port_base),
-                        "--options", json.dumps(options))
-    started.append(proc)
-    child = Lines(proc)
+) -> tuple[Child, str]:
+    child = Child.python(CHILD, "--strategy", strategy, "--name", name, "--port-base", str(port_base),
+                         "--options", json.dumps(options))
+    started.append(child)
     ready = json.loads(child.expect("READY ")[len("READY ") :])
     return child, str(ready["node_id"])
 

@@ -53,7 +53,7 @@ def test_malformed_txt_records_are_counted_and_skipped() -> None:
             f"{label}.{service_type}",
             addresses=[socket.inet_aton("127.0.0.1")],
             port=24000,
-            properties=properties,  # type: ignore[arg-type]
+            properties=properties,
             server=f"{label}.local.",
         )
 
