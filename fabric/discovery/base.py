@@ -33,11 +33,13 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-import time
 import types
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from fabric.clock import Clock, SystemClock
+from fabric.errors import ConfigError, FabricError
 
 __all__ = [
     "CHANNEL_ORDER",
@@ -76,12 +78,16 @@ _SCHEMES = ("tcp://", "ipc://", "inproc://")
 # -- errors --------------------------------------------------------------------------------------------
 
 
-class DiscoveryError(Exception):
-    """Root of every exception raised by :mod:`fabric.discovery`."""
+class DiscoveryError(FabricError):
+    """Root of every exception raised by :mod:`fabric.discovery` (itself under the fabric's root)."""
 
 
-class ConfigurationError(DiscoveryError, ValueError):
-    """A discovery configuration value is invalid (our caller's fault); the message names the field."""
+class ConfigurationError(DiscoveryError, ConfigError):
+    """A discovery configuration value is invalid (our caller's fault); the message names the field.
+
+    Also a :class:`fabric.errors.ConfigError` (and so a ValueError): code that validates a whole node
+    configuration catches one type.
+    """
 
 
 class UnknownPluginError(DiscoveryError, LookupError):
@@ -307,19 +313,6 @@ class LocalNode:
 # -- helpers shared by plugins ---------------------------------------------------------------------------
 
 
-class Clock(Protocol):
-    """Monotonic time in seconds (structurally the same as :class:`fabric.clock.Clock`)."""
-
-    def now(self) -> float:
-        """Return the current monotonic time in seconds."""
-        ...
-
-
-class _MonotonicClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-
 class RateLimitedLog:
     """Log a warning at most once per ``interval`` seconds per key, with a count of what was suppressed.
 
@@ -427,7 +420,7 @@ class DiscoveryPlugin(abc.ABC):
                 f"{type(self).__name__} takes a {self.config_type.__name__}, got {type(config).__name__}"
             )
         self.config = config
-        self.clock: Clock = clock if clock is not None else _MonotonicClock()
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.log = logger if logger is not None else logging.getLogger(f"fabric.discovery.{self.name}")
         self.rate_limited = RateLimitedLog(self.log, self.clock)
         self.counters: dict[str, int] = {"lookups": 0, "failures": 0, "malformed": 0}

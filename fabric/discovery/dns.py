@@ -71,8 +71,10 @@ class DnsConfig:
         record_type: ``A``, ``AAAA``, ``A+AAAA`` (both, merged) or ``SRV``.
         port: membership port (port base P) of the nodes found by A/AAAA. Ignored for SRV, whose records
             carry the port.
-        derive_endpoints: give each candidate the endpoints of every channel (P+i, see CHANNEL_ORDER).
+        derive_endpoints: give each candidate the endpoints of every channel (P+i for ``channels[i]``).
             Turn off when nodes do not use a port base; then candidates carry only their seed.
+        channels: the cluster's channel names in port order (membership first); the default is the
+            node's default channel set. Pass the node's configured channel names when it adds channels.
         srv_target_types: address record types used to resolve SRV targets (``A``, ``AAAA`` or both).
         nameservers: IP addresses of the DNS servers to ask; empty means the system's (/etc/resolv.conf).
         nameserver_port: UDP/TCP port of ``nameservers`` (53; tests use a high port).
@@ -88,6 +90,7 @@ class DnsConfig:
     record_type: str = "A"
     port: int = DEFAULT_MEMBERSHIP_PORT
     derive_endpoints: bool = True
+    channels: tuple[str, ...] = CHANNEL_ORDER
     srv_target_types: tuple[str, ...] = ("A", "AAAA")
     nameservers: tuple[str, ...] = ()
     nameserver_port: int = 53
@@ -101,7 +104,11 @@ class DnsConfig:
         if self.record_type not in _RECORD_TYPES:
             raise ConfigurationError(f"DnsConfig.record_type must be one of {_RECORD_TYPES}, got {self.record_type!r}")
         check_port(self.port, "DnsConfig.port")
-        if self.derive_endpoints and self.port + len(CHANNEL_ORDER) - 1 > 65535:
+        if isinstance(self.channels, str) or not self.channels or self.channels[0] != MEMBERSHIP_CHANNEL:
+            raise ConfigurationError("DnsConfig.channels must be a sequence of names starting with 'membership'")
+        if len(set(self.channels)) != len(self.channels):
+            raise ConfigurationError("DnsConfig.channels has duplicates")
+        if self.derive_endpoints and self.port + len(self.channels) - 1 > 65535:
             raise ConfigurationError("DnsConfig.port leaves no room for the channel ports above it")
         if isinstance(self.srv_target_types, str):
             object.__setattr__(self, "srv_target_types", (self.srv_target_types,))
@@ -209,7 +216,9 @@ class DnsPlugin(DiscoveryPlugin):
             raise ConfigurationError("SRV port 0")
         seed = format_tcp_endpoint(address, port)
         endpoints = (
-            endpoints_from_port_base(address, port) if self.config.derive_endpoints else {MEMBERSHIP_CHANNEL: seed}
+            endpoints_from_port_base(address, port, self.config.channels)
+            if self.config.derive_endpoints
+            else {MEMBERSHIP_CHANNEL: seed}
         )
         return Candidate(
             seed=seed,

@@ -159,3 +159,18 @@ def test_entry_point_plugins_are_found_and_broken_ones_reported(tmp_path: Path, 
         assert set(reg.load_errors) == {"broken", "notaplugin"}
     finally:
         sys.modules.pop("ff_thirdparty", None)
+
+
+def test_dns_channels_option_must_start_with_membership() -> None:
+    assert DnsConfig(query="x", channels=("membership", "extra")).channels == ("membership", "extra")
+    for bad in (("data",), (), ("membership", "membership")):
+        with pytest.raises(ConfigurationError):
+            DnsConfig(query="x", channels=bad)
+    with pytest.raises(ConfigurationError):
+        DnsConfig(query="x", port=65530, channels=("membership", "a", "b", "c", "d", "e", "f"))
+
+
+def test_discovery_errors_sit_under_the_fabric_root() -> None:
+    from fabric.errors import ConfigError, FabricError
+
+    assert issubclass(ConfigurationError, ConfigError) and issubclass(ConfigurationError, FabricError)
