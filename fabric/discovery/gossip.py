@@ -182,20 +182,27 @@ class GossipPlugin(DiscoveryPlugin):
         self._datagram = self._codec.encode(beacon)
         if len(self._datagram) > 1400:  # stay under a typical MTU: fragments get lost first
             raise ConfigurationError(f"beacon is {len(self._datagram)} bytes; trim metadata (limit 1400)")
+        await self._open()
+
+    async def _open(self) -> bool:
+        """Open the socket and start beaconing; on failure count, log (rate-limited) and return False."""
         try:
             sock = open_multicast_socket(self.config)
         except OSError as exc:
-            # No multicast here (no route, no interface): a real deployment problem, not a crash. The
-            # strategy then simply finds nothing; the failure counter and the log say why.
+            # No multicast here (no route, no such interface): a deployment problem, not a crash. The
+            # strategy finds nothing until it works; lookups retry. The counter and the log say why.
             self._count("failures")
-            self.log.error("gossip: cannot open multicast socket %s:%d on %s: %s",
-                           self.config.group, self.config.port, self.config.interface, exc)
-            return
+            self.rate_limited.warning(
+                "open", "gossip: cannot open multicast socket %s:%d on %s: %s",
+                self.config.group, self.config.port, self.config.interface, exc,
+            )
+            return False
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         self._transport = transport
         self._mark_success()
         self._sender = asyncio.create_task(self._send_loop(), name="fabric.discovery.gossip.sender")
+        return True
 
     async def _send_loop(self) -> None:
         while True:
@@ -247,8 +254,7 @@ class GossipPlugin(DiscoveryPlugin):
                 self._wake_sender.set()
 
     async def _lookup(self) -> list[Candidate]:
-        if self._transport is None:
-            self._count("failures")
+        if self._transport is None and not await self._open():
             return []
         dropped = self._table.expire(self.clock.now())
         if dropped:
