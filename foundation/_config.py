@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from foundation._errors import Error, FoundationError, raise_error, type_error
+from foundation._graceful import ConfigFallback
 from foundation._service import Service
 from foundation._utils import Utils
 
@@ -368,6 +369,8 @@ class ConfigServer(Service):
         self._subscribers: dict[int, Any] = {}
         self._updates_count = 0
         self._last_update: int | None = None
+        #: 1.x ``Foundation.Config.GracefulDegradation``: cached reads while the service is down.
+        self.GracefulDegradation = ConfigFallback(app)  # noqa: N815 - 1.x module name
 
     # -- lifecycle --------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from foundation._errors import Error, FoundationError, raise_error, type_error, value_error
+from foundation._graceful import EventsFallback
 from foundation._service import Service
 from foundation._utils import Utils, packb
 
@@ -131,6 +132,8 @@ class EventStore(Service):
         self._max_events = 100_000
         self._max_age_ms = 3_600_000
         self._prune_interval_ms = 60_000
+        #: 1.x ``Foundation.Events.GracefulDegradation``: helpers that degrade instead of raising.
+        self.GracefulDegradation = EventsFallback(app)  # noqa: N815 - 1.x module name
 
     def _reset_storage(self) -> None:
         self._events: dict[int, Event] = {}

@@ -27,7 +27,6 @@ import resource
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -615,7 +614,3 @@ class _PrometheusCollector:
                     family.add_metric(values, s.value)
             yield family
 
-
-def utc_now_iso() -> str:
-    """Current UTC time in ISO-8601 (used for health timestamps)."""
-    return datetime.now(UTC).isoformat()
