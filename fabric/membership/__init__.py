@@ -1,1 +1,70 @@
-"""fabric.membership."""
+"""Membership: the full-mesh membership core and the phi-accrual failure detector (sans-IO).
+
+See docs/membership.md for how it works, the message ops, the detection-time bound and the config.
+"""
+
+from .config import MembershipConfig, detection_bound
+from .detector import PhiAccrualDetector, logistic_phi, threshold_quantile
+from .errors import BadMembershipMessage, MembershipError
+from .fullmesh import (
+    OPS,
+    Connect,
+    Contact,
+    Dial,
+    Disconnect,
+    Effect,
+    FullMeshMembership,
+    Identity,
+    InputEvent,
+    Joined,
+    JoinRequest,
+    LeaveRequest,
+    LinkDown,
+    LinkUp,
+    Member,
+    MemberChanged,
+    MemberDown,
+    MemberLeft,
+    MembershipEvent,
+    MemberStatus,
+    MemberUp,
+    Received,
+    Send,
+    Tick,
+    Traffic,
+)
+
+__all__ = [
+    "OPS",
+    "BadMembershipMessage",
+    "Connect",
+    "Contact",
+    "Dial",
+    "Disconnect",
+    "Effect",
+    "FullMeshMembership",
+    "Identity",
+    "InputEvent",
+    "JoinRequest",
+    "Joined",
+    "LeaveRequest",
+    "LinkDown",
+    "LinkUp",
+    "Member",
+    "MemberChanged",
+    "MemberDown",
+    "MemberLeft",
+    "MemberStatus",
+    "MemberUp",
+    "MembershipConfig",
+    "MembershipError",
+    "MembershipEvent",
+    "PhiAccrualDetector",
+    "Received",
+    "Send",
+    "Tick",
+    "Traffic",
+    "detection_bound",
+    "logistic_phi",
+    "threshold_quantile",
+]
