@@ -79,15 +79,19 @@ class ManualClock:
             return self._wall_start + timedelta(microseconds=(self._ns - self._start_ns) // 1_000)
 
     def advance(self, ms: float) -> None:
-        """Move time forward by ``ms`` milliseconds (fractions allowed). Raises ValueError if negative."""
+        """Move time forward by ``ms`` milliseconds (fractions allowed). Raises FoundationValueError if negative."""
         if ms < 0:
-            raise ValueError("a monotonic clock cannot go backwards")
+            from foundation._errors import value_error
+
+            raise value_error("a monotonic clock cannot go backwards", ms=ms)
         with self._lock:
             self._ns += int(ms * 1_000_000)
 
     def advance_ns(self, ns: int) -> None:
-        """Move time forward by ``ns`` nanoseconds. Raises ValueError if negative."""
+        """Move time forward by ``ns`` nanoseconds. Raises FoundationValueError if negative."""
         if ns < 0:
-            raise ValueError("a monotonic clock cannot go backwards")
+            from foundation._errors import value_error
+
+            raise value_error("a monotonic clock cannot go backwards", ns=ns)
         with self._lock:
             self._ns += ns

@@ -143,7 +143,7 @@ def _format_stacktrace(stacktrace: Any) -> list[dict[str, Any]] | None:
         ]
     if isinstance(stacktrace, list):
         return [dict(f) if isinstance(f, Mapping) else {"frame": repr(f)} for f in stacktrace[:10]]
-    raise TypeError("stacktrace must be a traceback, an exception, a list of frames or None")
+    raise type_error("stacktrace must be a traceback, an exception, a list of frames or None")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +183,10 @@ class Error:
         """Build an error from the 1.x table. Unknown types get code 9999, medium, category ``unknown``.
 
         Raises:
-            TypeError: ``error_type`` is not a string.
+            FoundationTypeError: ``error_type`` is not a string.
         """
         if not isinstance(error_type, str):
-            raise TypeError("error_type must be a str")
+            raise type_error("error_type must be a str")
         category, subcategory, code, severity, default = _TABLE.get(
             error_type, ("unknown", "unknown", 9999, "medium", "Unknown error")
         )
@@ -299,10 +299,10 @@ class Error:
         no_retry: ``math.inf`` (1.x ``:infinity``).
 
         Raises:
-            TypeError: ``attempt`` is not an int.
+            FoundationTypeError: ``attempt`` is not an int.
         """
         if not isinstance(attempt, int) or isinstance(attempt, bool):
-            raise TypeError("attempt must be an int")
+            raise type_error("attempt must be an int")
         if self.retry_strategy == "exponential_backoff":
             # Cap the exponent first so huge attempts never build huge floats (2**15 * 1000 > 30_000).
             return round(min(1000 * 2.0 ** min(attempt, 15), 30_000))

@@ -61,7 +61,7 @@ _OVERFLOW_LABELS: tuple[tuple[str, str], ...] = (("overflow", "true"),)
 
 @dataclass(frozen=True)
 class TelemetryConfig:
-    """Telemetry settings for one app. Validated on construction (``ValueError``).
+    """Telemetry settings for one app. Validated on construction (``FoundationValueError``).
 
     Attributes:
         label_allowlist: metadata keys that become metric labels. Everything else (ids, payloads) is
@@ -93,14 +93,14 @@ class TelemetryConfig:
 
     def __post_init__(self) -> None:
         if self.max_series_per_metric < 1:
-            raise ValueError("max_series_per_metric must be >= 1")
+            raise value_error("max_series_per_metric must be >= 1")
         for buckets in (self.histogram_buckets, self.duration_buckets_ns):
             if not buckets or list(buckets) != sorted(set(buckets)) or any(math.isinf(b) for b in buckets):
-                raise ValueError("buckets must be non-empty, strictly increasing and finite")
+                raise value_error("buckets must be non-empty, strictly increasing and finite")
         if self.metric_retention_ms is not None and self.metric_retention_ms <= 0:
-            raise ValueError("metric_retention_ms must be > 0 or None")
+            raise value_error("metric_retention_ms must be > 0 or None")
         if self.cleanup_interval_ms <= 0:
-            raise ValueError("cleanup_interval_ms must be > 0")
+            raise value_error("cleanup_interval_ms must be > 0")
 
     @classmethod
     def local(cls) -> TelemetryConfig:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from foundation._errors import Error, FoundationError, MaxAttemptsExceeded
+from foundation._errors import Error, FoundationError, MaxAttemptsExceeded, value_error
 
 __all__ = ["Utils"]
 
@@ -129,10 +129,10 @@ class Utils:
         """A copy of ``data`` with ``value`` at ``path``, creating intermediate dicts. ``data`` is unchanged.
 
         Raises:
-            ValueError: ``path`` is empty.
+            FoundationValueError: ``path`` is empty.
         """
         if not path:
-            raise ValueError("path must not be empty")
+            raise value_error("path must not be empty")
         out = dict(data)
         head, *rest = path
         if rest:
@@ -178,10 +178,10 @@ class Utils:
 
         Raises:
             MaxAttemptsExceeded: every attempt failed (``context["last_error"]`` is the last failure).
-            ValueError: ``max_attempts`` < 1.
+            FoundationValueError: ``max_attempts`` < 1.
         """
         if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
+            raise value_error("max_attempts must be >= 1")
         last: Any = None
         for attempt in range(1, max_attempts + 1):
             try:
