@@ -67,6 +67,8 @@ core per node, driven from the node's loop.
 from __future__ import annotations
 
 import enum
+import heapq
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -420,6 +422,11 @@ class FullMeshMembership:
         self._joined = False
         self._leaving = False
         self._state_cache: list[dict[str, Any]] | None = None
+        # next_deadline() without an O(members) scan per message: detector crossing times sit in a heap
+        # (stale items are skipped lazily); everything else is rescanned only after a structural change.
+        self._gen = 0
+        self._scan: tuple[int, float] = (-1, math.inf)
+        self._detector_heap: list[tuple[float, bytes]] = []
         self.counters: dict[str, int] = {}
 
     # -- properties -------------------------------------------------------------------------------
@@ -486,6 +493,21 @@ class FullMeshMembership:
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+
+    def _dirty(self) -> None:
+        self._state_cache = None
+        self._gen += 1
+
+    def _watch(self, entry: _Entry) -> None:
+        assert entry.detector is not None
+        at = entry.detector.suspect_at()
+        if at is not None:
+            heapq.heappush(self._detector_heap, (at, entry.node_id))
+        if len(self._detector_heap) > 8 * len(self._entries) + 64:
+            # a driver that rarely asks next_deadline(): rebuild from the live detectors
+            self._detector_heap = [(e.detector.suspect_at() or 0.0, e.node_id) for e in self._entries.values()
+                                   if e.detector is not None and e.st == ST_ALIVE and e.up and not e.suspect]
+            heapq.heapify(self._detector_heap)
 
     # -- single entry point -----------------------------------------------------------------------
 
@@ -581,7 +603,7 @@ class FullMeshMembership:
         self._leaving = True
         self._self.st = ST_LEFT
         self._self.changed_at = now
-        self._state_cache = None
+        self._dirty()
         effects: list[Effect] = []
         body = {"in": self._self.inc, "r": 0, "m": [self._self.to_wire()]}
         for entry in self._sorted_entries():
@@ -594,7 +616,7 @@ class FullMeshMembership:
         limits) and push it to every peer."""
         self._self.meta = _check_meta(dict(metadata))
         self._self.mv += 1
-        self._state_cache = None
+        self._dirty()
         effects: list[Effect] = []
         self._push([self._self], effects)
         return effects
@@ -657,15 +679,27 @@ class FullMeshMembership:
         deadline = min(self._next_hb, self._next_gossip)
         if self._dialing:
             deadline = min(deadline, self._next_dial)
+        heap = self._detector_heap
+        while heap:
+            at, node_id = heap[0]
+            entry = self._entries.get(node_id)
+            if (entry is not None and entry.st == ST_ALIVE and entry.up and not entry.suspect
+                    and entry.detector is not None and entry.detector.suspect_at() == at):
+                deadline = min(deadline, at)
+                break
+            heapq.heappop(heap)  # stale: a newer sign of life moved it, or the member changed
+        if self._scan[0] != self._gen:
+            self._scan = (self._gen, self._structural_deadline())
+        return min(deadline, self._scan[1])
+
+    def _structural_deadline(self) -> float:
+        """Earliest suspect timeout, tombstone expiry or probe (changes only with the state)."""
+        deadline = math.inf
         probe = self.config.probe_down_interval > 0
         for entry in self._entries.values():
             if entry.st == ST_ALIVE:
                 if entry.suspect:
                     deadline = min(deadline, entry.suspect_since + self.config.suspect_timeout)
-                elif entry.detector is not None:
-                    at = entry.detector.suspect_at()
-                    if at is not None and at < deadline:
-                        deadline = at
             else:
                 deadline = min(deadline, entry.changed_at + self.config.tombstone_ttl)
                 if probe and entry.st == ST_DOWN:
@@ -689,6 +723,7 @@ class FullMeshMembership:
                     before = entry.member()
                     entry.suspect = True
                     entry.suspect_since = now
+                    self._dirty()
                     effects.append(MemberChanged(entry.member(), before))
             if entry.suspect and now >= entry.suspect_since + cfg.suspect_timeout:
                 self._declare_down(entry, now, "unreachable", effects)
@@ -698,7 +733,7 @@ class FullMeshMembership:
                 del self._entries[entry.node_id]
                 self._evidence.pop(entry.node_id, None)
                 self._sync_asked.pop(entry.node_id, None)
-                self._state_cache = None
+                self._dirty()
                 if entry.st == ST_DOWN:
                     effects.append(Disconnect(entry.node_id))
                 self._count("tombstones_expired")
@@ -722,6 +757,7 @@ class FullMeshMembership:
                 self._count("probes")
                 self._send(effects, target.node_id, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
             self._next_probe = max(self._next_probe + cfg.probe_down_interval, now)
+            self._gen += 1
         # seeds: keep dialling until joined, and again when every peer is gone
         if self._seeds and not self._dialing and not alive:
             self._dialing = True
@@ -768,7 +804,9 @@ class FullMeshMembership:
         if entry.suspect:
             before = entry.member()
             entry.suspect = False
+            self._gen += 1
             effects.append(MemberChanged(entry.member(), before))
+        self._watch(entry)
 
     def _evidence_from(self, source: bytes, inc: int, now: float, effects: list[Effect]) -> None:
         """Direct traffic from ``source`` speaking as incarnation ``inc``."""
@@ -802,6 +840,7 @@ class FullMeshMembership:
             min_interval=cfg.heartbeat_interval,
         )
         entry.detector.heartbeat(now)
+        self._watch(entry)
         effects.append(MemberUp(entry.member()))
         # names are unique: an older incarnation under the same name (another node id) is gone
         for other in self._sorted_entries():
@@ -815,7 +854,7 @@ class FullMeshMembership:
         entry.suspect = False
         entry.detector = None
         entry.changed_at = now
-        self._state_cache = None
+        self._dirty()
         self._count("declared_down")
         if was_up:
             effects.append(MemberDown(entry.member(), reason))
@@ -833,7 +872,7 @@ class FullMeshMembership:
         me.inc = max(me.inc, theirs.inc) + 1
         me.mv = 0
         me.changed_at = now
-        self._state_cache = None
+        self._dirty()
         self._count("refuted")
         # everyone, down members included: they may be the side that declared us down
         body = {"in": me.inc, "r": 0, "m": [me.to_wire()]}
@@ -852,7 +891,7 @@ class FullMeshMembership:
                 self._count("rejected_full")
                 return
             self._entries[new.node_id] = new
-            self._state_cache = None
+            self._dirty()
             if new.st == ST_ALIVE:
                 effects.append(Connect(new.identity()))
                 if self._evidence.get(new.node_id) == new.inc:
@@ -862,7 +901,7 @@ class FullMeshMembership:
             return
         if new.key() <= old.key():
             return
-        self._state_cache = None
+        self._dirty()
         if new.inc > old.inc:
             # a newer incarnation supersedes the old one entirely
             if old.up and old.st == ST_ALIVE:
