@@ -34,37 +34,34 @@ def _fresh_app(n: int) -> FoundationApp:
                                 telemetry_config=foundation.TelemetryConfig(enable_vm_metrics=False))
 
 
-def _rate(count: int, fn: Callable[[], None]) -> float:
+def _rate(count: int, op: Callable[[int], object]) -> float:
+    """``count`` calls of ``op(i)`` per second."""
     start = time.perf_counter()
-    fn()
+    for i in range(count):
+        op(i)
     return count / (time.perf_counter() - start)
 
 
 def bench_once(n: int) -> dict[str, float]:
+    """One repetition of every measurement on a fresh app."""
     app = _fresh_app(n)
-    ev = app.events
+    ev, tel, cfg = app.events, app.telemetry, app.config
     try:
         prebuilt = [ev.new_event(("a", "b", "c")[i % 3], {"i": i, "payload": "x" * 32},
                                  correlation_id=f"c{i % 100}") for i in range(n)]
-        out = {"events stored/s": _rate(n, lambda: [ev.store(e) for e in prebuilt] and None)}
-        out["events created+stored/s"] = _rate(n, lambda: [ev.store(ev.new_event("d", {"i": i}))
-                                                           for i in range(n)] and None)
         q = max(n // 100, 20)
-        out["events queried/s (limit 100)"] = _rate(q, lambda: [ev.query(event_type="b", limit=100)
-                                                                for _ in range(q)] and None)
-        out["sorted queries/s (by ts, limit 100)"] = _rate(q, lambda: [ev.query(event_type="b", order_by="timestamp",
-                                                                        limit=100) for _ in range(q)] and None)
-        out["correlation queries/s"] = _rate(q, lambda: [ev.get_by_correlation(f"c{i % 100}")
-                                                         for i in range(q)] and None)
-        tel = app.telemetry
-        out["telemetry emits/s"] = _rate(n, lambda: [tel.emit_counter(("bench", "requests"),
-                                                                      {"status": "ok", "request_id": i})
-                                                     for i in range(n)] and None)
-        out["histogram emits/s"] = _rate(n, lambda: [tel.emit_histogram(("bench", "latency"), i % 50 / 10)
-                                                     for i in range(n)] and None)
-        cfg = app.config
-        out["config get/s"] = _rate(n, lambda: [cfg.get(("ai", "provider")) for _ in range(n)] and None)
-        return out
+        return {
+            "events stored/s": _rate(n, lambda i: ev.store(prebuilt[i])),
+            "events created+stored/s": _rate(n, lambda i: ev.store(ev.new_event("d", {"i": i}))),
+            "events queried/s (limit 100)": _rate(q, lambda i: ev.query(event_type="b", limit=100)),
+            "sorted queries/s (by ts, limit 100)": _rate(
+                q, lambda i: ev.query(event_type="b", order_by="timestamp", limit=100)),
+            "correlation queries/s": _rate(q, lambda i: ev.get_by_correlation(f"c{i % 100}")),
+            "telemetry emits/s": _rate(
+                n, lambda i: tel.emit_counter(("bench", "requests"), {"status": "ok", "request_id": i})),
+            "histogram emits/s": _rate(n, lambda i: tel.emit_histogram(("bench", "latency"), i % 50 / 10)),
+            "config get/s": _rate(n, lambda i: cfg.get(("ai", "provider"))),
+        }
     finally:
         foundation.ServiceRegistry.cleanup_test_namespace(app.namespace)
 
