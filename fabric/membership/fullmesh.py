@@ -477,6 +477,13 @@ class FullMeshMembership:
         """Members (this node included) whose status is ALIVE or SUSPECT."""
         return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
 
+    def digest(self) -> dict[bytes, tuple[int, int, int]]:
+        """The gossip state as node id -> merge key ``(incarnation, st, mv)`` (this node included).
+
+        Two nodes that have exchanged all their state have equal digests (for tests and debugging).
+        """
+        return {e.node_id: e.key() for e in self._all_entries()}
+
     def phi(self, node_id: bytes, now: float) -> float | None:
         """Current phi of an up member, None when it has no detector."""
         entry = self._entries.get(node_id)
