@@ -114,6 +114,30 @@ def validate_event(event: Any) -> int:
     return size
 
 
+@dataclass(slots=True)
+class _Order:
+    """Whether a sequence of events, in insertion order, is already sorted by timestamp / by id.
+
+    Events usually arrive in timestamp and id order, so sorted queries can then skip sorting and stop
+    after ``offset + limit`` matches. Removing events keeps a sorted sequence sorted.
+    """
+
+    last_ts: int | None = None
+    ts_sorted: bool = True
+    last_id: int = 0
+    id_sorted: bool = True
+
+    def add(self, event: Event) -> None:
+        if self.last_ts is not None and event.timestamp < self.last_ts:
+            self.ts_sorted = False
+        if event.event_id < self.last_id:
+            self.id_sorted = False
+        self.last_ts, self.last_id = event.timestamp, event.event_id
+
+    def presorted(self, order_by: str | None) -> bool:
+        return order_by is None or (self.ts_sorted if order_by == "timestamp" else self.id_sorted)
+
+
 class EventStore(Service):
     """The event store of one app (public as ``foundation.Events`` for ``"production"``).
 
@@ -141,6 +165,8 @@ class EventStore(Service):
         self._bytes = 0
         self._by_type: dict[str, dict[int, None]] = {}
         self._by_corr: dict[str, dict[int, None]] = {}
+        self._order_all = _Order()
+        self._order_by_type: dict[str, _Order] = {}
         self._next_id = 1
         self._stored = 0
         self._pruned = 0
@@ -298,6 +324,11 @@ class EventStore(Service):
         self._by_type.setdefault(event.event_type, {})[eid] = None
         if event.correlation_id is not None:
             self._by_corr.setdefault(event.correlation_id, {})[eid] = None
+        self._order_all.add(event)
+        order = self._order_by_type.get(event.event_type)
+        if order is None:
+            order = self._order_by_type[event.event_type] = _Order()
+        order.add(event)
         self._next_id = max(self._next_id, eid) + 1
         self._stored += 1
 
@@ -309,6 +340,7 @@ class EventStore(Service):
             bucket.pop(eid, None)
             if not bucket:
                 del self._by_type[event.event_type]
+                del self._order_by_type[event.event_type]
         if event.correlation_id is not None:
             cb = self._by_corr.get(event.correlation_id)
             if cb is not None:
@@ -319,6 +351,8 @@ class EventStore(Service):
     def _remove(self, eid: int) -> None:
         event = self._events.pop(eid)
         self._unindex(event)
+        if not self._events:
+            self._order_all = _Order()
 
     def _enforce_limits(self) -> None:
         while len(self._events) > self._max_events:
@@ -444,15 +478,15 @@ class EventStore(Service):
             if time_range is not None:
                 start, end = time_range
                 source = (e for e in source if start <= e.timestamp <= end)
-            if order_by is None and limit is not None:
-                # Unsorted: stop scanning once offset + limit matches are found.
+            order = self._order_all if event_type is None else self._order_by_type.get(event_type, _Order())
+            presorted = order.presorted(order_by)
+            if presorted and limit is not None:
+                # Already in the requested order: stop scanning once offset + limit matches are found.
                 found = list(itertools.islice(source, (offset or 0) + limit))
             else:
                 found = list(source)
-        if order_by == "event_id":
-            found.sort(key=lambda e: e.event_id)
-        elif order_by == "timestamp":
-            found.sort(key=lambda e: e.timestamp)
+        if not presorted:
+            found.sort(key=(lambda e: e.event_id) if order_by == "event_id" else (lambda e: e.timestamp))
         if offset:
             found = found[offset:]
         if limit is not None:
@@ -484,8 +518,13 @@ class EventStore(Service):
         """
         if not _is_pos_int(limit):
             raise value_error("limit must be an int > 0", limit=repr(limit))
-        found = self.query(order_by="timestamp")
-        return found[-limit:]
+        with self._lock:
+            self._check_running()
+            if self._order_all.ts_sorted:
+                newest = list(itertools.islice(reversed(self._events.values()), limit))
+                newest.reverse()
+                return newest
+        return self.query(order_by="timestamp")[-limit:]
 
     def prune_before(self, timestamp: int) -> int:
         """Delete events with ``timestamp`` strictly before ``timestamp``; return how many."""

@@ -142,6 +142,30 @@ def test_queries_match_a_model(papp: FoundationApp, specs: list[Any], queries: l
         assert recent == sorted(events, key=lambda e: e.timestamp)[-5:]
 
 
+@settings(max_examples=80)
+@given(specs=st.lists(event_spec, max_size=40), queries=st.lists(query_spec, min_size=1, max_size=5),
+       ids=st.lists(st.integers(1, 60), max_size=40), presort=st.booleans())
+def test_queries_match_a_model_with_sorted_input_and_overwrites(papp: FoundationApp, specs: list[Any],
+                                                                queries: list[dict[str, Any]], ids: list[int],
+                                                                presort: bool) -> None:
+    """Mostly-ordered input takes the no-sort fast path; explicit ids overwrite and break the id order."""
+    papp.events.reset_state()
+    if presort:
+        specs = sorted(specs, key=lambda s: s[1])
+    model: dict[int, Any] = {}
+    for i, (t, ts, c) in enumerate(specs):
+        eid = ids[i] if i < len(ids) else None
+        event = papp.events.new_event(t, i, timestamp=ts, correlation_id=c, event_id=eid)
+        papp.events.store(event)
+        model.pop(event.event_id, None)  # an overwrite moves the id to the newest position
+        model[event.event_id] = event
+    events = list(model.values())
+    for q in queries:
+        assert papp.events.query(**q) == model_query(events, q)
+    for n in (1, 3, 50):
+        assert papp.events.get_recent(n) == sorted(events, key=lambda e: e.timestamp)[-n:]
+
+
 @settings(max_examples=50)
 @given(specs=st.lists(event_spec, max_size=40), cut=st.integers(-5, 55))
 def test_store_and_prune_counts_are_consistent(papp: FoundationApp, specs: list[Any], cut: int) -> None:
