@@ -133,6 +133,19 @@ class Identity:
         """
         return _check_endpoints(ep if ep is not None else {})
 
+    @classmethod
+    def from_header(cls, header: Mapping[str, Any]) -> Identity:
+        """The identity in a decoded HELLO or WELCOME header (keys ``s``, ``nm``, ``in``, ``md``, ``ep``).
+
+        Raises BadMembershipMessage when a field is missing or malformed (``fabric.wire.decode`` has
+        already checked the types of ``s``, ``in``, ``nm``, ``md`` and ``ep`` at the top level).
+        """
+        node_id = header.get("s")
+        if not isinstance(node_id, bytes) or len(node_id) != 16:
+            raise _bad("identity needs a 16-octet node id")
+        return cls(node_id, _str(header.get("nm", ""), "nm"), _int(header.get("in"), "in"),
+                   _check_meta(header.get("md", {})), _check_endpoints(header.get("ep", {})))
+
 
 @dataclass(frozen=True, slots=True)
 class Member:

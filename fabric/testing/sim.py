@@ -25,7 +25,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .. import wire
 from ..clock import ManualClock, TimerHandle
@@ -146,7 +145,7 @@ class SimNode:
             if env.type == wire.MsgType.HELLO:
                 if route is None or env.header.get("ro") != wire.Role.MEMBER:
                     return
-                ident = self._identity_from(env.header)
+                ident = Identity.from_header(env.header)
                 me = core.local
                 self.transport.respond(channel, route, wire.welcome(
                     me.node_id, version=wire.PROTOCOL_VERSION, incarnation=me.incarnation, name=me.name,
@@ -155,7 +154,7 @@ class SimNode:
             elif env.type == wire.MsgType.WELCOME:
                 if isinstance(link, tuple) and link[:1] == ("dial",):
                     self.transport.disconnect(link)
-                effects = core.contact(self._identity_from(env.header), now)
+                effects = core.contact(Identity.from_header(env.header), now)
             elif env.type == wire.MsgType.MEMBERSHIP:
                 body = wire.unpackb(env.payload)
                 effects = core.receive(env.source, env.header["op"], body, now)
@@ -165,11 +164,6 @@ class SimNode:
             self._count_error(exc.category)
             return
         self._execute(effects)
-
-    @staticmethod
-    def _identity_from(header: Mapping[str, Any]) -> Identity:
-        return Identity(header["s"], header.get("nm", ""), header["in"], dict(header.get("md", {})),
-                        Identity.endpoints_from_wire(header.get("ep")))
 
     def _execute(self, effects: Sequence[Effect]) -> None:
         now = self.sim.clock.now()

@@ -137,6 +137,17 @@ def test_restarted_node_is_a_new_incarnation(new_id: bool) -> None:
         assert any(r.detail == "replaced" for r in sim.events("down"))
 
 
+def test_heavy_jitter_and_loss_never_declare_a_live_node_down() -> None:
+    # jitter of half the heartbeat interval and 3 % loss, for two simulated minutes
+    sim = Simulation(seed=47, faults=Faults(latency=0.002, jitter=0.1, drop=0.03, duplicate=0.01, reorder=0.02))
+    nodes = sim.spawn(6)
+    sim.join_all(nodes[0])
+    assert sim.run_until(sim.converged, timeout=30.0)
+    sim.run(120.0)
+    assert sim.converged() and not sim.events("down")
+    assert not [r for r in sim.events("changed") if r.detail == "suspect"]
+
+
 def test_graceful_leave_is_not_a_failure() -> None:
     sim = Simulation(seed=43, faults=FAULTS)
     nodes = sim.spawn(8)
