@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Foundation services, 1 thread, n={args.n}, median of {args.reps} (min..max), Python "
           f"{sys.version.split()[0]}")
     for key, r in results.items():
-        print(f"  {key:<30} {r['median']:>12,.0f}   ({r['min']:,.0f} .. {r['max']:,.0f})")
+        print(f"  {key:<36} {r['median']:>12,.0f}   ({r['min']:,.0f} .. {r['max']:,.0f})")
     return 0
 
 

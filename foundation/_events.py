@@ -167,6 +167,7 @@ class EventStore(Service):
         self._by_corr: dict[str, dict[int, None]] = {}
         self._order_all = _Order()
         self._order_by_type: dict[str, _Order] = {}
+        self._order_by_corr: dict[str, _Order] = {}
         self._next_id = 1
         self._stored = 0
         self._pruned = 0
@@ -324,6 +325,10 @@ class EventStore(Service):
         self._by_type.setdefault(event.event_type, {})[eid] = None
         if event.correlation_id is not None:
             self._by_corr.setdefault(event.correlation_id, {})[eid] = None
+            corr_order = self._order_by_corr.get(event.correlation_id)
+            if corr_order is None:
+                corr_order = self._order_by_corr[event.correlation_id] = _Order()
+            corr_order.add(event)
         self._order_all.add(event)
         order = self._order_by_type.get(event.event_type)
         if order is None:
@@ -347,6 +352,7 @@ class EventStore(Service):
                 cb.pop(eid, None)
                 if not cb:
                     del self._by_corr[event.correlation_id]
+                    del self._order_by_corr[event.correlation_id]
 
     def _remove(self, eid: int) -> None:
         event = self._events.pop(eid)
@@ -500,7 +506,10 @@ class EventStore(Service):
         with self._lock:
             self._check_running()
             found = [self._events[i] for i in self._by_corr.get(correlation_id, {})]
-        found.sort(key=lambda e: e.timestamp)
+            order = self._order_by_corr.get(correlation_id)
+            presorted = order is None or order.ts_sorted
+        if not presorted:
+            found.sort(key=lambda e: e.timestamp)
         return found
 
     def get_correlation_chain(self, correlation_id: str) -> list[Event]:

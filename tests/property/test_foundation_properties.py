@@ -164,6 +164,9 @@ def test_queries_match_a_model_with_sorted_input_and_overwrites(papp: Foundation
         assert papp.events.query(**q) == model_query(events, q)
     for n in (1, 3, 50):
         assert papp.events.get_recent(n) == sorted(events, key=lambda e: e.timestamp)[-n:]
+    for cid in ("x", "y"):
+        expected = sorted((e for e in events if e.correlation_id == cid), key=lambda e: e.timestamp)
+        assert papp.events.get_by_correlation(cid) == expected
 
 
 @settings(max_examples=50)
