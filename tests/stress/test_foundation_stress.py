@@ -1,4 +1,4 @@
-"""Stress: 50 threads hammer config, events, telemetry, registries and the rate limiter for a bounded time;
+"""Stress: 50 threads hammer config, events, telemetry, registries, a worker pool and the rate limiter for a
 the totals must be exact and the final state consistent. ``FOUNDATION_STRESS_SECONDS`` sets the duration."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Tally:
     lookups: int = 0
     leader_wins: int = 0
     allowed: int = 0
+    pool_uses: int = 0
     denied: int = 0
     values_written: set[int] = field(default_factory=set)
 
@@ -34,12 +35,33 @@ class Proc:
         return True
 
 
+class Conn:
+    """A pooled worker that detects two threads using it at once."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.uses = 0
+
+    def use(self) -> None:
+        assert not self.busy, "a worker was checked out twice"
+        self.busy = True
+        self.uses += 1
+        self.busy = False
+
+
 def hammer(threads: int, *, seconds: float | None = None, ops: int | None = None, seed: int = 7) -> dict[str, Any]:
     """Run the workload; return the app's final figures next to the per-thread tallies."""
     assert (seconds is None) != (ops is None)
     clock = ManualClock()
     app = foundation.start_app(config={"storage": {"hot": {"max_events": 50_000_000}}}, clock=clock)
     ns = app.namespace
+    conns: list[Conn] = []
+
+    def make_conn() -> Conn:
+        conns.append(Conn())
+        return conns[-1]
+
+    app.infrastructure.ConnectionManager.start_pool("pool", worker_factory=make_conn, size=4, max_overflow=2)
     tallies = [Tally() for _ in range(threads)]
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
@@ -93,6 +115,9 @@ def hammer(threads: int, *, seconds: float | None = None, ops: int | None = None
                     app.config.get(["interface", "max_results"])
                     app.config.get_with_default(["ai", "provider"], None)
                     tally.reads += 1
+                elif r < 0.85:
+                    app.infrastructure.ConnectionManager.with_connection("pool", Conn.use, timeout=30)
+                    tally.pool_uses += 1
                 elif r < 0.90:
                     assert foundation.ServiceRegistry.lookup(ns, f"worker-{i}") is me
                     foundation.ProcessRegistry.lookup(ns, f"worker-{rng.randrange(threads)}")
@@ -131,6 +156,8 @@ def hammer(threads: int, *, seconds: float | None = None, ops: int | None = None
             "rate_limit": rate_limit,
             "threads": threads,
             "health": app.health()["status"],
+            "pool": app.infrastructure.ConnectionManager.get_pool_status("pool"),
+            "conn_uses": sum(c.uses for c in conns),
         }
     finally:
         foundation.ServiceRegistry.cleanup_test_namespace(ns)
@@ -159,6 +186,9 @@ def check(result: dict[str, Any]) -> None:
         assert allowed == result["rate_limit"]  # denials only once the window is exactly full
     assert result["rate_status"]["current_count"] == allowed
     assert result["health"] == "healthy"
+    assert result["conn_uses"] == sum(t.pool_uses for t in tallies)
+    pool = result["pool"]
+    assert (pool["in_use"], pool["overflow"], pool["available"], pool["waiting"]) == (0, 0, 4, 0)
 
 
 def test_fifty_threads_hammer_for_a_bounded_time() -> None:
