@@ -1,5 +1,5 @@
 """Stress: 50 threads hammer config, events, telemetry, registries, a worker pool and the rate limiter for a
-the totals must be exact and the final state consistent. ``FOUNDATION_STRESS_SECONDS`` sets the duration."""
+bounded time; the totals must be exact and the final state consistent. ``FOUNDATION_STRESS_SECONDS`` sets the duration."""
 
 from __future__ import annotations
 
