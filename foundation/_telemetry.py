@@ -23,6 +23,7 @@ import bisect
 import contextlib
 import logging
 import math
+import re
 import resource
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,6 +58,8 @@ _FOLDED = {
     ("foundation", "config_operations"): "config_operations",
 }
 _OVERFLOW_LABELS: tuple[tuple[str, str], ...] = (("overflow", "true"),)
+_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_RESERVED_LABELS = frozenset({"le", "quantile", "overflow"})
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class TelemetryConfig:
     """Telemetry settings for one app. Validated on construction (``FoundationValueError``).
 
     Attributes:
-        label_allowlist: metadata keys that become metric labels. Everything else (ids, payloads) is
+        label_allowlist: metadata keys that become metric labels (valid Prometheus label names; ``le``,
+            ``quantile`` and ``overflow`` are reserved). Everything else (ids, payloads) is
             kept only in ``get_metrics()["..."]["metadata"]``. Each listed key multiplies the series count
             by its number of distinct values, so list only low-cardinality keys.
         max_series_per_metric: cap on label combinations per metric; later combinations are folded into
@@ -92,6 +96,9 @@ class TelemetryConfig:
     prometheus_prefix: str = ""
 
     def __post_init__(self) -> None:
+        for label in self.label_allowlist:
+            if not _LABEL_RE.fullmatch(label) or label.startswith("__") or label in _RESERVED_LABELS:
+                raise value_error(f"{label!r} cannot be a Prometheus label", label=label)
         if self.max_series_per_metric < 1:
             raise value_error("max_series_per_metric must be >= 1")
         for buckets in (self.histogram_buckets, self.duration_buckets_ns):

@@ -87,3 +87,10 @@ def test_error_retry_delay_type_checked() -> None:
         Error.new("timeout").retry_delay(1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Error.new(5)  # type: ignore[arg-type]
+
+
+def test_label_allowlist_must_be_prometheus_labels() -> None:
+    for bad in ("my-key", "le", "__name__", "overflow", "9x"):
+        with pytest.raises(ValueError):
+            foundation.TelemetryConfig(label_allowlist=(bad,))
+    assert foundation.TelemetryConfig(label_allowlist=("tenant",)).label_allowlist == ("tenant",)
