@@ -283,7 +283,7 @@ class TelemetryService(Service):
         metric.measurements = dict(measurements)
         labels: tuple[tuple[str, str], ...] | None = None
         for key, v in measurements.items():
-            if not _is_number(v) or (isinstance(v, float) and math.isnan(v)):
+            if not isinstance(key, str) or not _is_number(v) or (isinstance(v, float) and math.isnan(v)):
                 continue
             if labels is None:
                 labels = tuple(sorted((k, _label_value(x)) for k, x in meta.items() if k in self._allow))

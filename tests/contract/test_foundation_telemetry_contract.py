@@ -52,6 +52,13 @@ def test_execute_and_folded_foundation_counters(fapp: FoundationApp) -> None:
     assert m["foundation"]["config_updates"] == 1
 
 
+def test_odd_measurements_never_break_export(fapp: FoundationApp) -> None:
+    fapp.telemetry.execute(["odd"], {1: 2, "nan": float("nan"), "flag": True, "text": "x", "ok": 1.5}, {})
+    assert fapp.telemetry.get_metrics()["odd"]["ok"] == 1.5
+    families = {f.name for f in text_string_to_metric_families(fapp.telemetry.export_prometheus())}
+    assert "odd_ok" in families and "odd_nan" not in families
+
+
 def test_measure_and_span(fapp: FoundationApp, clock: ManualClock) -> None:
     def work() -> str:
         clock.advance(2)
