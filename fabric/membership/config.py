@@ -63,6 +63,12 @@ class MembershipConfig:
     come back (no resurrection from stale gossip) and a down member is probed now and then so that a
     healed partition re-merges. A partition longer than this heals only through the seeds."""
 
+    grave_ttl: float = 3600.0
+    """Seconds a node id's last dead incarnation is remembered after its tombstone expired (a few dozen
+    bytes each). A claim for a buried incarnation never brings it back: the claim becomes a tombstone
+    again, and a live owner learns it is down and refutes with a new incarnation. Longer is safer
+    against very long partitions, at the cost of memory under heavy churn (capped by ``max_members``)."""
+
     probe_down_interval: float = 2.0
     """Seconds between two probes of one random *down* member (a full-state push to it). The probe is
     how the two sides of a healed partition find each other again; 0 disables it."""
@@ -79,7 +85,7 @@ class MembershipConfig:
 
     def __post_init__(self) -> None:
         positive = ("heartbeat_interval", "gossip_interval", "phi_threshold", "min_std_deviation", "tombstone_ttl",
-                    "join_retry_initial", "join_retry_max")
+                    "grave_ttl", "join_retry_initial", "join_retry_max")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
@@ -112,6 +118,7 @@ class MembershipConfig:
             acceptable_heartbeat_pause=0.6,  # still 3 missed heartbeats
             suspect_timeout=0.2,
             tombstone_ttl=30.0,
+            grave_ttl=600.0,
             probe_down_interval=0.5,
             join_retry_initial=0.1,
             join_retry_max=2.0,
@@ -130,6 +137,7 @@ class MembershipConfig:
             acceptable_heartbeat_pause=10.0,
             suspect_timeout=5.0,
             tombstone_ttl=600.0,
+            grave_ttl=86400.0,  # regions can stay apart for hours
             probe_down_interval=5.0,
             join_retry_initial=1.0,
             join_retry_max=60.0,

@@ -36,13 +36,17 @@ new id but the same *name* and a higher incarnation replaces the old one (it is 
 Healing. Down entries are kept as tombstones for ``tombstone_ttl`` and one of them is probed (full state
 push) every ``probe_down_interval``: when a partition heals, the probe reaches the other side, whose
 nodes learn they were declared down and refute, and both sides re-merge. Left members are disconnected
-at once. Tombstones expire, so state is bounded (``max_members`` caps it too).
+at once. Tombstones expire into *graves* (node id -> last dead incarnation, kept ``grave_ttl``): a
+claim for a buried incarnation becomes a tombstone again, never up, and is answered with its down
+entry so a live owner refutes. State is bounded (``max_members`` caps entries and graves).
 
 Joining. :meth:`FullMeshMembership.join` returns :class:`Dial` effects: the driver performs the HELLO /
 WELCOME handshake with each seed endpoint and reports the seed's identity with :meth:`contact`; the core
 then sends ``join`` with its own entry. The seed merges it, pushes it to everyone, and answers with its
 full state. The node is *joined* once a peer's state lists it alive. Seeds are re-dialled with
-exponential backoff until then, and again whenever the node has no live peer left.
+exponential backoff until then, and again whenever the node has no live peer left; a joined node also
+dials, every ``join_retry_max``, any seed that is not among its live members (how a partition that
+outlived the tombstones heals).
 
 Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a msgpack map)::
 
@@ -432,6 +436,9 @@ class FullMeshMembership:
         self._dialing = False
         self._dial_backoff = self.config.join_retry_initial
         self._next_dial = now
+        self._next_seed_check = now + self.config.join_retry_max
+        self._graves: dict[bytes, tuple[int, int, float]] = {}  # node id -> (incarnation, st, forget at)
+        self._next_grave_sweep = now
         self._joined = False
         self._leaving = False
         self._state_cache: list[dict[str, Any]] | None = None
@@ -588,7 +595,9 @@ class FullMeshMembership:
         self._merge(candidate, now, effects, origin=True)
         self._evidence_from(identity.node_id, identity.incarnation, now, effects)
         entry = self._entries.get(identity.node_id)
-        if self._dialing and entry is not None and entry.st == ST_ALIVE and entry.inc == identity.incarnation:
+        if self._dialing and entry is not None and entry.st != ST_LEFT and entry.inc == identity.incarnation:
+            # also to a seed we hold as down (a long partition): its answer carries our own down entry,
+            # if it has one, and we refute; either way both sides re-merge
             self._send(effects, identity.node_id, OP_JOIN, {"in": self._self.inc, "m": self._self.to_wire()})
         return effects
 
@@ -699,6 +708,8 @@ class FullMeshMembership:
         deadline = min(self._next_hb, self._next_gossip)
         if self._dialing:
             deadline = min(deadline, self._next_dial)
+        elif self._seeds:
+            deadline = min(deadline, self._next_seed_check)
         heap = self._detector_heap
         while heap:
             at, node_id = heap[0]
@@ -747,7 +758,7 @@ class FullMeshMembership:
                     effects.append(MemberChanged(entry.member(), before))
             if entry.suspect and now >= entry.suspect_since + cfg.suspect_timeout:
                 self._declare_down(entry, now, "unreachable", effects)
-        # tombstone expiry
+        # tombstone expiry: the entry shrinks to a grave (node id -> last dead incarnation and status)
         for entry in self._sorted_entries():
             if entry.st != ST_ALIVE and now >= entry.changed_at + cfg.tombstone_ttl:
                 del self._entries[entry.node_id]
@@ -757,6 +768,11 @@ class FullMeshMembership:
                 if entry.st == ST_DOWN:
                     effects.append(Disconnect(entry.node_id))
                 self._count("tombstones_expired")
+                if len(self._graves) < cfg.max_members:
+                    self._graves[entry.node_id] = (entry.inc, entry.st, now + cfg.grave_ttl)
+        if self._graves and now >= self._next_grave_sweep:
+            self._next_grave_sweep = now + cfg.tombstone_ttl
+            self._graves = {k: v for k, v in self._graves.items() if v[2] > now}
         alive = [e for e in self._sorted_entries() if e.st == ST_ALIVE]
         if now >= self._next_hb:
             hb: dict[str, Any] = {"in": self._self.inc}
@@ -788,6 +804,15 @@ class FullMeshMembership:
                 self._dialing = False
             else:
                 effects.extend(self._dial(now))
+        # joined, but a seed is not among the live members (a partition that outlived the tombstones):
+        # handshake with it now and then; contact + gossip re-merge the two sides
+        if self._seeds and not self._dialing and now >= self._next_seed_check:
+            self._next_seed_check = now + cfg.join_retry_max
+            live = {spec[1] for e in alive if e.up for spec in e.endpoints.values()}
+            for seed in self._seeds:
+                if seed not in live:
+                    self._count("seed_checks")
+                    effects.append(Dial(seed))
         return effects
 
     # -- internals --------------------------------------------------------------------------------
@@ -909,6 +934,18 @@ class FullMeshMembership:
         if old is None:
             if len(self._entries) >= self.config.max_members:
                 self._count("rejected_full")
+                return
+            grave = self._graves.pop(new.node_id, None)
+            if grave is not None and new.inc <= grave[0]:
+                # an incarnation we buried (a partition that outlived the tombstone, or stale gossip):
+                # it becomes a tombstone again, never up. If the node is in fact alive, probes and sync
+                # answers now carry its down entry to it, and it refutes with a new incarnation.
+                self._count("buried_claims")
+                new.inc, new.st, new.mv = grave[0], grave[1], 0
+                self._entries[new.node_id] = new
+                self._dirty()
+                if new.st == ST_DOWN:
+                    effects.append(Connect(new.identity()))
                 return
             self._entries[new.node_id] = new
             self._dirty()

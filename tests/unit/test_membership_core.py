@@ -228,8 +228,15 @@ def test_graceful_leave() -> None:
     for core in (a, b):
         assert not [e for e in bus.events[core.node_id] if isinstance(e, MemberDown)]
     # tombstones expire: state stays bounded
+    stale_c = c._self.to_wire() | {"st": 0}
     bus.advance(CFG.tombstone_ttl)
     assert a.member(c.node_id) is None and a.stats()["entries"] == 1
+    # ... but the incarnation stays buried: stale gossip of c@1 alive never brings it back
+    n = len(bus.events[a.node_id])
+    bus.apply(a, a.receive(b.node_id, "sync", {"in": 1, "r": 0, "m": [stale_c]}, bus.now))
+    bus.apply(a, a.receive(c.node_id, "hb", {"in": 1}, bus.now))
+    assert len(bus.events[a.node_id]) == n and a.member(c.node_id) is None
+    assert a.stats()["buried_claims"] == 1 and a.digest()[c.node_id] == (1, 3, 0)
 
 
 def test_metadata_change_fires_changed_once() -> None:

@@ -104,6 +104,20 @@ def test_partition_splits_membership_and_healing_remerges_it() -> None:
     assert any(r.kind == "down" and r.observer == left[0].name and r.subject == right[0].name for r in sim.log)
 
 
+def test_partition_longer_than_the_tombstones_heals_through_the_seed() -> None:
+    sim = Simulation(seed=53, faults=FAULTS)
+    nodes = sim.spawn(6)
+    sim.join_all(nodes[0])
+    assert sim.run_until(sim.converged, timeout=30.0)
+    sim.partition(nodes[:3], nodes[3:])
+    sim.run(sim.config.tombstone_ttl + 5.0)
+    for node in nodes:
+        assert len(node.view()) == 3  # the other side is forgotten, not just down
+    sim.heal()
+    assert sim.run_until(sim.converged, timeout=2 * sim.config.join_retry_max + 10.0)
+    check_log(sim.log)
+
+
 @pytest.mark.parametrize("new_id", [False, True], ids=["same-id", "new-id"])
 def test_restarted_node_is_a_new_incarnation(new_id: bool) -> None:
     sim = Simulation(seed=41, faults=FAULTS)
