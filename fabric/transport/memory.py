@@ -8,8 +8,11 @@ partitions, the fault settings and one seeded :class:`random.Random`. Each node 
 :class:`fabric.transport.base.Transport` with the same model and delivery guarantees as the ZeroMQ
 transport:
 
-* control: a bound "ROUTER" receives with ``route`` = the sender's routing id (prefix + lane octet) and
-  answers with :meth:`MemoryTransport.respond`; the reply arrives at the connecting side with its ``link``.
+* control: a bound "ROUTER" receives with ``route`` = the sender's routing id (prefix + lane octet, or
+  ``routing_lane``) and answers with :meth:`MemoryTransport.respond`; the reply arrives at the
+  connecting side with its ``link``. As with the ZeroMQ transport's default (no ROUTER_HANDOVER), a
+  second live connection presenting a routing id in use at that endpoint is refused until the first
+  goes away (``MemoryNetwork(router_handover=True)`` lets the newest take over).
 * bulk: the bound "PULL" receives with neither route nor link.
 * broadcast: :meth:`MemoryTransport.connect` creates a "SUB" to the peer's bound "PUB";
   :meth:`MemoryTransport.publish` reaches every live subscriber, which receives it with its ``link``.
