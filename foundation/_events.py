@@ -458,9 +458,12 @@ class EventStore(Service):
         ignored and keyword arguments win. There is no correlation filter (use :meth:`get_by_correlation`).
 
         Raises:
+            FoundationTypeError: ``spec`` is not a mapping.
             FoundationValueError: bad ``order_by``, ``offset``, ``limit`` or ``time_range``.
             ServiceUnavailable: 3000.
         """
+        if spec is not None and not isinstance(spec, Mapping):
+            raise type_error("query spec must be a mapping", spec=repr(spec))
         if spec is not None:
             event_type = event_type if event_type is not None else spec.get("event_type")
             time_range = time_range if time_range is not None else spec.get("time_range")
