@@ -1,28 +1,432 @@
 """Entry point of the ``foundation-node`` command.
 
-The CLI parses, calls the library and renders; it holds no logic of its own. Exit codes: 0 success,
-1 a command failed (one-line error on stderr), 2 usage error (click).
+The CLI parses, calls the library (:mod:`fabric.admin`, :mod:`fabric.settings`,
+:mod:`fabric.topology_view`) and renders; it holds no logic of its own. Every failure is one line on
+stderr, never a traceback. Exit codes (docs/cli.md):
+
+====  ===========================================================================================
+0     success (``start``: stopped cleanly by SIGTERM/SIGINT or ``leave``)
+1     the operation failed (remote error, unhealthy, doctor found a problem, wait timed out)
+2     usage error: unknown option, bad flag value, missing ``--node``
+3     configuration invalid (bad TOML, unknown key, a value the config rejects)
+4     the node cannot be reached (bad or unresolvable endpoint, nothing answers, version mismatch)
+5     ``start`` could not start the node (address in use, bind refused)
+6     the node does not offer that command (no admin service, or e.g. no Foundation config)
+130   interrupted (Ctrl-C) outside ``--watch``
+====  ===========================================================================================
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import click
 
+from fabric.admin import (
+    AdminClient,
+    AdminRemoteError,
+    AdminUnreachable,
+    AdminUnsupported,
+    NodeStartError,
+    RunningNode,
+    diagnose,
+    run_node,
+)
 from fabric.demo import run_demo
-from fabric.errors import FabricError
+from fabric.errors import ConfigError, FabricError
+from fabric.settings import PRESETS, SettingsError, load
+from fabric.topology_view import Graph, render_html, to_dot, to_svg, to_text
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_UNREACHABLE = 4
+EXIT_START = 5
+EXIT_UNSUPPORTED = 6
+EXIT_INTERRUPTED = 130
+
+
+class Failure(click.ClickException):
+    """A one-line error with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _progress(text: str) -> None:
+    """Progress lines go to stderr, so stdout stays parseable."""
+    click.echo(f"... {text}", err=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map library errors to one-line messages and exit codes."""
+    try:
+        yield
+    except AdminUnreachable as exc:
+        raise Failure(str(exc), EXIT_UNREACHABLE) from None
+    except AdminUnsupported as exc:
+        raise Failure(str(exc), EXIT_UNSUPPORTED) from None
+    except AdminRemoteError as exc:
+        raise Failure(str(exc), EXIT_FAILED) from None
+    except (SettingsError, ConfigError) as exc:
+        raise Failure(f"invalid configuration: {exc}", EXIT_CONFIG) from None
+    except NodeStartError as exc:
+        raise Failure(str(exc), EXIT_START) from None
+    except KeyboardInterrupt:
+        raise Failure("interrupted", EXIT_INTERRUPTED) from None
+    except (FabricError, OSError, TimeoutError) as exc:
+        raise Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="foundation-fabric")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Run and operate Foundation fabric nodes."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- shared options ----------------------------------------------------------------------------------
+
+
+def operator_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--node`` (or FOUNDATION_NODE) and ``--timeout`` on every command that talks to a node."""
+    fn = click.option(
+        "--timeout", type=click.FloatRange(0.1, 600), default=3.0, show_default=True, help="Seconds to wait for the node."
+    )(fn)
+    fn = click.option(
+        "--node", "node", envvar="FOUNDATION_NODE", metavar="ENDPOINT",
+        help="The node's seed (membership) address, e.g. tcp://127.0.0.1:7946 [env FOUNDATION_NODE].",
+    )(fn)
+    return fn
+
+
+@contextmanager
+def _admin(node: str | None, timeout: float, *, quiet: bool = False) -> Iterator[AdminClient]:
+    if not node:
+        raise Failure("no node given: pass --node tcp://HOST:PORT or set FOUNDATION_NODE", EXIT_USAGE)
+    with _errors():
+        client = AdminClient(node, timeout=timeout, progress=None if quiet or not sys.stderr.isatty() else _progress)
+        try:
+            client.open()
+            yield client
+        finally:
+            client.close()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            return data.hex()
+    return repr(value)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=_json_default)
+
+
+def _parse_value(text: str, raw: bool) -> Any:
+    """Command-line payloads: JSON when it parses (``42``, ``{"a": 1}``), else the text; ``--raw``: bytes."""
+    if raw:
+        return text.encode()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+# -- start -------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), envvar="FOUNDATION_CONFIG",
+              help="TOML settings file [env FOUNDATION_CONFIG].")
+@click.option("--preset", type=click.Choice(PRESETS), default=None, help="Base settings (default lan).")
+@click.option("--name", default=None, help="Human name of the node.")
+@click.option("--node-id", default=None, help="Fixed node id (UUID); default a new one per start.")
+@click.option("--bind", default=None, help="tcp://HOST, ipc:///DIR or inproc://PREFIX.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Base port (channel i binds port+i; 0 ephemeral).")
+@click.option("--advertise", default=None, help="Host peers should dial (wildcard binds, NAT).")
+@click.option("--insecure", is_flag=True, default=None, help="Allow non-loopback binds without security.")
+@click.option("--seed", "seeds", multiple=True, metavar="ENDPOINT", help="Static peer to link to (repeatable).")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Serve /metrics and /topology.json (0: any free port).")
+@click.option("--http-host", default=None, help="HTTP endpoint address (default 127.0.0.1).")
+@click.option("--meta", "metadata", multiple=True, metavar="KEY=VALUE", help="Metadata carried in HELLO (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. transport.linger_ms=100.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+def start(config_file: str | None, log_level: str, overrides: tuple[str, ...], **flags: Any) -> None:
+    """Run a node in the foreground until SIGTERM/SIGINT or `leave` (it then says BYE and exits 0).
+
+    Logs go to stderr; one line `ready name=... id=... seed=... http=...` goes to stdout once the node
+    is bound. Settings: TOML file < FOUNDATION_* environment < flags.
+    """
+    logging.getLogger().setLevel(getattr(logging, log_level.upper()))
+    with _errors():
+        settings = load(config_file, flags={**flags, "set": overrides})
+
+    def ready(running: RunningNode) -> None:
+        node = running.node
+        click.echo(f"ready name={node.name} id={node.id} seed={node.seed} http={running.http_url or '-'}")
+        sys.stdout.flush()
+
+    log = logging.getLogger("foundation-node")
+    with _errors():
+        why = asyncio.run(run_node(settings, ready=ready, progress=lambda t: log.info("%s", t)))
+    log.info("stopped (%s)", why)
+
+
+# -- operator commands --------------------------------------------------------------------------------
+
+
+def _members_table(members: list[dict[str, Any]]) -> str:
+    rows = [("NAME", "STATE", "ID", "INCARNATION", "SEED")]
+    for m in members:
+        rows.append((m["name"] + (" *" if m["self"] else ""), m["state"], m["id"][:8], str(m["incarnation"]), m["seed"] or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+@cli.command()
+@operator_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C (or --count refreshes).")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--count", type=click.IntRange(1), default=None, help="Stop after this many refreshes.")
+@click.option("--wait", "wait_for", type=click.IntRange(1), default=None, metavar="N", help="First wait until N members are alive.")
+@click.option("--wait-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True)
+def members(node: str | None, timeout: float, as_json: bool, watch: bool, interval: float, count: int | None,
+            wait_for: int | None, wait_timeout: float) -> None:
+    """The node itself (marked *) and its peers, with state."""
+    with _admin(node, timeout) as admin, _errors():
+        if wait_for:
+            admin.wait_members(wait_for, timeout=wait_timeout,
+                               progress=lambda up, want: _progress(f"waiting for members: {up}/{want} alive"))
+        rounds = count if watch else 1
+        try:
+            for i, view in enumerate(admin.watch_members(interval=interval, count=rounds)):
+                if as_json:
+                    click.echo(json.dumps(view, sort_keys=True, default=_json_default))
+                    continue
+                if watch and sys.stdout.isatty():
+                    click.clear()
+                if watch:
+                    click.echo(f"# {time.strftime('%H:%M:%S')} refresh {i + 1}")
+                click.echo(_members_table(view))
+        except KeyboardInterrupt:
+            if not watch:
+                raise
+            return
+
+
+@cli.command()
+@operator_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(node: str | None, timeout: float, as_json: bool) -> None:
+    """Identity, endpoints, uptime, seeds and counts of one node."""
+    with _admin(node, timeout) as admin, _errors():
+        st = admin.op("status")
+    if as_json:
+        click.echo(_dump(st))
+        return
+    click.echo(f"node      {st['name']} ({st['id']}) incarnation {st['incarnation']}")
+    click.echo(f"state     {st['state']}, up {st['uptime_s']:.1f}s, version {st['version']}, protocol {st['protocol'][0]}..{st['protocol'][1]}")
+    click.echo(f"overlay   {st['overlay']}; {st['peers']} peers, {st['clients']} clients")
+    click.echo(f"http      {st['http'] or '-'}")
+    for ch in st["channels"]:
+        click.echo(f"channel   {ch['name']:<14} {ch['kind']:<10} x{ch['parallelism']:<3} {st['endpoints'].get(ch['name'], '-')}")
+    for s in st["seeds"]:
+        state = f"linked to {s['peer']}" if s["linked"] else f"NOT linked ({s['last_error'] or 'trying'})"
+        click.echo(f"seed      {s['seed']}: {state}")
+
+
+@cli.command()
+@operator_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def health(node: str | None, timeout: float, as_json: bool) -> None:
+    """Health checks of one node; exit 1 when one fails."""
+    with _admin(node, timeout) as admin, _errors():
+        report = admin.op("health", wait=timeout + 2)
+    if as_json:
+        click.echo(_dump(report))
+    else:
+        for c in report["checks"]:
+            click.echo(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']:<10} {c['detail']}")
+        click.echo(f"{report['name']}: {'healthy' if report['ok'] else 'UNHEALTHY'}")
+    if not report["ok"]:
+        raise Failure(f"{report['name']} is unhealthy", EXIT_FAILED)
+
+
+@cli.command()
+@operator_options
+@click.argument("payload")
+@click.option("--to", "to", metavar="MEMBER", help="Have the node send to this member (name or id); default: to the node itself.")
+@click.option("--channel", default="coordination", show_default=True, help="A control or bulk channel.")
+@click.option("--key", default=None, help="Partition key (picks the lane).")
+@click.option("--raw", is_flag=True, help="Send PAYLOAD as raw bytes instead of JSON/text.")
+def send(node: str | None, timeout: float, payload: str, to: str | None, channel: str, key: str | None, raw: bool) -> None:
+    """Send a one-way message. PAYLOAD is JSON when it parses, else text."""
+    value = _parse_value(payload, raw)
+    with _admin(node, timeout) as admin, _errors():
+        if to:
+            result = admin.op("send", to=to, payload=value, channel=channel, key=key)
+            click.echo(f"sent to {result['to']} on {result['channel']}" + ("" if result["queued"] else " (dropped: queue full)"))
+        else:
+            ok = admin.send(value, channel=channel, key=key)
+            click.echo(f"sent to {admin.peer.name if admin.peer else node} on {channel}" + ("" if ok else " (dropped: queue full)"))
+
+
+@cli.command()
+@operator_options
+@click.argument("service")
+@click.argument("request", required=False, default=None)
+@click.option("--to", "to", metavar="MEMBER", help="Have the node call this member; default: call the node itself.")
+@click.option("--raw", is_flag=True, help="Send REQUEST as raw bytes.")
+@click.option("--channel", default="coordination", show_default=True)
+def call(node: str | None, timeout: float, service: str, request: str | None, to: str | None, raw: bool, channel: str) -> None:
+    """Call SERVICE with REQUEST (JSON when it parses, else text) and print the reply as JSON."""
+    value: Any = b"" if request is None else _parse_value(request, raw)
+    with _admin(node, timeout) as admin, _errors():
+        if to:
+            result = admin.op("call", wait=timeout + 2, to=to, service=service, request=value, timeout=timeout, channel=channel)
+            reply = result["reply"]
+        else:
+            reply = admin.call(service, value, timeout=timeout, channel=channel)
+    click.echo(json.dumps(reply, sort_keys=True, default=_json_default))
+
+
+@cli.command()
+@operator_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "dot", "svg", "html"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to this file instead of stdout.")
+@click.option("--poll-ms", type=click.IntRange(100), default=1000, show_default=True, help="html: refresh period.")
+def topology(node: str | None, timeout: float, fmt: str, output: str | None, poll_ms: int) -> None:
+    """The overlay and its links: text, json, dot, svg, or a live html page (polls the node's /topology.json)."""
+    with _admin(node, timeout) as admin, _errors():
+        topo = admin.op("topology", wait=timeout + 2)
+        http = admin.op("status")["http"] if fmt == "html" else None
+    if fmt == "html" and not http:
+        raise Failure("the live page polls the node's HTTP endpoint: restart the node with --http-port", EXIT_UNSUPPORTED)
+    graph = Graph.from_topology(topo)
+    text = {
+        "text": lambda: to_text(graph),
+        "json": lambda: _dump(topo) + "\n",
+        "dot": lambda: to_dot(graph),
+        "svg": lambda: to_svg(graph),
+        "html": lambda: render_html(f"{http}/topology.json", poll_ms=poll_ms),
+    }[fmt]()
+    if output:
+        with _errors():
+            Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@operator_options
+@click.option("--json", "as_json", is_flag=True, help="The raw stats() counters as JSON instead of Prometheus text.")
+def metrics(node: str | None, timeout: float, as_json: bool) -> None:
+    """The node's metrics in Prometheus text format (what /metrics serves)."""
+    with _admin(node, timeout) as admin, _errors():
+        out = admin.op("stats") if as_json else admin.op("metrics")
+    click.echo(_dump(out) if as_json else out, nl=as_json)
+
+
+@cli.command()
+@operator_options
+def leave(node: str | None, timeout: float) -> None:
+    """Ask the node to leave: it says BYE to its peers and its process exits 0."""
+    with _admin(node, timeout) as admin, _errors():
+        result = admin.op("leave")
+    click.echo(f"{result['name']} ({result['id'][:8]}) is leaving")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """The node's Foundation configuration (foundation.Config): get, set, watch."""
+
+
+def _path(text: str | None) -> list[str]:
+    return [p for p in (text or "").split(".") if p]
+
+
+@config_group.command("get")
+@operator_options
+@click.argument("path", required=False)
+def config_get(node: str | None, timeout: float, path: str | None) -> None:
+    """Print the value at PATH (dotted, e.g. ai.provider), or everything, as JSON."""
+    with _admin(node, timeout) as admin, _errors():
+        click.echo(_dump(admin.op("config.get", path=_path(path))))
+
+
+@config_group.command("set")
+@operator_options
+@click.argument("path")
+@click.argument("value")
+def config_set(node: str | None, timeout: float, path: str, value: str) -> None:
+    """Set PATH to VALUE (JSON when it parses, else text); only runtime-updatable paths are accepted."""
+    with _admin(node, timeout) as admin, _errors():
+        result = admin.op("config.set", path=_path(path), value=_parse_value(value, False))
+    click.echo(f"{'.'.join(result['path'])} = {json.dumps(result['value'], default=_json_default)}")
+
+
+@config_group.command("watch")
+@operator_options
+@click.option("--count", type=click.IntRange(1), default=None, help="Stop after this many changes.")
+def config_watch(node: str | None, timeout: float, count: int | None) -> None:
+    """Print configuration changes as they happen, one JSON line each, until Ctrl-C or --count."""
+    with _admin(node, timeout) as admin, _errors():
+        try:
+            for change in admin.watch_config(count=count, poll=2.0):
+                click.echo(json.dumps(change, sort_keys=True, default=_json_default))
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return
+
+
+@cli.command()
+@click.option("--node", "node", envvar="FOUNDATION_NODE", metavar="ENDPOINT", help="The node to check [env FOUNDATION_NODE].")
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Also validate this TOML settings file.")
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=2.0, show_default=True, help="Seconds per probe.")
+@click.option("--max-skew", type=click.FloatRange(0.0), default=1.0, show_default=True, help="Tolerated clock skew in seconds.")
+@click.option("--json", "as_json", is_flag=True)
+def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: float, as_json: bool) -> None:
+    """Check a node (and/or a config file): what is wrong and how to fix it. Exit 1 if anything failed."""
+    if not node and not config_file:
+        raise Failure("nothing to check: pass --node ENDPOINT and/or --config FILE", EXIT_USAGE)
+    with _errors():
+        report = diagnose(node, config_file=config_file, timeout=timeout, max_skew=max_skew,
+                          progress=_progress if sys.stderr.isatty() else None)
+    if as_json:
+        click.echo(_dump([f.__dict__ for f in report.findings]))
+    else:
+        for f in report.findings:
+            mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[f.level]
+            click.echo(f"{mark}  {f.check:<10} {f.message}")
+            if f.fix and f.level != "ok":
+                click.echo(f"      {'':<10} fix: {f.fix}")
+        problems = sum(f.level == "fail" for f in report.findings)
+        click.echo("no problems found" if report.ok else f"{problems} problem{'s' if problems != 1 else ''} found")
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()
@@ -37,7 +441,7 @@ def demo(bulk_mib: int) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    cli(obj={})
 
 
 if __name__ == "__main__":
