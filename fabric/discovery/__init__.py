@@ -43,6 +43,7 @@ from .gossip import GossipConfig, GossipPlugin
 from .mdns import MdnsConfig, MdnsPlugin
 from .multi import CandidateMerger, CandidateUpdate, MultiConfig, MultiDiscovery
 from .registry import ENTRY_POINT_GROUP, DiscoveryRegistry
+from .report import CandidateReport, ChannelProbe, DiscoveryReport, discover, probe_candidate, probe_endpoint
 from .static import StaticConfig, StaticPlugin
 
 __all__ = [
@@ -55,12 +56,15 @@ __all__ = [
     "BeaconTable",
     "Candidate",
     "CandidateMerger",
+    "CandidateReport",
+    "ChannelProbe",
     "CandidateUpdate",
     "Clock",
     "ConfigurationError",
     "DiscoveryError",
     "DiscoveryPlugin",
     "DiscoveryRegistry",
+    "DiscoveryReport",
     "DnsConfig",
     "DnsPlugin",
     "GossipConfig",
@@ -79,10 +83,13 @@ __all__ = [
     "concretize_endpoint",
     "config_from_mapping",
     "default_registry",
+    "discover",
     "endpoints_from_port_base",
     "format_tcp_endpoint",
     "merge_candidates",
     "parse_tcp_endpoint",
+    "probe_candidate",
+    "probe_endpoint",
     "registry",
 ]
 

@@ -60,6 +60,8 @@ class GossipConfig:
             ``interval`` by enough to absorb a few lost datagrams (default 4 intervals).
         secret: shared cluster secret; beacons are then HMAC-SHA256 signed and unsigned or wrongly signed
             ones are dropped and counted. None: unsigned beacons (anyone on the link can announce).
+        announce: send beacons. False: listen only (diagnostics such as ``foundation-node discover``
+            must see the cluster without appearing in it).
     """
 
     group: str = "233.252.1.32"
@@ -70,6 +72,7 @@ class GossipConfig:
     interval: float = 5.0
     candidate_ttl: float = 20.0
     secret: str | None = None
+    announce: bool = True
 
     def __post_init__(self) -> None:
         check_ip(self.group, "GossipConfig.group")
@@ -201,7 +204,8 @@ class GossipPlugin(DiscoveryPlugin):
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         self._transport = transport
         self._mark_success()
-        self._sender = asyncio.create_task(self._send_loop(), name="fabric.discovery.gossip.sender")
+        if self.config.announce:
+            self._sender = asyncio.create_task(self._send_loop(), name="fabric.discovery.gossip.sender")
         return True
 
     async def _send_loop(self) -> None:
@@ -281,4 +285,5 @@ class GossipPlugin(DiscoveryPlugin):
         """Send a beacon immediately (e.g. after a network change). Raises PluginStateError if not running."""
         if not self.running:
             raise PluginStateError("gossip: send_now() while not running")
-        self._wake_sender.set()
+        if self.config.announce:
+            self._wake_sender.set()
