@@ -173,7 +173,14 @@ class DnsPlugin(DiscoveryPlugin):
             ]
         else:
             # Reading /etc/resolv.conf is file I/O: keep it off the loop.
-            resolver = await asyncio.get_running_loop().run_in_executor(None, dns.asyncresolver.Resolver)
+            try:
+                resolver = await asyncio.get_running_loop().run_in_executor(None, dns.asyncresolver.Resolver)
+            except (dns.resolver.NoResolverConfiguration, OSError) as exc:
+                # No usable system configuration is a backend problem, not a start-up crash: every lookup
+                # then fails (counted) until the plugin is restarted with nameservers configured.
+                self._count("failures")
+                self.log.error("dns: no system resolver configuration (%s); set DnsConfig.nameservers", exc)
+                resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.lifetime = self.config.timeout
         resolver.timeout = self.config.timeout
         resolver.cache = None  # every poll must see the server's current answer
