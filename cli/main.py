@@ -60,7 +60,27 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
-        self.exit_code = code
+        self.exit_code = code  # type: ignore[misc]  # click reads it per instance
+
+
+class OneLineUsage(click.UsageError):
+    """A usage error shown as one line (what is wrong, and where help is), not click's three."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{hint}", err=True)
+
+
+class _Group(click.Group):
+    """Turns a subcommand's usage errors (bad flag value, unknown option) into one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OneLineUsage:
+            raise
+        except click.UsageError as exc:
+            raise OneLineUsage(exc.format_message(), ctx=exc.ctx) from None
 
 
 def _progress(text: str) -> None:
@@ -89,7 +109,7 @@ def _errors() -> Iterator[None]:
         raise Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="foundation-fabric")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
 @click.pass_context
@@ -359,7 +379,7 @@ def leave(node: str | None, timeout: float) -> None:
     click.echo(f"{result['name']} ({result['id'][:8]}) is leaving")
 
 
-@cli.group("config")
+@cli.group("config", cls=_Group)
 def config_group() -> None:
     """The node's Foundation configuration (foundation.Config): get, set, watch."""
 
