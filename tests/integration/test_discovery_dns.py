@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -111,6 +114,39 @@ class Dnsmasq:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.proc = None
+
+
+class _SlowCallbacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "took" in record.getMessage():
+            self.messages.append(record.getMessage())
+
+
+def run_without_blocking(scenario: Coroutine[Any, Any, None], limit: float = 0.25) -> None:
+    """asyncio.run in debug mode; fail if any callback held the loop over ``limit`` s or a thread leaked.
+
+    A plugin that resolved or waited synchronously would hold the loop for a whole DNS timeout.
+    """
+    threads_before = {t.ident for t in threading.enumerate()}
+    handler = _SlowCallbacks()
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(handler)
+
+    async def checked() -> None:
+        asyncio.get_running_loop().slow_callback_duration = limit
+        await scenario
+
+    try:
+        asyncio.run(checked(), debug=True)
+    finally:
+        asyncio_log.removeHandler(handler)
+    assert handler.messages == [], handler.messages
+    leaked = [t for t in threading.enumerate() if t.ident not in threads_before and not t.daemon]
+    assert leaked == [], leaked
 
 
 @pytest.fixture
@@ -219,13 +255,13 @@ def test_srv_records_unknown_target_and_restart_on_same_port(dnsmasq: Dnsmasq) -
         assert by_seed["tcp://127.0.0.32:7002"].endpoints["events"] == "tcp://127.0.0.32:7006"
 
         # SRV changes need a restart; same port, so the plugin's configuration stays valid.
-        dnsmasq.stop()
-        dnsmasq.start(srv=[(f"n2.{DOMAIN}", 7002)])
+        await asyncio.to_thread(dnsmasq.stop)
+        await asyncio.to_thread(dnsmasq.start, [(f"n2.{DOMAIN}", 7002)])
         after = await until(plugin.lookup, lambda r: seeds(r) == {"tcp://127.0.0.32:7002"})
         assert after[0].meta["srv_priority"] == "0"
         await plugin.stop()
 
-    asyncio.run(scenario())
+    run_without_blocking(scenario())
 
 
 def test_server_down_or_silent_keeps_last_good_answer(dnsmasq: Dnsmasq) -> None:
@@ -240,25 +276,25 @@ def test_server_down_or_silent_keeps_last_good_answer(dnsmasq: Dnsmasq) -> None:
         assert len(good) == 2
         first_success = plugin.last_success
 
-        dnsmasq.pause()  # bound but silent: real timeouts
+        await asyncio.to_thread(dnsmasq.pause)  # bound but silent: real timeouts
         try:
             assert await plugin.lookup() == good
             assert plugin.stats()["failures"] == 1
         finally:
-            dnsmasq.resume()
+            await asyncio.to_thread(dnsmasq.resume)
 
-        dnsmasq.stop()  # gone: refused / timeouts
+        await asyncio.to_thread(dnsmasq.stop)  # gone: refused / timeouts
         assert await plugin.lookup() == good
         assert await plugin.lookup() == good
         assert plugin.stats()["failures"] == 3
         assert plugin.last_success == first_success  # multi ages the answer out from here
 
-        dnsmasq.set_hosts([("127.0.0.43", name)])
-        dnsmasq.start()
+        await asyncio.to_thread(dnsmasq.set_hosts, [("127.0.0.43", name)])
+        await asyncio.to_thread(dnsmasq.start)
         await until(plugin.lookup, lambda r: seeds(r) == {"tcp://127.0.0.43:7946"})
         await plugin.stop()
 
-    asyncio.run(scenario())
+    run_without_blocking(scenario())
 
 
 def test_refused_query_is_a_failure_not_an_empty_answer(dnsmasq: Dnsmasq) -> None:

@@ -12,6 +12,7 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from fabric.discovery import LocalNode, MdnsConfig, MdnsPlugin
+from tests.integration.test_discovery_dns import run_without_blocking
 from tests.integration.test_discovery_gossip import ids, start_child, wait_view
 from tests.support import children
 
@@ -89,4 +90,4 @@ def test_malformed_txt_records_are_counted_and_skipped() -> None:
             await plugin.stop()
             await other.async_close()
 
-    asyncio.run(scenario())
+    run_without_blocking(scenario())
