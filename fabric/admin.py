@@ -919,8 +919,8 @@ def parse_zmtp(data: bytes) -> tuple[str, str] | None:
 def probe_zmtp(host: str, port: int, *, expect: str = "ROUTER", timeout: float = 2.0) -> ProbeResult:
     """Open a TCP connection, exchange ZMTP greetings, read the peer's socket type. Blocking, bounded.
 
-    ``expect`` picks the socket type we claim (a compatible one), so a healthy peer completes the
-    handshake and we close at once.
+    ``expect`` is the socket type we hope to find; a compatible READY is sent once the peer's READY is
+    read, so the peer sees a complete handshake before we close.
     """
     import socket as _socket
 
@@ -935,20 +935,37 @@ def probe_zmtp(host: str, port: int, *, expect: str = "ROUTER", timeout: float =
     data = b""
     try:
         sock.settimeout(timeout)
-        sock.sendall(zmtp_greeting() + zmtp_ready(_PROBE_AS.get(expect, "DEALER")))
+        # Greeting only: the peer sends its READY (with its socket type) after the greetings, before it
+        # sees ours, so an incompatible type cannot make it hang up before we learn what it is.
+        sock.sendall(zmtp_greeting())
         deadline = time.monotonic() + timeout
+        nudge_at = time.monotonic() + timeout / 2
         while True:
             try:
                 parsed = parse_zmtp(data)
             except ValueError as exc:
                 return ProbeResult("not_zmtp", str(exc))
             if parsed is not None:
+                with contextlib.suppress(OSError):
+                    sock.sendall(zmtp_ready(_PROBE_AS.get(expect, "DEALER")))
                 return ProbeResult("zmtp", socket_type=parsed[1], mechanism=parsed[0])
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if not data and nudge_at and now >= nudge_at:
+                # A live ZeroMQ peer greets at once. Silence so far: a hung process, or a line-based
+                # server (HTTP ...) waiting for a line end; the blank lines make the latter answer.
+                nudge_at = 0.0
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"\r\n\r\n")
+            remaining = (nudge_at if nudge_at and not data else deadline) - now
+            if remaining <= 0 and now >= deadline:
                 raise TimeoutError
-            sock.settimeout(remaining)
-            chunk = sock.recv(4096)
+            sock.settimeout(max(remaining, 0.001))
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                continue
             if not chunk:
                 if data:
                     return ProbeResult("not_zmtp", f"closed after {data[:24]!r}")
