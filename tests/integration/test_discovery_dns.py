@@ -330,3 +330,22 @@ def test_truncated_udp_answer_is_completed_over_tcp(dnsmasq: Dnsmasq) -> None:
         await plugin.stop()
 
     asyncio.run(scenario())
+
+
+def test_prune_off_keeps_candidates_from_partial_answers(dnsmasq: Dnsmasq) -> None:
+    name = f"many.{DOMAIN}"
+    dnsmasq.set_hosts([("127.0.0.71", name), ("127.0.0.72", name)])
+    dnsmasq.start()
+
+    async def scenario() -> None:
+        plugin = plugin_for(dnsmasq, name, prune=False)
+        await plugin.start(LOCAL)
+        assert len(await plugin.lookup()) == 2
+        # A server answering with a subset (libcluster #190) must not make the cluster flap.
+        await asyncio.to_thread(dnsmasq.set_hosts, [("127.0.0.73", name)])
+        await asyncio.to_thread(dnsmasq.reload)
+        found = await until(plugin.lookup, lambda r: "tcp://127.0.0.73:7946" in seeds(r))
+        assert seeds(found) == {"tcp://127.0.0.71:7946", "tcp://127.0.0.72:7946", "tcp://127.0.0.73:7946"}
+        await plugin.stop()
+
+    run_without_blocking(scenario())
