@@ -201,6 +201,59 @@ def bulk_tx(ctl: Control, args: dict[str, Any]) -> None:
     ctx.term()
 
 
+async def _async_bulk_rx(ctl: Control, args: dict[str, Any]) -> None:
+    ctx = zmq.asyncio.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.linger = 0
+    ctl.emit("ready", endpoints={"bulk": _bind(pull)})
+    frame = await asyncio.wait_for(pull.recv(copy=False), args["first_timeout"])
+    window = RateWindow(args["warmup"], args["duration"])
+    clock = time.perf_counter
+    window.start(clock())
+    count = 1
+    size = len(frame)
+    while True:
+        frame = await pull.recv(copy=False)
+        size = len(frame)
+        count += 1
+        if window.observe(count, clock()):
+            break
+    mib = window.count * size / (1 << 20)
+    ctl.emit("result", value=mib / window.elapsed, count=window.count, elapsed=window.elapsed)
+    await ctl.wait_stop()
+    pull.close()
+    ctx.term()
+
+
+async def _async_bulk_tx(ctl: Control, args: dict[str, Any]) -> None:
+    ctx = zmq.asyncio.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.linger = 0
+    push.connect(args["endpoints"]["bulk"])
+    payload = os.urandom(args["size"])
+
+    async def pump() -> None:
+        while not ctl.stop.is_set():
+            await push.send(payload, copy=False)
+
+    task = asyncio.create_task(pump())
+    await ctl.wait_stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    push.close()
+    ctx.term()
+
+
+def async_bulk_rx(ctl: Control, args: dict[str, Any]) -> None:
+    """zmq.asyncio PULL receiver (zero-copy, await per message); reports MiB/s."""
+    asyncio.run(_async_bulk_rx(ctl, args))
+
+
+def async_bulk_tx(ctl: Control, args: dict[str, Any]) -> None:
+    """zmq.asyncio PUSH sender (zero-copy, await per message)."""
+    asyncio.run(_async_bulk_tx(ctl, args))
+
+
 # -- c. round trip: zmq.asyncio DEALER/ROUTER ping-pong ------------------------------------------------
 
 
@@ -376,6 +429,8 @@ ROLES = {
     "raw_async_control_tx": async_control_tx,
     "raw_bulk_rx": bulk_rx,
     "raw_bulk_tx": bulk_tx,
+    "raw_async_bulk_rx": async_bulk_rx,
+    "raw_async_bulk_tx": async_bulk_tx,
     "raw_rtt_server": rtt_server,
     "raw_rtt_client": rtt_client,
     "raw_hol_server": hol_server,
