@@ -1,0 +1,170 @@
+"""``foundation-node`` as real processes: start (TOML, env, flags), seeds, signals, leave, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+
+from tests.integration.test_cli_harness import NodeProcess, cli_command, run_cli
+from tests.support import Child, python_env
+
+
+def _free_port(span: int = 5) -> int:
+    """A base port with ``span`` free ports after it (checked by binding; the OS may reuse them later)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + span >= 65535:
+            continue
+        try:
+            socks = []
+            for i in range(span):
+                t = socket.socket()
+                socks.append(t)
+                t.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no free port range")
+
+
+def _members(seed: str) -> list[tuple[str, str]]:
+    code, out, err = run_cli("members", "--node", seed, "--json")
+    assert code == 0, err
+    return [(m["name"], m["state"]) for m in json.loads(out)]
+
+
+def test_cluster_of_processes_and_sigterm_says_bye() -> None:
+    a = NodeProcess("--name", "pa")
+    b = NodeProcess("--name", "pb", "--seed", a.seed)
+    c = NodeProcess("--name", "pc", "--seed", a.seed, "--seed", b.seed)
+    try:
+        code, out, err = run_cli("members", "--node", a.seed, "--wait", "3", "--wait-timeout", "20")
+        assert code == 0, err
+        assert [line.split()[0] for line in out.splitlines()[1:]] == ["pa", "pb", "pc"]
+        assert c.stop() == 0  # SIGTERM: clean exit
+        stderr = c.child.proc.stderr
+        assert _members(a.seed) == [("pa", "alive"), ("pb", "alive"), ("pc", "down")]
+        assert _members(b.seed) == [("pb", "alive"), ("pa", "alive"), ("pc", "down")]
+        assert stderr is not None and stderr.closed
+    finally:
+        for n in (c, b, a):
+            n.stop()
+
+
+def test_sigint_and_leave_exit_zero_and_log_why() -> None:
+    a = NodeProcess("--name", "la")
+    b = NodeProcess("--name", "lb", "--seed", a.seed)
+    try:
+        code, out, err = run_cli("leave", "--node", b.seed)
+        assert code == 0 and "lb" in out, err
+        assert b.child.proc.wait(15) == 0
+        assert "stopped (leave)" in (b.child.proc.stderr.read() if b.child.proc.stderr else "")
+        os.kill(a.pid, signal.SIGINT)
+        assert a.child.proc.wait(15) == 0
+        err_text = a.child.proc.stderr.read() if a.child.proc.stderr else ""
+        assert "stopped (signal SIGINT)" in err_text and "Traceback" not in err_text
+    finally:
+        b.stop()
+        a.stop()
+
+
+def _stop_and_read_stderr(child: Child) -> tuple[int, str]:
+    """SIGTERM our child, wait (bounded), and return its exit code and whole stderr."""
+    child.proc.send_signal(signal.SIGTERM)
+    code = child.proc.wait(15)
+    err = child.proc.stderr.read() if child.proc.stderr else ""
+    child.stop()
+    return code, err
+
+
+def test_seed_started_later_is_retried_with_progress() -> None:
+    port = _free_port()
+    seed = f"tcp://127.0.0.1:{port}"
+    early = NodeProcess("--name", "early", "--seed", seed, "--set", "seed_retry_max=0.3", "--set", "connect_timeout=0.3")
+    late = None
+    try:
+        late = NodeProcess("--name", "late", "--port", str(port))
+        assert late.seed == seed
+        code, out, err = run_cli("members", "--node", seed, "--wait", "2", "--wait-timeout", "20")
+        assert code == 0, err
+        code, out, err = run_cli("status", "--node", early.seed, "--json")
+        st = json.loads(out)
+        assert st["seeds"][0]["linked"] and st["seeds"][0]["attempts"] >= 2
+    finally:
+        if late is not None:
+            late.stop()
+        code, log = _stop_and_read_stderr(early.child)
+    assert code == 0
+    assert f"connecting to seed {seed} (attempt 1)" in log
+    assert f"seed {seed} not reached" in log and "retrying in" in log
+    assert f"linked to seed {seed} (late): 1/1 seeds linked" in log
+
+
+def test_settings_precedence_file_env_flags(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('name = "from-file"\ncall_timeout = 2.5\n[metadata]\nzone = "file-zone"\n[transport]\nlinger_ms = 50\n')
+    env = python_env()
+    env["FOUNDATION_NAME"] = "from-env"
+    env["FOUNDATION_METADATA__RACK"] = "r7"
+    child = Child([*cli_command(), "start", "--config", str(config), "--name", "from-flag", "--meta", "zone=flag-zone"], env=env)
+    try:
+        line = child.expect("ready ", timeout=30)
+        assert "name=from-flag" in line
+        seed = dict(item.split("=", 1) for item in line.split()[1:])["seed"]
+        code, out, err = run_cli("status", "--node", seed, "--json")
+        st = json.loads(out)
+        assert st["config"]["metadata"] == {"zone": "flag-zone", "rack": "r7"}
+    finally:
+        assert child.stop() == 0
+    env.pop("FOUNDATION_NAME")
+    env["FOUNDATION_CONFIG"] = str(config)
+    child = Child([*cli_command(), "start"], env=env)
+    try:
+        assert "name=from-file" in child.expect("ready ", timeout=30)
+    finally:
+        child.stop()
+
+
+def _one_line_error(code: int, out: str, err: str, want_code: int, needle: str) -> None:
+    assert code == want_code, (code, out, err)
+    assert needle in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("name = [unclosed\n")
+    _one_line_error(*run_cli("start", "--config", str(bad_toml)), 3, "invalid TOML")
+    wrong_type = tmp_path / "wrong.toml"
+    wrong_type.write_text('port = "high"\n')
+    _one_line_error(*run_cli("start", "--config", str(wrong_type)), 3, "port: expected an integer")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("colour = 1\n")
+    _one_line_error(*run_cli("start", "--config", str(unknown)), 3, "colour: unknown setting")
+    _one_line_error(*run_cli("start", "--config", str(tmp_path / "missing.toml")), 3, "missing.toml")
+    _one_line_error(*run_cli("start", "--port", "abc"), 2, "'--port'")
+    _one_line_error(*run_cli("start", "--seed", "localhost:7946"), 3, "seeds")
+    _one_line_error(*run_cli("start", "--name", "bad name"), 3, "name")
+    env = python_env()
+    env["FOUNDATION_CALL_TIMEOUT"] = "soon"
+    _one_line_error(*run_cli("start", env=env), 3, "FOUNDATION_CALL_TIMEOUT: call_timeout: expected a number")
+    _one_line_error(*run_cli("status", "--node", "tcp://127.0.0.1:1", "--timeout", "0.5"), 4, "no fabric node answers")
+    _one_line_error(*run_cli("members", "--node", "tcp://nowhere.invalid:1"), 4, "cannot resolve host")
+    _one_line_error(*run_cli("members", "--node", "127.0.0.1:1"), 4, "is not an endpoint")
+
+
+def test_address_in_use_exits_5() -> None:
+    a = NodeProcess("--name", "holder")
+    try:
+        port = a.seed.rsplit(":", 1)[1]
+        _one_line_error(*run_cli("start", "--name", "clash", "--port", port), 5, "cannot start node clash")
+    finally:
+        a.stop()
