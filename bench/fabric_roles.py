@@ -21,8 +21,7 @@ import time
 from typing import Any
 
 from bench.harness import Control, latency_summary
-from fabric.config import NodeConfig
-from fabric.node import Node
+from fabric import Message, Node, NodeConfig
 
 
 class _Counter:
@@ -37,14 +36,14 @@ class _Counter:
         self.t_first = 0.0
         self.t_last = 0.0
 
-    def __call__(self, msg: Any) -> None:
+    def __call__(self, msg: Message) -> None:
         self.n += 1
         self.bytes += len(msg.payload)
         if self.n == 1:
             self.t_first = time.perf_counter()
             self.first.set()
 
-    def mark(self, msg: Any) -> None:
+    def mark(self, msg: Message) -> None:
         """Like ``__call__`` but also stamps the last arrival (for rates measured until stop)."""
         self(msg)
         self.t_last = time.perf_counter()
@@ -106,7 +105,7 @@ async def _throughput_rx(ctl: Control, args: dict[str, Any], channel: str) -> No
     mode = args.get("handler", "inline")
     if mode == "async":
 
-        async def handler(msg: Any) -> None:
+        async def handler(msg: Message) -> None:
             counter(msg)
 
         node.subscribe(channel, handler)
