@@ -199,6 +199,16 @@ class Worker:
             if event["kind"] == kind:
                 return event
 
+    def request_stop(self) -> None:
+        """Write ``stop`` to the child and close its stdin (idempotent; the child may already be gone)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.write("stop\n")
+                self.proc.stdin.flush()
+                self.proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+
     def stop(self, timeout: float = 10.0) -> dict[str, Any] | None:
         """Ask the child to stop, collect its ``final`` event if it sends one, and reap it (bounded).
 
@@ -206,13 +216,7 @@ class Worker:
         """
         final: dict[str, Any] | None = None
         deadline = time.monotonic() + timeout
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            try:
-                self.proc.stdin.write("stop\n")
-                self.proc.stdin.flush()
-                self.proc.stdin.close()
-            except (BrokenPipeError, OSError):
-                pass
+        self.request_stop()
         try:
             while True:
                 event = self._read_event(deadline)
@@ -260,6 +264,9 @@ def run_pair(pair: Pair, args: dict[str, Any], timeout: float) -> dict[str, Any]
         result = dict(reporter.wait("result", timeout=timeout))
     finally:
         finals = {}
+        for worker in (client, server):  # both stop at once; then each is reaped
+            if worker is not None:
+                worker.request_stop()
         if client is not None:
             finals["client_final"] = client.stop()
         finals["server_final"] = server.stop()
