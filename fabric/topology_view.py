@@ -78,12 +78,13 @@ class Graph:
             )
         )
         ids = {n.id for n in nodes}
-        links = set()
+        links: dict[tuple[str, str, str], GraphLink] = {}
         for link in topo.get("links", []):
             a, b = sorted((str(link["source"]), str(link["target"])))
-            if a in ids and b in ids and a != b:
-                links.add(GraphLink(a, b, str(link["channel"]), str(link.get("kind", ""))))
-        return cls(nodes, tuple(sorted(links, key=lambda x: (x.a, x.b, x.channel))), str(topo.get("overlay", "")))
+            key = (a, b, str(link["channel"]))
+            if a in ids and b in ids and a != b and key not in links:
+                links[key] = GraphLink(a, b, key[2], str(link.get("kind", "")))
+        return cls(nodes, tuple(links[k] for k in sorted(links)), str(topo.get("overlay", "")))
 
     def channels(self) -> list[str]:
         """Channel names present, sorted."""
