@@ -30,8 +30,9 @@ Refutation. A live node that receives its own entry marked down (a false suspici
 healed partition) or with a higher incarnation (it restarted with the same node id and a lower number)
 takes a new incarnation ``max(mine, theirs) + 1`` and pushes it. Others see ``MemberDown`` for the old
 incarnation and ``MemberUp`` for the new: a new incarnation, never confused with the old. A node with a
-new id but the same *name* and a higher incarnation replaces the old one (it is declared down, reason
-``"replaced"``): names are unique in a cluster.
+new id but the same *name* and a higher incarnation replaces the old one if that one has gone silent
+(it is declared down, reason ``"replaced"``): names are unique in a cluster. Two live nodes sharing a
+name (a misconfiguration) are both kept and counted as ``name_conflicts``, never flapping.
 
 Healing. Down entries are kept as tombstones for ``tombstone_ttl`` and one of them is probed (full state
 push) every ``probe_down_interval``: when a partition heals, the probe reaches the other side, whose
@@ -887,11 +888,20 @@ class FullMeshMembership:
         entry.detector.heartbeat(now)
         self._watch(entry)
         effects.append(MemberUp(entry.member()))
-        # names are unique: an older incarnation under the same name (another node id) is gone
+        # Names are unique: an older incarnation under the same name (another node id) that has gone
+        # silent is the previous process of this node. One still heard from within the last heartbeat
+        # interval is a misconfigured twin: replacing it would make the two refute and replace each
+        # other forever, so it is only counted (and left to the failure detector).
+        if not entry.name:
+            return
         for other in self._sorted_entries():
-            if other is not entry and other.name == entry.name and entry.name and other.st == ST_ALIVE \
-                    and other.inc < entry.inc:
-                self._declare_down(other, now, "replaced", effects)
+            if other is entry or other.name != entry.name or other.st != ST_ALIVE or other.inc >= entry.inc:
+                continue
+            last = other.detector.last if other.detector is not None else None
+            if last is not None and now - last <= cfg.heartbeat_interval:
+                self._count("name_conflicts")
+                continue
+            self._declare_down(other, now, "replaced", effects)
 
     def _declare_down(self, entry: _Entry, now: float, reason: str, effects: list[Effect]) -> None:
         was_up = entry.up

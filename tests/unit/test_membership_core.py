@@ -206,12 +206,26 @@ def test_same_name_new_id_replaces_the_old_node() -> None:
     bus, (a, b) = cluster("a", "b")
     bus.advance(0.5)
     bus.dead.add(b.node_id)
+    bus.advance(0.5)  # the restart takes a moment: b is silent, though not yet suspected
+    assert a.member(b.node_id).status == MemberStatus.ALIVE  # type: ignore[union-attr]
     b2 = bus.add(ident("b", inc=2, node_id=b"B" * 16))
     bus.apply(b2, b2.join([a.local.endpoints["membership"][1]], bus.now))
     bus.pump()
     downs = [e for e in bus.events[a.node_id] if isinstance(e, MemberDown)]
     assert [(d.member.node_id, d.reason) for d in downs] == [(b.node_id, "replaced")]
     assert a.member(b"B" * 16).status == MemberStatus.ALIVE  # type: ignore[union-attr]
+
+
+def test_two_live_nodes_with_one_name_do_not_flap() -> None:
+    bus, (a, b) = cluster("a", "b")
+    bus.advance(0.5)
+    twin = bus.add(ident("b", inc=2, node_id=b"T" * 16))  # b is alive and still heartbeating
+    bus.apply(twin, twin.join([a.local.endpoints["membership"][1]], bus.now))
+    bus.pump()
+    bus.advance(3.0)
+    assert not [e for e in bus.events[a.node_id] if isinstance(e, MemberDown)]
+    assert a.stats()["name_conflicts"] >= 1 and b.incarnation == 1
+    assert [m.status for m in a.members() if m.name == "b"] == [MemberStatus.ALIVE] * 2
 
 
 def test_graceful_leave() -> None:
