@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import zmq
 from click.testing import CliRunner
+from foundation_cli.main import EXIT_USAGE, cli
 
 from fabric import wire
 from fabric.admin import diagnose, probe_zmtp
 from fabric.wire import MsgType, RejectCode
-from foundation_cli.main import EXIT_USAGE, cli
 from tests.integration.test_cli_harness import LocalNode, NodeProcess, local_nodes, wait_until
 
 
@@ -82,7 +82,7 @@ def test_skewed_clock() -> None:
 
 def test_version_mismatch() -> None:
     """A fake node that answers every HELLO with REJECT VERSION (it speaks protocol 7..9)."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     router = ctx.socket(zmq.ROUTER)
     router.linger = 0
     port = router.bind_to_random_port("tcp://127.0.0.1")

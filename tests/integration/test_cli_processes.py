@@ -17,7 +17,7 @@ def _free_port(span: int = 5) -> int:
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
+            base = int(s.getsockname()[1])
         if base + span >= 65535:
             continue
         try:
