@@ -125,15 +125,28 @@ class TransportConfig:
     """libzmq I/O threads of the node's context. 2 lets bulk channels run on their own thread: measured
     here, a 64 B ping behind 8 MiB bulk messages went from 2.2 ms to ~50 us p50 with its own thread."""
     linger_ms: int = 200
-    """ZMQ_LINGER: how long close() may wait to flush queued messages. Bounded so stop() never hangs
-    (libzmq's default of infinity is the classic "ctx.term() hangs" bug)."""
-    heartbeat_ivl_ms: int = 1000
-    """ZMQ_HEARTBEAT_IVL: ZMTP PING interval on every connection; detects dead TCP connections (e.g. a
-    peer host that vanished without a FIN) below the application's failure detector. 0 disables."""
-    heartbeat_timeout_ms: int = 3000
-    """ZMQ_HEARTBEAT_TIMEOUT: a connection with no traffic for this long after a PING is closed."""
-    heartbeat_ttl_ms: int = 6000
-    """ZMQ_HEARTBEAT_TTL: tells the remote side to time us out after this long without traffic."""
+    """ZMQ_LINGER of connecting sockets: how long messages still queued to a peer may take to leave
+    after the node closes them. Bounded so stop() never hangs (libzmq's default of infinity is the
+    classic "ctx.term() hangs" bug). Bound sockets use ``inbound_linger_ms``."""
+    inbound_linger_ms: int = 60000
+    """ZMQ_LINGER of bound sockets. Connections a bound socket accepts inherit it, and when such a peer
+    disconnects, libzmq discards the messages it sent that the node has not read yet once this much time
+    has passed. 200 ms lost a burst from a peer that sent and left at once (a test floods 40,000 messages
+    and checks they all arrive); a minute gives the node time to read everything. Messages still queued
+    *to* a departed peer are freed after this long too."""
+    heartbeat_ivl_ms: int = 0
+    """ZMQ_HEARTBEAT_IVL: ZMTP PING interval; 0 (the default) turns ZMTP heartbeats off. They are off on
+    purpose: libzmq stops reading a connection whose receive queue is at its high-water mark, so a busy
+    but healthy peer sees no traffic, the heartbeat times out, and the connection is closed with the
+    messages in flight lost (a test flooding 40,000 messages into a busy node lost up to 65% with
+    heartbeats on, none with them off). Liveness is the membership failure detector's job; dead TCP
+    connections are found by TCP keepalive, which the kernel answers even when the node is busy."""
+    heartbeat_timeout_ms: int = 30000
+    """ZMQ_HEARTBEAT_TIMEOUT, used only when ``heartbeat_ivl_ms`` > 0: a connection with no traffic for
+    this long after a PING is closed. Keep it far above the longest backpressure you expect."""
+    heartbeat_ttl_ms: int = 60000
+    """ZMQ_HEARTBEAT_TTL, used only when ``heartbeat_ivl_ms`` > 0: asks the remote side to time us out
+    after this long without traffic."""
     reconnect_ivl_ms: int = 100
     """ZMQ_RECONNECT_IVL: first reconnect delay after a connection drops."""
     reconnect_ivl_max_ms: int = 5000
@@ -141,7 +154,15 @@ class TransportConfig:
     handshake_ivl_ms: int = 10000
     """ZMQ_HANDSHAKE_IVL: a connection that has not completed the ZMTP handshake by then is dropped."""
     tcp_keepalive: bool = True
-    """ZMQ_TCP_KEEPALIVE: the cheap backstop for NAT/firewall idle timeouts."""
+    """ZMQ_TCP_KEEPALIVE: finds dead TCP connections (a peer host gone without a FIN) and keeps NAT and
+    firewall state alive. The kernel answers the probes, so a busy node is never mistaken for a dead one."""
+    tcp_keepalive_idle_s: int = 30
+    """ZMQ_TCP_KEEPALIVE_IDLE: seconds of silence before the first keepalive probe."""
+    tcp_keepalive_intvl_s: int = 10
+    """ZMQ_TCP_KEEPALIVE_INTVL: seconds between unanswered probes."""
+    tcp_keepalive_cnt: int = 3
+    """ZMQ_TCP_KEEPALIVE_CNT: unanswered probes before the kernel drops the connection (here: a dead
+    connection is closed about 60 s after it went silent)."""
     router_handover: bool = False
     """ZMQ_ROUTER_HANDOVER on bound ROUTERs. Off: a second connection presenting an in-use routing id is
     refused, so a foreign DEALER cannot hijack a live peer's replies (insecure mode has no other identity
@@ -156,6 +177,10 @@ class TransportConfig:
     starve the others (the membership channel among them)."""
     max_sockets: int = 65536
     """ZMQ_MAX_SOCKETS of the process-wide context: many nodes per process need many sockets."""
+    monitor: bool = True
+    """Watch bound sockets with a ZeroMQ socket monitor, counting accepted connections, completed and
+    failed ZMTP handshakes (a foreign socket type or garbage before the handshake shows up here) and
+    disconnects per channel. Costs one extra inproc socket per channel."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -288,9 +313,10 @@ class NodeConfig:
 
     @classmethod
     def local(cls, **overrides: Any) -> NodeConfig:
-        """Tests and one-machine clusters: loopback, ephemeral ports, fast ZMTP heartbeats."""
-        transport = TransportConfig(heartbeat_ivl_ms=500, heartbeat_timeout_ms=1500, heartbeat_ttl_ms=3000)
-        return cls(**{"transport": transport, "connect_timeout": 5.0, **overrides})
+        """Tests and one-machine clusters: loopback, ephemeral ports, short reconnect backoff (a peer
+        that restarts on this machine is back in milliseconds)."""
+        transport = TransportConfig(reconnect_ivl_max_ms=1000)
+        return cls(**{"transport": transport, **overrides})
 
     @classmethod
     def lan(cls, **overrides: Any) -> NodeConfig:
@@ -299,12 +325,6 @@ class NodeConfig:
 
     @classmethod
     def wan(cls, **overrides: Any) -> NodeConfig:
-        """Across regions: slower heartbeats and longer timeouts tolerate RTTs of 100s of ms."""
-        transport = TransportConfig(
-            heartbeat_ivl_ms=3000,
-            heartbeat_timeout_ms=10000,
-            heartbeat_ttl_ms=20000,
-            handshake_ivl_ms=30000,
-            reconnect_ivl_max_ms=30000,
-        )
+        """Across regions: longer handshakes, timeouts and backoff tolerate RTTs of 100s of ms."""
+        transport = TransportConfig(handshake_ivl_ms=30000, reconnect_ivl_max_ms=30000)
         return cls(**{"transport": transport, "call_timeout": 15.0, "connect_timeout": 15.0, **overrides})

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from ..config import TransportConfig
 from ..errors import ConfigError, InsecureBindError
@@ -137,7 +138,13 @@ class ZmqTransport(Transport):
         self._links: dict[Link, dict[str, list[_Sock]]] = {}
         self._endpoints: dict[str, str] = {}
         self._closed = False
+        self._monitors: dict[str, zmq.Socket[bytes]] = {}
         self.counters: dict[str, int] = {"recv": 0, "sent": 0, "send_full": 0, "respond_unroutable": 0}
+        self.connection_events: dict[str, dict[str, int]] = {}
+        """Per bound channel: ``accepted``, ``handshake_ok``, ``handshake_failed``, ``disconnected``.
+        ``accepted - handshake_ok - handshake_failed`` is the number of connections that never completed
+        the ZMTP handshake (e.g. a foreign socket type, which libzmq drops without an event of its own)
+        or are still completing it."""
 
     # -- setup ---------------------------------------------------------------------------------------
 
@@ -156,6 +163,9 @@ class ZmqTransport(Transport):
         sock.set(zmq.HANDSHAKE_IVL, c.handshake_ivl_ms)
         if c.tcp_keepalive:
             sock.set(zmq.TCP_KEEPALIVE, 1)
+            sock.set(zmq.TCP_KEEPALIVE_IDLE, c.tcp_keepalive_idle_s)
+            sock.set(zmq.TCP_KEEPALIVE_INTVL, c.tcp_keepalive_intvl_s)
+            sock.set(zmq.TCP_KEEPALIVE_CNT, c.tcp_keepalive_cnt)
         sock.set(zmq.RECONNECT_IVL, c.reconnect_ivl_ms)
         sock.set(zmq.RECONNECT_IVL_MAX, c.reconnect_ivl_max_ms)
 
@@ -207,6 +217,9 @@ class ZmqTransport(Transport):
             ]
             sock = self._ctx.socket(stype)
             self._common(sock, spec)
+            # Accepted connections inherit the bound socket's linger, and libzmq discards what a departed
+            # peer sent but we have not read yet once that linger runs out: give readers time.
+            sock.set(zmq.LINGER, self.config.inbound_linger_ms)
             if spec.kind is ChannelKind.CONTROL:
                 sock.set(zmq.ROUTER_MANDATORY, 1)
                 sock.set(zmq.ROUTER_HANDOVER, int(self.config.router_handover))
@@ -225,9 +238,71 @@ class ZmqTransport(Transport):
             )
             s.endpoint = bytes(sock.get(zmq.LAST_ENDPOINT)).decode()
             self._bound[spec.name] = s
+            if self.config.monitor:
+                self._start_monitor(spec.name, sock)
             self._register(s)
             self._endpoints[spec.name] = self._advertised(s.endpoint)
         return dict(self._endpoints)
+
+    _MONITORED = (
+        zmq.EVENT_ACCEPTED
+        | zmq.EVENT_DISCONNECTED
+        | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    )
+
+    def _start_monitor(self, channel: str, sock: zmq.Socket[bytes]) -> None:
+        assert self._loop is not None
+        mon = sock.get_monitor_socket(self._MONITORED)
+        self._monitors[channel] = mon
+        counts = self.connection_events[channel] = {
+            "accepted": 0,
+            "handshake_ok": 0,
+            "handshake_failed": 0,
+            "disconnected": 0,
+        }
+        names: dict[int, str] = {
+            zmq.EVENT_ACCEPTED: "accepted",
+            zmq.EVENT_DISCONNECTED: "disconnected",
+            zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake_ok",
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_failed",
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_failed",
+        }
+
+        def drain() -> None:
+            for _ in range(1024):
+                try:
+                    frames = mon.recv_multipart(zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    return
+                try:
+                    event = parse_monitor_message(frames)["event"]
+                except Exception:  # a malformed monitor frame would be a libzmq bug: ignore it
+                    continue
+                name = names.get(int(event))
+                if name is not None:
+                    counts[name] += 1
+            if self._loop is not None:  # more than 1024 events waiting: continue next loop turn
+                self._loop.call_soon(drain)
+
+        self._loop.add_reader(int(mon.get(zmq.FD)), drain)
+        self._loop.call_soon(drain)
+
+    def _stop_monitors(self) -> None:
+        for channel, mon in self._monitors.items():
+            if self._loop is not None:
+                self._loop.remove_reader(int(mon.get(zmq.FD)))
+            bound = self._bound.get(channel)
+            if bound is not None and not bound.closed:
+                try:
+                    bound.sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+            mon.close(0)
+        self._monitors.clear()
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -446,6 +521,7 @@ class ZmqTransport(Transport):
         """Counters plus the number of links and sockets."""
         return {
             **self.counters,
+            "connections": {c: dict(v) for c, v in self.connection_events.items()},
             "links": len(self._links),
             "sockets": len(self._bound) + sum(len(lanes) for socks in self._links.values() for lanes in socks.values()),
         }
@@ -457,6 +533,7 @@ class ZmqTransport(Transport):
         self._closed = True
         for link in list(self._links):
             self.disconnect(link)
+        self._stop_monitors()
         for s in self._bound.values():
             self._close_sock(s)
         self._bound.clear()

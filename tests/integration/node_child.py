@@ -7,7 +7,8 @@ one line per message received and per command result. Commands (one per line on 
 * ``send PEER CHANNEL SIZE`` -> sends SIZE pseudo-random bytes; ``{"event": "sent", "sha": ...}``
 * ``broadcast SIZE`` -> one PUBLISH on ``events``; ``{"event": "broadcast", "sha": ...}``
 * ``call PEER SERVICE`` -> ``{"event": "called", "reply": ...}``
-* ``stats`` -> ``{"event": "stats", ...}``
+* ``stats`` -> ``{"event": "stats", ...}`` (with ``--quiet``: ``tally`` counts distinct ``ok:`` payloads
+  per channel, ``foreign`` counts any other payload delivered)
 * ``quit`` -> stops the node and exits 0
 
 Services: ``echo`` (async), ``echo_sync`` (thread pool), ``slow`` (sleeps the requested seconds),
@@ -37,7 +38,10 @@ async def main() -> None:
     parser.add_argument("--name", default="child")
     parser.add_argument("--bind", default="tcp://127.0.0.1")
     parser.add_argument("--max-concurrent", type=int, default=1000)
+    parser.add_argument("--quiet", action="store_true", help="count messages instead of printing each")
     args = parser.parse_args()
+    tally: dict[str, set[bytes]] = {}
+    foreign: dict[str, int] = {}
     node = Node(NodeConfig.local(name=args.name, bind=args.bind, max_concurrent_requests=args.max_concurrent))
 
     @node.service("echo")
@@ -59,10 +63,16 @@ async def main() -> None:
 
     def on_message(msg: Message) -> None:
         data = bytes(msg.payload)
+        if args.quiet:
+            if data.startswith(b"ok:"):
+                tally.setdefault(msg.channel, set()).add(data)
+            else:
+                foreign[msg.channel] = foreign.get(msg.channel, 0) + 1
+            return
         emit(event="got", channel=msg.channel, source=msg.source, size=len(data), sha=hashlib.sha256(data).hexdigest(),
              lane=msg.lane, topic=msg.topic.decode())
 
-    for channel in ("coordination", "data", "events"):
+    for channel in ("coordination", "gossip", "data", "events"):
         node.subscribe(channel, on_message, inline=True)
     await node.start()
     emit(event="ready", id=node.id, name=node.name, endpoints=node.endpoints, pid=os.getpid())
@@ -90,7 +100,14 @@ async def main() -> None:
             elif cmd == "call":
                 emit(event="called", reply=await node.call(rest[0], rest[1], "x"))
             elif cmd == "stats":
-                emit(event="stats", **node.stats(), peers=[p.id for p in node.peers()], clients=[c.id for c in node.clients()])
+                emit(
+                    event="stats",
+                    **node.stats(),
+                    peers=[p.id for p in node.peers()],
+                    clients=[c.id for c in node.clients()],
+                    tally={c: len(v) for c, v in tally.items()},
+                    foreign=foreign,
+                )
         except Exception as exc:  # report to the test instead of dying
             emit(event="error", command=cmd, type=type(exc).__name__, message=str(exc))
     await node.stop()

@@ -65,7 +65,8 @@ def test_non_loopback_binds_need_insecure_until_security_lands() -> None:
 
 
 def test_presets_and_strings_coerce() -> None:
-    assert NodeConfig.local().transport.heartbeat_ivl_ms < NodeConfig.lan().transport.heartbeat_ivl_ms
+    assert NodeConfig.local().transport.reconnect_ivl_max_ms < NodeConfig.lan().transport.reconnect_ivl_max_ms
+    assert NodeConfig.lan().transport.heartbeat_ivl_ms == 0  # ZMTP heartbeats off: see TransportConfig
     assert NodeConfig.wan().call_timeout > NodeConfig.lan().call_timeout
     ch = ChannelConfig("c", "bulk", on_full="drop")  # type: ignore[arg-type]
     assert ch.kind is ChannelKind.BULK and ch.on_full is OnFull.DROP
