@@ -328,19 +328,17 @@ class MultiDiscovery(DiscoveryPlugin):
 
     async def _run(self) -> None:
         while True:
+            events = [c._changed for c in self.children if c._changed is not None]
+            # Clear before polling, so a change a child reports while we poll still wakes the wait.
+            for event in events:
+                event.clear()
             await self.refresh()
-            await self._wait_for_child_change(self.config.polling_interval)
-
-    async def _wait_for_child_change(self, timeout: float) -> None:
-        events = [c._changed for c in self.children if c._changed is not None]
-        for event in events:
-            event.clear()
-        waiters = [asyncio.create_task(e.wait()) for e in events]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+            waiters = [asyncio.create_task(e.wait()) for e in events]
+            try:
+                await asyncio.wait(waiters, timeout=self.config.polling_interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def _lookup(self) -> list[Candidate]:
         await self.refresh()

@@ -160,7 +160,7 @@ def dnsmasq() -> Iterator[Dnsmasq]:
 
 
 def plugin_for(server: Dnsmasq, query: str, record_type: str = "A", **kw: object) -> DnsPlugin:
-    options: dict[str, object] = {"timeout": 0.5, **kw}
+    options: dict[str, object] = {"timeout": 2.0, **kw}
     return DnsPlugin(DnsConfig.local(query, record_type=record_type, nameservers=("127.0.0.1",),
                                      nameserver_port=server.port, **options))
 
@@ -270,7 +270,7 @@ def test_server_down_or_silent_keeps_last_good_answer(dnsmasq: Dnsmasq) -> None:
     dnsmasq.start()
 
     async def scenario() -> None:
-        plugin = plugin_for(dnsmasq, name)
+        plugin = plugin_for(dnsmasq, name, timeout=1.0)  # the paused server costs one full timeout
         await plugin.start(LOCAL)
         good = await plugin.lookup()
         assert len(good) == 2

@@ -42,7 +42,7 @@ def test_three_processes_keep_their_candidates_via_gossip_when_dns_dies(dnsmasq:
         "strategies": ["dns", "gossip"],
         "options": {
             "dns": {"query": SRV_NAME, "record_type": "SRV", "srv_target_types": ["A"],
-                    "nameservers": ["127.0.0.1"], "nameserver_port": dnsmasq.port, "timeout": 0.3},
+                    "nameservers": ["127.0.0.1"], "nameserver_port": dnsmasq.port, "timeout": 1.0},
             "gossip": {"interface": "127.0.0.1", "port": free_udp_port(), "interval": 0.3,
                        "candidate_ttl": 2.0, "secret": "multi-secret"},
         },
@@ -73,7 +73,7 @@ def test_failover_ageing_and_reoffers_with_a_manual_clock(dnsmasq: Dnsmasq) -> N
     dnsmasq.set_hosts([("127.0.0.61", name), ("127.0.0.62", name)])
     dnsmasq.start()
     clock = ManualClock(start=100.0)
-    dns = DnsPlugin(DnsConfig.local(name, nameservers=("127.0.0.1",), nameserver_port=dnsmasq.port, timeout=0.3),
+    dns = DnsPlugin(DnsConfig.local(name, nameservers=("127.0.0.1",), nameserver_port=dnsmasq.port, timeout=1.0),
                     clock=clock)
     static = StaticPlugin(StaticConfig(seeds=("127.0.0.62", "127.0.0.70")), clock=clock)
     multi = MultiDiscovery(MultiConfig(answer_ttl=10.0, reoffer_interval=5.0, auto_refresh=False),

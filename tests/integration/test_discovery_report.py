@@ -50,7 +50,7 @@ def test_static_candidates_are_probed_zmtp_open_and_refused() -> None:
         try:
             report = await discover("static", {"seeds": [node.seed, f"127.0.0.1:{http_port}",
                                                          f"127.0.0.1:{silent_port}", f"127.0.0.1:{closed}"]},
-                                    probe_timeout=0.5)
+                                    probe_timeout=2.0)
         finally:
             await node.stop()
             http.close()
