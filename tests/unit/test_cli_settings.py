@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fabric.config import OnFull
+from fabric.config import NodeConfig, OnFull
 from fabric.settings import SettingsError, StartSettings, check_endpoint, load
 
 
@@ -41,7 +41,8 @@ def test_file_env_flags_precedence(tmp_path: Path) -> None:
 def test_config_file_from_environment_and_presets(tmp_path: Path) -> None:
     path = write(tmp_path, 'preset = "wan"\nname = "w"\n')
     s = load(environ={"FOUNDATION_CONFIG": str(path)})
-    assert s.node.name == "w" and s.node.call_timeout == 15.0 and s.node.transport.heartbeat_ivl_ms == 3000
+    wan = NodeConfig.wan()
+    assert s.node.name == "w" and s.node.call_timeout == wan.call_timeout and s.node.transport == wan.transport
 
 
 def test_channels_table(tmp_path: Path) -> None:
