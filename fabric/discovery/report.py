@@ -24,7 +24,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .base import (
@@ -163,12 +163,20 @@ async def probe_endpoint(channel: str, endpoint: str, timeout: float = 2.0) -> C
             pass
 
 
-async def probe_candidate(candidate: Candidate, timeout: float = 2.0) -> CandidateReport:
-    """Probe every endpoint a candidate names (its seed when it names none), concurrently."""
+#: A probe: ``(channel, endpoint, timeout) -> ChannelProbe``; must never raise and never block the loop.
+Prober = Callable[[str, str, float], Awaitable[ChannelProbe]]
+
+
+async def probe_candidate(candidate: Candidate, timeout: float = 2.0, prober: Prober | None = None) -> CandidateReport:
+    """Probe every endpoint a candidate names (its seed when it names none), concurrently.
+
+    ``prober`` replaces :func:`probe_endpoint` (e.g. a richer probe that also reads the ZMTP socket type).
+    """
+    probe = prober or probe_endpoint
     endpoints = dict(candidate.endpoints) or {MEMBERSHIP_CHANNEL: candidate.seed}
     endpoints.setdefault(MEMBERSHIP_CHANNEL, candidate.seed)
     order = [MEMBERSHIP_CHANNEL] + [c for c in endpoints if c != MEMBERSHIP_CHANNEL]
-    probes = await asyncio.gather(*(probe_endpoint(c, endpoints[c], timeout) for c in order))
+    probes = await asyncio.gather(*(probe(c, endpoints[c], timeout) for c in order))
     return CandidateReport(candidate, tuple(probes))
 
 
@@ -189,12 +197,14 @@ async def discover(
     settle: float = 0.0,
     probe: bool = True,
     probe_timeout: float = 2.0,
+    prober: Prober | None = None,
     logger: logging.Logger | None = None,
 ) -> DiscoveryReport:
     """Run ``strategy`` once, without announcing this process, and report what it sees.
 
     ``settle``: seconds to listen before the lookup (mDNS and gossip need a few seconds to hear others;
-    polling strategies need 0). ``probe``: probe every candidate's endpoints. Raises the registry's
+    polling strategies need 0). ``probe``: probe every candidate's endpoints, with ``prober`` (default
+    :func:`probe_endpoint`). Raises the registry's
     errors (unknown strategy, bad options); backend failures show in the report's counters instead.
     Call it on an asyncio loop; it never blocks the loop.
     """
@@ -227,7 +237,7 @@ async def discover(
     finally:
         await plugin.stop()
     if probe:
-        reports = await asyncio.gather(*(probe_candidate(c, probe_timeout) for c in candidates))
+        reports = await asyncio.gather(*(probe_candidate(c, probe_timeout, prober) for c in candidates))
     else:
         reports = [CandidateReport(c, ()) for c in candidates]
     return DiscoveryReport(strategy, tuple(reports), counters, answered)

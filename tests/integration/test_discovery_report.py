@@ -123,3 +123,18 @@ def test_probe_edge_cases() -> None:
     assert _classify_os_error(socket.gaierror(-2, "Name or service not known")) == "unresolvable"
     assert _classify_os_error(ConnectionRefusedError(111, "refused")) == "refused"
     assert _classify_os_error(OSError(101, "Network is unreachable")) == "unreachable"
+
+
+def test_a_custom_prober_replaces_the_default() -> None:
+    from fabric.discovery import Candidate, ChannelProbe, probe_candidate
+
+    seen: list[tuple[str, str, float]] = []
+
+    async def prober(channel: str, endpoint: str, timeout: float) -> ChannelProbe:
+        seen.append((channel, endpoint, timeout))
+        return ChannelProbe(channel, endpoint, "zmtp", "pretend ROUTER")
+
+    cand = Candidate(seed="tcp://192.0.2.1:7946", endpoints={"data": "tcp://192.0.2.1:7949"})
+    report = asyncio.run(probe_candidate(cand, 1.5, prober))
+    assert report.reachable and [p.channel for p in report.probes] == ["membership", "data"]
+    assert seen == [("membership", "tcp://192.0.2.1:7946", 1.5), ("data", "tcp://192.0.2.1:7949", 1.5)]
