@@ -1,5 +1,7 @@
 """Fabric vs raw pyzmq, side by side: ``python -m bench.run [--quick] [--reps N] [--only a,c]``.
 
+(``python bench/run.py ...`` works too.)
+
 Runs every benchmark variant in fresh processes (see :mod:`bench.harness`), interleaving the variants
 repetition by repetition (raw, fabric, raw, fabric, ...) so that drift in machine load hits all of them
 alike; prints a table of medians with min/max spread and ratios against the raw baselines, and writes
@@ -29,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchError, Pair, Spread, run_pair
+if __package__ in (None, ""):  # run as a script (python bench/run.py): make the bench package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import BenchError, Pair, Spread, run_pair  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
