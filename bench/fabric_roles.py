@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from bench.harness import Control, latency_summary
-from fabric import Message, Node, NodeConfig
+from fabric import Message, Node, NodeConfig, Overloaded
 
 
 class _Counter:
@@ -133,9 +133,14 @@ async def _throughput_tx(ctl: Control, args: dict[str, Any], channel: str) -> No
         stop = ctl.stop
         while not stop.is_set():
             for key in keys:
-                await send(peer, payload, channel=channel, key=key)
+                try:
+                    await send(peer, payload, channel=channel, key=key)
+                except Overloaded:  # the queue stayed full for send_timeout: count it, keep the load on
+                    overloaded[0] += 1
 
+    overloaded = [0]
     await _until_stopped(ctl, node, asyncio.create_task(pump()))
+    ctl.emit("final", overloaded=overloaded[0])
 
 
 def control_rx(ctl: Control, args: dict[str, Any]) -> None:
@@ -181,12 +186,16 @@ async def _rtt_client(ctl: Control, args: dict[str, Any]) -> None:
     node, peer = await _connect("bench-client", args)
     payload = os.urandom(args["size"])
     tasks: list[asyncio.Task[Any]] = []
+    overloaded = [0]
     if args.get("bulk_size"):
         bulk = os.urandom(args["bulk_size"])
 
         async def stream() -> None:
             while not ctl.stop.is_set():  # see _throughput_tx on why the flag as well as cancel()
-                await node.send(peer, bulk, channel="data", key=b"bulk")
+                try:
+                    await node.send(peer, bulk, channel="data", key=b"bulk")
+                except Overloaded:
+                    overloaded[0] += 1
 
         tasks.append(asyncio.create_task(stream()))
     call = node.call
@@ -204,7 +213,7 @@ async def _rtt_client(ctl: Control, args: dict[str, Any]) -> None:
         samples.append(t1 - t0)
         if t1 >= end:
             break
-    ctl.emit("result", **latency_summary(samples))
+    ctl.emit("result", **latency_summary(samples), bulk_overloaded=overloaded[0])
     await _until_stopped(ctl, node, *tasks)
 
 
