@@ -29,6 +29,12 @@ SECTIONS: list[tuple[str, str, str]] = [
         "`gossip` (control), `data` (bulk, 4 lanes, its own I/O thread) and `events` (broadcast).",
     ),
     ("TransportConfig", "fabric.config:TransportConfig", "ZeroMQ socket options and batching."),
+    (
+        "MembershipConfig",
+        "fabric.membership.config:MembershipConfig",
+        "Membership and failure detection (docs/membership.md). Presets: `MembershipConfig.local()` "
+        "(`NodeConfig.local()` uses it), `.lan()` (the defaults), `.wan()`.",
+    ),
 ]
 
 HEADER = """# Configuration reference

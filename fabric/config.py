@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, InsecureBindError
+from .membership.config import MembershipConfig
 from .transport.base import ChannelKind, ChannelSpec
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -231,6 +232,8 @@ class NodeConfig:
     """The node's channels; the reserved ``membership`` channel must be present and first."""
     transport: TransportConfig = field(default_factory=TransportConfig)
     """ZeroMQ settings."""
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    """Membership and failure-detection timers (docs/membership.md)."""
     batching: bool = True
     """Master switch for batching (a channel batches when this and its own ``batching`` are True)."""
     call_timeout: float = 5.0
@@ -316,7 +319,7 @@ class NodeConfig:
         """Tests and one-machine clusters: loopback, ephemeral ports, short reconnect backoff (a peer
         that restarts on this machine is back in milliseconds)."""
         transport = TransportConfig(reconnect_ivl_max_ms=1000)
-        return cls(**{"transport": transport, **overrides})
+        return cls(**{"transport": transport, "membership": MembershipConfig.local(), **overrides})
 
     @classmethod
     def lan(cls, **overrides: Any) -> NodeConfig:
@@ -327,4 +330,12 @@ class NodeConfig:
     def wan(cls, **overrides: Any) -> NodeConfig:
         """Across regions: longer handshakes, timeouts and backoff tolerate RTTs of 100s of ms."""
         transport = TransportConfig(handshake_ivl_ms=30000, reconnect_ivl_max_ms=30000)
-        return cls(**{"transport": transport, "call_timeout": 15.0, "connect_timeout": 15.0, **overrides})
+        return cls(
+            **{
+                "transport": transport,
+                "membership": MembershipConfig.wan(),
+                "call_timeout": 15.0,
+                "connect_timeout": 15.0,
+                **overrides,
+            }
+        )

@@ -27,6 +27,10 @@ class NodeStateError(FabricError, RuntimeError):
     """The node is not started, or is closed."""
 
 
+class JoinTimeout(FabricError, TimeoutError):
+    """:meth:`fabric.Node.join` did not reach the requested membership in time (the node keeps trying)."""
+
+
 # -- bad peer input ------------------------------------------------------------------------------------
 
 

@@ -35,11 +35,13 @@ import concurrent.futures
 import inspect
 import itertools
 import logging
+import math
 import queue
+import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -52,6 +54,7 @@ from .errors import (
     BadRequest,
     CallError,
     CallTimeout,
+    JoinTimeout,
     MalformedHeader,
     NodeStateError,
     NoSuchService,
@@ -61,6 +64,24 @@ from .errors import (
     TruncatedMessage,
     Unreachable,
     VersionMismatch,
+)
+from .membership import (
+    BadMembershipMessage,
+    Connect,
+    Dial,
+    Disconnect,
+    Effect,
+    FullMeshMembership,
+    Identity,
+    Joined,
+    Member,
+    MemberChanged,
+    MemberDown,
+    MemberLeft,
+    MembershipEvent,
+    MemberStatus,
+    MemberUp,
+    Send,
 )
 from .transport.base import ChannelKind, Link, Transport
 from .transport.zmq import ZmqTransport
@@ -179,6 +200,27 @@ def _peer_from_header(header: Mapping[str, Any], version: int) -> PeerInfo:
         role=role,
         version=version,
     )
+
+
+def _identity_of(info: PeerInfo) -> Identity:
+    endpoints = {name: (info.channels.get(name, ("control", 1))[0], ep, info.channels.get(name, ("control", 1))[1])
+                 for name, ep in info.endpoints.items()}
+    return Identity(wire.node_id_bytes(info.id), info.name, info.incarnation, dict(info.meta), endpoints)
+
+
+def _peer_of(identity: Identity) -> PeerInfo:
+    return PeerInfo(
+        id=_id_text(identity.node_id),
+        name=identity.name,
+        incarnation=identity.incarnation,
+        endpoints={name: spec[1] for name, spec in identity.endpoints.items()},
+        channels={name: (spec[0], spec[2]) for name, spec in identity.endpoints.items()},
+        meta=dict(identity.metadata),
+    )
+
+
+MemberListener = Callable[[MembershipEvent], Any]
+"""``listener(event)`` with event one of MemberUp, MemberDown, MemberLeft, MemberChanged, Joined."""
 
 
 class _Outbox:
@@ -347,6 +389,15 @@ class Node:
         """Traffic counters (``sent``, ``received``, ``dropped_full``, ``seq_gaps`` ...)."""
         self._peer_listeners: list[Callable[[str, PeerInfo], None]] = []
         self._last_error_log = 0.0
+        # membership (members only; see _apply)
+        self._membership: FullMeshMembership | None = None
+        self._member_listeners: list[MemberListener] = []
+        self._member_events: asyncio.Queue[MembershipEvent] | None = None
+        self._membership_timer: asyncio.TimerHandle | None = None
+        self._membership_timer_at = math.inf
+        self._traffic_noted: dict[bytes, float] = {}
+        self._dialing: set[str] = set()
+        self._membership_changed: asyncio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -379,6 +430,8 @@ class Node:
         else:
             self._endpoints = self._transport.bind(specs, self._on_frames, prefix)
         self._state = "running"
+        if self._role is Role.MEMBER:
+            self._start_membership()
         log.info("node %s (%s) started: %s", self.name, self.id, self._endpoints)
 
     async def stop(self) -> None:
@@ -390,6 +443,11 @@ class Node:
             self._state = "closed"
             return
         self._state = "stopping"
+        if self._membership is not None and self._loop is not None:
+            # Tell everyone we leave (a state push with our entry marked left), before the BYEs.
+            self._apply(self._membership.leave(self._loop.time()))
+        if self._membership_timer is not None:
+            self._membership_timer.cancel()
         bye = wire.bye(self._id_bytes)
         for peer in list(self._peers.values()):
             try:
@@ -451,12 +509,22 @@ class Node:
     async def connect(self, endpoint: str, *, timeout: float | None = None) -> PeerInfo:
         """Link to the node whose membership endpoint is ``endpoint`` (a static peer).
 
-        Returns the peer's :class:`PeerInfo`. Raises :class:`Unreachable` when no WELCOME arrives within
-        ``timeout`` (default ``config.connect_timeout``), :class:`VersionMismatch` when the peer shares no
-        protocol version with us, :class:`CallError` for any other rejection.
+        Returns the peer's :class:`PeerInfo`. On a member node the peer also becomes a member (and,
+        through gossip, so does everyone it knows): use :meth:`join` to wait for a cluster to form.
+        Raises :class:`Unreachable` when no WELCOME arrives within ``timeout`` (default
+        ``config.connect_timeout``), :class:`VersionMismatch` when the peer shares no protocol version
+        with us, :class:`CallError` for any other rejection.
         """
         self._require_running()
-        timeout = self.config.connect_timeout if timeout is None else timeout
+        info = await self._handshake(endpoint, self.config.connect_timeout if timeout is None else timeout)
+        if info.id == self.id:
+            raise Unreachable(f"{endpoint} is this node itself")
+        self._link_peer(info)
+        self._contact(info)
+        return info
+
+    async def _handshake(self, endpoint: str, timeout: float) -> PeerInfo:
+        """HELLO/WELCOME with ``endpoint``; returns who answered (links nothing)."""
         # Already linked to whoever serves that endpoint: say HELLO over the existing link. A second
         # DEALER would present the same routing id to the same ROUTER, which refuses it.
         link: Link = next((k for k, p in self._peers.items() if p.info.seed == endpoint), ("seed", endpoint))
@@ -472,7 +540,7 @@ class Node:
                 self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint}, routing_lane=HANDSHAKE_LANE)
             self._transport.send(link, MEMBERSHIP_CHANNEL, 0, self._hello())
             try:
-                info = await asyncio.wait_for(asyncio.shield(fut), timeout)
+                return await asyncio.wait_for(asyncio.shield(fut), timeout)
             except TimeoutError:
                 raise Unreachable(f"no WELCOME from {endpoint} within {timeout:g}s") from None
         finally:
@@ -483,10 +551,6 @@ class Node:
                 fut.exception()  # mark retrieved, so asyncio does not log it as never retrieved
             if temporary:
                 self._transport.disconnect(link)
-        if info.id == self.id:
-            raise Unreachable(f"{endpoint} is this node itself")
-        self._link_peer(info)
-        return info
 
     def _link_peer(self, info: PeerInfo) -> None:
         """Open (or reopen, for a new incarnation) the sockets to a member."""
@@ -899,6 +963,11 @@ class Node:
     def _dispatch(self, env: wire.Envelope, channel: str, route: bytes | None, link: Link | None, topic: bytes) -> None:
         t = env.type
         h = env.header
+        if self._membership is not None:
+            if t == MsgType.MEMBERSHIP:
+                self._on_membership(env)
+                return
+            self._note_traffic(h["s"])
         if t == MsgType.SEND or t == MsgType.PUBLISH:
             if h["c"] != channel:
                 raise MalformedHeader(f"message for channel {h['c']!r} arrived on {channel!r}")
@@ -981,6 +1050,7 @@ class Node:
             self._clients[h["s"]] = info
         elif info.id != self.id:
             self._link_peer(info)
+            self._contact(info)
         self._answer(
             channel,
             route,
@@ -1092,6 +1162,201 @@ class Node:
         else:
             fut.set_exception(cls(message or cls.__name__, peer=peer_text, service=service))
 
+    # -- membership ----------------------------------------------------------------------------------
+
+    def _start_membership(self) -> None:
+        assert self._loop is not None
+        endpoints = {
+            c.name: (c.kind.value, self._endpoints[c.name], c.parallelism) for c in self.config.channels if c.name in self._endpoints
+        }
+        identity = Identity(self._id_bytes, self.name, self.incarnation, dict(self.config.metadata), endpoints)
+        self._membership = FullMeshMembership(
+            identity, self.config.membership, rng=random.Random(), now=self._loop.time()
+        )
+        self._member_events = asyncio.Queue()
+        self._membership_changed = asyncio.Event()
+        self._spawn(self._pump_member_events())
+        self._reschedule_membership()
+
+    def _apply(self, effects: list[Effect]) -> None:
+        """Perform what the membership core asked for, in order (loop thread)."""
+        for effect in effects:
+            if isinstance(effect, Send):
+                if effect.to in self._peers:
+                    frames = wire.membership(self._id_bytes, effect.op, effect.body)
+                    if not self._transport.send(effect.to, MEMBERSHIP_CHANNEL, 0, frames):
+                        self.counters["membership_send_full"] += 1
+                else:
+                    self.counters["membership_send_unlinked"] += 1
+            elif isinstance(effect, Connect):
+                self._link_peer(_peer_of(effect.identity))
+            elif isinstance(effect, Disconnect):
+                self._unlink_peer(effect.node_id, reason="membership")
+            elif isinstance(effect, Dial):
+                if effect.endpoint not in self._dialing and self._state == "running":
+                    self._dialing.add(effect.endpoint)
+                    self._spawn(self._dial(effect.endpoint))
+            else:
+                assert self._member_events is not None and self._membership_changed is not None
+                self._member_events.put_nowait(effect)
+                self._membership_changed.set()
+        self._reschedule_membership()
+
+    def _reschedule_membership(self) -> None:
+        core = self._membership
+        if core is None or self._loop is None or self._state != "running":
+            return
+        deadline = core.next_deadline()
+        if deadline is None or deadline >= self._membership_timer_at:
+            return
+        if self._membership_timer is not None:
+            self._membership_timer.cancel()
+        self._membership_timer_at = deadline
+        self._membership_timer = self._loop.call_at(deadline, self._on_membership_timer)
+
+    def _on_membership_timer(self) -> None:
+        self._membership_timer = None
+        self._membership_timer_at = math.inf
+        if self._membership is not None and self._loop is not None and self._state == "running":
+            self._apply(self._membership.tick(self._loop.time()))
+
+    async def _dial(self, endpoint: str) -> None:
+        try:
+            info = await self._handshake(endpoint, self.config.connect_timeout)
+        except (CallError, OSError) as exc:
+            self.counters["dial_failures"] += 1
+            log.debug("node %s: dialling %s failed: %s", self.name, endpoint, exc)
+            return
+        finally:
+            self._dialing.discard(endpoint)
+        if info.id != self.id and self._state == "running":
+            self._link_peer(info)
+            self._contact(info)
+
+    def _contact(self, info: PeerInfo) -> None:
+        if self._membership is not None and self._loop is not None and info.role is Role.MEMBER:
+            try:
+                identity = _identity_of(info)
+            except (BadMembershipMessage, ValueError):
+                self.errors["bad_membership"] += 1
+                return
+            self._apply(self._membership.contact(identity, self._loop.time()))
+
+    def _on_membership(self, env: wire.Envelope) -> None:
+        assert self._membership is not None and self._loop is not None
+        try:
+            body = wire.unpackb(env.payload)
+            effects = self._membership.receive(env.header["s"], env.header["op"], body, self._loop.time())
+        except (ProtocolError, BadMembershipMessage) as exc:
+            self.errors["bad_membership"] += 1
+            log.debug("node %s: bad membership message: %s", self.name, exc)
+            return
+        self._apply(effects)
+
+    def _note_traffic(self, source: bytes) -> None:
+        # Any traffic is a sign of life; noting it at most every 50 ms keeps the hot path cheap.
+        assert self._loop is not None and self._membership is not None
+        now = self._loop.time()
+        if now - self._traffic_noted.get(source, -1.0) >= 0.05:
+            self._traffic_noted[source] = now
+            effects = self._membership.traffic(source, now)
+            if effects:
+                self._apply(effects)
+
+    async def _pump_member_events(self) -> None:
+        """Deliver membership events to listeners one at a time, in order (sync inline, async awaited)."""
+        assert self._member_events is not None
+        while True:
+            event = await self._member_events.get()
+            if isinstance(event, MemberUp | MemberDown | MemberLeft):
+                log.info("node %s: %s %s", self.name, type(event).__name__, event.member.name)
+            for listener in list(self._member_listeners):
+                try:
+                    result = listener(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.counters["listener_errors"] += 1
+                    log.exception("membership listener failed")
+
+    def on_member_event(self, listener: MemberListener) -> Callable[[], None]:
+        """Call ``listener(event)`` for every membership event, once per change and in order.
+
+        Events: :class:`MemberUp`, :class:`MemberDown`, :class:`MemberLeft`, :class:`MemberChanged`,
+        :class:`Joined` (from :mod:`fabric.membership`). Listeners run on the node's loop, one event at
+        a time (async listeners are awaited). Returns a function that removes the listener.
+        """
+        self._member_listeners.append(listener)
+        return lambda: self._member_listeners.remove(listener) if listener in self._member_listeners else None
+
+    def on_up(self, listener: Callable[[Member], Any]) -> Callable[[], None]:
+        """``listener(member)`` when a member (incarnation) comes up."""
+        return self.on_member_event(lambda e: listener(e.member) if isinstance(e, MemberUp) else None)
+
+    def on_down(self, listener: Callable[[Member, str], Any]) -> Callable[[], None]:
+        """``listener(member, reason)`` when a member goes down (reason as MemberDown) or leaves ("left")."""
+
+        def relay(e: MembershipEvent) -> Any:
+            if isinstance(e, MemberDown):
+                return listener(e.member, e.reason)
+            if isinstance(e, MemberLeft):
+                return listener(e.member, "left")
+            return None
+
+        return self.on_member_event(relay)
+
+    def on_change(self, listener: Callable[[Member, Member], Any]) -> Callable[[], None]:
+        """``listener(member, previous)`` when a member's metadata, endpoints or suspicion changes."""
+        return self.on_member_event(lambda e: listener(e.member, e.previous) if isinstance(e, MemberChanged) else None)
+
+    @property
+    def joined(self) -> bool:
+        """True once the node is part of a cluster (a peer's state lists it alive), or alone by choice."""
+        return self._membership is not None and self._membership.joined
+
+    def members(self) -> list[Member]:
+        """The full membership as this node sees it (itself included), sorted by node id, each with its
+        status (alive, suspect, down, left: down and left ones until their tombstones expire),
+        incarnation, metadata and endpoints. Empty on a client."""
+        return self._membership.members() if self._membership is not None else []
+
+    def alive_members(self) -> list[Member]:
+        """Members that are up (alive or suspect), this node included."""
+        return self._membership.alive_members() if self._membership is not None else []
+
+    async def join(self, seeds: Sequence[str], *, min_members: int = 1, timeout: float | None = 30.0) -> list[Member]:
+        """Join the cluster through ``seeds`` (membership endpoints; unreachable seeds are retried with
+        backoff) and wait until this node has joined and sees at least ``min_members`` live members,
+        itself included. Returns :meth:`members`.
+
+        Raises :class:`JoinTimeout` after ``timeout`` seconds (None: wait forever); the node keeps
+        trying in the background. Raises NodeStateError on a client or a stopped node.
+        """
+        self._require_running()
+        if self._membership is None or self._loop is None or self._membership_changed is None:
+            raise NodeStateError("only members join; clients connect()")
+        self._apply(self._membership.join(list(seeds), self._loop.time()))
+
+        def ready() -> bool:
+            return self.joined and len(self.alive_members()) >= min_members
+
+        deadline = None if timeout is None else self._loop.time() + timeout
+        while not ready():
+            self._membership_changed.clear()
+            remaining = None if deadline is None else deadline - self._loop.time()
+            if remaining is not None and remaining <= 0:
+                raise JoinTimeout(
+                    f"node {self.name}: {len(self.alive_members())} of {min_members} members after {timeout:g}s "
+                    f"(joined={self.joined}, seeds={list(seeds)})"
+                )
+            try:
+                await asyncio.wait_for(self._membership_changed.wait(), remaining)
+            except TimeoutError:
+                continue
+        return self.members()
+
     # -- introspection -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -1104,6 +1369,7 @@ class Node:
             "active_requests": self._active_requests,
             "queued": {f"{_peer_text(k[0])[:8]}/{k[1]}/{k[2]}": len(o.queue) for k, o in self._outboxes.items() if o.queue},
             "subscription_backlog": {c: sum(s.pending() for s in subs) for c, subs in self._subs.items()},
+            "membership": dict(self._membership.counters) if self._membership is not None else {},
         }
 
     def health(self) -> dict[str, Any]:
@@ -1116,6 +1382,8 @@ class Node:
             "endpoints": self.endpoints,
             "peers": len(self._peers),
             "clients": len(self._clients),
+            "joined": self.joined,
+            "members": len(self.alive_members()),
             "bad_input": sum(self.errors.values()),
         }
 
