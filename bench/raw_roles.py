@@ -422,6 +422,81 @@ def hol_client(ctl: Control, args: dict[str, Any]) -> None:
     ctx.term()
 
 
+async def _hol_async_server(ctl: Control, args: dict[str, Any]) -> None:
+    ctx = zmq.asyncio.Context(io_threads=2)
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    router.affinity = 0b01
+    pull = ctx.socket(zmq.PULL)
+    pull.linger = 0
+    pull.affinity = 0b10
+    ctl.emit("ready", endpoints={"control": _bind(router), "bulk": _bind(pull)})
+    received = [0, 0.0, 0.0]  # bytes, first arrival, last arrival
+
+    async def echo() -> None:
+        while True:
+            await router.send_multipart(await router.recv_multipart())
+
+    async def drain() -> None:
+        while True:
+            frame = await pull.recv(copy=False)
+            now = time.perf_counter()
+            if not received[0]:
+                received[1] = now
+            received[0] += len(frame)
+            received[2] = now
+
+    tasks = [asyncio.create_task(echo()), asyncio.create_task(drain())]
+    await ctl.wait_stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    span = received[2] - received[1]
+    ctl.emit("final", bulk_mib_s=(received[0] / (1 << 20)) / span if span > 0 else 0.0)
+    router.close()
+    pull.close()
+    ctx.term()
+
+
+async def _hol_async_client(ctl: Control, args: dict[str, Any]) -> None:
+    ctx = zmq.asyncio.Context(io_threads=2)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.affinity = 0b01
+    dealer.connect(args["endpoints"]["control"])
+    push = ctx.socket(zmq.PUSH)
+    push.linger = 0
+    push.affinity = 0b10
+    push.connect(args["endpoints"]["bulk"])
+    bulk = os.urandom(args["bulk_size"])
+    payload = os.urandom(args["size"])
+
+    async def stream() -> None:
+        while not ctl.stop.is_set():
+            await push.send(bulk, copy=False)
+
+    task = asyncio.create_task(stream())
+    await asyncio.wait_for(_ping(dealer, payload), args["first_timeout"])
+    samples = await _ping_window(dealer, payload, args["warmup"], args["duration"])
+    ctl.emit("result", **latency_summary(samples))
+    await ctl.wait_stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    dealer.close()
+    push.close()
+    ctx.term()
+
+
+def hol_async_server(ctl: Control, args: dict[str, Any]) -> None:
+    """zmq.asyncio ROUTER echo + PULL drain as two tasks on one loop (io_threads=2 + ZMQ_AFFINITY)."""
+    asyncio.run(_hol_async_server(ctl, args))
+
+
+def hol_async_client(ctl: Control, args: dict[str, Any]) -> None:
+    """zmq.asyncio ping-pong while a task on the same loop streams on PUSH (the fabric's structure)."""
+    asyncio.run(_hol_async_client(ctl, args))
+
+
 ROLES = {
     "raw_sync_control_rx": sync_control_rx,
     "raw_sync_control_tx": sync_control_tx,
@@ -435,5 +510,7 @@ ROLES = {
     "raw_rtt_client": rtt_client,
     "raw_hol_server": hol_server,
     "raw_hol_client": hol_client,
+    "raw_hol_async_server": hol_async_server,
+    "raw_hol_async_client": hol_async_client,
 }
 """Role name -> function, looked up by :mod:`bench.worker`."""
