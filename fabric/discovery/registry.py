@@ -1,6 +1,8 @@
 """The registry of discovery strategies by name, including third-party plugins from entry points.
 
-Built-in strategies register themselves at import of :mod:`fabric.discovery`. A third-party package adds
+Built-in strategies register themselves at import of :mod:`fabric.discovery`; those with a heavier client
+library (``consul``, ``kubernetes``: :data:`LAZY_BUILTINS`) are imported the first time they are asked for,
+and are listed by :meth:`DiscoveryRegistry.names` all the same. A third-party package adds
 a strategy by declaring an entry point in the group ``foundation.discovery``::
 
     [options.entry_points]
@@ -15,6 +17,7 @@ entry points with the same name, so an installed package cannot silently replace
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import logging
 from collections.abc import Iterable, Mapping
@@ -29,10 +32,17 @@ from .base import (
     config_from_mapping,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "DiscoveryRegistry"]
+__all__ = ["ENTRY_POINT_GROUP", "LAZY_BUILTINS", "DiscoveryRegistry"]
 
 #: The importlib.metadata entry-point group third-party discovery plugins register under.
 ENTRY_POINT_GROUP = "foundation.discovery"
+
+#: Built-in strategies imported on first use (``module:Class``), so importing the fabric does not load
+#: py-consul or the Kubernetes client code. They are built-ins: entry points cannot replace them.
+LAZY_BUILTINS: Mapping[str, str] = {
+    "consul": "fabric.discovery.consul:ConsulPlugin",
+    "kubernetes": "fabric.discovery.kubernetes:KubernetesPlugin",
+}
 
 _log = logging.getLogger("fabric.discovery")
 
@@ -42,6 +52,7 @@ class DiscoveryRegistry:
 
     def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
         self._plugins: dict[str, type[DiscoveryPlugin]] = {}
+        self._lazy: dict[str, str] = dict(LAZY_BUILTINS)
         self._group = group
         self._entry_points_loaded = False
         #: Entry points that failed to load: name -> reason (shown by the CLI's doctor).
@@ -63,6 +74,7 @@ class DiscoveryRegistry:
         if key in self._plugins and not replace and self._plugins[key] is not plugin:
             raise ConfigurationError(f"discovery strategy {key!r} is already registered")
         self._plugins[key] = plugin
+        self._lazy.pop(key, None)
 
     def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
         """Import every plugin in the entry-point group (or the given entry points) and register it.
@@ -73,7 +85,7 @@ class DiscoveryRegistry:
         self._entry_points_loaded = True
         eps = entry_points if entry_points is not None else importlib.metadata.entry_points(group=self._group)
         for ep in eps:
-            if ep.name in self._plugins:
+            if ep.name in self._plugins or ep.name in self._lazy:
                 continue
             try:
                 loaded = ep.load()
@@ -93,6 +105,8 @@ class DiscoveryRegistry:
         Raises :class:`UnknownPluginError` (naming the known strategies) or :class:`PluginLoadError`
         when the entry point exists but failed to load.
         """
+        if name not in self._plugins and name in self._lazy:
+            self._load_lazy(name)
         if name not in self._plugins and not self._entry_points_loaded:
             self.load_entry_points()
         try:
@@ -105,8 +119,17 @@ class DiscoveryRegistry:
             ) from None
 
     def names(self) -> list[str]:
-        """Sorted names of the registered strategies (entry points included once loaded)."""
-        return sorted(self._plugins)
+        """Sorted names of the registered strategies (lazy built-ins too; entry points once loaded)."""
+        return sorted({*self._plugins, *self._lazy})
+
+    def _load_lazy(self, name: str) -> None:
+        module_name, _, attr = self._lazy[name].partition(":")
+        try:
+            plugin = getattr(importlib.import_module(module_name), attr)
+        except ImportError as exc:  # e.g. py-consul not installed: only this strategy is unavailable
+            self.load_errors[name] = f"import failed: {exc!r}"
+            raise PluginLoadError(f"discovery strategy {name!r}: import failed: {exc}") from exc
+        self.register(plugin, name)
 
     def make_config(self, name: str, options: Mapping[str, Any] | Any = None) -> Any:
         """Build strategy ``name``'s config from a mapping (or pass a config instance through)."""

@@ -1,0 +1,654 @@
+"""The ``consul`` strategy: register this node in Consul with a TTL check, find healthy instances.
+
+Theory of operation
+-------------------
+Two tasks run on the node's loop after :meth:`~fabric.discovery.base.DiscoveryPlugin.start`:
+
+* **heartbeat** (when ``announce``): registers the service instance ``<service>-<node id>`` with the
+  local agent (``PUT /v1/agent/service/register``) with one TTL check, then marks the check passing
+  (``PUT /v1/agent/check/pass/<check id>``) every ``ttl * pass_fraction`` seconds. A node that hangs or
+  dies stops passing; after ``ttl`` Consul marks it critical and the others stop seeing it (after
+  ``deregister_critical_after`` Consul removes it altogether). A failed pass (agent restarted and lost
+  us, ACL trouble, network) makes the next round register again; registration is idempotent.
+* **watch**: a loop of blocking queries ``GET /v1/health/service/<service>?passing&index=I&wait=W``.
+  Consul answers when the result may have changed or after ``wait``; each answer replaces the
+  candidate list. The index follows Consul's rules for blocking queries: it is reset to 0 (a
+  non-blocking query) when it goes backwards (a snapshot restore, a server rebuilt) and kept >= 1
+  otherwise; queries are at least ``min_query_interval`` apart so a server that answers at once cannot
+  make us spin.
+
+The service instance carries everything a peer needs: ``Address``/``Port`` = the membership endpoint
+(``Address`` left empty for a wildcard bind, so Consul uses the agent's address), tags = ``tags``, and
+``Meta`` = ``fv`` (format version 1), ``node_id``, ``node_name``, ``ep_<channel>`` per channel,
+``pk`` (CURVE public key) and ``m_<key>`` per announced metadata item. Consul restricts meta keys to
+``[A-Za-z0-9_-]`` (at most 64 pairs, values <= 512 characters); items that do not fit are left out
+with a warning.
+
+Failures (refused connection, HTTP 5xx, invalid JSON, a slow agent, ``403 ACL not found``) never raise
+out of lookup: they are logged (rate-limited), counted, and retried after a capped exponential backoff
+with jitter; the candidate list stays what it was.
+
+I/O: py-consul (import ``consul``) builds every request and parses every answer. Its bundled clients
+are synchronous (``requests``) or need aiohttp; a blocking query would hold a worker thread for up to
+``wait`` seconds and could not be cancelled at stop. So this module gives py-consul an asyncio HTTP
+client on the standard library (:mod:`fabric.discovery._k8s_http`): every call is a coroutine with a
+deadline, cancellable, and nothing blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import re
+import ssl
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import consul.base
+import consul.exceptions
+
+from . import _k8s_http as http
+from ._consul_backoff import Backoff
+from .base import (
+    MEMBERSHIP_CHANNEL,
+    Candidate,
+    ConfigurationError,
+    DiscoveryPlugin,
+    LocalNode,
+    MalformedInput,
+    check_positive,
+    concretize_endpoint,
+    format_tcp_endpoint,
+    parse_tcp_endpoint,
+)
+
+__all__ = [
+    "ConsulConfig",
+    "ConsulPlugin",
+    "ConsulRegistration",
+    "build_registration",
+    "candidate_from_entry",
+    "candidates_from_entries",
+    "next_index",
+]
+
+#: Version of the Meta layout below; an instance with another ``fv`` is skipped as malformed.
+META_FORMAT = "1"
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_MAX_META_PAIRS = 64
+_MAX_META_VALUE = 512
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+
+
+def _go_duration(seconds: float) -> str:
+    """Seconds as a Go duration string (``"10s"``, ``"1500ms"``), the form Consul's API takes."""
+    millis = round(seconds * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsulConfig:
+    """Configuration of the ``consul`` strategy.
+
+    Attributes:
+        service: the Consul service name every node of the cluster registers under and queries
+            (letters, digits, ``-``). Separate clusters use separate names (or ``tags``/``query_tags``).
+        url: the HTTP(S) address of the Consul agent, ``http://127.0.0.1:8500`` (the local agent, as
+            Consul recommends: registrations belong to an agent). ``https://`` turns TLS on.
+        token: ACL token sent as ``X-Consul-Token``; needs ``service:write`` on ``service`` to register
+            and ``service:read`` + ``node:read`` to discover. None: the agent's default token. The
+            ``CONSUL_HTTP_TOKEN`` environment variable is *not* read implicitly (configuration decides).
+        datacenter: the datacenter to query (``dc=``); None: the agent's own. Registration is always
+            with the local agent.
+        verify: verify the agent's TLS certificate (https only). False is for development only.
+        ca_file: PEM bundle of CAs to verify the agent against (https); None: the system's store.
+        cert_file: client certificate (PEM) for agents that require mutual TLS (``verify_incoming``).
+        key_file: the client certificate's private key; None when it is inside ``cert_file``.
+        tags: tags on our registration (shown by ``consul catalog``; usable with ``query_tags``).
+        query_tags: only instances carrying all these tags are candidates (``tag=`` filter).
+        announce: register this node. False: discover only (diagnostics, clients).
+        address: the address to register (``Service.Address``); None: the membership endpoint's host,
+            or the agent's address when the node binds a wildcard.
+        ttl: seconds of silence after which Consul marks this node critical. Shorter notices a hung node
+            sooner; each node then passes its check more often.
+        pass_fraction: the check is passed every ``ttl * pass_fraction`` seconds; below 0.5 so one lost
+            or slow pass never lets the check lapse.
+        deregister_critical_after: seconds after which Consul removes an instance whose check stays
+            critical (a node that died without deregistering); Consul enforces at least 60. None: never.
+        only_passing: ask for instances whose every check passes (``?passing``). False also returns
+            warning and critical ones (not recommended: a hung node would stay a candidate).
+        wait: the blocking-query wait in seconds (Consul caps it at 600). Longer means fewer requests;
+            changes arrive at once either way. A quiet backend is "heard from" once per ``wait``, so keep
+            it below ``multi``'s ``answer_ttl``.
+        request_timeout: seconds allowed for a non-blocking request, and on top of ``wait`` (plus
+            Consul's ``wait/16`` jitter) for a blocking one. A slower answer counts as a failure.
+        min_query_interval: seconds between consecutive queries at least (Consul's advice to rate-limit
+            blocking-query loops: some answers return at once).
+        backoff_initial: seconds before the first retry after a failure; doubles per failure.
+        backoff_max: cap of the retry delay in seconds.
+        polling_interval: seconds between ``watch()`` re-reads of the current view (changes wake it at once).
+    """
+
+    service: str = "foundation"
+    url: str = "http://127.0.0.1:8500"
+    token: str | None = None
+    datacenter: str | None = None
+    verify: bool = True
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tags: tuple[str, ...] = ()
+    query_tags: tuple[str, ...] = ()
+    announce: bool = True
+    address: str | None = None
+    ttl: float = 10.0
+    pass_fraction: float = 1 / 3
+    deregister_critical_after: float | None = 600.0
+    only_passing: bool = True
+    wait: float = 30.0
+    request_timeout: float = 10.0
+    min_query_interval: float = 0.1
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    polling_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.service, str) or not _SERVICE_NAME.match(self.service):
+            raise ConfigurationError(f"ConsulConfig.service must be a DNS-style name, got {self.service!r}")
+        try:
+            parts = urllib.parse.urlsplit(self.url)
+            _ = parts.port
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ConfigurationError(f"ConsulConfig.url is not a URL: {self.url!r}") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(f"ConsulConfig.url must be http(s)://host[:port], got {self.url!r}")
+        for name in ("tags", "query_tags"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+                object.__setattr__(self, name, value)
+            if not all(isinstance(t, str) and t for t in value):
+                raise ConfigurationError(f"ConsulConfig.{name} must hold non-empty strings")
+        for name in ("token", "datacenter", "ca_file", "cert_file", "key_file", "address"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"ConsulConfig.{name} must be a non-empty string or None")
+        if self.key_file is not None and self.cert_file is None:
+            raise ConfigurationError("ConsulConfig.key_file needs cert_file")
+        for name in ("ttl", "wait", "request_timeout", "min_query_interval", "backoff_initial",
+                     "backoff_max", "polling_interval"):
+            check_positive(getattr(self, name), f"ConsulConfig.{name}")
+        if self.ttl < 1:
+            raise ConfigurationError("ConsulConfig.ttl must be at least 1 second")
+        if self.wait > 600:
+            raise ConfigurationError("ConsulConfig.wait must be at most 600 seconds (Consul's cap)")
+        if isinstance(self.pass_fraction, bool) or not 0 < self.pass_fraction < 0.5:
+            raise ConfigurationError("ConsulConfig.pass_fraction must be in (0, 0.5)")
+        if self.backoff_max < self.backoff_initial:
+            raise ConfigurationError("ConsulConfig.backoff_max must be >= backoff_initial")
+        if self.deregister_critical_after is not None:
+            check_positive(self.deregister_critical_after, "ConsulConfig.deregister_critical_after")
+        for name in ("verify", "announce", "only_passing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"ConsulConfig.{name} must be a boolean")
+
+    @classmethod
+    def local(cls, **overrides: Any) -> ConsulConfig:
+        """Tests and one-host demos: 2 s TTL, 2 s blocking waits, fast retries."""
+        return cls(**{"ttl": 2.0, "wait": 2.0, "request_timeout": 2.0, "backoff_initial": 0.1,
+                      "backoff_max": 1.0, "polling_interval": 0.5, **overrides})
+
+    @classmethod
+    def lan(cls, **overrides: Any) -> ConsulConfig:
+        """A data centre: the defaults (10 s TTL, 30 s waits)."""
+        return cls(**overrides)
+
+    @classmethod
+    def wan(cls, **overrides: Any) -> ConsulConfig:
+        """Querying a remote datacenter: longer timeouts and TTL (WAN round trips, slower recovery)."""
+        return cls(**{"ttl": 30.0, "request_timeout": 20.0, "backoff_max": 60.0, **overrides})
+
+    @property
+    def check_interval(self) -> float:
+        """Seconds between two passes of our TTL check."""
+        return self.ttl * self.pass_fraction
+
+
+# -- pure parts ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsulRegistration:
+    """What this node registers (the arguments of ``agent.service.register``).
+
+    Attributes:
+        service_id: ``<service>-<node id>``; unique per node, stable across restarts with a fixed id.
+        check_id: ``service:<service_id>``, the TTL check's id.
+        address: Service.Address ("" lets Consul use the agent's address).
+        port: Service.Port (the membership port; 0 for a non-tcp membership endpoint).
+        tags: our tags.
+        meta: Service.Meta, see the module docstring.
+        skipped: meta items that did not fit Consul's rules (logged by the plugin).
+    """
+
+    service_id: str
+    check_id: str
+    address: str
+    port: int
+    tags: tuple[str, ...]
+    meta: Mapping[str, str]
+    skipped: tuple[str, ...] = ()
+
+    def check(self, config: ConsulConfig) -> dict[str, Any]:
+        """The TTL check definition sent with the registration."""
+        check: dict[str, Any] = {
+            "CheckID": self.check_id,
+            "Name": f"{config.service} TTL",
+            "TTL": _go_duration(config.ttl),
+            "Notes": "passed by the node itself every ttl * pass_fraction",
+        }
+        if config.deregister_critical_after is not None:
+            check["DeregisterCriticalServiceAfter"] = _go_duration(config.deregister_critical_after)
+        return check
+
+
+def build_registration(local: LocalNode, config: ConsulConfig) -> ConsulRegistration:
+    """Turn the local node into a Consul service instance. Pure.
+
+    Raises :class:`ConfigurationError` when ``config.address`` is set but the membership endpoint is
+    not a tcp endpoint (no port to register).
+    """
+    service_id = f"{config.service}-{local.node_id}"
+    meta: dict[str, str] = {"fv": META_FORMAT, "node_id": local.node_id}
+    skipped: list[str] = []
+
+    def put(key: str, value: str) -> None:
+        if not _META_KEY.match(key) or key.lower().startswith("consul-") or len(value) > _MAX_META_VALUE:
+            skipped.append(key)
+        elif len(meta) >= _MAX_META_PAIRS:
+            skipped.append(key)
+        else:
+            meta[key] = value
+
+    put("node_name", local.name)
+    for channel, endpoint in local.endpoints.items():
+        put(f"ep_{channel}", endpoint)
+    if local.public_key:
+        put("pk", local.public_key)
+    for key, value in local.metadata.items():
+        put(f"m_{key}", value)
+    address, port = "", 0
+    if local.seed.startswith("tcp://"):
+        host, port = parse_tcp_endpoint(local.seed)
+        address = "" if host in {"*", "0.0.0.0", "::", ""} else host
+    elif config.address is not None:
+        raise ConfigurationError("ConsulConfig.address needs a tcp:// membership endpoint")
+    if config.address is not None:
+        address = config.address
+    return ConsulRegistration(
+        service_id=service_id,
+        check_id=f"service:{service_id}",
+        address=address,
+        port=port,
+        tags=tuple(config.tags),
+        meta=meta,
+        skipped=tuple(skipped),
+    )
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise MalformedInput(f"{what} is not a string: {value!r}")
+    return value
+
+
+def candidate_from_entry(entry: Any, *, only_passing: bool = True, source: str = "consul") -> Candidate | None:
+    """One ``/v1/health/service`` entry -> a candidate, or None when it is not healthy. Pure.
+
+    Raises :class:`MalformedInput` for an entry we cannot use (not our Meta format, bad node id or
+    endpoints, no address).
+    """
+    if not isinstance(entry, Mapping):
+        raise MalformedInput("entry is not an object")
+    service, node, checks = entry.get("Service"), entry.get("Node"), entry.get("Checks") or []
+    if not isinstance(service, Mapping) or not isinstance(node, Mapping) or not isinstance(checks, list):
+        raise MalformedInput("entry lacks Service/Node/Checks")
+    if only_passing and any(not isinstance(c, Mapping) or c.get("Status") != "passing" for c in checks):
+        return None  # the server filters with ?passing; this guards against a server that did not
+    meta = service.get("Meta") or {}
+    if not isinstance(meta, Mapping):
+        raise MalformedInput("Service.Meta is not an object")
+    if meta.get("fv", META_FORMAT) != META_FORMAT:
+        raise MalformedInput(f"unknown meta format {meta.get('fv')!r}", category="malformed")
+    address = service.get("Address") or node.get("Address")
+    address = _text(address, "address") if address else ""
+    port = service.get("Port") or 0
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise MalformedInput(f"bad Service.Port {port!r}")
+    endpoints: dict[str, str] = {}
+    for key, value in meta.items():
+        if isinstance(key, str) and key.startswith("ep_") and len(key) > 3:
+            endpoint = _text(value, f"Meta[{key}]")
+            endpoints[key[3:]] = concretize_endpoint(endpoint, address) if address else endpoint
+    seed = endpoints.get(MEMBERSHIP_CHANNEL)
+    if seed is None or (seed.startswith("tcp://*") or "//0.0.0.0:" in seed or "//[::]:" in seed):
+        if not address or port == 0:
+            raise MalformedInput("instance has neither a usable ep_membership nor Address/Port")
+        seed = format_tcp_endpoint(address, port)
+        endpoints[MEMBERSHIP_CHANNEL] = seed
+    extra: dict[str, str] = {}
+    service_id = service.get("ID")
+    if isinstance(service_id, str):
+        extra["consul_service_id"] = service_id
+    for key, field in (("consul_node", "Node"), ("datacenter", "Datacenter")):
+        if isinstance(node.get(field), str):
+            extra[key] = node[field]
+    if isinstance(meta.get("pk"), str):
+        extra["public_key"] = meta["pk"]
+    for key, value in meta.items():
+        if isinstance(key, str) and key.startswith("m_") and isinstance(value, str):
+            extra[key[2:]] = value
+    node_id = meta.get("node_id")
+    try:
+        return Candidate(
+            seed=seed,
+            node_id=node_id if node_id is None else _text(node_id, "Meta[node_id]"),
+            name=meta.get("node_name") if isinstance(meta.get("node_name"), str) else service_id,
+            endpoints=endpoints,
+            meta=extra,
+            source=source,
+        )
+    except ConfigurationError as exc:  # bad UUID, bad endpoint: the peer's input, not our config
+        raise MalformedInput(str(exc)) from exc
+
+
+def candidates_from_entries(
+    entries: Any, *, only_passing: bool = True, source: str = "consul"
+) -> tuple[list[Candidate], list[str]]:
+    """Every usable entry -> candidates (sorted by seed), plus one reason per skipped malformed entry. Pure."""
+    if not isinstance(entries, list):
+        raise MalformedInput("health answer is not a list")
+    found: list[Candidate] = []
+    problems: list[str] = []
+    for entry in entries:
+        try:
+            cand = candidate_from_entry(entry, only_passing=only_passing, source=source)
+        except MalformedInput as exc:
+            problems.append(str(exc))
+            continue
+        if cand is not None:
+            found.append(cand)
+    found.sort(key=lambda c: (c.seed, c.node_id or ""))
+    return found, problems
+
+
+def next_index(previous: int, answered: Any) -> tuple[int, bool]:
+    """The index for the next blocking query, and whether it was reset. Pure.
+
+    Consul's rules: an index that goes backwards resets to 0 (the next query does not block and
+    fetches the current state); otherwise the index is kept at least 1 (0 would never block). Raises
+    :class:`MalformedInput` when the ``X-Consul-Index`` header is not a non-negative integer.
+    """
+    text = str(answered).strip()
+    if not text.isdigit():
+        raise MalformedInput(f"bad X-Consul-Index {answered!r}")
+    value = int(text)
+    if value < previous:
+        return 0, True
+    return max(value, 1), False
+
+
+# -- py-consul over asyncio -------------------------------------------------------------------------
+
+
+class _AsyncHTTPClient(consul.base.HTTPClient):  # type: ignore[misc]
+    """py-consul's transport interface implemented with :mod:`fabric.discovery._k8s_http` (async)."""
+
+    def __init__(self, host: str, port: int, scheme: str, *, ssl_context: ssl.SSLContext | None,
+                 timeout: float) -> None:
+        super().__init__(host, port, scheme, verify=True, cert=None)
+        self._ssl = ssl_context
+        self._timeout = timeout
+
+    def _deadline(self, params: Sequence[tuple[str, Any]] | None) -> float:
+        values = dict(params or ())
+        if "index" not in values:
+            return self._timeout
+        wait = _parse_go_duration(str(values.get("wait", "5m")))
+        return self._timeout + wait + wait / 16  # Consul adds up to wait/16 of jitter
+
+    async def _call(self, method: str, callback: Any, path: str, params: Any, data: str | bytes,
+                    headers: Mapping[str, str] | None, raw: bool = False) -> Any:
+        uri = self.uri(path, params)
+        body = data.encode() if isinstance(data, str) else data
+        response = await http.request(method, uri, headers=dict(headers or {}), body=body,
+                                      ssl_context=self._ssl, timeout=self._deadline(params))
+        return callback(consul.base.Response(response.status, response.headers,
+                                             response.body if raw else response.text()))
+
+    async def get(self, callback: Any, path: str, params: Any = None, headers: Any = None, raw: bool = False) -> Any:
+        return await self._call("GET", callback, path, params, b"", headers, raw)
+
+    async def put(self, callback: Any, path: str, params: Any = None, data: str | bytes = "", headers: Any = None) -> Any:
+        return await self._call("PUT", callback, path, params, data, headers)
+
+    async def delete(self, callback: Any, path: str, params: Any = None, data: str | bytes = "",
+                     headers: Any = None) -> Any:
+        return await self._call("DELETE", callback, path, params, data, headers)
+
+    async def post(self, callback: Any, path: str, params: Any = None, data: str = "", headers: Any = None) -> Any:
+        return await self._call("POST", callback, path, params, data, headers)
+
+    async def close(self) -> None:
+        return None
+
+
+def _parse_go_duration(text: str) -> float:
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ns|us|µs|ms|s|m|h)", text))
+
+
+class _AsyncConsul(consul.base.Consul):  # type: ignore[misc]
+    def __init__(self, *, ssl_context: ssl.SSLContext | None, timeout: float, **kwargs: Any) -> None:
+        self._ssl_context = ssl_context
+        self._timeout = timeout
+        super().__init__(**kwargs)
+
+    def http_connect(self, host: str, port: int, scheme: str, verify: bool | str = True, cert: Any = None) -> Any:
+        return _AsyncHTTPClient(host, port, scheme, ssl_context=self._ssl_context, timeout=self._timeout)
+
+
+def _ssl_context(config: ConsulConfig) -> ssl.SSLContext:
+    """Build the TLS context (reads the CA/cert files: call it off the loop)."""
+    context = ssl.create_default_context(cafile=config.ca_file)
+    if not config.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.cert_file is not None:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    return context
+
+
+# -- the plugin --------------------------------------------------------------------------------------
+
+
+class ConsulPlugin(DiscoveryPlugin):
+    """Registers this node in Consul and follows the healthy instances of the service.
+
+    Counters: lookups, failures, malformed, ``registrations``, ``register_failures``, ``passes``,
+    ``pass_failures``, ``queries``, ``index_resets``, ``acl_denied``, ``deregistrations``.
+    """
+
+    name: ClassVar[str] = "consul"
+    config_type: ClassVar[type[ConsulConfig]] = ConsulConfig
+    config: ConsulConfig
+
+    def __init__(self, config: ConsulConfig | None = None, *, rng: random.Random | None = None, **kw: Any) -> None:
+        """Create a stopped plugin. ``rng`` jitters the retry backoff (seed it in tests)."""
+        super().__init__(config, **kw)
+        self.counters.update({k: 0 for k in (
+            "registrations", "register_failures", "passes", "pass_failures", "queries", "index_resets",
+            "acl_denied", "deregistrations")})
+        self._rng = rng if rng is not None else random.Random()
+        self._client: Any = None
+        self._registration: ConsulRegistration | None = None
+        self._registered = False
+        self._view: list[Candidate] = []
+        self._answered = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        #: The index of the last blocking-query answer (0 before the first / after a reset).
+        self.index = 0
+
+    @property
+    def registration(self) -> ConsulRegistration | None:
+        """What this node registered (None when not announcing or before start)."""
+        return self._registration
+
+    async def _start(self, local: LocalNode) -> None:
+        cfg = self.config
+        parts = urllib.parse.urlsplit(cfg.url)
+        context = None
+        if parts.scheme == "https":
+            try:  # reading the CA bundle and the client key is file I/O: off the loop
+                context = await asyncio.get_running_loop().run_in_executor(None, _ssl_context, cfg)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigurationError(f"consul TLS files unusable: {exc}") from exc
+        self._client = _AsyncConsul(
+            host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 80),
+            scheme=parts.scheme, dc=cfg.datacenter, verify=cfg.verify, ssl_context=context,
+            timeout=cfg.request_timeout,
+        )
+        self._client.token = cfg.token  # py-consul would let CONSUL_HTTP_TOKEN override the config
+        if cfg.announce:
+            self._registration = build_registration(local, cfg)
+            if self._registration.skipped:
+                self.log.warning("consul: meta items left out of the registration (Consul's key/size rules): %s",
+                                 ", ".join(self._registration.skipped))
+            self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="consul-heartbeat"))
+        self._tasks.append(asyncio.create_task(self._watch_loop(), name="consul-watch"))
+
+    async def _lookup(self) -> list[Candidate]:
+        if not self._answered.is_set():
+            # The first answer is on its way (start() returns at once): wait for it, bounded.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answered.wait(), timeout=self.config.request_timeout)
+        return list(self._view)
+
+    async def _stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._registration is not None and self._registered:
+            try:
+                await asyncio.wait_for(
+                    self._client.agent.service.deregister(self._registration.service_id),
+                    timeout=self.config.request_timeout,
+                )
+                self._count("deregistrations")
+            except Exception as exc:  # stop never raises; the TTL check cleans up after us
+                self._failure("deregister", exc)
+            self._registered = False
+        self._view = []
+
+    def default_poll_interval(self) -> float:
+        """The configured ``polling_interval`` (changes wake watch() at once anyway)."""
+        return self.config.polling_interval
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _failure(self, what: str, exc: BaseException) -> None:
+        if isinstance(exc, consul.exceptions.ACLPermissionDenied):
+            self._count("acl_denied")
+        self.rate_limited.warning(
+            f"{what}:{type(exc).__name__}", "consul: %s failed (%s: %s); keeping %d candidate(s), retrying",
+            what, type(exc).__name__, str(exc)[:200] or "timeout", len(self._view),
+        )
+
+    async def _register(self) -> None:
+        assert self._registration is not None
+        reg, cfg = self._registration, self.config
+        await self._client.agent.service.register(
+            cfg.service, service_id=reg.service_id, address=reg.address or None, port=reg.port or None,
+            tags=list(reg.tags) or None, meta=dict(reg.meta), check=reg.check(cfg),
+            replace_existing_checks=True,
+        )
+        self._count("registrations")
+        self._registered = True
+
+    async def _heartbeat_loop(self) -> None:
+        assert self._registration is not None
+        backoff = Backoff(self.config.backoff_initial, self.config.backoff_max, rng=self._rng)
+        need_register = True
+        while True:
+            try:
+                if need_register:
+                    await asyncio.wait_for(self._register(), timeout=self.config.request_timeout)
+                    need_register = False
+                passed = await asyncio.wait_for(
+                    self._client.agent.check.ttl_pass(self._registration.check_id, notes="alive"),
+                    timeout=self.config.request_timeout,
+                )
+                if not passed:  # 404: the agent forgot us (restarted, or removed a critical instance)
+                    raise consul.exceptions.NotFound(f"check {self._registration.check_id} unknown to the agent")
+                self._count("passes")
+                backoff.reset()
+                delay = self.config.check_interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._count("register_failures" if need_register else "pass_failures")
+                self._count("failures")
+                self._failure("register" if need_register else "check pass", exc)
+                need_register = True
+                delay = min(backoff.next_delay(), self.config.check_interval)
+            await asyncio.sleep(delay)
+
+    async def _watch_loop(self) -> None:
+        cfg = self.config
+        backoff = Backoff(cfg.backoff_initial, cfg.backoff_max, rng=self._rng)
+        wait = _go_duration(cfg.wait)
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                self._count("queries")
+                answered, entries = await self._client.health.service(
+                    cfg.service, index=str(self.index) if self.index else None, wait=wait,
+                    passing=cfg.only_passing, tag=list(cfg.query_tags) or None, dc=cfg.datacenter,
+                )
+                new_index, reset = next_index(self.index, answered)
+                found, problems = candidates_from_entries(entries, only_passing=cfg.only_passing, source=self.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._count("failures")
+                if isinstance(exc, MalformedInput) or "Failed to decode JSON" in str(exc):
+                    self._count("malformed")
+                self._failure("health query", exc)
+                self.index = 0  # after a failure, start over with a non-blocking query
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            if reset:
+                self._count("index_resets")
+                self.log.info("consul: X-Consul-Index went backwards (%s -> %s); re-reading", self.index, answered)
+            self.index = new_index
+            for problem in problems:
+                self._count("malformed")
+                self.rate_limited.warning(f"malformed:{problem[:40]}", "consul: instance skipped: %s", problem)
+            self._mark_success()
+            found = [c for c in found if not self._is_self(c)]
+            if found != self._view:
+                self._view = found
+                self._notify_changed()
+            self._answered.set()
+            # Consul's advice: rate-limit the loop, some answers return at once.
+            elapsed = loop.time() - started
+            if elapsed < cfg.min_query_interval:
+                await asyncio.sleep(cfg.min_query_interval - elapsed)
