@@ -320,3 +320,28 @@ def test_handle_dispatches_input_events() -> None:
     assert any(isinstance(e, Send) and e.op == "hb" for e in core.handle(Tick(), 1.0))
     assert any(isinstance(e, Send) for e in core.handle(LeaveRequest(), 1.0))
     assert not [e for e in effects if isinstance(e, MemberLeft)]
+
+
+def test_any_traffic_is_a_sign_of_life() -> None:
+    core = FullMeshMembership(ident("a"), CFG, now=0.0)
+    peer = ident("b")
+    assert any(isinstance(e, MemberUp) for e in core.contact(peer, 0.0))
+    # no heartbeat from b at all, only other traffic (e.g. data) every 50 ms for 20 s
+    t = 0.0
+    while t < 20.0:
+        t += 0.05
+        core.traffic(peer.node_id, t)
+        assert not [e for e in core.tick(t) if isinstance(e, MemberChanged | MemberDown)]
+    # the stream's short intervals are clamped to the heartbeat interval: silence is still judged
+    # against the heartbeat process, so a pause of a few heartbeats is not a failure ...
+    phi = core.phi(peer.node_id, t + 3 * CFG.heartbeat_interval)
+    assert phi is not None and phi < CFG.phi_threshold
+    # ... and a crash is declared within the bound
+    effects: list[Effect] = []
+    now = t
+    while not any(isinstance(e, MemberDown) for e in effects):
+        nxt = core.next_deadline()
+        assert nxt is not None
+        now = nxt
+        effects = core.tick(now)
+    assert now - t <= CFG.detection_bound()
