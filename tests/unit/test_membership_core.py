@@ -344,4 +344,4 @@ def test_any_traffic_is_a_sign_of_life() -> None:
         assert nxt is not None
         now = nxt
         effects = core.tick(now)
-    assert now - t <= CFG.detection_bound()
+    assert now - t <= CFG.detection_bound() + 1e-9  # equal here: constant samples, exactly the model
