@@ -222,6 +222,7 @@ class SeedKeeper:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.all_linked = asyncio.Event()
+        self._stopping = False
         node.on_peer(self._on_peer)
 
     def _on_peer(self, event: str, info: PeerInfo) -> None:
@@ -240,12 +241,15 @@ class SeedKeeper:
             return
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
-        """Stop the keeper task."""
-        if self._task is not None:
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Stop the keeper task (bounded: it also ends by itself once the node stops running)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: Python 3.11's wait_for can swallow a cancellation that races with its inner
+            # future completing; the _stopping flag then ends the loop at its next turn.
+            await asyncio.wait({self._task}, timeout=timeout)
 
     def status(self) -> list[dict[str, Any]]:
         """Per seed: endpoint, linked, peer name/id, attempts, last error."""
@@ -270,12 +274,12 @@ class SeedKeeper:
     async def _run(self) -> None:
         delay = 0.2
         total = len(self.seeds)
-        while self.node.running:
+        while self.node.running and not self._stopping:
             live = {p.id for p in self.node.peers()}
             for s in self.seeds:
                 s.linked = s.peer_id in live
             pending = [s for s in self.seeds if not s.linked]
-            if pending:
+            if pending and not self._stopping:
                 await asyncio.gather(*(self._link(s, total) for s in pending))
             if all(s.linked for s in self.seeds):
                 self.all_linked.set()
@@ -332,6 +336,9 @@ class AdminService:
         self._config_seq = 0
         self._config_waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._topology_cache: tuple[int, float, dict[str, Any]] | None = None
+        self.topology_ttl = 0.5
+        """Seconds a gathered topology is reused while membership is unchanged."""
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "hello": self._hello,
             "status": self._status,
@@ -491,8 +498,18 @@ class AdminService:
         """The cluster graph as this node sees it, plus each alive peer's own links (asked concurrently).
 
         Returns ``{"overlay", "source", "generated_ms", "nodes": [...members], "links": [...]}``; links are
-        undirected and deduplicated by (pair, channel).
+        undirected and deduplicated by (pair, channel). A result is reused for :attr:`topology_ttl`
+        seconds unless membership changed, so many pollers cost the peers one ``links`` call each.
         """
+        now = time.monotonic()
+        cached = self._topology_cache
+        if cached is not None and cached[0] == self.tracker.changes and now - cached[1] < self.topology_ttl:
+            return cached[2]
+        topo = await self._gather_topology(timeout)
+        self._topology_cache = (self.tracker.changes, time.monotonic(), topo)
+        return topo
+
+    async def _gather_topology(self, timeout: float) -> dict[str, Any]:
         members = self.tracker.members()
         nodes = {m["id"]: {k: m[k] for k in ("id", "name", "state", "self", "seed", "incarnation")} | {"http": m["meta"].get("http")} for m in members}
         links = self.local_links()
@@ -1123,6 +1140,30 @@ def _check_channels(report: DoctorReport, status: Mapping[str, Any], timeout: fl
                    "bind to loopback or configure CURVE security when it is available")
 
 
+def _check_member_channels(report: DoctorReport, member: Mapping[str, Any], timeout: float) -> None:
+    """Probe each channel endpoint a live member advertises. Unreachable ones are warnings: this host
+    may sit outside the cluster's network while the members still reach each other."""
+    bad = []
+    for name, ep in sorted(member.get("endpoints", {}).items()):
+        kind = (member.get("channels", {}).get(name) or ["", 0])[0]
+        expect = EXPECTED_SOCKET.get(kind, "")
+        try:
+            _scheme, host, port = check_endpoint(ep)
+        except ValueError as exc:
+            bad.append(f"{name}: {exc}")
+            continue
+        if port is None or not expect:
+            continue
+        result = probe_zmtp(host, port, expect=expect, timeout=timeout)
+        if result.outcome != "zmtp" or (result.socket_type and result.socket_type != expect):
+            bad.append(f"{name} at {ep}: {result.detail or result.outcome}")
+    if bad:
+        report.add("warn", "members", f"member {member['name']}: channel endpoints not reachable from here: " + "; ".join(bad),
+                   "if this host should reach the cluster, check firewalls and the member's `advertise` address")
+    else:
+        report.add("ok", "members", f"member {member['name']}: every channel endpoint reachable from here")
+
+
 def _check_node_view(report: DoctorReport, client: AdminClient, status: Mapping[str, Any], timeout: float, max_skew: float) -> None:
     for seed in status.get("seeds", []):
         if seed["linked"]:
@@ -1152,6 +1193,7 @@ def _check_node_view(report: DoctorReport, client: AdminClient, status: Mapping[
                        "restart that node or stop it cleanly (foundation-node leave); a hung process needs a restart")
         else:
             report.add("ok", "members", f"member {m['name']} answers PING in {result['rtt_ms']:.2f} ms")
+            _check_member_channels(report, m, timeout)
     for m in members.values():
         if m["state"] == "down":
             report.add("warn", "members", f"member {m['name']} ({m['id'][:8]}) is down ({m.get('reason', '')})",
@@ -1213,7 +1255,7 @@ async def run_node(
     admin.install()
     try:
         await node.start()
-    except (ConfigError, OSError, Exception) as exc:
+    except Exception as exc:  # ZMQError (address in use), ConfigError, OSError: one message for all
         if http is not None:
             await http.close()
         with contextlib.suppress(Exception):
@@ -1240,6 +1282,7 @@ async def run_node(
             loop.remove_signal_handler(sig)
         await keeper.stop()
         await node.stop()  # says BYE to every peer
+        await keeper.stop(timeout=1.0)  # its last handshake failed with the node: let the task finish
         if http is not None:
             await http.close()
         if admin.config_service is not None:

@@ -150,6 +150,7 @@ def test_http_endpoint_is_read_only(trio: list[LocalNode]) -> None:
 def test_config_get_set_watch(trio: list[LocalNode]) -> None:
     code, out = invoke("config", "get", "--node", trio[0].seed, "ai.provider")
     assert code == 0 and json.loads(out) == "mock"
+    code, original = invoke("config", "get", "--node", trio[0].seed, "dev.verbose_logging")
     watcher = Child([*cli_command(), "config", "watch", "--node", trio[0].seed, "--count", "1"])
     try:
         # the watcher subscribes with its first poll; keep setting until it reports a change (bounded)
@@ -167,6 +168,7 @@ def test_config_get_set_watch(trio: list[LocalNode]) -> None:
         assert watcher.proc.wait(10) == 0
     finally:
         watcher.stop()
+        invoke("config", "set", "--node", trio[0].seed, "dev.verbose_logging", original.strip())  # process-global config
     code, out = invoke("config", "set", "--node", trio[0].seed, "ai.api_key", "secret")
     assert code == EXIT_FAILED and "api_key" in out
 

@@ -93,7 +93,7 @@ def test_seed_started_later_is_retried_with_progress() -> None:
     try:
         late = NodeProcess("--name", "late", "--port", str(port))
         assert late.seed == seed
-        code, out, err = run_cli("members", "--node", seed, "--wait", "2", "--wait-timeout", "20")
+        code, out, err = run_cli("members", "--node", early.seed, "--wait", "2", "--wait-timeout", "20")
         assert code == 0, err
         code, out, err = run_cli("status", "--node", early.seed, "--json")
         st = json.loads(out)
