@@ -3,14 +3,16 @@
 Theory of operation
 -------------------
 Every measurement runs in two fresh OS processes started with ``python -m bench.worker ROLE ARGS``
-(``ARGS`` is a JSON object). The *server* role binds on ``tcp://127.0.0.1`` ephemeral ports and prints a
-``ready`` event carrying its endpoints; the parent then starts the *client* role with those endpoints.
+(``ARGS`` is a JSON object), both at once so their interpreter start-ups overlap. The *server* role binds
+on ``tcp://127.0.0.1`` ephemeral ports and prints a ``ready`` event carrying its endpoints; the parent
+writes them as the first line on the waiting *client*'s stdin.
 One side (the *reporter*: the receiver for throughput, the caller for latency) prints a ``result`` event
 when its measuring window closes. The parent then writes ``stop`` on both children's stdin; each child
 may print a ``final`` event (extra figures it only knows at the end) and exits. A child that does not exit
 within a bounded time is killed by its own PID.
 
-The protocol is one JSON object per stdout line (``{"kind": ..., ...}``); stdin carries only ``stop``.
+The protocol is one JSON object per stdout line (``{"kind": ..., ...}``); stdin carries the client's
+endpoints line, then only ``stop``.
 No pickle is involved, so the children never import the parent's ``__main__``. Child stderr goes to a
 temporary file, so a chatty child can never block on a full pipe; its tail is shown when a child fails.
 """
@@ -199,6 +201,12 @@ class Worker:
             if event["kind"] == kind:
                 return event
 
+    def send_endpoints(self, endpoints: dict[str, str]) -> None:
+        """Hand a client started with ``endpoints_on_stdin`` its server's endpoints (one JSON line)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(endpoints) + "\n")
+        self.proc.stdin.flush()
+
     def request_stop(self) -> None:
         """Write ``stop`` to the child and close its stdin (idempotent; the child may already be gone)."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
@@ -253,25 +261,25 @@ def run_pair(pair: Pair, args: dict[str, Any], timeout: float) -> dict[str, Any]
     """Run one measurement in two fresh processes; return the reporter's result merged with finals.
 
     The returned dict holds the reporter's ``result`` fields, plus ``server_final`` / ``client_final``
-    when a side sent a ``final`` event, and ``killed`` (role names) when a child had to be killed. Raises BenchError when a child fails or exceeds ``timeout``.
+    when a side sent a ``final`` event, and ``killed`` (role names) when a child had to be killed.
+    Raises BenchError when a child fails or exceeds ``timeout``.
     """
     server = Worker(pair.server, args)
-    client: Worker | None = None
+    # The client starts at once (interpreter and imports overlap the server's) and waits for endpoints.
+    client = Worker(pair.client, {**args, "endpoints_on_stdin": True})
     try:
         ready = server.wait("ready", timeout=30.0)
-        client = Worker(pair.client, {**args, "endpoints": ready["endpoints"]})
+        client.send_endpoints(ready["endpoints"])
         reporter = server if pair.reporter == "server" else client
         result = dict(reporter.wait("result", timeout=timeout))
     finally:
         finals = {}
-        for worker in (client, server):  # both stop at once; then each is reaped
-            if worker is not None:
-                worker.request_stop()
-        if client is not None:
-            finals["client_final"] = client.stop()
+        client.request_stop()  # both stop at once; then each is reaped
+        server.request_stop()
+        finals["client_final"] = client.stop()
         finals["server_final"] = server.stop()
     result.pop("kind", None)
-    killed = [w.role for w in (server, client) if w is not None and w.killed]
+    killed = [w.role for w in (server, client) if w.killed]
     if killed:
         result["killed"] = killed
     for key, final in finals.items():

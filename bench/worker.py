@@ -1,6 +1,7 @@
 """Child-process entry point: ``python -m bench.worker ROLE ARGS_JSON`` runs one benchmark role.
 
-The role talks to the parent through :class:`bench.harness.Control` (JSON events on stdout, ``stop`` on
+A client role may be started before its server is ready (``endpoints_on_stdin``): it then reads the
+server's endpoints as the first stdin line. The role talks to the parent through :class:`bench.harness.Control` (JSON events on stdout, ``stop`` on
 stdin). An exception inside a role becomes an ``error`` event carrying the traceback, and exit status 1.
 """
 
@@ -27,10 +28,18 @@ def lookup(name: str) -> Role:
 
 def main(argv: list[str]) -> int:
     """Run the role named by ``argv[0]`` with the JSON arguments in ``argv[1]``; return the exit status."""
+    args = json.loads(argv[1]) if len(argv) > 1 else {}
+    if args.pop("endpoints_on_stdin", False):
+        # Started alongside its server to overlap interpreter start-up; the first stdin line is the
+        # server's endpoints (or "stop" when the server failed to start).
+        line = sys.stdin.readline()
+        if not line.startswith("{"):
+            return 0
+        args["endpoints"] = json.loads(line)
     ctl = Control()
     try:
         role = lookup(argv[0])
-        role(ctl, json.loads(argv[1]) if len(argv) > 1 else {})
+        role(ctl, args)
     except BaseException:
         ctl.emit("error", message=traceback.format_exc())
         return 1
