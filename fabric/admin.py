@@ -124,6 +124,7 @@ class MemberTracker:
         self.keep = keep
         self._departed: collections.OrderedDict[str, _Departed] = collections.OrderedDict()
         self._since: dict[str, float] = {}
+        self._seen_status: dict[str, tuple[str, float]] = {}
         self._started = clock()
         self.changes = 0
         """Grows on every up/down event (a cheap "did anything change" for pollers)."""
@@ -161,13 +162,67 @@ class MemberTracker:
             "since_ms": int(self._started * 1000),
         }
         out = [me]
+        listed = {node.id}
+        for m in self._membership_view():
+            if m["id"] != node.id:
+                out.append(m)
+                listed.add(m["id"])
         peers = sorted(node.peers(), key=lambda p: (p.name, p.id))
         for p in peers:
-            out.append(_member(p, "alive", self._since.get(p.id, now)))
+            if p.id not in listed:
+                out.append(_member(p, "alive", self._since.get(p.id, now)))
+                listed.add(p.id)
         for d in sorted(self._departed.values(), key=lambda d: (d.info.name, d.info.id)):
-            if d.info.id not in {p.id for p in peers}:
+            if d.info.id not in listed:
                 out.append({**_member(d.info, "down", d.since), "reason": d.reason})
+        order = {"alive": 0, "suspect": 1, "down": 2}
+        out[1:] = sorted(out[1:], key=lambda m: (order.get(str(m["state"]), 3), str(m["name"]), str(m["id"])))
         return out
+
+    def _membership_view(self) -> list[dict[str, Any]]:
+        """Members from the node's membership service (``Node.members()``), when the node has one.
+
+        States map to alive / suspect / down; ``left`` becomes ``down`` with reason ``left``. A state
+        change is stamped with this tracker's clock the first time it is seen (``since_ms``).
+        """
+        members_fn = getattr(self.node, "members", None)
+        if not callable(members_fn):
+            return []
+        try:
+            view = list(members_fn())
+        except Exception:  # a membership service that is not started yet
+            return []
+        now = self.clock()
+        out = []
+        for m in view:
+            mid = wire.node_id_str(m.node_id) if isinstance(m.node_id, bytes) else str(m.node_id)
+            status = str(getattr(m.status, "value", m.status))
+            state, reason = ("down", status) if status in ("down", "left") else (status, None)
+            if self._seen_status.get(mid, (None, 0.0))[0] != status:
+                self._seen_status[mid] = (status, now)
+            since = self._seen_status[mid][1]
+            endpoints = {ch: spec[1] for ch, spec in dict(m.endpoints).items()}
+            entry: dict[str, Any] = {
+                "id": mid,
+                "name": m.name,
+                "incarnation": m.incarnation,
+                "state": state,
+                "self": mid == self.node.id,
+                "seed": endpoints.get("membership", ""),
+                "endpoints": endpoints,
+                "channels": {ch: [spec[0], spec[2]] for ch, spec in dict(m.endpoints).items()},
+                "meta": dict(m.metadata),
+                "since_ms": int(since * 1000),
+            }
+            if reason:
+                entry["reason"] = "left" if reason == "left" else "failed (declared down)"
+            out.append(entry)
+        return out
+
+    @property
+    def overlay(self) -> str:
+        """``full-mesh`` when the node runs the membership service, else ``static`` (configured links)."""
+        return "full-mesh" if self._membership_view() else OVERLAY
 
 
 def _member(p: PeerInfo, state: str, since: float) -> dict[str, Any]:
@@ -360,6 +415,9 @@ class AdminService:
     def install(self) -> None:
         """Register the service and the peer listener on the node (before or after ``start``)."""
         self.node.on_peer(self.tracker.on_peer)
+        on_member_event = getattr(self.node, "on_member_event", None)
+        if callable(on_member_event):  # membership changes invalidate cached views too
+            on_member_event(self._on_member_event)
         self.node.add_service(ADMIN_SERVICE, self.handle)
         try:
             self._loop = asyncio.get_running_loop()
@@ -367,6 +425,9 @@ class AdminService:
             self._loop = None  # set by the first request instead
         if self.config_service is not None:
             self.config_service.subscribe(self)  # we are the mailbox: put_nowait below
+
+    def _on_member_event(self, event: Any) -> None:
+        self.tracker.changes += 1
 
     @property
     def ops(self) -> list[str]:
@@ -409,7 +470,7 @@ class AdminService:
             "peers": len(node.peers()),
             "clients": len(node.clients()),
             "services": node.services(),
-            "overlay": OVERLAY,
+            "overlay": self.tracker.overlay,
             "seeds": self.seeds.status() if self.seeds else [],
             "http": self.http_url,
             "config": {"bind": cfg.bind, "port": cfg.port, "advertise": cfg.advertise, "insecure": cfg.insecure,
@@ -463,9 +524,29 @@ class AdminService:
     async def _stats(self, _req: dict[str, Any]) -> dict[str, Any]:
         return self.node.stats()
 
+    def phi(self) -> dict[str, float]:
+        """Failure-detector phi per up member (name/id8 -> phi); empty without membership.
+
+        Node has no public phi accessor yet, so this reads its membership core (a stopgap until the
+        Node exposes one)."""
+        core = getattr(self.node, "_membership", None)
+        loop = getattr(self.node, "_loop", None)
+        members_fn = getattr(self.node, "members", None)
+        if core is None or loop is None or not callable(members_fn) or not hasattr(core, "phi"):
+            return {}
+        out: dict[str, float] = {}
+        now = loop.time()
+        for m in members_fn():
+            if isinstance(m.node_id, bytes) and wire.node_id_str(m.node_id) != self.node.id:
+                value = core.phi(m.node_id, now)
+                if value is not None:
+                    out[f"{m.name}/{wire.node_id_str(m.node_id)[:8]}"] = float(value)
+        return out
+
     def metrics_snapshot(self) -> dict[str, Any]:
         """Everything ``/metrics`` renders (loop thread)."""
         return {
+            "phi": self.phi(),
             "node": {"id": self.node.id, "name": self.node.name, "incarnation": self.node.incarnation,
                      "running": self.node.running, "channels": {c.name: c.kind.value for c in self.node.config.channels}},
             "stats": self.node.stats(),
@@ -535,12 +616,12 @@ class AdminService:
             key = (a, b, str(link["channel"]))
             if key in seen or a not in nodes or b not in nodes:
                 continue
-            if nodes[a]["state"] != "alive" or nodes[b]["state"] != "alive":
+            if nodes[a]["state"] not in ("alive", "suspect") or nodes[b]["state"] not in ("alive", "suspect"):
                 continue
             seen.add(key)
             unique.append({"source": a, "target": b, "channel": link["channel"], "kind": link.get("kind", "")})
         return {
-            "overlay": OVERLAY,
+            "overlay": self.tracker.overlay,
             "source": self.node.id,
             "generated_ms": int(self.clock() * 1000),
             "nodes": sorted(nodes.values(), key=lambda n: (n["name"], n["id"])),
@@ -1253,6 +1334,20 @@ async def run_node(
     admin = AdminService(node, clock=clock, on_leave=lambda: request_stop("leave"), seeds=keeper,
                          http_url=http.url if http else None, config_service=foundation_config())
     admin.install()
+    say = progress or (lambda text: log.info("%s", text))
+    on_member_event = getattr(node, "on_member_event", None)
+    if callable(on_member_event):
+
+        def membership_progress(event: Any) -> None:
+            kind = type(event).__name__
+            member = getattr(event, "member", None)
+            if member is None or kind not in ("MemberUp", "MemberDown", "MemberLeft"):
+                return
+            alive = len(node.alive_members()) if hasattr(node, "alive_members") else len(node.peers()) + 1
+            what = {"MemberUp": "up", "MemberDown": "down", "MemberLeft": "left"}[kind]
+            say(f"member {member.name} {what}: {alive} members alive")
+
+        on_member_event(membership_progress)
     try:
         await node.start()
     except Exception as exc:  # ZMQError (address in use), ConfigError, OSError: one message for all

@@ -106,6 +106,15 @@ class _SnapshotCollector(Collector):
         for channel, n in sorted(stats["subscription_backlog"].items()):
             backlog.add_metric([channel], float(n))
         yield backlog
+        phi = GaugeMetricFamily("fabric_member_phi", "Failure-detector phi of each up member (suspect above the threshold)", labels=["member"])
+        for member, value in sorted(snap.get("phi", {}).items()):
+            phi.add_metric([member], value)
+        yield phi
+        membership = CounterMetricFamily("fabric_membership_events", "Membership protocol counters", labels=["counter"])
+        for name, value in sorted(stats.get("membership", {}).items()):
+            if isinstance(value, int | float):
+                membership.add_metric([name], float(value))
+        yield membership
         yield GaugeMetricFamily("fabric_pending_calls", "Calls waiting for a reply", value=float(stats["pending_calls"]))
         yield GaugeMetricFamily("fabric_active_requests", "Service requests running", value=float(stats["active_requests"]))
 

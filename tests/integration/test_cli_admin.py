@@ -68,7 +68,7 @@ def test_node_reads_the_environment_variable(trio: list[LocalNode]) -> None:
 
 def test_status_and_health(trio: list[LocalNode]) -> None:
     code, out = invoke("status", "--node", trio[0].seed)
-    assert code == 0 and "alpha" in out and "overlay   static; 2 peers" in out and "channel   data" in out
+    assert code == 0 and "alpha" in out and "overlay   full-mesh; 2 peers" in out and "channel   data" in out
     code, out = invoke("health", "--node", trio[0].seed)
     assert code == 0, out
     assert "2/2 peers answer PING" in out and out.strip().endswith("alpha: healthy")
@@ -112,7 +112,7 @@ def test_topology_formats(trio: list[LocalNode], tmp_path: object) -> None:
     assert "beta -- gamma" in out  # learnt from beta's own links
     code, out = invoke("topology", "--node", trio[0].seed, "--format", "json")
     topo = json.loads(out)
-    assert len(topo["nodes"]) == 3 and len(topo["links"]) == 3 * 5 and topo["overlay"] == "static"
+    assert len(topo["nodes"]) == 3 and len(topo["links"]) == 3 * 5 and topo["overlay"] == "full-mesh"
     code, dot = invoke("topology", "--node", trio[0].seed, "--format", "dot")
     assert dot.startswith("graph fabric {") and dot.count(" -- ") == 15
     code, svg = invoke("topology", "--node", trio[0].seed, "--format", "svg")

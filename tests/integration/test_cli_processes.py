@@ -106,6 +106,24 @@ def test_seed_started_later_is_retried_with_progress() -> None:
     assert f"connecting to seed {seed} (attempt 1)" in log
     assert f"seed {seed} not reached" in log and "retrying in" in log
     assert f"linked to seed {seed} (late): 1/1 seeds linked" in log
+    assert "member late up: 2 members alive" in log
+
+
+def test_star_seeding_becomes_a_full_mesh_through_membership() -> None:
+    hub = NodeProcess("--name", "hub")
+    spokes = [NodeProcess("--name", f"spoke{i}", "--seed", hub.seed) for i in (1, 2)]
+    try:
+        # spoke1 never named spoke2: it learns it through the membership gossip
+        code, out, err = run_cli("members", "--node", spokes[0].seed, "--wait", "3", "--wait-timeout", "20", "--json")
+        assert code == 0, err
+        assert [(m["name"], m["state"]) for m in json.loads(out)] == [("spoke1", "alive"), ("hub", "alive"), ("spoke2", "alive")]
+        code, out, err = run_cli("topology", "--node", spokes[0].seed)
+        assert "overlay: full-mesh" in out and "spoke1 -- spoke2: coordination" in out
+        code, out, err = run_cli("metrics", "--node", hub.seed)
+        assert 'fabric_member_phi{member="spoke1/' in out
+    finally:
+        for n in (*spokes, hub):
+            n.stop()
 
 
 def test_settings_precedence_file_env_flags(tmp_path: Path) -> None:
