@@ -10,10 +10,12 @@ and stale gossip can never bring an old incarnation back.
 
 Dissemination (push + anti-entropy). A node that *originates* a change (a seed accepting a join, an
 observer declaring a peer down, a leave, a refutation, a metadata change) pushes the changed entries at
-once to every peer it links to (full mesh: it links to all). Loss is repaired by anti-entropy: every
-``gossip_interval`` a node sends its full state to ``gossip_fanout`` random peers (``sync`` with
-``r=1``) and the receiver answers with the entries it holds newer or the sender lacks (``r=0``).
-Messages are O(members); that is fine for a full mesh, whose heartbeats are O(members) anyway.
+once to every peer it links to (full mesh: it links to all). Loss is repaired by push-pull
+anti-entropy: every ``gossip_interval`` a node sends ``gossip_fanout`` random peers a *digest* of its
+state (``sync`` with ``d`` = ``[id, in, st, mv]`` per entry, plus its own entry); the receiver answers
+with the entries it holds newer or the sender lacks (``m``) and the ids it wants (``w``); the opener
+sends those. Three messages at most, one in steady state. Digests are O(members) but a quarter of the
+full state; that is fine for a full mesh, whose heartbeats are O(members) anyway.
 
 Local view. A gossiped entry is a *claim*. A member becomes locally **up** (``MemberUp``) only when the
 claim is alive *and* this node has direct evidence of that incarnation: a handshake (``contact``) or a
@@ -54,7 +56,10 @@ Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a m
     op     body                                       meaning
     hb     {in: int}                                  heartbeat; ``in`` = sender's incarnation
     join   {in: int, m: ENTRY}                        ask a seed to admit the sender (``m`` = its entry)
-    sync   {in: int, r: int, m: [ENTRY, ...]}         state push; r=1 asks for the entries we lack
+    sync   {in: int, m?: [ENTRY], r?: int,            merge ``m``; r=1: ``m`` is the sender's full state,
+            d?: [[id, in, st, mv]], w?: [id]}         answer with what it lacks; d: digest of the sender's
+                                                      state, answer with what it lacks (m) and the ids we
+                                                      want (w); w: answer with those entries
 
     ENTRY = {id: bin16, nm: str, in: int, st: int (0 alive, 2 down, 3 left), mv: int,
              md: {str: str}, ep: {channel: [kind: str, endpoint: str, parallelism: int]}}
@@ -406,6 +411,19 @@ def _entry_from_wire(raw: Any, now: float) -> _Entry:
     )
 
 
+def _digest_from_wire(raw: Any, limit: int) -> dict[bytes, tuple[int, int, int]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > limit:
+        raise _bad("sync d must be a list of at most max_members + 1 items")
+    out: dict[bytes, tuple[int, int, int]] = {}
+    for item in raw:
+        if not isinstance(item, list) or len(item) != 4 or not isinstance(item[0], bytes) or len(item[0]) != 16:
+            raise _bad("sync d items must be [id (16 octets), in, st, mv]")
+        out[item[0]] = (_int(item[1], "d in"), _int(item[2], "d st"), _int(item[3], "d mv"))
+    return out
+
+
 class FullMeshMembership:
     """The full-mesh membership core of one node (see the module docstring).
 
@@ -443,6 +461,7 @@ class FullMeshMembership:
         self._joined = False
         self._leaving = False
         self._state_cache: list[dict[str, Any]] | None = None
+        self._digest_cache: list[list[Any]] | None = None
         # next_deadline() without an O(members) scan per message: detector crossing times sit in a heap
         # (stale items are skipped lazily); everything else is rescanned only after a structural change.
         self._gen = 0
@@ -524,6 +543,7 @@ class FullMeshMembership:
 
     def _dirty(self) -> None:
         self._state_cache = None
+        self._digest_cache = None
         self._gen += 1
 
     def _watch(self, entry: _Entry) -> None:
@@ -617,7 +637,7 @@ class FullMeshMembership:
         entry = self._entries.get(node_id)
         effects: list[Effect] = []
         if not self._leaving and entry is not None and entry.st != ST_LEFT:
-            self._send(effects, node_id, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
+            self._send(effects, node_id, OP_SYNC, self._gossip_body())
         return effects
 
     def link_down(self, node_id: bytes, now: float) -> list[Effect]:
@@ -681,12 +701,18 @@ class FullMeshMembership:
                 self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 0, "m": self._state()})
             return effects
         # OP_SYNC
-        raw = body.get("m")
-        if not isinstance(raw, list) or len(raw) > self.config.max_members + 1:
+        limit = self.config.max_members + 1
+        raw = body.get("m", [])
+        if not isinstance(raw, list) or len(raw) > limit:
             raise _bad("sync m must be a list of at most max_members + 1 entries")
         want_reply = body.get("r", 0)
-        if not isinstance(want_reply, int):
+        if not isinstance(want_reply, int) or isinstance(want_reply, bool):
             raise _bad("sync r must be an int")
+        digest = _digest_from_wire(body.get("d"), limit)
+        wanted = body.get("w", [])
+        if not isinstance(wanted, list) or len(wanted) > limit or \
+                not all(isinstance(w, bytes) and len(w) == 16 for w in wanted):
+            raise _bad("sync w must be a list of at most max_members + 1 node ids")
         entries = [_entry_from_wire(item, now) for item in raw]  # validate all before changing anything
         self._count("recv_sync")
         theirs: dict[bytes, tuple[int, int, int]] = {}
@@ -694,10 +720,27 @@ class FullMeshMembership:
             theirs[entry.node_id] = entry.key()
             self._merge(entry, now, effects, origin=False)
         self._evidence_from(source, inc, now, effects)
-        if want_reply and source in self._entries and self._entries[source].st != ST_LEFT:
-            diff = [e.to_wire() for e in self._all_entries() if theirs.get(e.node_id, (-1, -1, -1)) < e.key()]
-            if diff:
-                self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 0, "m": diff})
+        peer = self._entries.get(source)
+        if peer is None or peer.st == ST_LEFT or not (want_reply or digest is not None or wanted):
+            return effects
+        out: dict[bytes, _Entry] = {}
+        ask: list[bytes] = []
+        if want_reply:  # ``m`` was the sender's full state: answer with what it lacks
+            out.update((e.node_id, e) for e in self._all_entries() if theirs.get(e.node_id, (-1, -1, -1)) < e.key())
+        if digest is not None:  # a digest of the sender's state: send what it lacks, ask for what we lack
+            ours = {e.node_id: e for e in self._all_entries()}
+            out.update((nid, e) for nid, e in ours.items() if digest.get(nid, (-1, -1, -1)) < e.key())
+            ask = [nid for nid, key in digest.items()
+                   if nid not in ours or ours[nid].key() < key]
+        for nid in wanted:
+            held = self._self if nid == self._self.node_id else self._entries.get(nid)
+            if held is not None:
+                out[nid] = held
+        if out or ask:
+            reply: dict[str, Any] = {"in": self._self.inc, "m": [e.to_wire() for e in out.values()]}
+            if ask:
+                reply["w"] = ask
+            self._send(effects, source, OP_SYNC, reply)
         return effects
 
     # -- timers -----------------------------------------------------------------------------------
@@ -783,7 +826,7 @@ class FullMeshMembership:
         if now >= self._next_gossip:
             if alive:
                 targets = self._rng.sample(alive, min(cfg.gossip_fanout, len(alive)))
-                body = {"in": self._self.inc, "r": 1, "m": self._state()}
+                body = self._gossip_body()
                 for entry in targets:
                     self._send(effects, entry.node_id, OP_SYNC, body)
             self._next_gossip = max(self._next_gossip + cfg.gossip_interval, now)
@@ -825,6 +868,13 @@ class FullMeshMembership:
 
     def _all_entries(self) -> list[_Entry]:
         return [self._self, *self._sorted_entries()]
+
+    def _gossip_body(self) -> dict[str, Any]:
+        """An anti-entropy opener: our own entry (so the peer can answer even if it never heard of us)
+        and the digest of our whole state."""
+        if self._digest_cache is None:
+            self._digest_cache = [[e.node_id, e.inc, e.st, e.mv] for e in self._all_entries()]
+        return {"in": self._self.inc, "m": [self._self.to_wire()], "d": self._digest_cache}
 
     def _state(self) -> list[dict[str, Any]]:
         if self._state_cache is None:
@@ -871,7 +921,7 @@ class FullMeshMembership:
             # per gossip interval.
             if now >= self._sync_asked.get(source, -1e300) + self.config.gossip_interval and entry.st != ST_LEFT:
                 self._sync_asked[source] = now
-                self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
+                self._send(effects, source, OP_SYNC, self._gossip_body())
 
     def _mark_up(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
         cfg = self.config

@@ -345,3 +345,22 @@ def test_any_traffic_is_a_sign_of_life() -> None:
         now = nxt
         effects = core.tick(now)
     assert now - t <= CFG.detection_bound() + 1e-9  # equal here: constant samples, exactly the model
+
+
+def test_digest_exchange_repairs_both_sides_in_three_messages() -> None:
+    a = FullMeshMembership(ident("a"), CFG, now=0.0)
+    b = FullMeshMembership(ident("b"), CFG, now=0.0)
+    x, y = ident("x"), ident("y")
+    a.contact(b.local, 0.0)
+    b.contact(a.local, 0.0)
+    a.contact(x, 0.0)  # only a knows x
+    b.contact(y, 0.0)  # only b knows y
+    opener = next(e for e in a.link_up(b.node_id, 0.1) if isinstance(e, Send))
+    assert set(opener.body) == {"in", "m", "d"} and len(opener.body["d"]) == 3
+    answer = [e for e in b.receive(a.node_id, opener.op, opener.body, 0.1) if isinstance(e, Send)]
+    assert len(answer) == 1 and [m["nm"] for m in answer[0].body["m"]] == ["y"]
+    assert answer[0].body["w"] == [x.node_id]
+    last = [e for e in a.receive(b.node_id, "sync", answer[0].body, 0.1) if isinstance(e, Send)]
+    assert len(last) == 1 and set(last[0].body) == {"in", "m"}  # no r, no d: no further answer
+    assert not [e for e in b.receive(a.node_id, "sync", last[0].body, 0.1) if isinstance(e, Send)]
+    assert a.digest() == b.digest() and len(a.digest()) == 4
