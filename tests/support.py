@@ -137,7 +137,10 @@ class Child:
                 self.proc.wait(timeout=10)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                stream.close()
+                try:
+                    stream.close()
+                except OSError:  # stdin of a killed child: the flush on close hits a broken pipe
+                    pass
         return self.proc.returncode
 
 

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _ctx_lock = threading.Lock()
 _ctx: zmq.Context[zmq.Socket[bytes]] | None = None
 _ctx_pid = 0
+_ctx_users = 0
 
 
 def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Socket[bytes]]:
@@ -61,6 +62,24 @@ def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Soc
             ctx.set(zmq.MAX_SOCKETS, config.max_sockets)
             _ctx, _ctx_pid = ctx, os.getpid()
         return _ctx
+
+
+def _acquire_context(config: TransportConfig) -> zmq.Context[zmq.Socket[bytes]]:
+    global _ctx_users
+    with _ctx_lock:
+        _ctx_users += 1
+    return shared_context(config)
+
+
+def _release_context() -> zmq.Context[zmq.Socket[bytes]] | None:
+    """Drop one user; return the context when that was the last user (the caller terminates it)."""
+    global _ctx, _ctx_users
+    with _ctx_lock:
+        _ctx_users -= 1
+        if _ctx_users > 0 or _ctx is None:
+            return None
+        ctx, _ctx = _ctx, None
+        return ctx
 
 
 class _Sock:
@@ -130,6 +149,7 @@ class ZmqTransport(Transport):
         self.advertise = advertise
         self.socket_prefix = socket_prefix
         self._ctx = context
+        self._owns_ctx_ref = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._receiver: Receiver | None = None
         self._rid_prefix = b""
@@ -205,7 +225,8 @@ class ZmqTransport(Transport):
         """
         self._loop = asyncio.get_running_loop()
         if self._ctx is None:
-            self._ctx = shared_context(self.config)
+            self._ctx = _acquire_context(self.config)
+            self._owns_ctx_ref = True
         self._receiver = receiver
         self._rid_prefix = routing_id_prefix
         for index, spec in enumerate(channels):
@@ -527,7 +548,11 @@ class ZmqTransport(Transport):
         }
 
     async def close(self) -> None:
-        """Close every socket (linger bounded by ``linger_ms``); idempotent. The shared context stays."""
+        """Close every socket; idempotent. Returns once queued messages have left (at most about
+        ``linger_ms``) when this was the last transport of the process-wide context: the context is then
+        terminated in a worker thread, which is what makes libzmq flush. Without it, a process that
+        exits right after ``stop()`` would lose its last messages (the leave notice and BYEs among them).
+        """
         if self._closed:
             return
         self._closed = True
@@ -537,6 +562,16 @@ class ZmqTransport(Transport):
         for s in self._bound.values():
             self._close_sock(s)
         self._bound.clear()
+        if self._owns_ctx_ref:
+            self._owns_ctx_ref = False
+            ctx = _release_context()
+            if ctx is not None:
+                # term() blocks until every socket's linger has run out: bounded, since every socket
+                # was closed with linger_ms. Wait a little longer than that, never forever.
+                waiter = threading.Thread(target=ctx.term, name="fabric-ctx-term", daemon=True)
+                waiter.start()
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, waiter.join, self.config.linger_ms / 1000 + 2.0)
 
 
 def _events(sock: zmq.Socket[bytes]) -> int:

@@ -1,12 +1,14 @@
 """A fabric node in its own OS process, driven by line commands on stdin (used by integration tests).
 
 Prints one JSON object per line on stdout: first ``{"event": "ready", "id", "name", "endpoints"}``, then
-one line per message received and per command result. Commands (one per line on stdin):
+``{"event": "joined"}`` when ``--join`` is given, one line per membership event (``"member"``), per
+message received and per command result. Commands (one per line on stdin):
 
 * ``connect ENDPOINT`` -> ``{"event": "connected", "peer": ID}``
 * ``send PEER CHANNEL SIZE`` -> sends SIZE pseudo-random bytes; ``{"event": "sent", "sha": ...}``
 * ``broadcast SIZE`` -> one PUBLISH on ``events``; ``{"event": "broadcast", "sha": ...}``
 * ``call PEER SERVICE`` -> ``{"event": "called", "reply": ...}``
+* ``members`` -> ``{"event": "members", "members": [{name, id, incarnation, status}, ...]}``
 * ``stats`` -> ``{"event": "stats", ...}`` (with ``--quiet``: ``tally`` counts distinct ``ok:`` payloads
   per channel, ``foreign`` counts any other payload delivered)
 * ``quit`` -> stops the node and exits 0
@@ -39,10 +41,31 @@ async def main() -> None:
     parser.add_argument("--bind", default="tcp://127.0.0.1")
     parser.add_argument("--max-concurrent", type=int, default=1000)
     parser.add_argument("--quiet", action="store_true", help="count messages instead of printing each")
+    parser.add_argument("--join", action="append", default=[], help="seed membership endpoint (repeatable)")
+    parser.add_argument("--min-members", type=int, default=1)
+    parser.add_argument("--node-id", default=None)
     args = parser.parse_args()
     tally: dict[str, set[bytes]] = {}
     foreign: dict[str, int] = {}
-    node = Node(NodeConfig.local(name=args.name, bind=args.bind, max_concurrent_requests=args.max_concurrent))
+    node = Node(
+        NodeConfig.local(
+            name=args.name, bind=args.bind, max_concurrent_requests=args.max_concurrent, node_id=args.node_id
+        )
+    )
+
+    def on_member(event: Any) -> None:
+        member = getattr(event, "member", None)
+        emit(
+            event="member",
+            kind=type(event).__name__,
+            name=member.name if member else None,
+            id=str(member.node_id.hex()) if member else None,
+            incarnation=member.incarnation if member else None,
+            reason=getattr(event, "reason", None),
+            status=str(member.status) if member else None,
+        )
+
+    node.on_member_event(on_member)
 
     @node.service("echo")
     async def echo(request: Any) -> Any:
@@ -75,7 +98,10 @@ async def main() -> None:
     for channel in ("coordination", "gossip", "data", "events"):
         node.subscribe(channel, on_message, inline=True)
     await node.start()
-    emit(event="ready", id=node.id, name=node.name, endpoints=node.endpoints, pid=os.getpid())
+    emit(event="ready", id=node.id, name=node.name, endpoints=node.endpoints, pid=os.getpid(), incarnation=node.incarnation)
+    if args.join:
+        members = await node.join(args.join, min_members=args.min_members, timeout=60)
+        emit(event="joined", members=sorted(m.name for m in members))
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -99,6 +125,14 @@ async def main() -> None:
                 emit(event="broadcast", sha=hashlib.sha256(data).hexdigest())
             elif cmd == "call":
                 emit(event="called", reply=await node.call(rest[0], rest[1], "x"))
+            elif cmd == "members":
+                emit(
+                    event="members",
+                    members=[
+                        {"name": m.name, "id": m.node_id.hex(), "incarnation": m.incarnation, "status": str(m.status)}
+                        for m in node.members()
+                    ],
+                )
             elif cmd == "stats":
                 emit(
                     event="stats",

@@ -42,22 +42,30 @@ class NodeChild:
 
     def __init__(self, *args: str) -> None:
         self.child = Child.python(CHILD, *args)
+        self.backlog: list[dict[str, Any]] = []  # lines read but not yet matched by expect()
         self.ready = self.expect("ready", timeout=30)
 
     def expect(self, event: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
-        """Read lines until an event with ``event`` (and the ``match`` fields) arrives."""
+        """Return the first line (earlier unmatched ones included) with ``event`` and the ``match`` fields."""
         import time
 
+        def matches(data: dict[str, Any]) -> bool:
+            return data.get("event") == event and all(data.get(k) == v for k, v in match.items())
+
+        for i, data in enumerate(self.backlog):
+            if matches(data):
+                return self.backlog.pop(i)
         deadline = time.monotonic() + timeout
         while True:
-            line = self.child.readline(max(0.1, deadline - time.monotonic()))
-            data = json.loads(line)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{event} {match} not seen from {self.child.args}")
+            data = json.loads(self.child.readline(remaining))
             if data.get("event") == "error":
                 raise AssertionError(f"child error: {data}")
-            if data.get("event") == event and all(data.get(k) == v for k, v in match.items()):
+            if matches(data):
                 return data
-            if time.monotonic() > deadline:
-                raise TimeoutError(event)
+            self.backlog.append(data)
 
     def command(self, line: str) -> None:
         self.child.send_line(line)
@@ -67,9 +75,14 @@ class NodeChild:
         return str(self.ready["endpoints"]["membership"])
 
     def stop(self) -> None:
+        """Ask the node to stop gracefully (it leaves the cluster); SIGTERM only if it has not exited
+        within 10 s."""
+        import subprocess
+
         try:
             self.child.send_line("quit")
-        except (BrokenPipeError, OSError):
+            self.child.proc.wait(10)
+        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
             pass
         self.child.stop()
 
