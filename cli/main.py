@@ -219,7 +219,8 @@ def start(config_file: str | None, log_level: str, overrides: tuple[str, ...], *
 def _members_table(members: list[dict[str, Any]]) -> str:
     rows = [("NAME", "STATE", "ID", "INCARNATION", "SEED")]
     for m in members:
-        rows.append((m["name"] + (" *" if m["self"] else ""), m["state"], m["id"][:8], str(m["incarnation"]), m["seed"] or "-"))
+        state = m["state"] + (f" ({m['reason']})" if m.get("reason") else "")
+        rows.append((m["name"] + (" *" if m["self"] else ""), state, m["id"][:8], str(m["incarnation"]), m["seed"] or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 

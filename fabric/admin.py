@@ -514,6 +514,16 @@ class AdminService:
             "detail": f"{len(pings) - len(silent)}/{len(pings)} peers answer PING"
             + ("" if not silent else ": silent " + ", ".join(f"{p['name']} ({p['error']})" for p in silent.values())),
         })
+        if hasattr(node, "joined") and hasattr(node, "alive_members"):
+            members = self.tracker.members()
+            suspects = [m["name"] for m in members if m["state"] == "suspect"]
+            joined = bool(node.joined) or not (self.seeds and self.seeds.seeds)
+            checks.append({
+                "check": "membership",
+                "ok": joined,
+                "detail": f"{'joined' if node.joined else 'not joined'}, {len(node.alive_members())} members up"
+                + (f", suspect: {', '.join(suspects)}" if suspects else ""),
+            })
         bad = sum(node.errors.values())
         checks.append({"check": "bad_input", "ok": True, "detail": f"{bad} bad inputs dropped" + (f" {dict(node.errors)}" if bad else "")})
         stats = node.stats()
@@ -1276,9 +1286,14 @@ def _check_node_view(report: DoctorReport, client: AdminClient, status: Mapping[
             report.add("ok", "members", f"member {m['name']} answers PING in {result['rtt_ms']:.2f} ms")
             _check_member_channels(report, m, timeout)
     for m in members.values():
-        if m["state"] == "down":
-            report.add("warn", "members", f"member {m['name']} ({m['id'][:8]}) is down ({m.get('reason', '')})",
-                       "if it should be running, start it again")
+        if m["state"] == "down" and m.get("reason") == "left":
+            report.add("ok", "members", f"member {m['name']} ({m['id'][:8]}) left the cluster")
+        elif m["state"] == "down" and m["id"] not in pings:
+            report.add("fail", "members", f"dead node: member {m['name']} ({m['id'][:8]}) is down ({m.get('reason', 'link closed')})",
+                       "restart it if it should be running; it rejoins with a new incarnation")
+        elif m["state"] == "suspect":
+            report.add("warn", "members", f"member {m['name']} ({m['id'][:8]}) is suspect: its heartbeats are late",
+                       "check that node's load and the network to it; it is declared down if this persists")
 
 
 # -- the runner ----------------------------------------------------------------------------------------
