@@ -31,7 +31,8 @@ async def _until(predicate: Callable[[], bool], timeout: float, what: str, poke:
 
 
 async def run_demo(emit: Emit, *, names: tuple[str, ...] = ("alpha", "beta", "gamma"), bulk_mib: int = 8) -> None:
-    """Start ``names`` as nodes on 127.0.0.1, link them, and exchange messages on every channel kind."""
+    """Start ``names`` as nodes on 127.0.0.1, form a cluster through the first one, exchange messages on
+    every channel kind, then let the last node leave while the others notice."""
     t0 = time.monotonic()
 
     def say(text: str) -> None:
@@ -51,20 +52,23 @@ async def run_demo(emit: Emit, *, names: tuple[str, ...] = ("alpha", "beta", "ga
         async def greet(request: str, name: str = node.name) -> str:
             return f"hello {request}, this is {name}"
 
+    # What the first node sees of the cluster, as it happens.
+    watcher = nodes[0]
+    watcher.on_up(lambda m: say(f"{watcher.name} sees {m.name} up (incarnation {m.incarnation})"))
+    watcher.on_down(lambda m, reason: say(f"{watcher.name} sees {m.name} down ({reason})"))
+
     try:
         for node in nodes:
             await node.start()
             say(f"started {node.name} ({node.id[:8]}) membership={node.seed} data={node.endpoints['data']}")
         seed = nodes[0]
-        for node in nodes[1:]:
-            peer = await node.connect(seed.seed)
-            say(f"{node.name} linked to {peer.name} through its seed {seed.seed}")
-        for i, node in enumerate(nodes[1:], 1):
-            for other in nodes[i + 1 :]:
-                await node.connect(other.seed)
-                say(f"{node.name} linked to {other.name}")
-        await _until(lambda: all(len(n.peers()) == len(nodes) - 1 for n in nodes), 10, "full mesh")
-        say("full mesh: " + ", ".join(f"{n.name}->[{', '.join(sorted(p.name for p in n.peers()))}]" for n in nodes))
+        say(f"{', '.join(n.name for n in nodes[1:])} join through the seed {seed.seed}")
+        await asyncio.gather(*(n.join([seed.seed], min_members=len(nodes), timeout=30) for n in nodes))
+        await _until(lambda: all(len(n.alive_members()) == len(nodes) for n in nodes), 10, "full membership")
+        say(
+            "cluster formed: "
+            + ", ".join(f"{n.name} sees [{', '.join(sorted(m.name for m in n.alive_members()))}]" for n in nodes)
+        )
 
         # control channel: request/reply and one-way messages (ROUTER/DEALER)
         a, b = nodes[0], nodes[1]
@@ -104,9 +108,13 @@ async def run_demo(emit: Emit, *, names: tuple[str, ...] = ("alpha", "beta", "ga
             say(f"broadcast: {node.name} got {msg.value()} (topic {msg.topic.decode()!r}) from {a.name}")
 
         leaving = nodes[-1]
+        say(f"{leaving.name} leaves the cluster")
         await leaving.stop()
-        await _until(lambda: all(leaving.id not in {p.id for p in n.peers()} for n in nodes[:-1]), 10, "leave")
-        say(f"{leaving.name} left; the others now link to: " + ", ".join(f"{n.name}->{sorted(p.name for p in n.peers())}" for n in nodes[:-1]))
+        await _until(lambda: all(len(n.alive_members()) == len(nodes) - 1 for n in nodes[:-1]), 10, "leave")
+        say(
+            f"{leaving.name} left; "
+            + ", ".join(f"{n.name} sees [{', '.join(sorted(m.name for m in n.alive_members()))}]" for n in nodes[:-1])
+        )
         bad = sum(sum(n.errors.values()) for n in nodes)
         say(f"done: {sum(len(v) for v in inbox.values())} messages delivered, {bad} bad inputs")
     finally:

@@ -73,13 +73,11 @@ from .membership import (
     Effect,
     FullMeshMembership,
     Identity,
-    Joined,
     Member,
     MemberChanged,
     MemberDown,
     MemberLeft,
     MembershipEvent,
-    MemberStatus,
     MemberUp,
     Send,
 )

@@ -31,7 +31,7 @@ def test_quickstart_prints_the_call_and_the_message() -> None:
 def test_demo_exercises_every_channel_kind_and_exits_zero() -> None:
     result = CliRunner().invoke(cli, ["demo", "--bulk-mib", "2"])
     assert result.exit_code == 0, result.output
-    for needle in ("full mesh", "control  :", "bulk     :", "checksums match", "broadcast:", "left", "0 bad inputs"):
+    for needle in ("cluster formed", "sees beta up", "control  :", "bulk     :", "checksums match", "broadcast:", "sees gamma down (left)", "0 bad inputs"):
         assert needle in result.output
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from fabric import ChannelConfig, ChannelKind, ConfigError, InsecureBindError, NodeConfig, OnFull, TransportConfig
+from fabric import (
+    ChannelConfig,
+    ChannelKind,
+    ConfigError,
+    InsecureBindError,
+    NodeConfig,
+    OnFull,
+    TransportConfig,
+)
 from fabric.config import DEFAULT_CHANNELS
 
 
