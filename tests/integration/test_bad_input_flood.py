@@ -130,6 +130,11 @@ def test_flood_of_bad_input_while_a_stream_flows() -> None:
                         break
                     await asyncio.sleep(0.2)
                 assert await sender.call(peer.id, "echo", "still here") == "still here"
+                # both stay in the cluster: each sees the other alive
+                target.command("members")
+                view = await asyncio.to_thread(target.expect, "members")
+                assert {(m["name"], m["status"]) for m in view["members"]} == {("target", "alive"), ("sender", "alive")}
+                assert {m.name for m in sender.alive_members()} == {"target", "sender"}
                 spoofer.close()
                 return stats
 
