@@ -396,6 +396,9 @@ class Node:
         self._traffic_noted: dict[bytes, float] = {}
         self._dialing: set[str] = set()
         self._membership_changed: asyncio.Event | None = None
+        self._static_seeds: list[str] = []
+        self._discovered_seeds: list[str] = []
+        self._discovery: Any = None  # a fabric.discovery.DiscoveryPlugin once join(discovery=...) ran
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -462,6 +465,11 @@ class Node:
         for subs in self._subs.values():
             for sub in subs:
                 sub.close()
+        if self._discovery is not None:
+            try:
+                await self._discovery.stop()
+            except Exception:  # discovery must never keep a node from stopping
+                log.exception("node %s: stopping discovery failed", self.name)
         for task in list(self._tasks):
             task.cancel()
         for ob in self._outboxes.values():
@@ -1324,10 +1332,22 @@ class Node:
         """Members that are up (alive or suspect), this node included."""
         return self._membership.alive_members() if self._membership is not None else []
 
-    async def join(self, seeds: Sequence[str], *, min_members: int = 1, timeout: float | None = 30.0) -> list[Member]:
-        """Join the cluster through ``seeds`` (membership endpoints; unreachable seeds are retried with
-        backoff) and wait until this node has joined and sees at least ``min_members`` live members,
-        itself included. Returns :meth:`members`.
+    async def join(
+        self,
+        seeds: Sequence[str] = (),
+        *,
+        discovery: Any = None,
+        min_members: int = 1,
+        timeout: float | None = 30.0,
+    ) -> list[Member]:
+        """Join the cluster and wait until this node has joined and sees at least ``min_members`` live
+        members, itself included. Returns :meth:`members`.
+
+        ``seeds`` are membership endpoints; ``discovery`` is a started-or-not
+        :class:`fabric.discovery.DiscoveryPlugin` (static, dns, mdns, gossip, consul, kubernetes, multi)
+        whose candidates are used as seeds as they come and go: the node announces itself through it,
+        dials new candidates, and stops dialling a candidate that disappears (a live member stays a
+        member: discovery is never liveness). Unreachable seeds are retried with backoff.
 
         Raises :class:`JoinTimeout` after ``timeout`` seconds (None: wait forever); the node keeps
         trying in the background. Raises NodeStateError on a client or a stopped node.
@@ -1335,7 +1355,10 @@ class Node:
         self._require_running()
         if self._membership is None or self._loop is None or self._membership_changed is None:
             raise NodeStateError("only members join; clients connect()")
-        self._apply(self._membership.join(list(seeds), self._loop.time()))
+        self._static_seeds = list(dict.fromkeys([*self._static_seeds, *seeds]))
+        if discovery is not None:
+            await self._use_discovery(discovery)
+        self._rejoin()
 
         def ready() -> bool:
             return self.joined and len(self.alive_members()) >= min_members
@@ -1347,13 +1370,38 @@ class Node:
             if remaining is not None and remaining <= 0:
                 raise JoinTimeout(
                     f"node {self.name}: {len(self.alive_members())} of {min_members} members after {timeout:g}s "
-                    f"(joined={self.joined}, seeds={list(seeds)})"
+                    f"(joined={self.joined}, seeds={self._static_seeds + self._discovered_seeds})"
                 )
             try:
                 await asyncio.wait_for(self._membership_changed.wait(), remaining)
             except TimeoutError:
                 continue
         return self.members()
+
+    def _rejoin(self) -> None:
+        assert self._membership is not None and self._loop is not None
+        seeds = list(dict.fromkeys([*self._static_seeds, *self._discovered_seeds]))
+        self._apply(self._membership.join(seeds, self._loop.time()))
+
+    async def _use_discovery(self, plugin: Any) -> None:
+        from .discovery import LocalNode
+
+        if self._discovery is not None and self._discovery is not plugin:
+            raise NodeStateError("this node already uses a discovery plugin")
+        self._discovery = plugin
+        if not plugin.running:
+            await plugin.start(LocalNode(node_id=self.id, name=self.name, endpoints=self.endpoints, metadata=self.config.metadata))
+        self._discovered_seeds = [c.seed for c in await plugin.lookup()]
+        self._spawn(self._follow_discovery(plugin))
+
+    async def _follow_discovery(self, plugin: Any) -> None:
+        """Feed the candidate list into the membership core each time it changes."""
+        async for candidates in plugin.watch():
+            seeds = [c.seed for c in candidates]
+            if seeds != self._discovered_seeds and self._state == "running":
+                log.info("node %s: discovery offers %d candidates", self.name, len(seeds))
+                self._discovered_seeds = seeds
+                self._rejoin()
 
     # -- introspection -------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Real nodes form a cluster from DNS candidates (dnsmasq A records + one port base, headless-service style).
 
-Discovery only suggests; the test plays the join path (connect to every candidate) that the node will
-run itself once discovery is wired into it, and checks that the port-base convention discovery relies on
-(channel i at P+i) matches what the real transport binds and advertises.
+Each node calls ``node.join(discovery=plugin)``: discovery only suggests seeds, membership does the rest.
+The test also checks that the port-base convention discovery relies on (channel i at P+i) matches what
+the real transport binds and advertises, and that a record that disappears never removes a live member.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from fabric import Node, NodeConfig
-from fabric.discovery import Candidate, DnsConfig, DnsPlugin, LocalNode
+from fabric.discovery import DnsConfig, DnsPlugin
 from tests.integration.test_discovery_dns import DOMAIN, Dnsmasq
 from tests.support import short_tmpdir
 
@@ -57,18 +57,10 @@ def dnsmasq() -> Iterator[Dnsmasq]:
             server.stop()
 
 
-async def join_candidates(node: Node, candidates: list[Candidate]) -> None:
-    """The join path in miniature: link to every candidate not linked yet."""
-    linked = {p.seed for p in node.peers()}
-    for cand in candidates:
-        if cand.seed not in linked:
-            await node.connect(cand.seed, timeout=5.0)
-
-
-async def until_peers(node: Node, count: int, timeout: float = 10.0) -> None:
+async def until_members(node: Node, names: set[str], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while len(node.peers()) < count:
-        assert time.monotonic() < deadline, f"{node.name} has {len(node.peers())} peers, wants {count}"
+    while {m.name for m in node.alive_members()} != names:
+        assert time.monotonic() < deadline, f"{node.name} sees {[m.name for m in node.alive_members()]}, wants {names}"
         await asyncio.sleep(0.02)
 
 
@@ -78,51 +70,47 @@ def test_nodes_form_a_cluster_from_dns_and_pick_up_a_new_record(dnsmasq: Dnsmasq
     dnsmasq.start()
 
     async def scenario() -> None:
-        nodes = [Node(NodeConfig(name=f"n{i}", bind=f"tcp://{host}", port=port)) for i, host in enumerate(HOSTS)]
+        nodes = [Node(NodeConfig.local(name=f"n{i}", bind=f"tcp://{host}", port=port)) for i, host in enumerate(HOSTS)]
         plugins: list[DnsPlugin] = []
         try:
             for node in nodes:
                 await node.start()
-                plugin = DnsPlugin(DnsConfig.local(NAME, port=port, nameservers=("127.0.0.1",),
-                                                   nameserver_port=dnsmasq.port))
-                await plugin.start(LocalNode(node_id=node.id, name=node.name, endpoints=node.endpoints))
-                plugins.append(plugin)
-
-            for node, plugin in zip(nodes[:3], plugins[:3], strict=True):
-                candidates = await plugin.lookup()
-                assert len(candidates) == 2  # the other two; never itself
-                await join_candidates(node, candidates)
+                plugins.append(
+                    DnsPlugin(DnsConfig.local(NAME, port=port, nameservers=("127.0.0.1",), nameserver_port=dnsmasq.port))
+                )
+            # The first three nodes have records: they find each other and form the cluster.
+            await asyncio.gather(
+                *(node.join(discovery=plugin, min_members=3, timeout=30) for node, plugin in zip(nodes[:3], plugins, strict=False))
+            )
             for node in nodes[:3]:
-                await until_peers(node, 2)
+                await until_members(node, {"n0", "n1", "n2"})
+                assert len(await plugins[0].lookup()) == 2  # the other two; never itself
             # The endpoints DNS derived from the port base are exactly what the peers advertise.
             by_seed = {p.seed: p for p in nodes[0].peers()}
             for cand in await plugins[0].lookup():
                 assert dict(by_seed[cand.seed].endpoints) == dict(cand.endpoints)
 
-            # A fourth node's record appears while the cluster runs: everyone is offered it and links.
+            # A fourth node's record appears while the cluster runs: it joins through discovery alone.
             dnsmasq.set_hosts([(host, NAME) for host in HOSTS])
             dnsmasq.reload()
-            for node, plugin in zip(nodes, plugins, strict=True):
-                deadline = time.monotonic() + 10
-                while len(candidates := await plugin.lookup()) < 3:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.05)
-                await join_candidates(node, candidates)
+            await nodes[3].join(discovery=plugins[3], min_members=4, timeout=30)
             for node in nodes:
-                await until_peers(node, 3)
+                await until_members(node, {"n0", "n1", "n2", "n3"})
 
-            # The record goes away: discovery stops offering it, but the live member stays linked.
+            # The record goes away: discovery stops offering it, but the live member stays a member.
             dnsmasq.set_hosts([(host, NAME) for host in HOSTS[:3]])
             dnsmasq.reload()
             deadline = time.monotonic() + 10
             while f"tcp://{HOSTS[3]}:{port}" in {c.seed for c in await plugins[0].lookup()}:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # several gossip rounds: nothing may change
+            assert "n3" in {m.name for m in nodes[0].alive_members()}
             assert nodes[3].id in {p.id for p in nodes[0].peers()}
         finally:
+            for node in nodes:
+                await node.stop()  # stops its discovery plugin too
             for plugin in plugins:
                 await plugin.stop()
-            for node in nodes:
-                await node.stop()
 
     asyncio.run(scenario())
