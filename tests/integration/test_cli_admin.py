@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
-from foundation_cli.main import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNSUPPORTED, EXIT_USAGE, cli
 from prometheus_client.parser import text_string_to_metric_families
 
 from fabric import BlockingNode, NodeConfig
 from fabric.admin import ADMIN_SERVICE, AdminClient
+from foundation_cli.main import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNSUPPORTED, EXIT_USAGE, cli
 from tests.integration.test_cli_harness import LocalNode, cli_command, local_nodes, wait_until
 from tests.support import Child
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import zmq
 from click.testing import CliRunner
-from foundation_cli.main import EXIT_USAGE, cli
 
 from fabric import wire
 from fabric.admin import diagnose, probe_zmtp
 from fabric.wire import MsgType, RejectCode
+from foundation_cli.main import EXIT_USAGE, cli
 from tests.integration.test_cli_harness import LocalNode, NodeProcess, local_nodes, wait_until
 
 

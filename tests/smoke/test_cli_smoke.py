@@ -4,8 +4,8 @@ starts a node that an operator can inspect and ask to leave."""
 from __future__ import annotations
 
 from click.testing import CliRunner
-from foundation_cli.main import cli
 
+from foundation_cli.main import cli
 from tests.integration.test_cli_harness import NodeProcess, run_cli
 from tests.support import REPO
 
