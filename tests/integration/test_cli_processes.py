@@ -180,9 +180,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_address_in_use_exits_5() -> None:
-    a = NodeProcess("--name", "holder")
+    a = NodeProcess("--name", "holder", "--http-port", "0")
     try:
         port = a.seed.rsplit(":", 1)[1]
         _one_line_error(*run_cli("start", "--name", "clash", "--port", port), 5, "cannot start node clash")
+        http_port = a.http.rsplit(":", 1)[1]
+        _one_line_error(*run_cli("start", "--name", "clash", "--http-port", http_port), 5, f"http_port: cannot listen on 127.0.0.1:{http_port}")
     finally:
         a.stop()
