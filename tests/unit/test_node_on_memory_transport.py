@@ -1,0 +1,45 @@
+"""The same Node runs on the in-memory transport (one interface, two transports), faults included."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fabric import Node, NodeConfig
+from fabric.transport.memory import AsyncioScheduler, Faults, MemoryNetwork
+
+
+def test_nodes_form_a_cluster_call_broadcast_and_detect_a_crash_in_memory() -> None:
+    async def scenario() -> None:
+        net = MemoryNetwork(AsyncioScheduler(), seed=7, faults=Faults(latency=0.001, jitter=0.001, duplicate=0.01))
+        nodes = [Node(NodeConfig.local(name=f"m{i}"), transport=net.transport(f"m{i}")) for i in range(5)]
+        for node in nodes:
+            await node.start()
+        assert nodes[0].seed == "mem://m0/membership"
+        await asyncio.gather(*(n.join([nodes[0].seed], min_members=5, timeout=20) for n in nodes))
+        assert all(len(n.alive_members()) == 5 for n in nodes)
+        nodes[1].add_service("echo", lambda request: request)
+        assert await nodes[2].call(nodes[1].id, "echo", {"x": [1, 2]}) == {"x": [1, 2]}
+        heard = asyncio.Event()
+        nodes[3].subscribe("events", lambda msg: heard.set(), inline=True)
+        for _ in range(100):
+            await nodes[0].broadcast(b"tick")
+            try:
+                await asyncio.wait_for(heard.wait(), 0.05)
+                break
+            except TimeoutError:
+                pass
+        assert heard.is_set()
+        downs: list[str] = []
+        nodes[0].on_down(lambda member, reason: downs.append(f"{member.name}:{reason}"))
+        net.crash("m4")
+        for _ in range(400):
+            if len(nodes[0].alive_members()) == 4:
+                break
+            await asyncio.sleep(0.025)
+        assert {m.name for m in nodes[0].alive_members()} == {"m0", "m1", "m2", "m3"}
+        await asyncio.sleep(0)  # let the ordered event pump run
+        assert downs and downs[0].startswith("m4:")
+        for node in nodes:
+            await node.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
