@@ -20,42 +20,49 @@ import os
 import time
 from typing import Any
 
-from bench.harness import Control, latency_summary
+from bench.harness import Control, RateWindow, latency_summary
 from fabric import Message, Node, NodeConfig, Overloaded
 
 
 class _Counter:
-    """A subscription handler that counts deliveries and bytes; ``first`` is set at the first one."""
+    """A subscription handler counting deliveries and bytes, with an optional measuring window.
 
-    __slots__ = ("n", "bytes", "first", "t_first", "t_last")
+    The window is observed *inside the handler* (every ``mask + 1`` messages), exactly like the raw
+    receive loops, so its edges do not depend on when the event loop gets round to a timer: a node that
+    is busy delivering a backlog may not run timers for a long while. ``first`` and ``done`` are set
+    thread-safely (handlers run on the loop, or on a worker thread in ``thread`` mode).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("n", "bytes", "first", "done", "t_first", "t_last", "window", "mask", "_loop")
+
+    def __init__(self, window: RateWindow | None = None, mask: int = 0) -> None:
         self.n = 0
         self.bytes = 0
         self.first = asyncio.Event()
+        self.done = asyncio.Event()
         self.t_first = 0.0
         self.t_last = 0.0
+        self.window = window
+        self.mask = mask
+        self._loop = asyncio.get_running_loop()
 
     def __call__(self, msg: Message) -> None:
         self.n += 1
         self.bytes += len(msg.payload)
+        window = self.window
         if self.n == 1:
             self.t_first = time.perf_counter()
-            self.first.set()
+            if window is not None:
+                window.start(self.t_first)
+            self._loop.call_soon_threadsafe(self.first.set)
+        elif window is not None and not self.n & self.mask and not window.done:
+            if window.observe(self.n, time.perf_counter()):
+                self._loop.call_soon_threadsafe(self.done.set)
 
     def mark(self, msg: Message) -> None:
         """Like ``__call__`` but also stamps the last arrival (for rates measured until stop)."""
         self(msg)
         self.t_last = time.perf_counter()
-
-
-async def _window(counter: _Counter, warmup: float, duration: float) -> tuple[int, int, float]:
-    """Messages and bytes delivered in a ``duration`` window opening ``warmup`` s from now, and its span."""
-    await asyncio.sleep(warmup)
-    n0, b0, t0 = counter.n, counter.bytes, time.perf_counter()
-    await asyncio.sleep(duration)
-    n1, b1, t1 = counter.n, counter.bytes, time.perf_counter()
-    return n1 - n0, b1 - b0, t1 - t0
 
 
 def _config(name: str, args: dict[str, Any]) -> NodeConfig:
@@ -101,7 +108,8 @@ async def _connect(name: str, args: dict[str, Any]) -> tuple[Node, str]:
 
 async def _throughput_rx(ctl: Control, args: dict[str, Any], channel: str) -> None:
     node = await _start("bench-rx", args)
-    counter = _Counter()
+    window = RateWindow(args["warmup"], args["duration"])
+    counter = _Counter(window, mask=15 if channel != "data" else 0)
     mode = args.get("handler", "inline")
     if mode == "async":
 
@@ -115,8 +123,9 @@ async def _throughput_rx(ctl: Control, args: dict[str, Any], channel: str) -> No
         node.subscribe(channel, counter, inline=mode == "inline")
     ctl.emit("ready", endpoints={"membership": node.endpoints["membership"]})
     await asyncio.wait_for(counter.first.wait(), args["first_timeout"])
-    count, nbytes, elapsed = await _window(counter, args["warmup"], args["duration"])
-    value = count / elapsed if channel != "data" else (nbytes / (1 << 20)) / elapsed
+    await asyncio.wait_for(counter.done.wait(), args["warmup"] + args["duration"] + 60.0)
+    count, elapsed = window.count, window.elapsed
+    value = count / elapsed if channel != "data" else (count * args["size"] / (1 << 20)) / elapsed
     ctl.emit("result", value=value, count=count, elapsed=elapsed)
     await _until_stopped(ctl, node)
 

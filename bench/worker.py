@@ -29,6 +29,7 @@ def lookup(name: str) -> Role:
 def main(argv: list[str]) -> int:
     """Run the role named by ``argv[0]`` with the JSON arguments in ``argv[1]``; return the exit status."""
     args = json.loads(argv[1]) if len(argv) > 1 else {}
+    role = lookup(argv[0])  # imports the role's libraries while the server is still starting
     if args.pop("endpoints_on_stdin", False):
         # Started alongside its server to overlap interpreter start-up; the first stdin line is the
         # server's endpoints (or "stop" when the server failed to start).
@@ -38,7 +39,6 @@ def main(argv: list[str]) -> int:
         args["endpoints"] = json.loads(line)
     ctl = Control()
     try:
-        role = lookup(argv[0])
         role(ctl, args)
     except BaseException:
         ctl.emit("error", message=traceback.format_exc())
