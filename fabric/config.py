@@ -176,6 +176,10 @@ class TransportConfig:
     recv_budget: int = 256
     """Messages read from one socket before yielding to the event loop, so one busy socket cannot
     starve the others (the membership channel among them)."""
+    recv_budget_bytes: int = 4 * 1024 * 1024
+    """Bytes read from one bulk socket before yielding to the event loop. Releasing a large message
+    costs real time (freeing megabytes), so a control message waiting behind a burst of 8 MiB messages
+    waits for at most one of them; 1 MiB messages still go four per loop turn."""
     max_sockets: int = 65536
     """ZMQ_MAX_SOCKETS of the process-wide context: many nodes per process need many sockets."""
     monitor: bool = True

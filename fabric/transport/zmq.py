@@ -364,8 +364,10 @@ class ZmqTransport(Transport):
         channel, link = s.channel, s.link
         router = s.kind is ChannelKind.CONTROL and link is None
         budget = self.config.recv_budget
+        byte_budget = self.config.recv_budget_bytes
+        nbytes = 0
         n = 0
-        while n < budget:
+        while n < budget and nbytes < byte_budget:
             try:
                 frames: list[Any] = recv(zmq.NOBLOCK, copy=s.copy)
             except zmq.Again:
@@ -377,6 +379,7 @@ class ZmqTransport(Transport):
             if not s.copy:
                 # Bulk: the head frame is small (copy it); payload frames stay zero-copy memoryviews.
                 frames = [frames[0].bytes, *(f.buffer for f in frames[1:])]
+                nbytes += sum(len(f) for f in frames)
             try:
                 if router:
                     receiver(channel, frames[1:], frames[0], None)
@@ -387,7 +390,7 @@ class ZmqTransport(Transport):
             if s.closed:
                 return
         self.counters["recv"] += n
-        if n >= budget:
+        if n >= budget or nbytes >= byte_budget:
             self._schedule(s)
 
     # -- links ---------------------------------------------------------------------------------------
