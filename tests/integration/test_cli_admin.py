@@ -192,7 +192,7 @@ def test_node_without_admin_service_and_unsupported_ops() -> None:
             assert "status" in admin.op("hello")["ops"]
         code, out = invoke("topology", "--node", solo.seed, "--format", "html")
         assert code == EXIT_UNSUPPORTED and "--http-port" in out
-        code, out = invoke("leave", "--node", "tcp://127.0.0.1:1")
+        code, out = invoke("leave", "--node", "tcp://127.0.0.1:1", "--timeout", "0.5")
         assert code == EXIT_UNREACHABLE
 
 
