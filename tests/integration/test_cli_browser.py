@@ -177,6 +177,7 @@ def poll_dom(tools: DevTools, expression: str, want: Any, timeout: float = 30.0)
 
 
 def test_live_page_shows_the_cluster_and_a_stopped_member_goes_down(tmp_path: Path) -> None:
+    """Also: when the node the page polls stops, the page fails over to another member's endpoint."""
     require_tool("chromium")
     names = ["n1", "n2", "n3", "n4", "n5"]
     nodes: list[NodeProcess] = []
@@ -212,6 +213,13 @@ def test_live_page_shows_the_cluster_and_a_stopped_member_goes_down(tmp_path: Pa
             assert image[:8] == b"\x89PNG\r\n\x1a\n"
             (tmp_path / "topology.png").write_bytes(image)
             (SCREENSHOT_DIR / "foundation-topology.png").write_bytes(image)
+
+            # the page's own source goes away: it switches to another member's endpoint, still no reload
+            assert nodes[0].stop() == 0
+            after = [[n, "down" if n in ("n1", "n4") else "alive"] for n in names]
+            poll_dom(tools, MEMBERS_JS, after)
+            assert tools.evaluate("window.__marker") == marker
+            assert nodes[0].http not in tools.evaluate("document.getElementById('status').textContent")
     finally:
         for n in nodes:
             n.stop()
