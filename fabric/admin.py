@@ -538,14 +538,16 @@ class AdminService:
         """Failure-detector phi per up member (name/id8 -> phi); empty without membership.
 
         Node has no public phi accessor yet, so this reads its membership core (a stopgap until the
-        Node exposes one)."""
+        Node exposes one). Call on the node's loop: the detector's clock is that loop's ``time()``."""
         core = getattr(self.node, "_membership", None)
-        loop = getattr(self.node, "_loop", None)
         members_fn = getattr(self.node, "members", None)
-        if core is None or loop is None or not callable(members_fn) or not hasattr(core, "phi"):
+        if core is None or not callable(members_fn) or not hasattr(core, "phi"):
+            return {}
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
             return {}
         out: dict[str, float] = {}
-        now = loop.time()
         for m in members_fn():
             if isinstance(m.node_id, bytes) and wire.node_id_str(m.node_id) != self.node.id:
                 value = core.phi(m.node_id, now)
