@@ -58,6 +58,12 @@ class MembershipConfig:
     """Seconds a peer must stay suspect (phi above threshold, locally) before this node declares it
     down and tells the others. 0 declares down at once; longer gives a late heartbeat a chance."""
 
+    suspect_probes: int = 3
+    """Direct probes sent to a suspect during ``suspect_timeout`` (a heartbeat with an answer requested,
+    spread evenly, the first at once). A live peer answers at once, so a run of randomly lost heartbeats
+    gets this many more chances before the peer is declared down. 0 disables; more costs a few
+    messages per suspicion."""
+
     tombstone_ttl: float = 120.0
     """Seconds a down or left member is remembered. While remembered, its old incarnation can never
     come back (no resurrection from stale gossip) and a down member is probed now and then so that a
@@ -94,7 +100,7 @@ class MembershipConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"MembershipConfig.{name} must be a finite number >= 0, got {value!r}")
-        for name, low in (("gossip_fanout", 1), ("window_size", 2), ("max_members", 2)):
+        for name, low in (("gossip_fanout", 1), ("window_size", 2), ("max_members", 2), ("suspect_probes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"MembershipConfig.{name} must be an int >= {low}, got {value!r}")

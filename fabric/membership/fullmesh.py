@@ -25,8 +25,10 @@ still circulating never shows up, and an old incarnation is never resurrected.
 Failure detection. Every ``heartbeat_interval`` a node sends ``hb`` to every node it believes alive. A
 :class:`~fabric.membership.detector.PhiAccrualDetector` per up member is fed by every sign of life
 (membership messages and, through :meth:`FullMeshMembership.traffic`, any other traffic). When phi
-crosses the threshold the member is locally *suspect* (``MemberChanged``); a member still suspect after
-``suspect_timeout`` is declared **down** (``MemberDown``) and the down entry is pushed to everyone.
+crosses the threshold the member is locally *suspect* (``MemberChanged``) and is probed directly
+``suspect_probes`` times (``hb`` with ``a=1``, answered at once by a live node, so a run of randomly lost
+heartbeats does not kill it); a member still suspect after ``suspect_timeout`` is declared **down**
+(``MemberDown``) and the down entry is pushed to everyone.
 
 Refutation. A live node that receives its own entry marked down (a false suspicion, or the far side of a
 healed partition) or with a higher incarnation (it restarted with the same node id and a lower number)
@@ -54,7 +56,8 @@ outlived the tombstones heals).
 Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a msgpack map)::
 
     op     body                                       meaning
-    hb     {in: int}                                  heartbeat; ``in`` = sender's incarnation
+    hb     {in: int, a?: int}                         heartbeat; ``in`` = sender's incarnation; a=1: a
+                                                      suspecter's probe, answer with a heartbeat at once
     join   {in: int, m: ENTRY}                        ask a seed to admit the sender (``m`` = its entry)
     sync   {in: int, m?: [ENTRY], r?: int,            merge ``m``; r=1: ``m`` is the sender's full state,
             d?: [[id, in, st, mv]], w?: [id]}         answer with what it lacks; d: digest of the sender's
@@ -346,7 +349,7 @@ class _Entry:
     """One node's gossip entry plus this node's local view of it."""
 
     __slots__ = ("node_id", "name", "inc", "st", "mv", "meta", "endpoints", "changed_at", "up", "suspect",
-                 "suspect_since", "detector")
+                 "suspect_since", "probes_sent", "detector")
 
     def __init__(self, node_id: bytes, name: str, inc: int, st: int, mv: int, meta: dict[str, str],
                  endpoints: dict[str, tuple[str, str, int]], now: float) -> None:
@@ -361,6 +364,7 @@ class _Entry:
         self.up = False  # MemberUp fired for this incarnation
         self.suspect = False
         self.suspect_since = 0.0
+        self.probes_sent = 0
         self.detector: PhiAccrualDetector | None = None
 
     def key(self) -> tuple[int, int, int]:
@@ -689,6 +693,9 @@ class FullMeshMembership:
         if op == OP_HEARTBEAT:
             self._count("recv_hb")
             self._evidence_from(source, inc, now, effects)
+            ack = body.get("a", 0)
+            if ack and source in self._entries and self._entries[source].st == ST_ALIVE:
+                self._send(effects, source, OP_HEARTBEAT, {"in": self._self.inc})  # a suspecter's probe
             return effects
         if op == OP_JOIN:
             entry = _entry_from_wire(body.get("m"), now)
@@ -767,6 +774,10 @@ class FullMeshMembership:
             self._scan = (self._gen, self._structural_deadline())
         return min(deadline, self._scan[1])
 
+    def _probe_due(self, entry: _Entry) -> float:
+        """When the next direct probe of a suspect is due (spread evenly over ``suspect_timeout``)."""
+        return entry.suspect_since + entry.probes_sent * self.config.suspect_timeout / max(1, self.config.suspect_probes)
+
     def _structural_deadline(self) -> float:
         """Earliest suspect timeout, tombstone expiry or probe (changes only with the state)."""
         deadline = math.inf
@@ -775,6 +786,8 @@ class FullMeshMembership:
             if entry.st == ST_ALIVE:
                 if entry.suspect:
                     deadline = min(deadline, entry.suspect_since + self.config.suspect_timeout)
+                    if entry.probes_sent < self.config.suspect_probes:
+                        deadline = min(deadline, self._probe_due(entry))
             else:
                 deadline = min(deadline, entry.changed_at + self.config.tombstone_ttl)
                 if probe and entry.st == ST_DOWN:
@@ -798,10 +811,20 @@ class FullMeshMembership:
                     before = entry.member()
                     entry.suspect = True
                     entry.suspect_since = now
+                    entry.probes_sent = 0
                     self._dirty()
                     effects.append(MemberChanged(entry.member(), before))
-            if entry.suspect and now >= entry.suspect_since + cfg.suspect_timeout:
+            if not entry.suspect:
+                continue
+            if now >= entry.suspect_since + cfg.suspect_timeout:
                 self._declare_down(entry, now, "unreachable", effects)
+            elif entry.probes_sent < cfg.suspect_probes and now >= self._probe_due(entry):
+                # ask the suspect for an immediate heartbeat: a run of lost heartbeats (random loss)
+                # gets more chances before a live node is declared down
+                entry.probes_sent += 1
+                self._dirty()
+                self._count("suspect_probes")
+                self._send(effects, entry.node_id, OP_HEARTBEAT, {"in": self._self.inc, "a": 1})
         # tombstone expiry: the entry shrinks to a grave (node id -> last dead incarnation and status)
         for entry in self._sorted_entries():
             if entry.st != ST_ALIVE and now >= entry.changed_at + cfg.tombstone_ttl:

@@ -364,3 +364,28 @@ def test_digest_exchange_repairs_both_sides_in_three_messages() -> None:
     assert len(last) == 1 and set(last[0].body) == {"in", "m"}  # no r, no d: no further answer
     assert not [e for e in b.receive(a.node_id, "sync", last[0].body, 0.1) if isinstance(e, Send)]
     assert a.digest() == b.digest() and len(a.digest()) == 4
+
+
+def test_a_suspect_is_probed_and_an_answer_clears_the_suspicion() -> None:
+    a = FullMeshMembership(ident("a"), CFG, now=0.0)
+    b = FullMeshMembership(ident("b"), CFG, now=0.0)
+    a.contact(b.local, 0.0)
+    b.contact(a.local, 0.0)
+    # b's heartbeats are all lost: a suspects b, then probes it
+    now, probe = 0.0, None
+    while probe is None:
+        now = a.next_deadline()  # type: ignore[assignment]
+        effects = a.tick(now)
+        probe = next((e for e in effects if isinstance(e, Send) and e.to == b.node_id and e.body.get("a")), None)
+    assert a.member(b.node_id).status == MemberStatus.SUSPECT  # type: ignore[union-attr]
+    answer = [e for e in b.receive(a.node_id, "hb", probe.body, now) if isinstance(e, Send)]
+    assert answer == [Send(a.node_id, "hb", {"in": 1})]
+    changed = a.receive(b.node_id, "hb", answer[0].body, now + 0.001)
+    assert [e.member.status for e in changed if isinstance(e, MemberChanged)] == [MemberStatus.ALIVE]
+    # unanswered probes: down after suspect_timeout, with suspect_probes probes sent meanwhile
+    a.tick(now + 0.001)
+    probes = 0
+    while a.member(b.node_id).status != MemberStatus.DOWN:  # type: ignore[union-attr]
+        now = a.next_deadline()  # type: ignore[assignment]
+        probes += sum(1 for e in a.tick(now) if isinstance(e, Send) and e.body.get("a"))
+    assert probes == CFG.suspect_probes
