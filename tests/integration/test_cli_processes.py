@@ -119,8 +119,12 @@ def test_star_seeding_becomes_a_full_mesh_through_membership() -> None:
         assert [(m["name"], m["state"]) for m in json.loads(out)] == [("spoke1", "alive"), ("hub", "alive"), ("spoke2", "alive")]
         code, out, err = run_cli("topology", "--node", spokes[0].seed)
         assert "overlay: full-mesh" in out and "spoke1 -- spoke2: coordination" in out
-        code, out, err = run_cli("metrics", "--node", hub.seed)
-        assert 'fabric_member_phi{member="spoke1/' in out
+        # phi exists once the detector has heard a heartbeat or two: poll, bounded
+        for _ in range(20):
+            code, out, err = run_cli("metrics", "--node", hub.seed)
+            if 'fabric_member_phi{member="spoke1/' in out:
+                break
+        assert 'fabric_member_phi{member="spoke1/' in out, out
     finally:
         for n in (*spokes, hub):
             n.stop()
