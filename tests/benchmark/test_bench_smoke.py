@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.run import benchmarks
 from tests.support import REPO, python_env
 
 
@@ -20,14 +21,15 @@ def test_bench_run_quick_produces_every_row() -> None:
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         report = json.loads((Path(out) / "latest.json").read_text())
-    benchmarks = report["benchmarks"]
-    assert sorted(benchmarks) == ["a", "b", "c", "d"]
-    for key, bench in benchmarks.items():
-        assert bench["variants"], key
+    expected = {b.key: b for b in benchmarks({"control": 256, "bulk": 1 << 20, "call": 64, "hol_bulk": 1 << 20})}
+    results = report["benchmarks"]
+    assert sorted(results) == sorted(expected) == ["a", "b", "c", "d"]
+    for key, bench in results.items():
+        assert sorted(bench["variants"]) == sorted(v.key for v in expected[key].variants), key
         for name, variant in bench["variants"].items():
             assert not variant["errors"], (key, name, variant["errors"])
             assert variant["label"] in proc.stdout, (key, name)
-            assert variant["figures"], (key, name)
+            assert sorted(variant["figures"]) == sorted(f for f, _unit in expected[key].figures), (key, name)
             for figure, spread in variant["figures"].items():
                 assert spread["n"] == 1, (key, name, figure)
                 assert spread["median"] > 0, (key, name, figure, spread)
