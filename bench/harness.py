@@ -150,6 +150,8 @@ class Worker:
         # on a loaded machine, which is most of a --quick run's time.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         self._stderr = tempfile.TemporaryFile(mode="w+")
+        # Unbuffered binary pipes: lines are split here, so select() never misses a line that a
+        # buffered reader had already pulled in.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", role, json.dumps(args)],
             stdin=subprocess.PIPE,
@@ -157,8 +159,10 @@ class Worker:
             stderr=self._stderr,
             env=env,
             cwd=str(REPO),
-            text=True,
+            bufsize=0,
         )
+        self._buf = b""
+        self._eof = False
         self._sel = selectors.DefaultSelector()
         assert self.proc.stdout is not None
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -174,13 +178,22 @@ class Worker:
     def _read_event(self, deadline: float) -> dict[str, Any] | None:
         """Next protocol event before ``deadline`` (monotonic); None at EOF; raises BenchError on timeout."""
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._sel.select(remaining):
-                raise BenchError(f"{self.role}: no event within the deadline; stderr:\n{self.stderr_tail()}")
-            line = self.proc.stdout.readline()
-            if not line:
+            if b"\n" in self._buf:
+                raw, self._buf = self._buf.split(b"\n", 1)
+                line = raw.decode(errors="replace")
+            elif self._eof:
                 return None
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._sel.select(remaining):
+                    raise BenchError(f"{self.role}: no event within the deadline; stderr:\n{self.stderr_tail()}")
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    self._eof = True
+                self._buf += chunk
+                continue
             try:
                 event = json.loads(line)
             except ValueError:
@@ -207,15 +220,13 @@ class Worker:
     def send_endpoints(self, endpoints: dict[str, str]) -> None:
         """Hand a client started with ``endpoints_on_stdin`` its server's endpoints (one JSON line)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(endpoints) + "\n")
-        self.proc.stdin.flush()
+        self.proc.stdin.write((json.dumps(endpoints) + "\n").encode())
 
     def request_stop(self) -> None:
         """Write ``stop`` to the child and close its stdin (idempotent; the child may already be gone)."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             try:
-                self.proc.stdin.write("stop\n")
-                self.proc.stdin.flush()
+                self.proc.stdin.write(b"stop\n")
                 self.proc.stdin.close()
             except (BrokenPipeError, OSError):
                 pass
