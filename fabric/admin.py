@@ -537,22 +537,14 @@ class AdminService:
     def phi(self) -> dict[str, float]:
         """Failure-detector phi per up member (name/id8 -> phi); empty without membership.
 
-        Node has no public phi accessor yet, so this reads its membership core (a stopgap until the
-        Node exposes one). Call on the node's loop: the detector's clock is that loop's ``time()``."""
-        core = getattr(self.node, "_membership", None)
-        members_fn = getattr(self.node, "members", None)
-        if core is None or not callable(members_fn) or not hasattr(core, "phi"):
-            return {}
-        try:
-            now = asyncio.get_running_loop().time()
-        except RuntimeError:
-            return {}
+        Call on the node's loop (the detector's clock is that loop's ``time()``)."""
         out: dict[str, float] = {}
-        for m in members_fn():
-            if isinstance(m.node_id, bytes) and wire.node_id_str(m.node_id) != self.node.id:
-                value = core.phi(m.node_id, now)
+        for m in self.node.members():
+            member_id = wire.node_id_str(m.node_id)
+            if member_id != self.node.id:
+                value = self.node.phi(member_id)
                 if value is not None:
-                    out[f"{m.name}/{wire.node_id_str(m.node_id)[:8]}"] = float(value)
+                    out[f"{m.name}/{member_id[:8]}"] = float(value)
         return out
 
     def metrics_snapshot(self) -> dict[str, Any]:

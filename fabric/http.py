@@ -71,6 +71,14 @@ class _SnapshotCollector(Collector):
         for name, value in sorted(stats["counters"].items()):
             traffic.add_metric([name], float(value))
         yield traffic
+        channel_msgs = CounterMetricFamily(
+            "fabric_channel_messages", "Messages sent and received per channel (batches count their inner messages)",
+            labels=["channel", "direction"],
+        )
+        for channel, counts in sorted(stats.get("channels", {}).items()):
+            channel_msgs.add_metric([channel, "sent"], float(counts["sent"]))
+            channel_msgs.add_metric([channel, "received"], float(counts["received"]))
+        yield channel_msgs
         drops = CounterMetricFamily("fabric_dropped_messages", "Messages dropped because a peer queue was full", labels=["reason"])
         drops.add_metric(["queue_full"], float(stats["counters"].get("dropped_full", 0)))
         drops.add_metric(["requests_shed"], float(stats["counters"].get("shed_requests", 0)))

@@ -385,6 +385,8 @@ class Node:
         """Bad-input counters by category (``bad_signature``, ``truncated``, ``unknown_type`` ...)."""
         self.counters: Counter[str] = Counter()
         """Traffic counters (``sent``, ``received``, ``dropped_full``, ``seq_gaps`` ...)."""
+        self.channel_counters: dict[str, list[int]] = {c.name: [0, 0] for c in self.config.channels}
+        """Per channel: [messages sent, messages received] (batches count their inner messages)."""
         self._peer_listeners: list[Callable[[str, PeerInfo], None]] = []
         self._last_error_log = 0.0
         # membership (members only; see _apply)
@@ -684,6 +686,7 @@ class Node:
             if not self._transport.publish(channel, frames):
                 self.counters["dropped_full"] += 1
             self.counters["sent"] += 1
+            self.channel_counters[channel][0] += 1
             return len(self._peers)
         count = 0
         for link in list(self._peers):
@@ -710,6 +713,7 @@ class Node:
                     raise Overloaded(f"queue to peer full on channel {ch.name}", peer=_peer_text(link))
                 await self._wait_space(ob)
         self.counters["sent"] += 1
+        self.channel_counters[ch.name][0] += 1
         if not ob.batching and not ob.queue and ob.stalled is None:
             if self._transport.send(link, ch.name, lane, frames):
                 return True
@@ -893,6 +897,13 @@ class Node:
 
     async def ping(self, peer: str | PeerInfo, *, timeout: float = 2.0) -> float:
         """Round-trip a PING on the membership channel; return the round-trip time in seconds."""
+        rtt, _offset = await self.clock_offset(peer, timeout=timeout)
+        return rtt
+
+    async def clock_offset(self, peer: str | PeerInfo, *, timeout: float = 2.0) -> tuple[float, float]:
+        """PING ``peer`` and return ``(round_trip_seconds, offset_seconds)``: how far the peer's wall
+        clock is ahead of ours, from the PONG's timestamp (NTP-style midpoint estimate; its error is at
+        most half the round trip)."""
         self._require_running()
         link = self._peer_key(peer)
         msg_id = next(self._ids)
@@ -901,10 +912,13 @@ class Node:
         self._pending[msg_id] = (fut, _id_text(link), "ping")
         timer = self._loop.call_later(timeout, self._expire, msg_id, timeout)
         start = time.perf_counter()
+        sent_wall = time.time()
         try:
-            self._transport.send(link, MEMBERSHIP_CHANNEL, 0, wire.ping(self._id_bytes, msg_id=msg_id, wall_ms=int(time.time() * 1000)))
-            await fut
-            return time.perf_counter() - start
+            self._transport.send(link, MEMBERSHIP_CHANNEL, 0, wire.ping(self._id_bytes, msg_id=msg_id, wall_ms=int(sent_wall * 1000)))
+            peer_wall_ms = await fut
+            rtt = time.perf_counter() - start
+            offset = (peer_wall_ms / 1000.0 - (sent_wall + rtt / 2)) if isinstance(peer_wall_ms, int) else 0.0
+            return rtt, offset
         finally:
             timer.cancel()
             self._pending.pop(msg_id, None)
@@ -969,6 +983,7 @@ class Node:
     def _dispatch(self, env: wire.Envelope, channel: str, route: bytes | None, link: Link | None, topic: bytes) -> None:
         t = env.type
         h = env.header
+        self.channel_counters[channel][1] += 1
         if self._membership is not None:
             if t == MsgType.MEMBERSHIP:
                 self._on_membership(env)
@@ -1004,7 +1019,7 @@ class Node:
         elif t == MsgType.PONG:
             entry = self._pending.pop(h.get("r", -1), None)
             if entry is not None and not entry[0].done():
-                entry[0].set_result(None)
+                entry[0].set_result(h.get("ts"))
         elif t == MsgType.HELLO:
             self._on_hello(env, channel, route, link)
         elif t == MsgType.WELCOME or t == MsgType.REJECT:
@@ -1317,6 +1332,13 @@ class Node:
         """``listener(member, previous)`` when a member's metadata, endpoints or suspicion changes."""
         return self.on_member_event(lambda e: listener(e.member, e.previous) if isinstance(e, MemberChanged) else None)
 
+    def phi(self, member: str) -> float | None:
+        """The failure detector's current phi for ``member`` (node id text); None when it is not an up
+        member (or on a client). Suspicion starts at ``config.membership.phi_threshold``."""
+        if self._membership is None or self._loop is None:
+            return None
+        return self._membership.phi(wire.node_id_bytes(member), self._loop.time())
+
     @property
     def joined(self) -> bool:
         """True once the node is part of a cluster (a peer's state lists it alive), or alone by choice."""
@@ -1409,6 +1431,7 @@ class Node:
         """Counters: traffic, bad input by category, transport, pending work."""
         return {
             "counters": dict(self.counters),
+            "channels": {name: {"sent": c[0], "received": c[1]} for name, c in self.channel_counters.items()},
             "errors": dict(self.errors),
             "transport": self._transport.stats(),
             "pending_calls": len(self._pending),

@@ -122,6 +122,7 @@ def test_render_metrics_exposes_the_snapshot() -> None:
                  "channels": {"membership": "control", "data": "bulk"}},
         "stats": {
             "counters": {"sent": 5, "received": 9, "dropped_full": 2},
+            "channels": {"data": {"sent": 4, "received": 6}},
             "errors": {"truncated": 3, "custom": 1},
             "transport": {"sent": 5, "recv": 9, "links": 1, "sockets": 6,
                           "connections": {"membership": {"accepted": 2, "disconnected": 1}}},
@@ -146,6 +147,7 @@ def test_render_metrics_exposes_the_snapshot() -> None:
     assert samples[("fabric_channel_queue_depth", (("channel", "membership"), ("kind", "control")))] == 0
     assert samples[("fabric_channel_connections_total", (("channel", "membership"), ("event", "accepted"), ("kind", "control")))] == 2
     assert samples[("fabric_subscription_backlog", (("channel", "data"),))] == 3
+    assert samples[("fabric_channel_messages_total", (("channel", "data"), ("direction", "received")))] == 6
     assert samples[("fabric_node_info", (("id", IDS[0]), ("incarnation", "7"), ("name", "alpha")))] == 1
 
 
