@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any
 
-from bench.harness import Control, RateWindow, latency_summary
+from bench.harness import Control, LoopLag, RateWindow, latency_summary
 from fabric import Message, Node, NodeConfig, Overloaded
 
 
@@ -123,10 +123,12 @@ async def _throughput_rx(ctl: Control, args: dict[str, Any], channel: str) -> No
         node.subscribe(channel, counter, inline=mode == "inline")
     ctl.emit("ready", endpoints={"membership": node.endpoints["membership"]})
     await asyncio.wait_for(counter.first.wait(), args["first_timeout"])
+    lag = LoopLag()
+    lag.start()
     await asyncio.wait_for(counter.done.wait(), args["warmup"] + args["duration"] + 60.0)
     count, elapsed = window.count, window.elapsed
     value = count / elapsed if channel != "data" else (count * args["size"] / (1 << 20)) / elapsed
-    ctl.emit("result", value=value, count=count, elapsed=elapsed)
+    ctl.emit("result", value=value, count=count, elapsed=elapsed, loop_lag_ms=lag.stop())
     await _until_stopped(ctl, node)
 
 

@@ -116,6 +116,46 @@ class RateWindow:
         return self.done
 
 
+class LoopLag:
+    """Measures event-loop stalls: how late a short periodic ``asyncio.sleep`` wakes up.
+
+    :meth:`start` on the running loop, :meth:`stop` returns the worst lateness seen in milliseconds,
+    including a stall still in progress at the time of the call.
+    """
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.worst = 0.0
+        self._sleeping_since = 0.0
+        self._task: Any = None
+
+    def start(self) -> None:
+        """Start sampling (call on the loop to be measured)."""
+        import asyncio
+
+        self._sleeping_since = time.perf_counter()  # a loop that never yields still gets measured
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        import asyncio
+
+        clock = time.perf_counter
+        while True:
+            self._sleeping_since = clock()
+            await asyncio.sleep(self.interval)
+            late = clock() - self._sleeping_since - self.interval
+            if late > self.worst:
+                self.worst = late
+
+    def stop(self) -> float:
+        """Stop sampling; the worst lateness in milliseconds."""
+        if self._task is not None:
+            self._task.cancel()
+            in_progress = time.perf_counter() - self._sleeping_since - self.interval
+            self.worst = max(self.worst, in_progress)
+        return max(0.0, self.worst) * 1000.0
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile ``q`` (0..100) of an already sorted, non-empty sequence."""
     if not sorted_values:

@@ -20,7 +20,7 @@ import msgpack
 import zmq
 import zmq.asyncio
 
-from bench.harness import Control, RateWindow, latency_summary
+from bench.harness import Control, LoopLag, RateWindow, latency_summary
 
 _LOOPBACK = "tcp://127.0.0.1"
 _SEND_TIMEOUT_MS = 100
@@ -101,6 +101,8 @@ async def _async_control_rx(ctl: Control, args: dict[str, Any]) -> None:
     unpackb = msgpack.unpackb
     frames = await asyncio.wait_for(router.recv_multipart(), args["first_timeout"])
     unpackb(frames[1])
+    lag = LoopLag()
+    lag.start()
     window = RateWindow(args["warmup"], args["duration"])
     clock = time.perf_counter
     window.start(clock())
@@ -111,7 +113,13 @@ async def _async_control_rx(ctl: Control, args: dict[str, Any]) -> None:
         count += 1
         if not count & 15 and window.observe(count, clock()):
             break
-    ctl.emit("result", value=window.count / window.elapsed, count=window.count, elapsed=window.elapsed)
+    ctl.emit(
+        "result",
+        value=window.count / window.elapsed,
+        count=window.count,
+        elapsed=window.elapsed,
+        loop_lag_ms=lag.stop(),
+    )
     await ctl.wait_stop()
     router.close()
     ctx.term()

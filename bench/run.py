@@ -47,6 +47,8 @@ class Variant:
     label: str
     pair: Pair
     args: dict[str, Any] = field(default_factory=dict)
+    not_applicable: frozenset[str] = frozenset()
+    """Figures of the benchmark that this variant cannot have (e.g. loop stalls without a loop)."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,12 @@ def benchmarks(sizes: dict[str, int]) -> list[Benchmark]:
     return [
         Benchmark(
             key="a",
-            title=f"a. control channel one-way throughput, {control} B",
-            figures=(("value", "msg/s"),),
+            title=f"a. control channel one-way throughput, {control} B (and the receiver's worst event-loop stall)",
+            figures=(("value", "msg/s"), ("loop_lag_ms", "loop stall ms")),
             variants=(
                 Variant("raw_sync", "raw pyzmq sync DEALER->ROUTER + msgpack header",
-                        Pair("raw_sync_control_rx", "raw_sync_control_tx"), {"size": control}),
+                        Pair("raw_sync_control_rx", "raw_sync_control_tx"), {"size": control},
+                        frozenset({"loop_lag_ms"})),
                 Variant("raw_asyncio", "raw zmq.asyncio DEALER->ROUTER + msgpack header",
                         Pair("raw_async_control_rx", "raw_async_control_tx"), {"size": control}),
                 Variant("fabric_batch", "fabric coordination, batching on",
@@ -247,26 +250,31 @@ def _fmt(value: float) -> str:
 
 
 def render(selected: Sequence[Benchmark], report: dict[str, Any]) -> str:
-    """The human-readable table: medians, [min .. max], ratio of medians to the first (raw) variant."""
+    """The human-readable table: medians, [min .. max], ratio of medians to the first variant (the raw
+    baseline) that has the figure."""
     lines: list[str] = []
     width = max(len(v.label) for b in selected for v in b.variants) + 2
     header = f"{'variant':<{width}}{'figure':<12}{'median':>12}  {'[min .. max]':<24}{'ratio':>8}  n"
     for bench in selected:
         data = report[bench.key]
         lines += ["", data["title"], header, "-" * len(header)]
-        baseline = bench.variants[0].key
         for variant in bench.variants:
             vdata = data["variants"][variant.key]
             if not vdata["figures"]:
                 lines.append(f"{variant.label:<{width}}FAILED ({len(vdata['errors'])} errors)")
                 continue
             for i, (name, unit) in enumerate(bench.figures):
+                if name in variant.not_applicable:
+                    continue
                 fig = vdata["figures"].get(name)
                 label = variant.label if i == 0 else ""
                 if fig is None:
                     lines.append(f"{label:<{width}}{unit:<12}{'-':>12}")
                     continue
-                base = data["variants"][baseline]["figures"].get(name)
+                # Ratios against the first variant that has this figure (the raw baseline for it).
+                base = next(
+                    (f for v in bench.variants if (f := data["variants"][v.key]["figures"].get(name))), None
+                )
                 ratio = f"{fig['median'] / base['median']:.2f}x" if base and base["median"] else "-"
                 spread = f"[{_fmt(fig['min'])} .. {_fmt(fig['max'])}]"
                 lines.append(f"{label:<{width}}{unit:<12}{_fmt(fig['median']):>12}  {spread:<24}{ratio:>8}  "
