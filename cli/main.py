@@ -450,6 +450,68 @@ def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: 
         sys.exit(EXIT_FAILED)
 
 
+_WHY = {
+    "zmtp": "",
+    "open": "something listens there but does not speak ZeroMQ (wrong port?)",
+    "refused": "nothing listens there (node down, or wrong port)",
+    "timeout": "no TCP answer (firewall, wrong address, or host down)",
+    "unresolvable": "the host name does not resolve",
+    "unreachable": "no route to that address",
+    "skipped": "ipc:// and inproc:// endpoints cannot be probed from here",
+}
+
+
+@cli.command()
+@click.option("--strategy", required=True, metavar="NAME",
+              help="static, dns, mdns, gossip, consul, kubernetes, multi, or an installed plugin.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A strategy option; the value is read as JSON when it parses (-o 'seeds=[\"tcp://h:7946\"]').")
+@click.option("--settle", type=click.FloatRange(0, 60), default=None,
+              help="Seconds to listen before looking (default 3 for mdns and gossip, 0 otherwise).")
+@click.option("--probe/--no-probe", default=True, show_default=True, help="Probe each candidate's endpoints.")
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=2.0, show_default=True, help="Seconds per probe.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def discover(strategy: str, options: tuple[str, ...], settle: float | None, probe: bool, timeout: float, as_json: bool) -> None:
+    """What a discovery strategy sees, and whether each candidate is reachable on each channel.
+
+    Runs the strategy once without announcing this process. Exit 1 when no candidate is reachable.
+    """
+    from fabric.discovery import DiscoveryError
+    from fabric.discovery.report import discover as run_discover
+
+    parsed: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise Failure(f"--option {item!r}: expected KEY=VALUE", EXIT_USAGE)
+        parsed[key.strip()] = _parse_value(value, raw=False)
+    wait = settle if settle is not None else (3.0 if strategy in ("mdns", "gossip") else 0.0)
+    with _errors():
+        try:
+            report = asyncio.run(run_discover(strategy, parsed, settle=wait, probe=probe, probe_timeout=timeout))
+        except DiscoveryError as exc:  # unknown strategy, bad options: the caller's configuration
+            raise Failure(f"discover: {exc}", EXIT_CONFIG) from None
+    if as_json:
+        click.echo(_dump(report.to_dict()))
+    else:
+        click.echo(f"strategy {report.strategy}: {len(report.candidates)} candidate(s)"
+                   + ("" if report.backend_answered else " (the backend did not answer: last known or none)"))
+        for entry in report.candidates:
+            cand = entry.candidate
+            who = f" {cand.name}" if cand.name else ""
+            ident = f" ({cand.node_id[:8]})" if cand.node_id else ""
+            click.echo(f"- {cand.seed}{who}{ident} via {cand.source}: {'reachable' if entry.reachable else 'NOT reachable'}")
+            for p in entry.probes:
+                why = _WHY.get(p.status, "")
+                detail = f" - {p.detail}" if p.detail and p.status != "zmtp" else ""
+                click.echo(f"    {p.channel:<13} {p.endpoint:<28} {p.status}{(': ' + why) if why else ''}{detail}")
+        counters = ", ".join(f"{k}={v}" for k, v in sorted(report.counters.items()) if v)
+        if counters:
+            click.echo(f"counters: {counters}")
+    if probe and not any(entry.reachable for entry in report.candidates):
+        sys.exit(EXIT_FAILED)
+
+
 @cli.command()
 @click.option("--bulk-mib", default=8, show_default=True, type=click.IntRange(1, 256), help="Size of the bulk transfer.")
 def demo(bulk_mib: int) -> None:
