@@ -356,7 +356,7 @@ class Node:
         self.id = _id_text(self._id_bytes)
         self.name = self.config.name
         # Wall-clock milliseconds at start: grows across restarts without any state on disk.
-        self.incarnation = int(time.time() * 1000)
+        self._incarnation = int(time.time() * 1000)
         self._transport: Transport = transport or ZmqTransport(
             self.config.transport,
             bind_address=self.config.bind,
@@ -408,6 +408,12 @@ class Node:
     def endpoints(self) -> dict[str, str]:
         """Channel -> advertised endpoint (after :meth:`start`)."""
         return dict(self._endpoints)
+
+    @property
+    def incarnation(self) -> int:
+        """This node's incarnation: wall-clock ms at construction, raised by membership when the node
+        refutes a false report of its death (it then speaks as a new incarnation)."""
+        return self._membership.incarnation if self._membership is not None else self._incarnation
 
     @property
     def seed(self) -> str:
@@ -1190,7 +1196,7 @@ class Node:
         endpoints = {
             c.name: (c.kind.value, self._endpoints[c.name], c.parallelism) for c in self.config.channels if c.name in self._endpoints
         }
-        identity = Identity(self._id_bytes, self.name, self.incarnation, dict(self.config.metadata), endpoints)
+        identity = Identity(self._id_bytes, self.name, self._incarnation, dict(self.config.metadata), endpoints)
         self._membership = FullMeshMembership(
             identity, self.config.membership, rng=random.Random(), now=self._loop.time()
         )
