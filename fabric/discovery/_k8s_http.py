@@ -10,7 +10,9 @@ newline-delimited records while it arrives (:meth:`HttpStream.lines`, for Kubern
 body framing follows RFC 9112 section 6: ``Transfer-Encoding: chunked`` (chunk extensions and trailers
 ignored), else ``Content-Length``, else until the server closes.
 
-Every read has a deadline (``idle_timeout``): a server that stops sending mid-answer costs at most that
+Every read has a deadline (``idle_timeout``, with :func:`asyncio.timeout`: Python 3.11's ``wait_for``
+can swallow a cancellation that lands as the inner call completes, which would make a plugin's stop()
+wait forever on its own task): a server that stops sending mid-answer costs at most that
 long. Sizes are bounded (``max_body``, ``max_line``) so a broken or hostile server cannot exhaust
 memory. Protocol violations raise :class:`HttpProtocolError` (the server's fault); network trouble raises
 :class:`OSError`/:class:`TimeoutError` as asyncio does.
@@ -119,7 +121,8 @@ class HttpStream:
         self._done = False
 
     async def _read(self, awaitable: Awaitable[bytes]) -> bytes:
-        return await asyncio.wait_for(awaitable, timeout=self._idle)
+        async with asyncio.timeout(self._idle):
+            return await awaitable
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield body bytes as they arrive (chunk payloads for chunked bodies), then stop."""
@@ -209,7 +212,8 @@ class HttpStream:
             return
         writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()
 
 
 def _split_url(url: str) -> tuple[str, str, int, str]:
@@ -242,16 +246,14 @@ async def open_stream(
     scheme, host, port, target = _split_url(url)
     if scheme == "https" and ssl_context is None:
         raise ValueError("https URL needs an ssl_context")
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(
+    async with asyncio.timeout(connect_timeout):
+        reader, writer = await asyncio.open_connection(
             host,
             port,
             ssl=ssl_context if scheme == "https" else None,
             server_hostname=host if scheme == "https" else None,
             limit=_MAX_HEADER_BYTES,
-        ),
-        timeout=connect_timeout,
-    )
+        )
     try:
         host_header = f"[{host}]" if ":" in host else host
         default_port = 443 if scheme == "https" else 80
@@ -262,15 +264,17 @@ async def open_stream(
             merged["Content-Length"] = str(len(body))
         lines += [f"{k}: {v}" for k, v in merged.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        await asyncio.wait_for(writer.drain(), timeout=idle_timeout)
-        status_line = await asyncio.wait_for(reader.readline(), timeout=idle_timeout)
+        async with asyncio.timeout(idle_timeout):
+            await writer.drain()
+            status_line = await reader.readline()
         parts = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             raise HttpProtocolError(f"bad status line {status_line[:80]!r}")
         response_headers = Headers()
         total = 0
         while True:
-            line = await asyncio.wait_for(reader.readline(), timeout=idle_timeout)
+            async with asyncio.timeout(idle_timeout):
+                line = await reader.readline()
             total += len(line)
             if total > _MAX_HEADER_BYTES:
                 raise HttpProtocolError("response headers too large")
@@ -314,4 +318,5 @@ async def request(
             await stream.close()
         return HttpResponse(stream.status, stream.reason, stream.headers, data)
 
-    return await asyncio.wait_for(exchange(), timeout=timeout)
+    async with asyncio.timeout(timeout):
+        return await exchange()

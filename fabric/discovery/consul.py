@@ -534,22 +534,20 @@ class ConsulPlugin(DiscoveryPlugin):
         if not self._answered.is_set():
             # The first answer is on its way (start() returns at once): wait for it, bounded.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._answered.wait(), timeout=self.config.request_timeout)
+                async with asyncio.timeout(self.config.request_timeout):
+                    await self._answered.wait()
         return list(self._view)
 
     async def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.config.request_timeout)
         self._tasks = []
         if self._registration is not None and self._registered:
             try:
-                await asyncio.wait_for(
-                    self._client.agent.service.deregister(self._registration.service_id),
-                    timeout=self.config.request_timeout,
-                )
+                async with asyncio.timeout(self.config.request_timeout):
+                    await self._client.agent.service.deregister(self._registration.service_id)
                 self._count("deregistrations")
             except Exception as exc:  # stop never raises; the TTL check cleans up after us
                 self._failure("deregister", exc)
@@ -587,13 +585,12 @@ class ConsulPlugin(DiscoveryPlugin):
         need_register = True
         while True:
             try:
-                if need_register:
-                    await asyncio.wait_for(self._register(), timeout=self.config.request_timeout)
-                    need_register = False
-                passed = await asyncio.wait_for(
-                    self._client.agent.check.ttl_pass(self._registration.check_id, notes="alive"),
-                    timeout=self.config.request_timeout,
-                )
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow stop()'s cancellation.
+                async with asyncio.timeout(self.config.request_timeout):
+                    if need_register:
+                        await self._register()
+                        need_register = False
+                    passed = await self._client.agent.check.ttl_pass(self._registration.check_id, notes="alive")
                 if not passed:  # 404: the agent forgot us (restarted, or removed a critical instance)
                     raise consul.exceptions.NotFound(f"check {self._registration.check_id} unknown to the agent")
                 self._count("passes")

@@ -56,6 +56,16 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that gave up (timeouts in fault tests) close their end: not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _norm(key: str) -> str:
     return key.replace("_", "").lower()
 
@@ -100,8 +110,9 @@ class FakeConsul:
     """One agent (node ``fake-agent`` in datacenter ``dc``) plus the catalog it serves. Thread-safe."""
 
     def __init__(self, *, datacenter: str = "dc1", acl_tokens: dict[str, str] | None = None,
-                 node_address: str = "127.0.0.1") -> None:
-        """``acl_tokens``: token -> ``"write"`` or ``"read"``; None disables ACLs."""
+                 node_address: str = "127.0.0.1", port: int = 0) -> None:
+        """``acl_tokens``: token -> ``"write"`` or ``"read"``; None disables ACLs. ``port`` 0: ephemeral
+        (pass an earlier server's port to play an agent restart: the new one knows no registrations)."""
         self.datacenter = datacenter
         self.acl_tokens = acl_tokens
         self.node_name = "fake-agent"
@@ -115,7 +126,7 @@ class FakeConsul:
         self._cond = threading.Condition()
         self._epoch = 0  # bumped by restore_snapshot: wakes and answers every blocking query
         self._closing = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -132,10 +143,14 @@ class FakeConsul:
         return self
 
     def close(self) -> None:
+        """Stop serving and close the listening socket (idempotent)."""
         with self._cond:
+            if self._closing:
+                return
             self._closing = True
             self._cond.notify_all()
-        self._server.shutdown()
+        if self._threads[0].is_alive():
+            self._server.shutdown()
         self._server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -389,7 +404,10 @@ class FakeConsul:
             def do_GET(self) -> None:  # noqa: N802
                 url = urllib.parse.urlsplit(self.path)
                 query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
-                fake.requests.append(("GET", self.path))
+                with fake._cond:
+                    # A restore after this point wakes this query even if it has not started waiting.
+                    epoch = fake._epoch
+                    fake.requests.append(("GET", self.path))
                 rights = self._token_rights(query)
                 if rights is None:
                     return
@@ -424,7 +442,6 @@ class FakeConsul:
                         # Blocking query: answer once the index exceeds ours, on a snapshot restore, or
                         # after wait + up to wait/16 of jitter (Consul's spreading of timed-out queries).
                         deadline = time.monotonic() + wait + random.uniform(0, wait / 16)
-                        epoch = fake._epoch
                         while fake.index <= index and fake._epoch == epoch and not fake._closing:
                             remaining = deadline - time.monotonic()
                             if remaining <= 0:
