@@ -428,14 +428,20 @@ def config_watch(node: str | None, timeout: float, count: int | None) -> None:
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Also validate this TOML settings file.")
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=2.0, show_default=True, help="Seconds per probe.")
 @click.option("--max-skew", type=click.FloatRange(0.0), default=1.0, show_default=True, help="Tolerated clock skew in seconds.")
+@click.option("--strategy", default=None, metavar="NAME", help="Also check what this discovery strategy finds (as `discover`).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Discovery strategy option (as `discover`).")
 @click.option("--json", "as_json", is_flag=True)
-def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: float, as_json: bool) -> None:
-    """Check a node (and/or a config file): what is wrong and how to fix it. Exit 1 if anything failed."""
-    if not node and not config_file:
-        raise Failure("nothing to check: pass --node ENDPOINT and/or --config FILE", EXIT_USAGE)
+def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: float, strategy: str | None,
+           options: tuple[str, ...], as_json: bool) -> None:
+    """Check a node, a config file and/or a discovery strategy: what is wrong and how to fix it.
+
+    Exit 1 if anything failed."""
+    if not node and not config_file and not strategy:
+        raise Failure("nothing to check: pass --node ENDPOINT, --config FILE and/or --strategy NAME", EXIT_USAGE)
     with _errors():
         report = diagnose(node, config_file=config_file, timeout=timeout, max_skew=max_skew,
-                          progress=_progress if sys.stderr.isatty() else None)
+                          progress=_progress if sys.stderr.isatty() else None,
+                          strategy=strategy, strategy_options=_strategy_options(options))
     if as_json:
         click.echo(_dump([f.__dict__ for f in report.findings]))
     else:
@@ -448,6 +454,17 @@ def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: 
         click.echo("no problems found" if report.ok else f"{problems} problem{'s' if problems != 1 else ''} found")
     if not report.ok:
         sys.exit(EXIT_FAILED)
+
+
+def _strategy_options(options: tuple[str, ...]) -> dict[str, Any]:
+    """``-o KEY=VALUE`` pairs; values read as JSON when they parse."""
+    parsed: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise Failure(f"--option {item!r}: expected KEY=VALUE", EXIT_USAGE)
+        parsed[key.strip()] = _parse_value(value, raw=False)
+    return parsed
 
 
 _WHY = {
@@ -479,12 +496,7 @@ def discover(strategy: str, options: tuple[str, ...], settle: float | None, prob
     from fabric.discovery import DiscoveryError
     from fabric.discovery.report import discover as run_discover
 
-    parsed: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise Failure(f"--option {item!r}: expected KEY=VALUE", EXIT_USAGE)
-        parsed[key.strip()] = _parse_value(value, raw=False)
+    parsed = _strategy_options(options)
     wait = settle if settle is not None else (3.0 if strategy in ("mdns", "gossip") else 0.0)
     with _errors():
         try:

@@ -927,6 +927,38 @@ class Finding:
     fix: str = ""
 
 
+def _diagnose_discovery(
+    report: DoctorReport, strategy: str, options: Mapping[str, Any], timeout: float, say: Callable[[str], None]
+) -> None:
+    """Run discovery once (reusing ``discover``) and turn what it sees into findings."""
+    from .discovery import DiscoveryError
+    from .discovery.report import discover
+
+    say(f"running discovery strategy {strategy}")
+    settle = 3.0 if strategy in ("mdns", "gossip") else 0.0
+    try:
+        result = asyncio.run(discover(strategy, dict(options), settle=settle, probe=True, probe_timeout=timeout))
+    except DiscoveryError as exc:
+        report.add("fail", "discovery", f"{strategy}: {exc}", "fix the strategy name or its options (docs/discovery.md)")
+        return
+    if not result.backend_answered:
+        report.add("fail", "discovery", f"{strategy}: the backend did not answer ({dict(result.counters)})",
+                   "check that the discovery service (DNS server, Consul agent, API server) is up and reachable")
+    if not result.candidates:
+        report.add("fail", "discovery", f"{strategy} found no candidate",
+                   "check the query/selector/seeds, and that other nodes announce or are registered")
+        return
+    for entry in result.candidates:
+        seed = entry.candidate.seed
+        bad = [p for p in entry.probes if not p.ok and p.status != "skipped"]
+        if entry.reachable and not bad:
+            report.add("ok", "discovery", f"{seed} (via {entry.candidate.source}) answers on every channel")
+        else:
+            why = "; ".join(f"{p.channel} {p.endpoint}: {p.status}" for p in bad) or "membership endpoint not reachable"
+            report.add("fail", "discovery", f"candidate {seed} cannot be linked: {why}",
+                       "the node there is down or advertises the wrong port/address (check bind, port, advertise)")
+
+
 @dataclass
 class DoctorReport:
     """Everything doctor found; ``ok`` is False when any finding failed."""
@@ -1118,15 +1150,21 @@ def diagnose(
     max_skew: float = 1.0,
     progress: Callable[[str], None] | None = None,
     wall_clock: WallClock = time.time,
+    strategy: str | None = None,
+    strategy_options: Mapping[str, Any] | None = None,
 ) -> DoctorReport:
     """Check a node from the outside in and return every finding (blocking, every step bounded).
 
-    Steps: the TOML ``config_file`` (if given); ``endpoint`` syntax and name resolution; a raw ZMTP
-    probe (wrong port, dead node); HELLO (version mismatch); the node's clock (skew above ``max_skew``
-    seconds); each advertised channel endpoint; seeds and peers as the node sees them (silent members).
+    Steps: the TOML ``config_file`` (if given); the discovery ``strategy`` (if given: what it finds and
+    whether each candidate is reachable, as ``foundation-node discover`` reports it); ``endpoint``
+    syntax and name resolution; a raw ZMTP probe (wrong port, dead node); HELLO (version mismatch); the
+    node's clock (skew above ``max_skew`` seconds); each advertised channel endpoint; seeds and peers as
+    the node sees them (silent members).
     """
     say = progress or (lambda _t: None)
-    report = DoctorReport(target=endpoint or config_file or "")
+    report = DoctorReport(target=endpoint or config_file or strategy or "")
+    if strategy:
+        _diagnose_discovery(report, strategy, strategy_options or {}, timeout, say)
     if config_file:
         say(f"checking config file {config_file}")
         from .settings import load as load_settings

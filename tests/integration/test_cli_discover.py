@@ -33,3 +33,18 @@ def test_discover_bad_inputs_are_one_line_errors() -> None:
     assert bad_option.exit_code == 2 and "KEY=VALUE" in bad_option.output
     unreachable = runner.invoke(cli, ["discover", "--strategy", "static", "-o", 'seeds=["tcp://127.0.0.1:1"]'])
     assert unreachable.exit_code == 1
+
+
+def test_doctor_reuses_discovery_and_names_an_unreachable_candidate() -> None:
+    with BlockingNode(NodeConfig.local(name="target")) as node:
+        seeds = json.dumps([node.seed, "tcp://127.0.0.1:1"])
+        result = CliRunner().invoke(
+            cli, ["doctor", "--node", node.seed, "--strategy", "static", "-o", f"seeds={seeds}", "--json"]
+        )
+        findings = json.loads(result.output)
+        discovery = [f for f in findings if f["check"] == "discovery"]
+        assert any(f["level"] == "ok" and node.seed in f["message"] for f in discovery)
+        assert any(f["level"] == "fail" and "tcp://127.0.0.1:1" in f["message"] and "refused" in f["message"] for f in discovery)
+        assert result.exit_code == 1
+        none = CliRunner().invoke(cli, ["doctor", "--strategy", "static", "-o", "seeds=[]"])
+        assert none.exit_code == 1 and "found no candidate" in none.output
