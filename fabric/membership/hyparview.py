@@ -1,0 +1,413 @@
+"""HyParView partial views (Leitao, Pereira, Rodrigues, DSN 2007) as a sans-IO overlay, with Plumtree
+broadcast and cluster-wide membership records on top (see :mod:`fabric.membership.overlay`).
+
+Theory of operation
+-------------------
+Each node keeps a small symmetric **active view** (``active_max``, default 6): the only nodes it links
+to, heartbeats and monitors, and the links Plumtree broadcasts over. A larger **passive view**
+(``passive_max``, 30) holds identities only: backups to replace failed active neighbours.
+
+Join. The joiner dials a seed (HELLO/WELCOME); on :meth:`HyParView.contact` it adds the seed to its
+active view and sends ``join``. The contact node adds the joiner (dropping a random active neighbour
+with ``disconnect`` when full), answers with its membership state (``sync``), broadcasts the joiner's
+record, and sends ``forward_join`` with TTL ``arwl`` to its other active neighbours. Each hop of that
+random walk adds the joiner to its passive view when the TTL equals ``prwl``, and the hop where the TTL
+reaches 0 (or whose only neighbour is the previous hop) adds it to its active view and sends it a
+high-priority ``neighbor`` request, which the joiner always accepts: views stay symmetric.
+
+Neighbor requests. A node short of active neighbours promotes a random passive node: it links to it and
+sends ``neighbor`` with priority high (its active view is empty) or low. High is always accepted
+(dropping a random neighbour if full); low only when there is room. The answer is ``neighbor_reply``
+(a=1 accepted, a=0 rejected); without an answer within ``neighbor_timeout`` the passive node is
+considered dead and dropped. A rejecting node links only to send the answer.
+
+Failure. Heartbeats go to active neighbours only; phi over the threshold for ``suspect_timeout``, or a
+:meth:`link_down` report from the transport, makes the neighbour failed: it leaves the active view
+(not to the passive one), its record is marked down and broadcast, and a passive node is promoted at
+once. Every ``promotion_interval`` a node below ``active_max`` promotes again. A heartbeat from a node
+that is not an active neighbour (a view that became asymmetric through a race) is answered with
+``disconnect``.
+
+Shuffle. Every ``shuffle_interval`` a node sends ``shuffle`` with itself, ``ka`` active and ``kp``
+passive identities on a random walk of ``shuffle_ttl`` hops; the node where it stops answers with as
+many of its passive identities (``shuffle_reply``), routed back along the recorded path (each hop is an
+active neighbour, so no temporary link is needed), and both merge what they received into their passive
+views (evicting what they sent first).
+
+Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a msgpack map)::
+
+    op              body                                       meaning
+    hb              {in: int}                                  heartbeat to an active neighbour
+    join            {m: ENTRY}                                 the sender joins through us
+    forward_join    {m: ENTRY, t: int}                         random walk of a joiner, t = TTL left
+    neighbor        {m: ENTRY, p: 0|1}                         add me to your active view (p=1 high)
+    neighbor_reply  {m: ENTRY, a: 0|1}                         accepted (1) or rejected (0)
+    disconnect      {}                                         I dropped you from my active view
+    shuffle         {o: ENTRY, t: int, n: [ENTRY], p: [id]}    passive-view exchange; p = path so far
+    shuffle_reply   {n: [ENTRY], p: [id]}                      answer, routed back along p
+    sync            {s?: u64, d?: [[id, in, v, st]],           anti-entropy (see overlay.py): summary,
+                     m?: [RECORD], w?: [id]}                   digest, records, wanted ids
+
+    ENTRY  = {id: bin16, nm: str, in: int, md: {str: str}, ep: {channel: [kind, endpoint, parallelism]}}
+    RECORD = ENTRY + {v: int, st: 0|2|3}
+
+Plumtree's TREE ops (gossip/ihave/graft/prune) and ``relay`` are documented in
+:mod:`fabric.membership.plumtree` and :mod:`fabric.membership.overlay`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from .fullmesh import Connect, Disconnect, Identity
+from .overlay import (
+    OP_HEARTBEAT,
+    OP_SYNC,
+    ST_ALIVE,
+    ST_LEFT,
+    OverlayEffect,
+    RecordOverlay,
+    _bad,
+    _node_id,
+    _Record,
+    _uint,
+    identity_from_wire,
+    identity_to_wire,
+)
+from .overlay_config import OverlayConfig
+
+OP_JOIN = "join"
+OP_FORWARD_JOIN = "forward_join"
+OP_NEIGHBOR = "neighbor"
+OP_NEIGHBOR_REPLY = "neighbor_reply"
+OP_DISCONNECT = "disconnect"
+OP_SHUFFLE = "shuffle"
+OP_SHUFFLE_REPLY = "shuffle_reply"
+HYPARVIEW_OPS = (OP_HEARTBEAT, OP_SYNC, OP_JOIN, OP_FORWARD_JOIN, OP_NEIGHBOR, OP_NEIGHBOR_REPLY, OP_DISCONNECT,
+                 OP_SHUFFLE, OP_SHUFFLE_REPLY)
+"""The MEMBERSHIP ops HyParView sends and understands."""
+
+_MAX_LIST = 64
+
+
+def _entries(raw: Any, name: str, parse: Callable[[Any], Identity]) -> list[Identity]:
+    if not isinstance(raw, list) or len(raw) > _MAX_LIST:
+        raise _bad(f"{name} must be a list of at most {_MAX_LIST} entries")
+    return [parse(e) for e in raw]
+
+
+class HyParView(RecordOverlay):
+    """A HyParView node (see the module docstring); the :class:`~fabric.membership.overlay.Overlay`
+    interface plus :meth:`active_view` / :meth:`passive_view`.
+
+    Args:
+        identity: this node.
+        config: overlay configuration (views in ``config.hyparview``, broadcast in ``config.plumtree``).
+        rng: seeded random source (walks, promotions, shuffles).
+        now: current time.
+    """
+
+    membership_ops = HYPARVIEW_OPS
+
+    def __init__(self, identity: Identity, config: OverlayConfig | None = None, *,
+                 rng: random.Random | None = None, now: float = 0.0) -> None:
+        super().__init__(identity, config, rng=rng, now=now)
+        self.hv = self.config.hyparview
+        self._passive: dict[bytes, Identity] = {}
+        self._pending: dict[bytes, float] = {}  # promoted passive node -> answer deadline
+        self._next_shuffle = now + self.hv.shuffle_interval * (0.5 + self._rng.random())
+        self._next_promotion = now + self.hv.promotion_interval
+        self._shuffled: set[bytes] = set()  # passive ids we sent in our last shuffle (evicted first)
+
+    # -- views ---------------------------------------------------------------------------------------
+
+    def active_view(self) -> list[bytes]:
+        """Node ids of the active view (sorted)."""
+        return sorted(self._nbrs)
+
+    def passive_view(self) -> list[bytes]:
+        """Node ids of the passive view (sorted)."""
+        return sorted(self._passive)
+
+    def stats(self) -> dict[str, int]:
+        """See :meth:`RecordOverlay.stats`, plus the view sizes."""
+        out = super().stats()
+        out.update(active=len(self._nbrs), passive=len(self._passive), pending=len(self._pending))
+        return out
+
+    def _identity(self, raw: Any) -> Identity:
+        """Parse an ENTRY, reusing the identity we already hold for that (id, incarnation): parsing
+        endpoints and metadata is most of the cost of a view message."""
+        if isinstance(raw, dict):
+            nid, inc = raw.get("id"), raw.get("in")
+            if isinstance(nid, bytes):
+                held = self._records.get(nid)
+                known = held.identity if held is not None else self._passive.get(nid)
+                if known is not None and known.incarnation == inc and not isinstance(inc, bool):
+                    return known
+        return identity_from_wire(raw)
+
+    def _entry(self) -> dict[str, Any]:
+        return identity_to_wire(self.local)
+
+    def _add_active(self, identity: Identity, now: float, effects: list[OverlayEffect]) -> None:
+        nid = identity.node_id
+        if nid == self.node_id or nid in self._nbrs:
+            return
+        self._pending.pop(nid, None)
+        if len(self._nbrs) >= self.hv.active_max:
+            victim = self._rng.choice(sorted(self._nbrs))
+            self._send(effects, victim, OP_DISCONNECT, {})
+            victim_identity = self._nbrs[victim].identity
+            self._drop_neighbour(victim, effects)
+            self._add_passive(victim_identity)
+        self._passive.pop(nid, None)
+        self._add_neighbour(identity, now, effects)
+
+    def _add_passive(self, identity: Identity, avoid: set[bytes] | None = None) -> None:
+        nid = identity.node_id
+        if nid == self.node_id or nid in self._nbrs or nid in self._passive:
+            return
+        rec = self._records.get(nid)
+        if rec is not None and rec.st != ST_ALIVE and rec.identity.incarnation >= identity.incarnation:
+            return  # known dead
+        if len(self._passive) >= self.hv.passive_max:
+            candidates = [p for p in sorted(self._passive) if avoid and p in avoid] or sorted(self._passive)
+            del self._passive[self._rng.choice(candidates)]
+        self._passive[nid] = identity
+
+    def _promote(self, now: float, effects: list[OverlayEffect]) -> None:
+        """Ask one random passive node to become an active neighbour."""
+        choices = [p for p in sorted(self._passive) if p not in self._pending]
+        if not choices:
+            return
+        nid = self._rng.choice(choices)
+        identity = self._passive[nid]
+        self._pending[nid] = now + self.hv.neighbor_timeout
+        self._count("promotions")
+        effects.append(Connect(identity))
+        # high priority when the view is empty (the paper), and also below active_min: in a cluster where
+        # every view is full, low-priority requests from a node left with one or two links are all refused
+        high = len(self._nbrs) < self.hv.active_min
+        self._send(effects, nid, OP_NEIGHBOR, {"m": self._entry(), "p": 1 if high else 0})
+
+    def _fill(self, now: float, effects: list[OverlayEffect], *, urgent_only: bool = True) -> None:
+        """Promote passive nodes: at once up to ``active_min`` (one request per missing slot); with
+        ``urgent_only=False`` (the promotion timer) one more request while below ``active_max``.
+
+        Why not fill to ``active_max`` at once: when every view is nearly full (an odd number of free
+        slots cannot pair up), each rejection would trigger the next request, forever."""
+        hv = self.hv
+        while len(self._nbrs) + len(self._pending) < hv.active_min:
+            before = len(self._pending)
+            self._promote(now, effects)
+            if len(self._pending) == before:
+                return
+        if not urgent_only and not self._pending and len(self._nbrs) < hv.active_max:
+            self._promote(now, effects)
+
+    def _on_neighbour_lost(self, node_id: bytes, failed: bool, now: float, effects: list[OverlayEffect]) -> None:
+        self._fill(now, effects)
+
+    def _on_record(self, rec: _Record, before: int | None, now: float, effects: list[OverlayEffect]) -> None:
+        if rec.st == ST_ALIVE:
+            return
+        nid = rec.node_id
+        self._passive.pop(nid, None)
+        if nid in self._pending:
+            del self._pending[nid]
+            effects.append(Disconnect(nid))
+        # a down record about a neighbour we still hear from is someone else's broken link: our own
+        # detector decides (and the neighbour refutes); a left one goes at once
+        if rec.st == ST_LEFT and self._drop_neighbour(nid, effects):
+            self._on_neighbour_lost(nid, False, now, effects)
+
+    # -- protocol ------------------------------------------------------------------------------------
+
+    def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
+        """The handshake with a seed completed: while joining, make it an active neighbour and ``join``."""
+        effects: list[OverlayEffect] = []
+        if self._leaving or identity.node_id == self.node_id or not self._dialing:
+            return effects
+        if identity.node_id in self._nbrs:
+            return effects
+        self._add_active(identity, now, effects)
+        self._send(effects, identity.node_id, OP_JOIN, {"m": self._entry()})
+        # our record, broadcast by us: the tree then also holds the route back to us (for relays)
+        self._broadcast_record(self._self, now, effects)
+        return effects
+
+    def _receive_op(self, source: bytes, op: str, body: dict[str, Any], now: float,
+                    effects: list[OverlayEffect]) -> None:
+        hv = self.hv
+        if op == OP_JOIN:
+            joiner = self._identity(body.get("m"))
+            if joiner.node_id != source:
+                raise _bad("join m must be the sender's entry")
+            self._add_active(joiner, now, effects)
+            # the joiner broadcasts its own record; we take it at once and send it our state
+            rec = _Record(joiner, 0, ST_ALIVE, now)
+            old = self._records.get(source)
+            if old is None or old.key() < rec.key():
+                self._merge(rec, now, effects)
+            self._send(effects, source, OP_SYNC, {"m": self._state()})
+            entry = body["m"]
+            for nid in sorted(self._nbrs):
+                if nid != source:
+                    self._send(effects, nid, OP_FORWARD_JOIN, {"m": entry, "t": hv.arwl})
+            return
+        if op == OP_FORWARD_JOIN:
+            joiner = self._identity(body.get("m"))
+            ttl = _uint(body.get("t"), "forward_join t")
+            if joiner.node_id == self.node_id:
+                return
+            others = [n for n in sorted(self._nbrs) if n not in (source, joiner.node_id)]
+            if ttl == 0 or not others:
+                if joiner.node_id not in self._nbrs:
+                    self._add_active(joiner, now, effects)
+                    self._send(effects, joiner.node_id, OP_NEIGHBOR, {"m": self._entry(), "p": 1})
+                return
+            if ttl == hv.prwl:
+                self._add_passive(joiner)
+            self._send(effects, self._rng.choice(others), OP_FORWARD_JOIN, {"m": body["m"], "t": ttl - 1})
+            return
+        if op == OP_NEIGHBOR:
+            peer = self._identity(body.get("m"))
+            high = body.get("p") == 1
+            if peer.node_id != source:
+                raise _bad("neighbor m must be the sender's entry")
+            if source in self._nbrs:
+                self._send(effects, source, OP_NEIGHBOR_REPLY, {"m": self._entry(), "a": 1})
+                return
+            if high or len(self._nbrs) < hv.active_max:
+                self._add_active(peer, now, effects)
+                self._send(effects, source, OP_NEIGHBOR_REPLY, {"m": self._entry(), "a": 1})
+            else:
+                # link only to answer; the driver delivers queued messages before closing the link
+                self._count("neighbor_rejected")
+                effects.append(Connect(peer))
+                self._send(effects, source, OP_NEIGHBOR_REPLY, {"m": self._entry(), "a": 0})
+                effects.append(Disconnect(source))
+                self._add_passive(peer)
+            return
+        if op == OP_NEIGHBOR_REPLY:
+            peer = self._identity(body.get("m"))
+            if peer.node_id != source:
+                raise _bad("neighbor_reply m must be the sender's entry")
+            accepted = body.get("a") == 1
+            was_pending = self._pending.pop(source, None) is not None
+            if source in self._nbrs:
+                return
+            if accepted and len(self._nbrs) < hv.active_max:
+                self._add_active(peer, now, effects)
+            elif accepted:
+                # it took us in, but we filled up meanwhile: undo its side
+                if not was_pending:
+                    effects.append(Connect(peer))
+                self._send(effects, source, OP_DISCONNECT, {})
+                effects.append(Disconnect(source))
+                self._add_passive(peer)
+            else:
+                effects.append(Disconnect(source))
+                self._add_passive(peer)
+                self._fill(now, effects)
+            return
+        if op == OP_DISCONNECT:
+            if source in self._nbrs:
+                identity = self._nbrs[source].identity
+                self._drop_neighbour(source, effects)
+                self._add_passive(identity)
+                self._count("disconnected_by_peer")
+                self._fill(now, effects)
+            return
+        if op == OP_SHUFFLE:
+            raw_origin = body.get("o")
+            origin_id = _node_id(raw_origin.get("id") if isinstance(raw_origin, dict) else None, "shuffle o id")
+            ttl = _uint(body.get("t"), "shuffle t")
+            path = body.get("p")
+            if not isinstance(path, list) or len(path) > _MAX_LIST:
+                raise _bad("shuffle p must be a list of node ids")
+            for nid in path:
+                _node_id(nid, "shuffle p")
+            others = [n for n in sorted(self._nbrs) if n not in (source, origin_id)]
+            if ttl > 0 and others and len(path) < _MAX_LIST:
+                # forwarded as is: the entries are parsed only where the walk stops
+                self._send(effects, self._rng.choice(others), OP_SHUFFLE,
+                           {"o": raw_origin, "t": ttl - 1, "n": body.get("n"), "p": [*path, self.node_id]})
+                return
+            origin = self._identity(raw_origin)
+            sample = _entries(body.get("n"), "shuffle n", self._identity)
+            if origin.node_id == self.node_id or not path or path[-1] != source:
+                return
+            reply = [self._passive[p] for p in self._rng.sample(sorted(self._passive), min(len(sample), len(self._passive)))]
+            self._send(effects, source, OP_SHUFFLE_REPLY,
+                       {"n": [identity_to_wire(i) for i in reply], "p": path[:-1]})
+            sent = {i.node_id for i in reply}
+            for identity in [origin, *sample]:
+                self._add_passive(identity, sent)
+            return
+        if op == OP_SHUFFLE_REPLY:
+            sample = _entries(body.get("n"), "shuffle_reply n", self._identity)
+            path = body.get("p")
+            if not isinstance(path, list) or len(path) > _MAX_LIST:
+                raise _bad("shuffle_reply p must be a list of node ids")
+            for nid in path:
+                _node_id(nid, "shuffle_reply p")
+            if path:
+                nxt = path[-1]
+                if nxt in self._nbrs:
+                    self._send(effects, nxt, OP_SHUFFLE_REPLY, {"n": body["n"], "p": path[:-1]})
+                else:
+                    self._count("shuffle_reply_lost")
+                return
+            for identity in sample:
+                self._add_passive(identity, self._shuffled)
+            return
+
+    def _on_stray_heartbeat(self, source: bytes, body: dict[str, Any], now: float,
+                            effects: list[OverlayEffect]) -> None:
+        # the sender holds us in its active view but we do not hold it: restore symmetry
+        self._count("stray_hb")
+        rec = self._records.get(source)
+        identity = rec.identity if rec is not None else self._passive.get(source)
+        if identity is None or source in self._pending:
+            return
+        effects.append(Connect(identity))
+        self._send(effects, source, OP_DISCONNECT, {})
+        effects.append(Disconnect(source))
+
+    # -- timers --------------------------------------------------------------------------------------
+
+    def _policy_deadline(self) -> float:
+        deadline = min(self._next_shuffle, self._next_promotion)
+        if self._pending:
+            deadline = min(deadline, min(self._pending.values()))
+        return deadline
+
+    def _policy_tick(self, now: float, effects: list[OverlayEffect]) -> None:
+        hv = self.hv
+        for nid in sorted(self._pending):
+            if self._pending[nid] <= now:
+                # no answer: consider it dead
+                del self._pending[nid]
+                self._passive.pop(nid, None)
+                self._count("promotion_timeouts")
+                if nid not in self._nbrs:
+                    effects.append(Disconnect(nid))
+                self._fill(now, effects)
+        if now >= self._next_promotion:
+            self._next_promotion = now + hv.promotion_interval
+            if self._joined:
+                self._fill(now, effects, urgent_only=False)
+        if now >= self._next_shuffle:
+            self._next_shuffle = now + hv.shuffle_interval
+            if self._nbrs:
+                active = [self._nbrs[n].identity for n in self._rng.sample(sorted(self._nbrs), min(hv.shuffle_ka, len(self._nbrs)))]
+                passive = [self._passive[n] for n in self._rng.sample(sorted(self._passive), min(hv.shuffle_kp, len(self._passive)))]
+                self._shuffled = {i.node_id for i in passive}
+                target = self._rng.choice(sorted(self._nbrs))
+                self._send(effects, target, OP_SHUFFLE, {
+                    "o": self._entry(), "t": hv.shuffle_ttl,
+                    "n": [identity_to_wire(i) for i in [self.local, *active, *passive]], "p": [self.node_id]})

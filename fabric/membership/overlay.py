@@ -1,0 +1,1116 @@
+"""Overlays: one sans-IO interface over every topology, the record-based core, and the full-mesh adapter.
+
+Theory of operation
+-------------------
+An *overlay* decides which peers a node keeps links to (:meth:`Overlay.neighbours`) and still offers the
+same capabilities everywhere:
+
+* ``members()`` - the whole cluster's membership, not only the neighbours;
+* membership events (``MemberUp``/``MemberDown``/``MemberLeft``/``MemberChanged``/``Joined``), once per
+  change and in order, as effects;
+* ``broadcast(payload)`` reaching every live member (received broadcasts come out as :class:`Deliver`);
+* ``send_to(target, payload, ttl)`` reaching any member directly or relayed along the overlay with a hop
+  limit (received as :class:`Deliver` with ``relayed=True``).
+
+Inputs and effects use the vocabulary of :mod:`fabric.membership.fullmesh` (``Send``, ``Connect``,
+``Disconnect``, ``Dial`` and the events); this module adds :class:`TreeSend` (a TREE envelope) and
+:class:`Deliver`. Every method takes ``now`` and returns the effects to perform in order.
+
+Record-based overlays (:class:`RecordOverlay`: HyParView, client-server, static) keep one *record* per
+node id - identity, incarnation ``in``, version ``v``, status ``st`` (0 alive, 2 down, 3 left) - merged
+like a CRDT register on the key ``(in, v, st)``. Only the owner raises its ``v`` (metadata change,
+refutation) or ``in`` (restart); anyone may mark a record down at the key it holds. Records travel as
+Plumtree broadcasts (kind 1) over the overlay's links:
+
+* a node's alive record is broadcast when it joins (by the contact node) and refreshed by the owner
+  every ``refresh_interval``; an alive record not refreshed for ``record_ttl`` expires (down, reason
+  ``"expired"``, local only) - the backstop for crashes nobody observed;
+* a neighbour's failure (phi on heartbeats, or a :meth:`link_down` report from the transport) marks its
+  record down and broadcasts it; a live node that hears itself declared down refutes with ``v + 1``;
+* a leave broadcasts the left record to every neighbour;
+* anti-entropy every ``sync_interval`` with one random neighbour repairs what broadcasts missed (a
+  64-bit summary of the alive records first; the digest and records only when summaries differ).
+
+Staleness of ``members()`` on a partial view: a join or leave is seen everywhere after one broadcast
+(tree depth x latency, plus a lazy round and a graft timeout on a broken branch); a crash after the
+failure detection time of one of its neighbours plus one broadcast; a crash nobody observed after at most
+``record_ttl``. Members that are neighbours can also be SUSPECT (phi over the threshold).
+
+Relay ops (TREE envelopes; body is a msgpack map)::
+
+    op     body                                          meaning
+    relay  {o: bin16, t: bin16, h: int, i: bin28,        to ``t`` from origin ``o``; ``h`` hops left, ``i``
+            n?: int, p: any}                             relay id (exactly-once), ``n`` hops so far
+
+The next hop is ``t`` itself when it is a neighbour, else a learnt route: the neighbour a relay from
+``t`` last came from, or the one that brought ``t``'s latest broadcast (its tree branch); without a
+route, every neighbour but the previous hop (a flood bounded by the hop limit; the relay id makes it
+exactly-once). A relay whose hops run out is dropped and counted (``relay_expired``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from .detector import PhiAccrualDetector
+from .errors import BadMembershipMessage, MembershipError
+from .fullmesh import (
+    Connect,
+    Dial,
+    Disconnect,
+    FullMeshMembership,
+    Identity,
+    Joined,
+    Member,
+    MemberChanged,
+    MemberDown,
+    MemberLeft,
+    MemberStatus,
+    MemberUp,
+    Send,
+    _check_endpoints,
+    _check_meta,
+)
+from .overlay_config import OverlayConfig
+from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree, TreeSend
+
+OP_RELAY = "relay"
+OP_HEARTBEAT = "hb"
+OP_SYNC = "sync"
+ST_ALIVE = 0
+ST_DOWN = 2
+ST_LEFT = 3
+_MAX_INT = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A broadcast (``relayed=False``) or a relayed direct message (``relayed=True``) reached this node:
+    hand ``payload`` to the application. ``origin`` is the sender, ``hops`` how many links it crossed,
+    ``msg_id`` the broadcast id (None for a relay)."""
+
+    origin: bytes
+    payload: Any
+    relayed: bool
+    hops: int
+    msg_id: bytes | None = None
+
+
+OverlayEffect = Send | TreeSend | Connect | Disconnect | Dial | Deliver | MemberUp | MemberDown | MemberLeft | \
+    MemberChanged | Joined
+"""Everything an overlay may ask its driver to do."""
+
+
+@runtime_checkable
+class Overlay(Protocol):
+    """What the Node drives, whatever the topology. All methods are called from the node's loop and
+    return effects to perform in order; ``now`` is monotonic seconds."""
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's id."""
+        ...
+
+    @property
+    def local(self) -> Identity:
+        """This node's current identity (the incarnation may grow by refutation)."""
+        ...
+
+    @property
+    def joined(self) -> bool:
+        """True once this node is part of a cluster (or alone by choice)."""
+        ...
+
+    @property
+    def leaving(self) -> bool:
+        """True after :meth:`leave`."""
+        ...
+
+    def members(self) -> list[Member]:
+        """The whole membership as this node sees it (itself included), sorted by node id."""
+        ...
+
+    def neighbours(self) -> list[bytes]:
+        """Node ids of the links this overlay keeps (sorted)."""
+        ...
+
+    @property
+    def last_broadcast_id(self) -> bytes | None:
+        """Id of the latest :meth:`broadcast` (receivers see it as :attr:`Deliver.msg_id`)."""
+        ...
+
+    def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
+        """Start joining through these seed membership endpoints (returns Dial effects)."""
+        ...
+
+    def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
+        """The HELLO/WELCOME handshake with ``identity`` completed (either direction)."""
+        ...
+
+    def receive(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """A MEMBERSHIP message. Raises BadMembershipMessage (nothing changed) on a bad body."""
+        ...
+
+    def receive_tree(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """A TREE message. Raises BadMembershipMessage (nothing changed) on a bad body."""
+        ...
+
+    def traffic(self, source: bytes, now: float) -> list[OverlayEffect]:
+        """Any other message from ``source``: a sign of life."""
+        ...
+
+    def link_down(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """The transport reports the link to ``node_id`` broke."""
+        ...
+
+    def broadcast(self, payload: Any, now: float) -> list[OverlayEffect]:
+        """Send ``payload`` (msgpack-native) to every live member; each gets one :class:`Deliver`."""
+        ...
+
+    def send_to(self, target: bytes, payload: Any, now: float, *, ttl: int | None = None) -> list[OverlayEffect]:
+        """Send ``payload`` to member ``target``, directly or relayed with at most ``ttl`` hops."""
+        ...
+
+    def leave(self, now: float) -> list[OverlayEffect]:
+        """Leave gracefully; afterwards input is ignored."""
+        ...
+
+    def tick(self, now: float) -> list[OverlayEffect]:
+        """Run the timers due at ``now``."""
+        ...
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next run (None: never)."""
+        ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics and tests."""
+        ...
+
+
+def _bad(message: str) -> BadMembershipMessage:
+    return BadMembershipMessage(message)
+
+
+def _node_id(value: Any, name: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 16:
+        raise _bad(f"{name} must be a 16-octet node id")
+    return value
+
+
+def _uint(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_INT:
+        raise _bad(f"{name} must be an int in 0..2**63-1")
+    return value
+
+
+def _relay_body(body: Any) -> tuple[bytes, bytes, int]:
+    if not isinstance(body, dict):
+        raise _bad("relay body must be a map")
+    return _node_id(body.get("o"), "relay o"), _node_id(body.get("t"), "relay t"), _uint(body.get("h"), "relay h")
+
+
+def identity_to_wire(identity: Identity) -> dict[str, Any]:
+    """An identity as a wire ENTRY map ``{id, nm, in, md, ep}``."""
+    return {"id": identity.node_id, "nm": identity.name, "in": identity.incarnation, "md": dict(identity.metadata),
+            "ep": {ch: list(spec) for ch, spec in identity.endpoints.items()}}
+
+
+def identity_from_wire(raw: Any) -> Identity:
+    """Parse an ENTRY map. Raises BadMembershipMessage when it is malformed."""
+    if not isinstance(raw, dict):
+        raise _bad("entry must be a map")
+    name = raw.get("nm", "")
+    if not isinstance(name, str) or len(name) > 255:
+        raise _bad("entry nm must be a str of at most 255 chars")
+    return Identity(_node_id(raw.get("id"), "entry id"), name, _uint(raw.get("in"), "entry in"),
+                    _check_meta(raw.get("md", {})), _check_endpoints(raw.get("ep", {})))
+
+
+class _Record:
+    """One node's membership record plus this node's local view of it."""
+
+    __slots__ = ("identity", "v", "st", "seen", "changed_at", "wire", "reason")
+
+    def __init__(self, identity: Identity, v: int, st: int, now: float) -> None:
+        self.identity = identity
+        self.v = v
+        self.st = st
+        self.seen = now
+        self.changed_at = now
+        self.wire: dict[str, Any] | None = None
+        self.reason = ""
+
+    @property
+    def node_id(self) -> bytes:
+        return self.identity.node_id
+
+    def key(self) -> tuple[int, int, int]:
+        return (self.identity.incarnation, self.v, self.st)
+
+    def to_wire(self) -> dict[str, Any]:
+        # cached: the same map goes to many peers (and, in simulations, is shared by reference)
+        if self.wire is None:
+            self.wire = identity_to_wire(self.identity)
+            self.wire["v"] = self.v
+            self.wire["st"] = self.st
+        return self.wire
+
+    def member(self, suspect: bool = False) -> Member:
+        ident = self.identity
+        if self.st == ST_LEFT:
+            status = MemberStatus.LEFT
+        elif self.st == ST_DOWN:
+            status = MemberStatus.DOWN
+        else:
+            status = MemberStatus.SUSPECT if suspect else MemberStatus.ALIVE
+        return Member(ident.node_id, ident.name, ident.incarnation, status, dict(ident.metadata),
+                      dict(ident.endpoints))
+
+
+def _record_from_wire(raw: Any, now: float) -> _Record:
+    identity = identity_from_wire(raw)
+    st = _uint(raw.get("st"), "record st")
+    if st not in (ST_ALIVE, ST_DOWN, ST_LEFT):
+        raise _bad(f"record st {st} unknown")
+    return _Record(identity, _uint(raw.get("v", 0), "record v"), st, now)
+
+
+def _wire_key(raw: Any) -> tuple[bytes, tuple[int, int, int]]:
+    """The node id and merge key of a wire RECORD, validating only those fields (cheap: most records a
+    node receives are ones it already holds)."""
+    if not isinstance(raw, dict):
+        raise _bad("record must be a map")
+    st = raw.get("st")
+    if st not in (ST_ALIVE, ST_DOWN, ST_LEFT) or isinstance(st, bool):
+        raise _bad(f"record st {st!r} unknown")
+    return _node_id(raw.get("id"), "record id"), (_uint(raw.get("in"), "record in"), _uint(raw.get("v", 0), "record v"), st)
+
+
+def _key_hash(node_id: bytes, key: tuple[int, int, int]) -> int:
+    digest = hashlib.blake2b(node_id + struct.pack(">QQB", *key), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+class _Neighbour:
+    """A monitored link."""
+
+    __slots__ = ("identity", "detector", "suspect_since")
+
+    def __init__(self, identity: Identity, detector: PhiAccrualDetector) -> None:
+        self.identity = identity
+        self.detector = detector
+        self.suspect_since: float | None = None
+
+
+class RecordOverlay:
+    """The machinery shared by HyParView, client-server and static (see the module docstring).
+
+    Subclasses decide which neighbours to keep; this class keeps the records, the events, the
+    heartbeats and detectors of the neighbours, Plumtree over the neighbours, anti-entropy, relay,
+    join retries and leave.
+
+    Args:
+        identity: this node.
+        config: timers and bounds (default :meth:`OverlayConfig.lan`).
+        rng: the seeded random source (peer choice, refresh jitter).
+        now: current time.
+
+    Raises:
+        MembershipError: when the node id is not 16 octets.
+    """
+
+    membership_ops: tuple[str, ...] = (OP_HEARTBEAT, OP_SYNC)
+
+    def __init__(self, identity: Identity, config: OverlayConfig | None = None, *,
+                 rng: random.Random | None = None, now: float = 0.0) -> None:
+        if len(identity.node_id) != 16:
+            raise MembershipError("node id must be 16 octets")
+        self.config = config if config is not None else OverlayConfig()
+        self._rng = rng if rng is not None else random.Random(0)
+        self._self = _Record(identity, 0, ST_ALIVE, now)
+        self._records: dict[bytes, _Record] = {}
+        self._summary = _key_hash(identity.node_id, self._self.key())
+        self._nbrs: dict[bytes, _Neighbour] = {}
+        self.tree = Plumtree(identity.node_id, identity.incarnation, self.config.plumtree, now=now)
+        self.counters: dict[str, int] = {}
+        self._joined = False
+        self._leaving = False
+        self._seeds: list[str] = []
+        self._dialing = False
+        self._dial_backoff = self.config.join_retry_initial
+        self._next_dial = math.inf
+        cfg = self.config
+        self._next_hb = now + cfg.heartbeat_interval
+        self._next_sync = now + cfg.sync_interval * (0.5 + self._rng.random())
+        self._next_refresh = now + cfg.refresh_interval * (0.5 + self._rng.random() / 2)
+        self._next_sweep = now + min(cfg.refresh_interval, cfg.record_ttl / 4)
+        self.last_broadcast_id: bytes | None = None
+        """Id of the latest :meth:`broadcast` (matches :attr:`Deliver.msg_id` on the receivers)."""
+        self._relay_seq = 0
+        self._relays_seen: dict[bytes, None] = {}
+        self._relay_routes: dict[bytes, bytes] = {}
+
+    # -- identity and views --------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's id."""
+        return self._self.node_id
+
+    @property
+    def local(self) -> Identity:
+        """This node's identity."""
+        return self._self.identity
+
+    @property
+    def incarnation(self) -> int:
+        """This node's incarnation."""
+        return self._self.identity.incarnation
+
+    @property
+    def joined(self) -> bool:
+        """True once linked into a cluster (or alone by choice)."""
+        return self._joined
+
+    @property
+    def leaving(self) -> bool:
+        """True after :meth:`leave`."""
+        return self._leaving
+
+    def members(self) -> list[Member]:
+        """This node and every record it holds (down/left ones until their tombstones expire), sorted
+        by node id. Neighbours over the phi threshold are SUSPECT."""
+        me = self._self.member() if not self._leaving else Member(
+            self.node_id, self._self.identity.name, self.incarnation, MemberStatus.LEFT,
+            dict(self._self.identity.metadata), dict(self._self.identity.endpoints))
+        out = [me]
+        for rec in self._records.values():
+            nbr = self._nbrs.get(rec.node_id)
+            out.append(rec.member(nbr is not None and nbr.suspect_since is not None))
+        out.sort(key=lambda m: m.node_id)
+        return out
+
+    def member(self, node_id: bytes) -> Member | None:
+        """The member with this id as :meth:`members` lists it, else None."""
+        if node_id == self.node_id:
+            return self._self.member()
+        rec = self._records.get(node_id)
+        return rec.member() if rec is not None else None
+
+    def alive_members(self) -> list[Member]:
+        """Members (this node included) that are ALIVE or SUSPECT."""
+        return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+
+    def neighbours(self) -> list[bytes]:
+        """Node ids of the monitored links (sorted)."""
+        return sorted(self._nbrs)
+
+    def digest(self) -> dict[bytes, tuple[int, int, int]]:
+        """node id -> record key (this node included), for tests."""
+        out = {rid: rec.key() for rid, rec in self._records.items()}
+        out[self.node_id] = self._self.key()
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Counters (``sent_<op>`` per op, events, bad input ...) plus Plumtree's (prefixed ``tree_``)."""
+        out = dict(self.counters)
+        out.update({f"tree_{k}": v for k, v in self.tree.stats().items()})
+        out["records"] = len(self._records)
+        out["neighbours"] = len(self._nbrs)
+        return out
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def _send(self, effects: list[OverlayEffect], to: bytes, op: str, body: dict[str, Any]) -> None:
+        self._count(f"sent_{op}")
+        effects.append(Send(to, op, body))
+
+    # -- neighbours (for subclasses) -----------------------------------------------------------------
+
+    def _add_neighbour(self, identity: Identity, now: float, effects: list[OverlayEffect]) -> None:
+        if identity.node_id in self._nbrs or identity.node_id == self.node_id:
+            return
+        cfg = self.config
+        detector = PhiAccrualDetector(
+            threshold=cfg.phi_threshold, max_sample_size=100, min_std_deviation=cfg.min_std_deviation,
+            acceptable_heartbeat_pause=cfg.acceptable_heartbeat_pause,
+            first_heartbeat_estimate=cfg.heartbeat_interval, min_interval=cfg.heartbeat_interval)
+        detector.heartbeat(now)
+        self._nbrs[identity.node_id] = _Neighbour(identity, detector)
+        self.tree.add_neighbour(identity.node_id)
+        effects.append(Connect(identity))
+        if not self._joined:
+            self._joined = True
+            self._dialing = False
+            effects.append(Joined())
+
+    def _drop_neighbour(self, node_id: bytes, effects: list[OverlayEffect], *, disconnect: bool = True) -> bool:
+        if self._nbrs.pop(node_id, None) is None:
+            return False
+        self.tree.remove_neighbour(node_id)
+        if disconnect:
+            effects.append(Disconnect(node_id))
+        return True
+
+    def _neighbour_failed(self, node_id: bytes, reason: str, now: float, effects: list[OverlayEffect]) -> None:
+        """A neighbour is unreachable: drop the link, mark its record down and tell everyone."""
+        if not self._drop_neighbour(node_id, effects):
+            return
+        self._count("neighbour_failed")
+        rec = self._records.get(node_id)
+        if rec is not None and rec.st == ST_ALIVE:
+            self._set_status(rec, ST_DOWN, reason, now, effects)
+            self._broadcast_record(rec, now, effects)
+        self._on_neighbour_lost(node_id, True, now, effects)
+
+    def _on_neighbour_lost(self, node_id: bytes, failed: bool, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: a neighbour link went away (``failed``: unreachable, else left / record down)."""
+
+    def _on_record(self, rec: _Record, before: int | None, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: a record was added or changed status (``before``: previous status, None when new)."""
+
+    def _sign_of_life(self, source: bytes, now: float, effects: list[OverlayEffect]) -> bool:
+        nbr = self._nbrs.get(source)
+        if nbr is None:
+            return False
+        nbr.detector.heartbeat(now)
+        if nbr.suspect_since is not None:
+            nbr.suspect_since = None
+            rec = self._records.get(source)
+            if rec is not None and rec.st == ST_ALIVE:
+                effects.append(MemberChanged(rec.member(), rec.member(True)))
+        rec = self._records.get(source)
+        if rec is not None:
+            rec.seen = now
+        return True
+
+    # -- records -------------------------------------------------------------------------------------
+
+    def _set_status(self, rec: _Record, st: int, reason: str, now: float, effects: list[OverlayEffect]) -> None:
+        before = rec.st
+        self._summary_remove(rec)
+        rec.st = st
+        rec.wire = None
+        rec.changed_at = now
+        rec.reason = reason
+        self._summary_add(rec)
+        if before == ST_ALIVE and st == ST_DOWN:
+            effects.append(MemberDown(rec.member(), reason))
+        elif before == ST_ALIVE and st == ST_LEFT:
+            effects.append(MemberLeft(rec.member()))
+        self._on_record(rec, before, now, effects)
+
+    def _summary_add(self, rec: _Record) -> None:
+        if rec.st == ST_ALIVE:
+            self._summary = (self._summary + _key_hash(rec.node_id, rec.key())) & 0xFFFFFFFFFFFFFFFF
+
+    def _summary_remove(self, rec: _Record) -> None:
+        if rec.st == ST_ALIVE:
+            self._summary = (self._summary - _key_hash(rec.node_id, rec.key())) & 0xFFFFFFFFFFFFFFFF
+
+    def _merge_wire(self, raw: Any, now: float, effects: list[OverlayEffect]) -> None:
+        """Merge a wire RECORD; parsed in full only when newer than what we hold."""
+        node_id, key = _wire_key(raw)
+        held = self._self if node_id == self.node_id else self._records.get(node_id)
+        if held is not None and key <= held.key():
+            if key == held.key() and held is not self._self:
+                held.seen = max(held.seen, now)
+            return
+        self._merge(_record_from_wire(raw, now), now, effects)
+
+    def _merge(self, new: _Record, now: float, effects: list[OverlayEffect]) -> bool:
+        """Merge one record; True when it changed our state."""
+        if new.node_id == self.node_id:
+            self._refute(new, now, effects)
+            return False
+        old = self._records.get(new.node_id)
+        if old is None:
+            if len(self._records) >= self.config.max_members:
+                self._count("rejected_full")
+                return False
+            self._records[new.node_id] = new
+            self._summary_add(new)
+            if new.st == ST_ALIVE:
+                effects.append(MemberUp(new.member()))
+            self._on_record(new, None, now, effects)
+            return True
+        if new.key() <= old.key():
+            if new.key() == old.key():
+                old.seen = max(old.seen, now)
+            return False
+        if new.identity.incarnation > old.identity.incarnation or (old.st != ST_ALIVE and new.st == ST_ALIVE):
+            # a new incarnation, or a refutation of a down record: the old one ends, the new one starts
+            if old.st == ST_ALIVE:
+                effects.append(MemberDown(old.member(), "restarted"))
+            self._summary_remove(old)
+            self._records[new.node_id] = new
+            self._summary_add(new)
+            if new.st == ST_ALIVE:
+                effects.append(MemberUp(new.member()))
+            self._on_record(new, old.st, now, effects)
+            return True
+        if new.st != old.st:
+            old.v = new.v
+            old.identity = new.identity
+            self._set_status(old, new.st, "reported", now, effects)
+            return True
+        # same status, newer version: metadata / endpoints
+        before = old.member()
+        self._summary_remove(old)
+        old.v, old.identity, old.wire, old.seen = new.v, new.identity, None, now
+        self._summary_add(old)
+        if before != old.member():
+            effects.append(MemberChanged(old.member(), before))
+        return True
+
+    def _refute(self, theirs: _Record, now: float, effects: list[OverlayEffect]) -> None:
+        me = self._self
+        if theirs.key() <= me.key() or self._leaving:
+            return
+        ident = me.identity
+        if theirs.identity.incarnation > ident.incarnation:
+            ident = Identity(ident.node_id, ident.name, theirs.identity.incarnation + 1, ident.metadata, ident.endpoints)
+            self.tree.set_epoch(ident.incarnation)
+            v = 0
+        else:
+            v = theirs.v + 1
+        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        me.identity, me.v, me.wire = ident, v, None
+        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        self._count("refuted")
+        self._broadcast_record(me, now, effects)
+
+    def _broadcast_record(self, rec: _Record, now: float, effects: list[OverlayEffect]) -> None:
+        _, sends = self.tree.broadcast(rec.to_wire(), KIND_RECORD, now)
+        effects.extend(sends)
+
+    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[OverlayEffect]:
+        """Replace this node's metadata (validated like the wire) and broadcast the new record."""
+        me = self._self
+        ident = me.identity
+        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        me.identity = Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)), ident.endpoints)
+        me.v += 1
+        me.wire = None
+        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        effects: list[OverlayEffect] = []
+        self._broadcast_record(me, now, effects)
+        return effects
+
+    # -- inputs --------------------------------------------------------------------------------------
+
+    def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
+        """Dial the seeds (re-dialled with backoff until a neighbour link exists); with none, the node is
+        alone and joined at once."""
+        own = {spec[1] for spec in self._self.identity.endpoints.values()}
+        self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
+        if not self._seeds:
+            if self._joined:
+                return []
+            self._joined = True
+            return [Joined()]
+        self._dialing = True
+        self._dial_backoff = self.config.join_retry_initial
+        return self._dial(now)
+
+    def _dial(self, now: float) -> list[OverlayEffect]:
+        self._next_dial = now + self._dial_backoff
+        self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
+        self._count("dials", len(self._seeds))
+        return [Dial(seed) for seed in self._seeds]
+
+    def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
+        """The handshake with ``identity`` completed; subclasses decide what to do with it."""
+        return []
+
+    def traffic(self, source: bytes, now: float) -> list[OverlayEffect]:
+        """Any other message from ``source``: a sign of life if it is a neighbour."""
+        effects: list[OverlayEffect] = []
+        if not self._leaving:
+            self._sign_of_life(source, now, effects)
+        return effects
+
+    def link_up(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """A link (re)connected: nothing to do (neighbour links are set up by the protocol)."""
+        return []
+
+    def link_down(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """The transport reports the link to a neighbour broke: treat it as failed at once (HyParView's
+        use of TCP as the failure detector)."""
+        effects: list[OverlayEffect] = []
+        if not self._leaving and node_id in self._nbrs:
+            self._count("link_down")
+            self._neighbour_failed(node_id, "unreachable", now, effects)
+        return effects
+
+    def receive(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """A MEMBERSHIP message from ``source`` (also a sign of life).
+
+        Raises BadMembershipMessage (nothing changed) when the body violates the op's schema.
+        """
+        if self._leaving:
+            return []
+        if not isinstance(body, dict):
+            raise _bad(f"{op} body must be a map")
+        effects: list[OverlayEffect] = []
+        if op == OP_HEARTBEAT:
+            self._count("recv_hb")
+            if not self._sign_of_life(source, now, effects):
+                self._on_stray_heartbeat(source, body, now, effects)
+            return effects
+        if op == OP_SYNC:
+            self._receive_sync(source, body, now, effects)
+            self._sign_of_life(source, now, effects)
+            return effects
+        if op in self.membership_ops:
+            self._count(f"recv_{op}")
+            self._receive_op(source, op, body, now, effects)
+            self._sign_of_life(source, now, effects)
+            return effects
+        self._count("unknown_op")
+        return effects
+
+    def _receive_op(self, source: bytes, op: str, body: dict[str, Any], now: float,
+                    effects: list[OverlayEffect]) -> None:
+        """Hook: a subclass's own MEMBERSHIP op (listed in ``membership_ops``)."""
+
+    def _on_stray_heartbeat(self, source: bytes, body: dict[str, Any], now: float,
+                            effects: list[OverlayEffect]) -> None:
+        """Hook: a heartbeat from a node that is not a neighbour."""
+        self._count("stray_hb")
+
+    def _receive_sync(self, source: bytes, body: dict[str, Any], now: float, effects: list[OverlayEffect]) -> None:
+        limit = self.config.max_members + 1
+        raw = body.get("m", [])
+        if not isinstance(raw, list) or len(raw) > limit:
+            raise _bad("sync m must be a list of records")
+        for r in raw:
+            _wire_key(r)  # the shape of every record before any change
+        summary = body.get("s")
+        if summary is not None and (not isinstance(summary, int) or isinstance(summary, bool)
+                                    or not 0 <= summary < 2**64):
+            raise _bad("sync s must be a 64-bit unsigned int")
+        digest = body.get("d")
+        if digest is not None and (not isinstance(digest, list) or len(digest) > limit):
+            raise _bad("sync d must be a list")
+        wanted = body.get("w", [])
+        if not isinstance(wanted, list) or len(wanted) > limit:
+            raise _bad("sync w must be a list")
+        parsed: list[tuple[bytes, tuple[int, int, int]]] = []
+        for item in digest or []:
+            if not isinstance(item, list) or len(item) != 4:
+                raise _bad("sync d items must be [id, in, v, st]")
+            parsed.append((_node_id(item[0], "d id"), (_uint(item[1], "d in"), _uint(item[2], "d v"),
+                                                       _uint(item[3], "d st"))))
+        for w in wanted:
+            _node_id(w, "sync w")
+        self._count("recv_sync")
+        for r in raw:
+            try:
+                self._merge_wire(r, now, effects)
+            except BadMembershipMessage:
+                self._count("bad_record")  # one malformed record does not spoil the others
+        if source not in self._nbrs:
+            return
+        if summary is not None and digest is None and summary != self._summary:
+            # step 2: our digest of alive records (plus our own)
+            self._send(effects, source, OP_SYNC, {"d": self._digest()})
+            return
+        out: dict[bytes, _Record] = {}
+        ask: list[bytes] = []
+        if digest is not None:
+            theirs = dict(parsed)
+            for nid, key in parsed:
+                held = self._self if nid == self.node_id else self._records.get(nid)
+                if held is None or held.key() < key:
+                    ask.append(nid)
+                elif held.key() > key:
+                    out[nid] = held
+            for rec in [self._self, *self._records.values()]:
+                if rec.st == ST_ALIVE and rec.node_id not in theirs:
+                    out[rec.node_id] = rec
+        for nid in wanted:
+            held = self._self if nid == self.node_id else self._records.get(nid)
+            if held is not None:
+                out[nid] = held
+        if out or ask:
+            reply: dict[str, Any] = {"m": [r.to_wire() for r in out.values()]}
+            if ask:
+                reply["w"] = ask
+            self._send(effects, source, OP_SYNC, reply)
+
+    def _digest(self) -> list[list[Any]]:
+        recs = [self._self, *(r for r in self._records.values() if r.st == ST_ALIVE)]
+        return [[r.node_id, *r.key()] for r in recs]
+
+    def _state(self) -> list[dict[str, Any]]:
+        """Every alive record we hold plus our own (what a joiner gets)."""
+        return [self._self.to_wire(), *(r.to_wire() for r in self._records.values() if r.st == ST_ALIVE)]
+
+    def receive_tree(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """A TREE message from ``source``: Plumtree ops and relays.
+
+        Raises BadMembershipMessage (nothing changed) when the body violates the op's schema.
+        """
+        if self._leaving:
+            return []
+        effects: list[OverlayEffect] = []
+        if op == OP_RELAY:
+            self._relay(source, body, now, effects)
+            self._sign_of_life(source, now, effects)
+            return effects
+        if op not in TREE_OPS:
+            self._count("unknown_op")
+            return effects
+        linked = source in self._nbrs
+        if op == "gossip" and isinstance(body, dict) and body.get("k") == KIND_RECORD \
+                and not self.tree.has_seen(body.get("i")):
+            _wire_key(body.get("p"))  # validate before Plumtree remembers the id
+        sends, delivery = self.tree.receive(source, op, body, now, linked=linked)
+        effects.extend(sends)
+        if delivery is not None:
+            if delivery.kind == KIND_APP:
+                effects.append(Deliver(delivery.origin, delivery.payload, False, delivery.hops, delivery.msg_id))
+            else:
+                try:
+                    self._merge_wire(delivery.payload, now, effects)
+                except BadMembershipMessage:
+                    self._count("bad_record")  # already forwarded: Plumtree has no way back
+        self._sign_of_life(source, now, effects)
+        return effects
+
+    def broadcast(self, payload: Any, now: float) -> list[OverlayEffect]:
+        """Broadcast ``payload`` to every live member over the tree (not delivered locally)."""
+        if self._leaving:
+            return []
+        self.last_broadcast_id, sends = self.tree.broadcast(payload, KIND_APP, now)
+        return list(sends)
+
+    def send_to(self, target: bytes, payload: Any, now: float, *, ttl: int | None = None) -> list[OverlayEffect]:
+        """Send ``payload`` to ``target``: directly when it is a neighbour, else relayed hop by hop with at
+        most ``ttl`` hops (default ``relay_ttl``). To this node itself: delivered at once.
+
+        Raises MembershipError when ``ttl`` < 1."""
+        if target == self.node_id:
+            return [Deliver(self.node_id, payload, True, 0)]
+        effects: list[OverlayEffect] = []
+        hops = self.config.relay_ttl if ttl is None else ttl
+        if hops < 1:
+            raise MembershipError("ttl must be >= 1")
+        self._relay_seq += 1
+        relay_id = self.node_id + struct.pack(">IQ", self.incarnation & 0xFFFFFFFF, self._relay_seq)
+        self._relays_seen[relay_id] = None
+        self._forward_relay({"o": self.node_id, "t": target, "h": hops, "i": relay_id, "p": payload},
+                            self.node_id, effects)
+        return effects
+
+    def _relay(self, source: bytes, body: Any, now: float, effects: list[OverlayEffect]) -> None:
+        origin, target, hops = _relay_body(body)
+        relay_id = body.get("i")
+        if not isinstance(relay_id, bytes) or len(relay_id) != 28:
+            raise _bad("relay i must be a relay id")
+        self._count("recv_relay")
+        if source in self._nbrs and origin != self.node_id:
+            self._relay_routes[origin] = source  # reverse path: the way back to the origin
+        if relay_id in self._relays_seen:
+            self._count("relay_duplicates")
+            return
+        self._relays_seen[relay_id] = None
+        if len(self._relays_seen) > self.config.plumtree.seen_size:
+            del self._relays_seen[next(iter(self._relays_seen))]
+        if target == self.node_id:
+            effects.append(Deliver(origin, body.get("p"), True, body.get("n", 1)))
+            return
+        if hops <= 1:
+            self._count("relay_expired")
+            return
+        self._forward_relay({"o": origin, "t": target, "h": hops - 1, "i": relay_id, "p": body.get("p"),
+                             "n": body.get("n", 1) + 1}, source, effects)
+
+    def _forward_relay(self, body: dict[str, Any], previous: bytes, effects: list[OverlayEffect]) -> None:
+        """Next hop: the target if it is a neighbour; else a known route (the reverse path of its relays,
+        or the tree branch its broadcasts came down); else every neighbour but the previous hop (a
+        flood bounded by the hop limit, made exactly-once by the relay id)."""
+        target = body["t"]
+        if target in self._nbrs:
+            hops = [target]
+        else:
+            hop = self._relay_routes.get(target)
+            if hop is None or hop not in self._nbrs:
+                hop = self.tree.route(target)
+            hops = [hop] if hop is not None and hop != previous else [n for n in sorted(self._nbrs) if n != previous]
+        if not hops:
+            self._count("relay_no_route")
+            return
+        if len(hops) > 1:
+            self._count("relay_floods")
+        for hop in hops:
+            self._count("sent_relay")
+            effects.append(TreeSend(hop, OP_RELAY, body))
+
+    def leave(self, now: float) -> list[OverlayEffect]:
+        """Leave: broadcast the left record to every neighbour (eager and lazy: no lazy round will come),
+        then ignore input. The driver may close the node once the effects are sent."""
+        if self._leaving:
+            return []
+        effects: list[OverlayEffect] = []
+        me = self._self
+        self._summary_remove(me)
+        me.st = ST_LEFT
+        me.wire = None
+        for nid in list(self.tree.lazy):
+            self.tree.lazy.discard(nid)
+            self.tree.eager.add(nid)
+        self._broadcast_record(me, now, effects)
+        self._leaving = True
+        for nid in sorted(self._nbrs):
+            effects.append(Disconnect(nid))
+        self._nbrs.clear()
+        return effects
+
+    # -- timers --------------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next run (None after :meth:`leave`)."""
+        if self._leaving:
+            return None
+        deadline = min(self._next_hb, self._next_sync, self._next_refresh, self._next_sweep,
+                       self.tree.next_deadline(), self._policy_deadline())
+        if self._dialing:
+            deadline = min(deadline, self._next_dial)
+        return deadline
+
+    def _policy_deadline(self) -> float:
+        """Hook: the subclass's earliest timer."""
+        return math.inf
+
+    def tick(self, now: float) -> list[OverlayEffect]:
+        """Run every due timer: heartbeats + failure detection, Plumtree rounds, anti-entropy, record
+        refresh and expiry, join retries, and the subclass's timers."""
+        if self._leaving:
+            return []
+        cfg = self.config
+        effects: list[OverlayEffect] = []
+        if now >= self._next_hb:
+            self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
+            for nid in sorted(self._nbrs):
+                nbr = self._nbrs.get(nid)
+                if nbr is None:
+                    continue
+                if nbr.detector.phi(now) >= cfg.phi_threshold:
+                    if nbr.suspect_since is None:
+                        nbr.suspect_since = now
+                        rec = self._records.get(nid)
+                        if rec is not None and rec.st == ST_ALIVE:
+                            effects.append(MemberChanged(rec.member(True), rec.member()))
+                    if now - nbr.suspect_since >= cfg.suspect_timeout:
+                        self._neighbour_failed(nid, "unreachable", now, effects)
+                        continue
+                self._send(effects, nid, OP_HEARTBEAT, {"in": self.incarnation})
+            self._heartbeat_round(now, effects)
+        effects.extend(self.tree.tick(now))
+        if now >= self._next_sync:
+            self._next_sync = max(self._next_sync + cfg.sync_interval, now)
+            if self._nbrs:
+                peer = self._rng.choice(sorted(self._nbrs))
+                self._send(effects, peer, OP_SYNC, {"s": self._summary})
+        if now >= self._next_refresh:
+            self._next_refresh = max(self._next_refresh + cfg.refresh_interval, now)
+            if self._nbrs:
+                self._broadcast_record(self._self, now, effects)
+        if now >= self._next_sweep:
+            self._next_sweep = now + min(cfg.refresh_interval, cfg.record_ttl / 4)
+            self._sweep(now, effects)
+        if self._dialing and now >= self._next_dial:
+            if self._nbrs:
+                self._dialing = False
+            else:
+                effects.extend(self._dial(now))
+        elif self._seeds and not self._nbrs and not self._dialing:
+            # every link is gone: start over through the seeds
+            self._dialing = True
+            self._dial_backoff = cfg.join_retry_initial
+            self._next_dial = now
+        self._policy_tick(now, effects)
+        return effects
+
+    def _policy_tick(self, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: the subclass's timers."""
+
+    def _heartbeat_round(self, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: called once per heartbeat round, after the neighbours got theirs."""
+
+    def _sweep(self, now: float, effects: list[OverlayEffect]) -> None:
+        cfg = self.config
+        for nid in sorted(self._records):
+            rec = self._records[nid]
+            if rec.st == ST_ALIVE:
+                if nid not in self._nbrs and now - rec.seen > cfg.record_ttl:
+                    self._count("expired")
+                    self._set_status(rec, ST_DOWN, "expired", now, effects)
+            elif now - rec.changed_at > cfg.tombstone_ttl:
+                del self._records[nid]
+                self._count("tombstones_expired")
+
+
+class FullMeshOverlay:
+    """The full-mesh membership core as an :class:`Overlay`: every member is a neighbour, broadcasts go
+    straight to each live member (one TREE ``gossip`` each), relays are direct sends.
+
+    Args:
+        core: the :class:`FullMeshMembership` to drive (its effects pass through unchanged).
+        seen_size: message ids remembered to drop duplicated broadcasts (the network may duplicate).
+    """
+
+    def __init__(self, core: FullMeshMembership, *, seen_size: int = 65536) -> None:
+        self.core = core
+        self._seq = 0
+        self._seen: dict[bytes, None] = {}
+        self._seen_size = seen_size
+        self.counters: dict[str, int] = {}
+        self.last_broadcast_id: bytes | None = None
+        """Id of the latest :meth:`broadcast`."""
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's id."""
+        return self.core.node_id
+
+    @property
+    def local(self) -> Identity:
+        """This node's identity."""
+        return self.core.local
+
+    @property
+    def joined(self) -> bool:
+        """See :attr:`FullMeshMembership.joined`."""
+        return self.core.joined
+
+    @property
+    def leaving(self) -> bool:
+        """True after :meth:`leave`."""
+        return self.core.leaving
+
+    def members(self) -> list[Member]:
+        """See :meth:`FullMeshMembership.members`."""
+        return self.core.members()
+
+    def alive_members(self) -> list[Member]:
+        """See :meth:`FullMeshMembership.alive_members`."""
+        return self.core.alive_members()
+
+    def neighbours(self) -> list[bytes]:
+        """Every up member other than this node."""
+        me = self.core.node_id
+        return sorted(m.node_id for m in self.core.alive_members() if m.node_id != me)
+
+    def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.join`."""
+        return list(self.core.join(seeds, now))
+
+    def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.contact`."""
+        return list(self.core.contact(identity, now))
+
+    def receive(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.receive`."""
+        return list(self.core.receive(source, op, body, now))
+
+    def traffic(self, source: bytes, now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.traffic`."""
+        return list(self.core.traffic(source, now))
+
+    def link_up(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.link_up`."""
+        return list(self.core.link_up(node_id, now))
+
+    def link_down(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.link_down` (a hint only: phi declares members down)."""
+        return list(self.core.link_down(node_id, now))
+
+    def leave(self, now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.leave`."""
+        return list(self.core.leave(now))
+
+    def tick(self, now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.tick`."""
+        return list(self.core.tick(now))
+
+    def next_deadline(self) -> float | None:
+        """See :meth:`FullMeshMembership.next_deadline`."""
+        return self.core.next_deadline()
+
+    def stats(self) -> dict[str, int]:
+        """The core's counters plus broadcast / relay counters."""
+        out = self.core.stats()
+        out.update(self.counters)
+        return out
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def broadcast(self, payload: Any, now: float) -> list[OverlayEffect]:
+        """One ``gossip`` to each live member (the id makes a duplicated delivery harmless)."""
+        if self.core.leaving:
+            return []
+        self._seq += 1
+        msg_id = self.node_id + struct.pack(">IQ", self.core.incarnation & 0xFFFFFFFF, self._seq)
+        body = {"i": msg_id, "h": 0, "k": KIND_APP, "p": payload}
+        self.last_broadcast_id = msg_id
+        targets = self.neighbours()
+        self._count("sent_gossip", len(targets))
+        return [TreeSend(nid, "gossip", body) for nid in targets]
+
+    def send_to(self, target: bytes, payload: Any, now: float, *, ttl: int | None = None) -> list[OverlayEffect]:
+        """A direct send (every member is a neighbour: one hop); to an unknown member nothing is sent."""
+        if target == self.node_id:
+            return [Deliver(self.node_id, payload, True, 0)]
+        if ttl is not None and ttl < 1:
+            raise MembershipError("ttl must be >= 1")
+        if target not in set(self.neighbours()):
+            self._count("relay_no_route")
+            return []
+        self._count("sent_relay")
+        self._seq += 1
+        relay_id = self.node_id + struct.pack(">IQ", self.core.incarnation & 0xFFFFFFFF, self._seq)
+        return [TreeSend(target, OP_RELAY, {"o": self.node_id, "t": target, "h": 1 if ttl is None else ttl,
+                                            "i": relay_id, "p": payload})]
+
+    def receive_tree(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """``gossip`` (a broadcast sent straight to us) and ``relay``; both count as a sign of life.
+
+        Raises BadMembershipMessage on a bad body.
+        """
+        if self.core.leaving:
+            return []
+        if not isinstance(body, dict):
+            raise _bad(f"{op} body must be a map")
+        effects: list[OverlayEffect] = list(self.core.traffic(source, now))
+        if op == "gossip":
+            msg_id = body.get("i")
+            if not isinstance(msg_id, bytes) or len(msg_id) != 28:
+                raise _bad("gossip i must be a message id")
+            if msg_id in self._seen:
+                self._count("duplicates")
+                return effects
+            self._seen[msg_id] = None
+            if len(self._seen) > self._seen_size:
+                del self._seen[next(iter(self._seen))]
+            effects.append(Deliver(msg_id[:16], body.get("p"), False, 1, msg_id))
+        elif op == OP_RELAY:
+            origin, target, _ = _relay_body(body)
+            if target == self.node_id:
+                effects.append(Deliver(origin, body.get("p"), True, 1))
+            else:
+                self._count("relay_misrouted")
+        else:
+            self._count("unknown_op")
+        return effects
