@@ -239,6 +239,9 @@ async def open_stream(
 ) -> HttpStream:
     """Send one request and return the response with its body unread. Close it when done.
 
+    ``connect_timeout`` bounds connecting and receiving the status line and headers; ``idle_timeout``
+    bounds each later read of the body (a watch stream may rightly stay silent for long).
+
     ``ssl_context`` is required for https URLs (the caller decides on CA, verification and client
     certificates). Raises OSError/TimeoutError for network trouble, HttpProtocolError for a response
     that is not HTTP/1.x, ValueError for a bad URL.
@@ -264,7 +267,7 @@ async def open_stream(
             merged["Content-Length"] = str(len(body))
         lines += [f"{k}: {v}" for k, v in merged.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        async with asyncio.timeout(idle_timeout):
+        async with asyncio.timeout(connect_timeout):  # a server answers headers at once, even for watches
             await writer.drain()
             status_line = await reader.readline()
         parts = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
@@ -273,7 +276,7 @@ async def open_stream(
         response_headers = Headers()
         total = 0
         while True:
-            async with asyncio.timeout(idle_timeout):
+            async with asyncio.timeout(connect_timeout):
                 line = await reader.readline()
             total += len(line)
             if total > _MAX_HEADER_BYTES:
