@@ -315,13 +315,20 @@ def hello(
 ) -> list[bytes]:
     """HELLO: key order s, vn, vx, ro, in, nm, ep, md (the last three only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VMIN: min_version, K_VMAX: max_version, K_ROLE: int(role), K_INC: incarnation}
+    return encode(MsgType.HELLO, _with_identity(header, name, endpoints, meta))
+
+
+def _with_identity(
+    header: dict[str, Any], name: str, endpoints: Mapping[str, Sequence[Any]] | None, meta: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """Append the optional identity keys nm, ep, md (in that order) shared by HELLO and WELCOME."""
     if name:
         header[K_NAME] = name
     if endpoints:
         header[K_ENDPOINTS] = {k: list(v) for k, v in endpoints.items()}
     if meta:
         header[K_META] = dict(meta)
-    return encode(MsgType.HELLO, header)
+    return header
 
 
 def welcome(
@@ -335,13 +342,7 @@ def welcome(
 ) -> list[bytes]:
     """WELCOME: key order s, v, in, nm, ep, md."""
     header: dict[str, Any] = {K_SRC: source, K_VERSION: version, K_INC: incarnation}
-    if name:
-        header[K_NAME] = name
-    if endpoints:
-        header[K_ENDPOINTS] = {k: list(v) for k, v in endpoints.items()}
-    if meta:
-        header[K_META] = dict(meta)
-    return encode(MsgType.WELCOME, header)
+    return encode(MsgType.WELCOME, _with_identity(header, name, endpoints, meta))
 
 
 def reject(source: bytes, *, code: int, message: str, min_version: int = MIN_VERSION, max_version: int = MAX_VERSION) -> list[bytes]:
