@@ -104,7 +104,6 @@ class ClientServer(RecordOverlay):
             return effects
         self._add_neighbour(identity, now, effects)
         self._send(effects, identity.node_id, OP_JOIN, {"m": identity_to_wire(self.local)})
-        self._broadcast_record(self._self, now, effects)
         return effects
 
     def _receive_op(self, source: bytes, op: str, body: dict[str, Any], now: float,
@@ -121,6 +120,7 @@ class ClientServer(RecordOverlay):
             old = self._records.get(source)
             if old is None or old.key() < rec.key():
                 self._merge(rec, now, effects)
+                self._broadcast_record(self._records.get(source, rec), now, effects)
             self._send(effects, source, OP_SYNC, {"m": self._state()})
             return
         if op == OP_NEIGHBOR:

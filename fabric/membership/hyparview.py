@@ -9,8 +9,8 @@ to, heartbeats and monitors, and the links Plumtree broadcasts over. A larger **
 
 Join. The joiner dials a seed (HELLO/WELCOME); on :meth:`HyParView.contact` it adds the seed to its
 active view and sends ``join``. The contact node adds the joiner (dropping a random active neighbour
-with ``disconnect`` when full), answers with its membership state (``sync``), broadcasts the joiner's
-record, and sends ``forward_join`` with TTL ``arwl`` to its other active neighbours. Each hop of that
+with ``disconnect`` when full), answers with its membership state (``sync``), announces the joiner's
+record (batched with other changes, see :mod:`fabric.membership.overlay`), and sends ``forward_join`` with TTL ``arwl`` to its other active neighbours. Each hop of that
 random walk adds the joiner to its passive view when the TTL equals ``prwl``, and the hop where the TTL
 reaches 0 (or whose only neighbour is the previous hop) adds it to its active view and sends it a
 high-priority ``neighbor`` request, which the joiner always accepts: views stay symmetric.
@@ -235,8 +235,6 @@ class HyParView(RecordOverlay):
             return effects
         self._add_active(identity, now, effects)
         self._send(effects, identity.node_id, OP_JOIN, {"m": self._entry()})
-        # our record, broadcast by us: the tree then also holds the route back to us (for relays)
-        self._broadcast_record(self._self, now, effects)
         return effects
 
     def _receive_op(self, source: bytes, op: str, body: dict[str, Any], now: float,
@@ -247,11 +245,13 @@ class HyParView(RecordOverlay):
             if joiner.node_id != source:
                 raise _bad("join m must be the sender's entry")
             self._add_active(joiner, now, effects)
-            # the joiner broadcasts its own record; we take it at once and send it our state
+            # the joiner's record goes out in our next announcement batch (a join storm through one seed
+            # costs a few broadcasts, not one per joiner); the joiner gets our state at once
             rec = _Record(joiner, 0, ST_ALIVE, now)
             old = self._records.get(source)
             if old is None or old.key() < rec.key():
                 self._merge(rec, now, effects)
+                self._broadcast_record(self._records.get(source, rec), now, effects)
             self._send(effects, source, OP_SYNC, {"m": self._state()})
             entry = body["m"]
             for nid in sorted(self._nbrs):

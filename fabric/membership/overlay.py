@@ -270,8 +270,8 @@ class _Record:
             status = MemberStatus.DOWN
         else:
             status = MemberStatus.SUSPECT if suspect else MemberStatus.ALIVE
-        return Member(ident.node_id, ident.name, ident.incarnation, status, dict(ident.metadata),
-                      dict(ident.endpoints))
+        # the identity's maps are never mutated (Identity's contract): shared, not copied
+        return Member(ident.node_id, ident.name, ident.incarnation, status, ident.metadata, ident.endpoints)
 
 
 def _record_from_wire(raw: Any, now: float) -> _Record:
@@ -353,6 +353,9 @@ class RecordOverlay:
         self._next_sweep = now + min(cfg.refresh_interval, cfg.record_ttl / 4)
         self.last_broadcast_id: bytes | None = None
         """Id of the latest :meth:`broadcast` (matches :attr:`Deliver.msg_id` on the receivers)."""
+        self._life_resolution = self.config.heartbeat_interval / 4
+        self._outbox: dict[bytes, _Record] = {}
+        self._next_announce = math.inf
         self._relay_seq = 0
         self._relays_seen: dict[bytes, None] = {}
         self._relay_routes: dict[bytes, bytes] = {}
@@ -481,6 +484,9 @@ class RecordOverlay:
         nbr = self._nbrs.get(source)
         if nbr is None:
             return False
+        last = nbr.detector.last
+        if last is not None and now - last < self._life_resolution and nbr.suspect_since is None:
+            return True  # a burst of messages: one sample per quarter interval is enough for phi
         nbr.detector.heartbeat(now)
         if nbr.suspect_since is not None:
             nbr.suspect_since = None
@@ -589,7 +595,20 @@ class RecordOverlay:
         self._broadcast_record(me, now, effects)
 
     def _broadcast_record(self, rec: _Record, now: float, effects: list[OverlayEffect]) -> None:
-        _, sends = self.tree.broadcast(rec.to_wire(), KIND_RECORD, now)
+        """Queue ``rec`` for the next announcement (one broadcast carries every record queued within
+        ``announce_interval``)."""
+        self._outbox[rec.node_id] = rec
+        if self._next_announce == math.inf:
+            self._next_announce = now + self.config.announce_interval
+
+    def _announce(self, now: float, effects: list[OverlayEffect]) -> None:
+        self._next_announce = math.inf
+        if not self._outbox:
+            return
+        batch = [rec.to_wire() for _, rec in sorted(self._outbox.items())]
+        self._outbox.clear()
+        self._count("announcements")
+        _, sends = self.tree.broadcast(batch, KIND_RECORD, now)
         effects.extend(sends)
 
     def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[OverlayEffect]:
@@ -773,17 +792,23 @@ class RecordOverlay:
         linked = source in self._nbrs
         if op == "gossip" and isinstance(body, dict) and body.get("k") == KIND_RECORD \
                 and not self.tree.has_seen(body.get("i")):
-            _wire_key(body.get("p"))  # validate before Plumtree remembers the id
+            # validate the batch's shape before Plumtree remembers and forwards it
+            batch = body.get("p")
+            if not isinstance(batch, list) or len(batch) > self.config.max_members + 1:
+                raise _bad("a record announcement must be a list of records")
+            for raw in batch:
+                _wire_key(raw)
         sends, delivery = self.tree.receive(source, op, body, now, linked=linked)
         effects.extend(sends)
         if delivery is not None:
             if delivery.kind == KIND_APP:
                 effects.append(Deliver(delivery.origin, delivery.payload, False, delivery.hops, delivery.msg_id))
             else:
-                try:
-                    self._merge_wire(delivery.payload, now, effects)
-                except BadMembershipMessage:
-                    self._count("bad_record")  # already forwarded: Plumtree has no way back
+                for raw in delivery.payload:
+                    try:
+                        self._merge_wire(raw, now, effects)
+                    except BadMembershipMessage:
+                        self._count("bad_record")  # the others in the batch still count
         self._sign_of_life(source, now, effects)
         return effects
 
@@ -869,7 +894,8 @@ class RecordOverlay:
         for nid in list(self.tree.lazy):
             self.tree.lazy.discard(nid)
             self.tree.eager.add(nid)
-        self._broadcast_record(me, now, effects)
+        self._outbox[me.node_id] = me
+        self._announce(now, effects)  # now: no timer runs after a leave
         self._leaving = True
         for nid in sorted(self._nbrs):
             effects.append(Disconnect(nid))
@@ -882,7 +908,7 @@ class RecordOverlay:
         """When :meth:`tick` must next run (None after :meth:`leave`)."""
         if self._leaving:
             return None
-        deadline = min(self._next_hb, self._next_sync, self._next_refresh, self._next_sweep,
+        deadline = min(self._next_hb, self._next_sync, self._next_refresh, self._next_sweep, self._next_announce,
                        self.tree.next_deadline(), self._policy_deadline())
         if self._dialing:
             deadline = min(deadline, self._next_dial)
@@ -916,6 +942,8 @@ class RecordOverlay:
                         continue
                 self._send(effects, nid, OP_HEARTBEAT, {"in": self.incarnation})
             self._heartbeat_round(now, effects)
+        if now >= self._next_announce:
+            self._announce(now, effects)
         effects.extend(self.tree.tick(now))
         if now >= self._next_sync:
             self._next_sync = max(self._next_sync + cfg.sync_interval, now)

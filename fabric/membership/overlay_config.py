@@ -161,6 +161,12 @@ class OverlayConfig:
     suspect_timeout: float = 1.0
     """Seconds a neighbour stays suspect before it is declared failed (and its down record broadcast)."""
 
+    announce_interval: float = 0.5
+    """Seconds membership changes (joins admitted, failures seen, refutations, metadata) wait to be
+    broadcast together: one Plumtree broadcast per interval per node with changes, instead of one per
+    change. A join storm of N nodes through one seed then costs a few broadcasts, not N (each of N - 1
+    messages). Adds at most this much to the spread time of a change; a leave is sent at once."""
+
     refresh_interval: float = 60.0
     """Seconds between two re-broadcasts of a node's own alive record. Keeps records alive on nodes that
     are not neighbours; costs one broadcast per node per interval (N broadcasts of N-1 messages)."""
@@ -198,6 +204,7 @@ class OverlayConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, ("heartbeat_interval", "phi_threshold", "min_std_deviation", "refresh_interval",
+                               "announce_interval",
                                "record_ttl", "tombstone_ttl", "sync_interval", "join_retry_initial",
                                "join_retry_max"))
         _check_positive(self, ("acceptable_heartbeat_pause", "suspect_timeout"), allow_zero=True)
@@ -222,6 +229,7 @@ class OverlayConfig:
             min_std_deviation=0.05,
             acceptable_heartbeat_pause=0.6,
             suspect_timeout=0.2,
+            announce_interval=0.1,
             refresh_interval=30.0,
             record_ttl=100.0,
             tombstone_ttl=600.0,
@@ -244,6 +252,7 @@ class OverlayConfig:
             min_std_deviation=0.5,
             acceptable_heartbeat_pause=10.0,
             suspect_timeout=5.0,
+            announce_interval=1.0,
             refresh_interval=120.0,
             record_ttl=400.0,
             sync_interval=30.0,

@@ -32,6 +32,7 @@ one seed replays the same run.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import random
@@ -242,7 +243,11 @@ class OverlaySim:
         for node in nodes:
             if node is not seed:
                 at = self.clock.now() + self.rng.uniform(0, spread)
-                self.clock.call_at(at, lambda n=node: None if n.crashed else self.join(n, [seed]))
+                self.clock.call_at(at, functools.partial(self._storm_join, node, seed))
+
+    def _storm_join(self, node: SimOverlayNode, seed: SimOverlayNode) -> None:
+        if not node.crashed:
+            self.join(node, [seed])
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -295,7 +300,7 @@ class OverlaySim:
                 for peer in self.active_nodes():
                     if node.node_id in peer.links:
                         self.clock.call_later(self.faults.link_down_delay,
-                                              lambda p=peer, n=node: self._link_down(p, n.node_id))
+                                              functools.partial(self._link_down, peer, node.node_id))
 
     def _link_down(self, peer: SimOverlayNode, node_id: bytes) -> None:
         if not peer.crashed:
@@ -474,6 +479,14 @@ class OverlaySim:
         """True when every live neighbour link is held by both ends."""
         graph = self.neighbour_graph()
         return all(a in graph.get(b, ()) for a, peers in graph.items() for b in peers)
+
+    def healed(self) -> bool:
+        """True when no live node keeps a crashed node as a neighbour and the live neighbour graph is
+        connected and symmetric (what "the overlay healed" means after crashes)."""
+        live = {n.node_id for n in self.active_nodes()}
+        if any(p not in live for n in self.active_nodes() for p in n.core.neighbours()):
+            return False
+        return self.connected() and self.symmetric()
 
     def membership_converged(self) -> bool:
         """True when every live node sees exactly the live nodes as alive (or suspect)."""
