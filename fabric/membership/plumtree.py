@@ -154,10 +154,21 @@ class Plumtree:
             return
         (self.lazy if self.eager else self.eager).add(peer)
 
+    def _ensure_eager(self) -> None:
+        # a node whose every link is lazy is off the tree: it would receive, and spread its own
+        # broadcasts, only through ihave + graft (a lazy round plus a graft timeout per hop); one lazy
+        # link made eager puts it back (the far side adds us on the first copy, or prunes a duplicate)
+        if not self.eager and self.lazy:
+            peer = min(self.lazy)
+            self.lazy.discard(peer)
+            self.eager.add(peer)
+            self._count("eager_restored")
+
     def remove_neighbour(self, peer: bytes) -> None:
         """An overlay link went away (failure or view change): forget it everywhere."""
         self.eager.discard(peer)
         self.lazy.discard(peer)
+        self._ensure_eager()
         self._lazy_queue.pop(peer, None)
         for announcers in self._missing.values():
             if peer in announcers:
@@ -183,6 +194,7 @@ class Plumtree:
         msg_id = self._prefix + struct.pack(">Q", self._seq)
         body = {"i": msg_id, "h": 0, "k": kind, "p": payload}
         self._remember(msg_id, body, now)
+        self._ensure_eager()
         out: list[TreeSend] = []
         self._forward(body, self.node_id, now, out)
         self._count("broadcasts")
