@@ -1,0 +1,83 @@
+"""``consul`` and ``kubernetes`` together in the ``multi`` strategy: merged candidates, failover.
+
+Two nodes are registered in a (fake) Consul agent and listed in (fake) Kubernetes EndpointSlices. The
+merged view has one candidate per node (Consul's node id, both sources); when the Consul agent goes away,
+its answer ages out and the same nodes keep coming from Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from fabric.discovery import Candidate, LocalNode, MultiDiscovery, registry
+from fabric.discovery.consul import ConsulConfig, ConsulPlugin
+from tests.integration.fakes.consul_server import FakeConsul
+from tests.integration.fakes.k8s_server import running_kubernetes, write_service_account
+from tests.integration.test_discovery_dns import run_without_blocking
+from tests.support import require_tool, short_tmpdir
+
+
+async def until(multi: MultiDiscovery, predicate: Callable[[list[Candidate]], bool], what: str,
+                timeout: float = 10.0) -> list[Candidate]:
+    deadline = time.monotonic() + timeout
+    while not predicate(view := multi.candidates):
+        assert time.monotonic() < deadline, f"{what}: {[(c.seed, c.source) for c in view]} {multi.stats()}"
+        await asyncio.sleep(0.05)
+    return view
+
+
+def test_consul_and_kubernetes_merge_and_fail_over() -> None:
+    require_tool("openssl")
+    consul = FakeConsul().start()
+    try:
+        with short_tmpdir("ffmulti") as workdir, running_kubernetes(workdir) as (k8s, pki):
+            sa = write_service_account(f"{workdir}/sa", pki, "token-1", "default")
+            nodes = [LocalNode(node_id=str(uuid.uuid4()), name=f"pod-{i}",
+                               endpoints={"membership": f"tcp://127.0.0.{i + 41}:7946"}) for i in range(2)]
+            for node in nodes:
+                k8s.put_slice(f"foundation-{node.name}", [{"ip": node.seed[6:].split(":")[0], "pod": node.name}],
+                              {"membership": 7946})
+
+            async def scenario() -> None:
+                announcers = [ConsulPlugin(ConsulConfig.local(url=consul.url)) for _ in nodes]
+                for plugin, node in zip(announcers, nodes, strict=True):
+                    await plugin.start(node)
+                multi = registry.create("multi", {
+                    "strategies": ["consul", "kubernetes"],
+                    "options": {
+                        "consul": {"url": consul.url, "announce": False, "wait": 0.5, "request_timeout": 0.5,
+                                   "backoff_initial": 0.05, "backoff_max": 0.2},
+                        "kubernetes": {"api_server": k8s.url, "service": "foundation", "request_timeout": 1.0,
+                                       "backoff_initial": 0.05, "backoff_max": 0.2, **sa},
+                    },
+                    "polling_interval": 0.1, "answer_ttl": 1.5, "reoffer_interval": 0,
+                })
+                assert isinstance(multi, MultiDiscovery)
+                viewer = LocalNode(node_id=str(uuid.uuid4()), name="viewer", endpoints={"membership": "tcp://127.0.0.1:1"})
+                await multi.start(viewer)
+                try:
+                    view = await until(multi, lambda v: len(v) == 2 and all(c.source == "consul+kubernetes" for c in v),
+                                       "merged view")
+                    assert {c.node_id for c in view} == {n.node_id for n in nodes}  # Consul's ids, K8s' pod names
+                    assert {c.meta["pod"] for c in view} == {"pod-0", "pod-1"}
+                    # The Consul agent goes away (the nodes stay registered in its last answer): that answer
+                    # ages out after answer_ttl, and Kubernetes keeps supplying both nodes.
+                    await asyncio.get_running_loop().run_in_executor(None, consul.close)
+                    await until(multi, lambda v: multi.stats()["consul.failures"] >= 1, "consul failing")
+                    assert {c.source for c in multi.candidates} == {"consul+kubernetes"}  # still within answer_ttl
+                    view = await until(multi, lambda v: [c.source for c in v] == ["kubernetes", "kubernetes"],
+                                       "failover to kubernetes")
+                    assert {c.seed for c in view} == {n.seed for n in nodes}
+                    assert multi.sources() == {"consul": False, "kubernetes": True}
+                    assert multi.stats()["consul.failures"] >= 1
+                finally:
+                    await multi.stop()
+                    for plugin in announcers:
+                        await plugin.stop()  # the agent is gone: deregistration fails, logged, never raises
+
+            run_without_blocking(scenario())
+    finally:
+        consul.close()
