@@ -57,6 +57,7 @@ Plumtree's TREE ops (gossip/ihave/graft/prune) and ``relay`` are documented in
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,7 @@ from .overlay import (
     OP_HEARTBEAT,
     OP_SYNC,
     ST_ALIVE,
+    ST_DOWN,
     ST_LEFT,
     OverlayEffect,
     RecordOverlay,
@@ -120,6 +122,8 @@ class HyParView(RecordOverlay):
         self._next_shuffle = now + self.hv.shuffle_interval * (0.5 + self._rng.random())
         self._next_promotion = now + self.hv.promotion_interval
         self._shuffled: set[bytes] = set()  # passive ids we sent in our last shuffle (evicted first)
+        self._next_probe = now + self.hv.probe_interval if self.hv.probe_interval > 0 else math.inf
+        self._probing: set[bytes] = set()  # down members we sent a probe to
 
     # -- views ---------------------------------------------------------------------------------------
 
@@ -192,6 +196,22 @@ class HyParView(RecordOverlay):
         # every view is full, low-priority requests from a node left with one or two links are all refused
         high = len(self._nbrs) < self.hv.active_min
         self._send(effects, nid, OP_NEIGHBOR, {"m": self._entry(), "p": 1 if high else 0})
+
+    def _probe_down(self, now: float, effects: list[OverlayEffect]) -> None:
+        """Ask one random down member to be our neighbour (high priority): how a healed partition finds
+        the other side again. A dead one times out like any unanswered promotion."""
+        if not self._joined:
+            return
+        down = [nid for nid, rec in sorted(self._records.items())
+                if rec.st == ST_DOWN and nid not in self._pending and nid not in self._nbrs]
+        if not down:
+            return
+        nid = self._rng.choice(down)
+        self._pending[nid] = now + self.hv.neighbor_timeout
+        self._probing.add(nid)
+        self._count("probes")
+        effects.append(Connect(self._records[nid].identity))
+        self._send(effects, nid, OP_NEIGHBOR, {"m": self._entry(), "p": 1})
 
     def _fill(self, now: float, effects: list[OverlayEffect], *, urgent_only: bool = True) -> None:
         """Promote passive nodes: at once up to ``active_min`` (one request per missing slot); with
@@ -298,9 +318,13 @@ class HyParView(RecordOverlay):
                 raise _bad("neighbor_reply m must be the sender's entry")
             accepted = body.get("a") == 1
             was_pending = self._pending.pop(source, None) is not None
+            probed = source in self._probing
+            self._probing.discard(source)
             if source in self._nbrs:
                 return
-            if accepted and len(self._nbrs) < hv.active_max:
+            if accepted and (probed or len(self._nbrs) < hv.active_max):
+                # a probed down member answered: keep the link even if full, it may be the only one to
+                # the other side of a healed partition
                 self._add_active(peer, now, effects)
             elif accepted:
                 # it took us in, but we filled up meanwhile: undo its side
@@ -381,7 +405,7 @@ class HyParView(RecordOverlay):
     # -- timers --------------------------------------------------------------------------------------
 
     def _policy_deadline(self) -> float:
-        deadline = min(self._next_shuffle, self._next_promotion)
+        deadline = min(self._next_shuffle, self._next_promotion, self._next_probe)
         if self._pending:
             deadline = min(deadline, min(self._pending.values()))
         return deadline
@@ -392,6 +416,7 @@ class HyParView(RecordOverlay):
             if self._pending[nid] <= now:
                 # no answer: consider it dead
                 del self._pending[nid]
+                self._probing.discard(nid)
                 self._passive.pop(nid, None)
                 self._count("promotion_timeouts")
                 if nid not in self._nbrs:
@@ -401,6 +426,9 @@ class HyParView(RecordOverlay):
             self._next_promotion = now + hv.promotion_interval
             if self._joined:
                 self._fill(now, effects, urgent_only=False)
+        if now >= self._next_probe:
+            self._next_probe = now + hv.probe_interval
+            self._probe_down(now, effects)
         if now >= self._next_shuffle:
             self._next_shuffle = now + hv.shuffle_interval
             if self._nbrs:

@@ -450,6 +450,10 @@ class RecordOverlay:
         self._nbrs[identity.node_id] = _Neighbour(identity, detector)
         self.tree.add_neighbour(identity.node_id)
         effects.append(Connect(identity))
+        rec = self._records.get(identity.node_id)
+        if rec is not None and rec.st != ST_ALIVE:
+            # a link to a member we hold as down (a probe answered, a partition healed): compare state now
+            self._send(effects, identity.node_id, OP_SYNC, {"s": self._summary})
         if not self._joined:
             self._joined = True
             self._dialing = False

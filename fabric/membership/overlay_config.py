@@ -85,7 +85,14 @@ class HyParViewConfig:
     """Seconds between two attempts to fill an active view that is below ``active_max`` (Partisan
     ``random_promotion_interval``). Failure handling promotes at once; this catches the rest."""
 
+    probe_interval: float = 10.0
+    """Seconds between two probes of one random *down* member: a high-priority NEIGHBOR request. A dead
+    node does not answer (``neighbor_timeout``); a live one (the far side of a healed partition, or a
+    false suspicion) becomes a neighbour, and anti-entropy over that link re-merges the two sides
+    (down records are refuted by their owners). 0 disables probing."""
+
     def __post_init__(self) -> None:
+        _check_positive(self, ("probe_interval",), allow_zero=True)
         _check_ints(self, (("active_max", 1), ("active_min", 1), ("passive_max", 1), ("arwl", 1), ("prwl", 0),
                            ("shuffle_ka", 0), ("shuffle_kp", 0), ("shuffle_ttl", 0)))
         _check_positive(self, ("shuffle_interval", "neighbor_timeout", "promotion_interval"))
@@ -236,7 +243,8 @@ class OverlayConfig:
             sync_interval=2.0,
             join_retry_initial=0.1,
             join_retry_max=2.0,
-            hyparview=HyParViewConfig(shuffle_interval=5.0, neighbor_timeout=0.5, promotion_interval=1.0),
+            hyparview=HyParViewConfig(shuffle_interval=5.0, neighbor_timeout=0.5, promotion_interval=1.0,
+                                      probe_interval=2.0),
             plumtree=PlumtreeConfig(lazy_interval=0.2, graft_timeout=0.5, graft_retry=0.25, cache_ttl=30.0,
                                     seen_ttl=120.0),
         )
@@ -258,7 +266,8 @@ class OverlayConfig:
             sync_interval=30.0,
             join_retry_initial=1.0,
             join_retry_max=60.0,
-            hyparview=HyParViewConfig(shuffle_interval=30.0, neighbor_timeout=10.0, promotion_interval=15.0),
+            hyparview=HyParViewConfig(shuffle_interval=30.0, neighbor_timeout=10.0, promotion_interval=15.0,
+                                      probe_interval=30.0),
             plumtree=PlumtreeConfig(lazy_interval=2.0, graft_timeout=6.0, graft_retry=3.0, cache_ttl=300.0,
                                     seen_ttl=900.0),
         )
