@@ -186,7 +186,9 @@ def test_nodes_form_a_cluster_through_consul_and_a_lapsed_node_disappears(consul
                 assert isinstance(plugin, ConsulPlugin)
                 await plugin.start(LocalNode(node_id=node.id, name=node.name, endpoints=node.endpoints))
                 plugins.append(plugin)
-            child_id = child.expect("READY", timeout=20).split()[1]
+            # Child output is read off the loop: a blocking read here would stall the in-process nodes.
+            loop = asyncio.get_running_loop()
+            child_id = (await loop.run_in_executor(None, child.expect, "READY", 20)).split()[1]
             everyone = {n.id for n in nodes} | {child_id}
             # The join path: link to every candidate (by its seed).
             for node, plugin in zip(nodes, plugins, strict=True):
@@ -200,9 +202,9 @@ def test_nodes_form_a_cluster_through_consul_and_a_lapsed_node_disappears(consul
                 while {p.id for p in node.peers()} != everyone - {node.id}:
                     assert time.monotonic() < deadline, node.peers()
                     await asyncio.sleep(0.02)
-            line = child.expect("PEERS", timeout=10)
+            line = await loop.run_in_executor(None, child.expect, "PEERS", 10)
             while len(json.loads(line.split(" ", 1)[1])) < 3:
-                line = child.expect("PEERS", timeout=10)
+                line = await loop.run_in_executor(None, child.expect, "PEERS", 10)
 
             # The child hangs: it stops passing its TTL check, Consul marks it critical, and every node
             # stops offering it (discovery only: whether it is a live member is membership's business).
