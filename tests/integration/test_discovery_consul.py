@@ -22,8 +22,9 @@ from fabric import Node, NodeConfig
 from fabric.discovery import Candidate, LocalNode, registry
 from fabric.discovery.consul import ConsulConfig, ConsulPlugin
 from tests.integration.fakes.consul_server import FakeConsul, running_consul
+from tests.integration.fakes.k8s_server import make_pki
 from tests.integration.test_discovery_dns import run_without_blocking
-from tests.support import Child, children
+from tests.support import Child, children, require_tool, short_tmpdir
 
 
 def local(name: str, port: int) -> LocalNode:
@@ -333,3 +334,37 @@ def test_wrong_datacenter_is_a_failure_not_an_empty_answer(consul: FakeConsul) -
         await viewer.stop()
 
     run_without_blocking(scenario())
+
+
+def test_tls_with_a_private_ca_and_a_client_certificate() -> None:
+    require_tool("openssl")
+    with short_tmpdir("ffctls") as workdir, short_tmpdir("ffctls2") as otherdir:
+        pki = make_pki(workdir)
+        other_ca = make_pki(otherdir)["ca"]
+        with running_consul(pki=pki, require_client_cert=True) as consul:
+            assert consul.url.startswith("https://")
+
+            async def scenario() -> None:
+                tls = {"url": consul.url, "ca_file": pki["ca"], "cert_file": pki["cert"], "key_file": pki["key"]}
+                node = ConsulPlugin(ConsulConfig.local(**tls))
+                await node.start(local("n", 7001))
+                viewer = ConsulPlugin(ConsulConfig.local(**tls, announce=False))
+                await viewer.start(local("viewer", 1))
+                assert [c.name for c in await until(viewer, lambda c: len(c) == 1)] == ["n"]
+                # The agent's certificate is not signed by the CA we trust: every request fails.
+                wrong = ConsulPlugin(ConsulConfig.local(**{**tls, "ca_file": other_ca}, announce=False))
+                await wrong.start(local("wrong", 1))
+                await until_stat(wrong, "failures", 2)
+                # No client certificate: the agent refuses the handshake.
+                anonymous = ConsulPlugin(ConsulConfig.local(url=consul.url, ca_file=pki["ca"], announce=False))
+                await anonymous.start(local("anon", 1))
+                await until_stat(anonymous, "failures", 2)
+                # verify=False skips the server check (development only); still needs the client cert here.
+                unverified = ConsulPlugin(ConsulConfig.local(**{**tls, "ca_file": None}, verify=False, announce=False))
+                await unverified.start(local("unverified", 1))
+                assert len(await unverified.lookup()) == 1
+                for plugin in (node, viewer, wrong, anonymous, unverified):
+                    await plugin.stop()
+                assert wrong.last_success is None and anonymous.last_success is None
+
+            run_without_blocking(scenario())

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -57,12 +58,23 @@ def parse_duration(text: str) -> float:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    """Clients that gave up (timeouts in fault tests) close their end: not worth a traceback."""
+    """Clients that gave up (timeouts in fault tests) close their end: not worth a traceback.
+
+    With a TLS context, accepted sockets are wrapped; the handshake runs in the handler thread.
+    """
+
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
             super().handle_error(request, client_address)
 
 
@@ -110,9 +122,12 @@ class FakeConsul:
     """One agent (node ``fake-agent`` in datacenter ``dc``) plus the catalog it serves. Thread-safe."""
 
     def __init__(self, *, datacenter: str = "dc1", acl_tokens: dict[str, str] | None = None,
-                 node_address: str = "127.0.0.1", port: int = 0) -> None:
+                 node_address: str = "127.0.0.1", port: int = 0, pki: dict[str, str] | None = None,
+                 require_client_cert: bool = False) -> None:
         """``acl_tokens``: token -> ``"write"`` or ``"read"``; None disables ACLs. ``port`` 0: ephemeral
-        (pass an earlier server's port to play an agent restart: the new one knows no registrations)."""
+        (pass an earlier server's port to play an agent restart: the new one knows no registrations).
+        ``pki`` (from ``k8s_server.make_pki``) serves HTTPS; ``require_client_cert`` asks for a client
+        certificate signed by the same CA (Consul's ``verify_incoming``)."""
         self.datacenter = datacenter
         self.acl_tokens = acl_tokens
         self.node_name = "fake-agent"
@@ -128,8 +143,15 @@ class FakeConsul:
         self._closing = False
         self._server = _QuietServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
+        if pki is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(pki["cert"], pki["key"])
+            if require_client_cert:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(pki["ca"])
+            self._server.tls = context
         self.port = int(self._server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if pki else 'http'}://127.0.0.1:{self.port}"
         self._threads = [
             threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True),
             threading.Thread(target=self._reaper, daemon=True),
@@ -321,6 +343,12 @@ class FakeConsul:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                if isinstance(self.request, ssl.SSLSocket):
+                    self.request.settimeout(10)
+                    self.request.do_handshake()
+                super().setup()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
                 return

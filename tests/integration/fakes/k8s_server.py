@@ -49,7 +49,8 @@ def make_pki(directory: str, openssl: str = "openssl") -> dict[str, str]:
     ext.write_text(
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"  # the tests reuse it as a client certificate
+
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid,issuer\n"
