@@ -160,6 +160,12 @@ def test_ttl_transitions_warning_critical_and_passing_again(consul: FakeConsul) 
                                      data=json.dumps({"Status": "passing", "Output": "ok"}).encode())
         await asyncio.get_running_loop().run_in_executor(None, lambda: urllib.request.urlopen(req, timeout=5).read())
         await until(viewer, lambda c: len(c) == 1)
+        # An explicit fail: critical at once.
+        await node._client.agent.check.ttl_fail(reg.check_id, notes="shutting down")
+        await until(viewer, lambda c: c == [])
+        assert consul.check_status(reg.check_id) == "critical"
+        await node._client.agent.check.ttl_pass(reg.check_id)
+        await until(viewer, lambda c: len(c) == 1)
         # The TTL lapses (as if the node hung): critical, gone; the node's next pass brings it back.
         consul.expire_check(reg.check_id)
         await until_true(lambda: consul.check_status(reg.check_id) == "critical")
@@ -368,3 +374,22 @@ def test_tls_with_a_private_ca_and_a_client_certificate() -> None:
                 assert wrong.last_success is None and anonymous.last_success is None
 
             run_without_blocking(scenario())
+
+
+def test_query_tags_filter_instances(consul: FakeConsul) -> None:
+    async def scenario() -> None:
+        blue = ConsulPlugin(ConsulConfig.local(url=consul.url, tags=("blue", "v2")))
+        await blue.start(local("blue", 7001))
+        green = ConsulPlugin(ConsulConfig.local(url=consul.url, tags=("green", "v2")))
+        await green.start(local("green", 7002))
+        only_blue = ConsulPlugin(ConsulConfig.local(url=consul.url, announce=False, query_tags=("blue", "v2")))
+        await only_blue.start(local("viewer", 1))
+        every_v2 = ConsulPlugin(ConsulConfig.local(url=consul.url, announce=False, query_tags=("v2",)))
+        await every_v2.start(local("viewer2", 1))
+        await until(every_v2, lambda c: len(c) == 2)
+        assert [c.name for c in await until(only_blue, lambda c: len(c) >= 1)] == ["blue"]
+        assert any("tag=blue&tag=v2" in p for _, p in list(consul.requests))
+        for plugin in (blue, green, only_blue, every_v2):
+            await plugin.stop()
+
+    run_without_blocking(scenario())
