@@ -81,6 +81,8 @@ _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _MAX_META_PAIRS = 64
 _MAX_META_VALUE = 512
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+#: Seconds the first lookup after start() waits for the first health answer (later lookups never wait).
+_FIRST_ANSWER_WAIT = 5.0
 
 
 def _go_duration(seconds: float) -> str:
@@ -532,9 +534,10 @@ class ConsulPlugin(DiscoveryPlugin):
 
     async def _lookup(self) -> list[Candidate]:
         if not self._answered.is_set():
-            # The first answer is on its way (start() returns at once): wait for it, bounded.
+            # The first answer is on its way (start() returns at once): wait for it, briefly (multi bounds
+            # a child's lookup too; an agent that is down must not make it time out).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.request_timeout):
+                async with asyncio.timeout(min(self.config.request_timeout, _FIRST_ANSWER_WAIT)):
                     await self._answered.wait()
         return list(self._view)
 

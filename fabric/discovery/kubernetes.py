@@ -83,6 +83,8 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _MODES = ("endpointslices", "dns")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _API_PATH = "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+#: Seconds the first lookup after start() waits for the first list (later lookups never wait).
+_FIRST_ANSWER_WAIT = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -512,8 +514,10 @@ class KubernetesPlugin(DiscoveryPlugin):
             self.last_success = self._dns.last_success
             return [c for c in found if not self._is_own_address(c)]
         if not self._answered.is_set():
+            # The first list is on its way (start() returns at once): wait for it, briefly (multi bounds
+            # a child's lookup too; an API server that is down must not make it time out).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.request_timeout):
+                async with asyncio.timeout(min(self.config.request_timeout, _FIRST_ANSWER_WAIT)):
                     await self._answered.wait()
         if self._watching:
             self._mark_success()  # an open watch is a live answer: nothing changed since the last event
@@ -655,9 +659,12 @@ class KubernetesPlugin(DiscoveryPlugin):
                 self._count("failures")
                 self.rate_limited.warning(f"malformed:{exc.category}", "kubernetes: bad answer (%s); keeping %d "
                                           "candidate(s), retrying", exc, len(self._view))
-            except (OSError, TimeoutError, http.HttpError, _Unauthorized, ValueError) as exc:
+            except (OSError, TimeoutError, http.HttpError, _Unauthorized, ValueError, EOFError) as exc:
                 self._count("failures")
                 self.rate_limited.warning(
                     f"failed:{type(exc).__name__}", "kubernetes: %s (%s); keeping %d candidate(s), retrying",
                     str(exc)[:200] or "timeout", type(exc).__name__, len(self._view))
+            except Exception:  # a bug must not end discovery for good: log it whole, retry after the backoff
+                self._count("failures")
+                self.log.exception("kubernetes: unexpected error in the list/watch loop; retrying")
             await asyncio.sleep(backoff.next_delay())
