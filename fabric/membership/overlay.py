@@ -475,7 +475,7 @@ class RecordOverlay:
         rec = self._records.get(node_id)
         if rec is not None and rec.st == ST_ALIVE:
             self._set_status(rec, ST_DOWN, reason, now, effects)
-            self._broadcast_record(rec, now, effects)
+            self._broadcast_record(rec, now, effects, observed=True)
         self._on_neighbour_lost(node_id, True, now, effects)
 
     def _on_neighbour_lost(self, node_id: bytes, failed: bool, now: float, effects: list[OverlayEffect]) -> None:
@@ -529,6 +529,10 @@ class RecordOverlay:
     def _merge_wire(self, raw: Any, now: float, effects: list[OverlayEffect]) -> None:
         """Merge a wire RECORD; parsed in full only when newer than what we hold."""
         node_id, key = _wire_key(raw)
+        queued = self._outbox.get(node_id)
+        if queued is not None and queued is not self._self and key >= queued.key():
+            del self._outbox[node_id]  # someone announced it (or newer) already
+            self._count("announcements_suppressed")
         held = self._self if node_id == self.node_id else self._records.get(node_id)
         if held is not None and key <= held.key():
             if key == held.key() and held is not self._self:
@@ -598,12 +602,18 @@ class RecordOverlay:
         self._count("refuted")
         self._broadcast_record(me, now, effects)
 
-    def _broadcast_record(self, rec: _Record, now: float, effects: list[OverlayEffect]) -> None:
+    def _broadcast_record(self, rec: _Record, now: float, effects: list[OverlayEffect], *,
+                          observed: bool = False) -> None:
         """Queue ``rec`` for the next announcement (one broadcast carries every record queued within
-        ``announce_interval``)."""
+        ``announce_interval``).
+
+        ``observed``: a failure this node saw, which every other neighbour of the failed node sees at
+        about the same time. The announcement then waits a random 1-5 announce intervals, and is
+        dropped from the queue if someone else's announcement of it arrives first (see
+        :meth:`_merge_wire`): one broadcast per failure instead of one per observer."""
         self._outbox[rec.node_id] = rec
-        if self._next_announce == math.inf:
-            self._next_announce = now + self.config.announce_interval
+        delay = self.config.announce_interval * (1 + 4 * self._rng.random() if observed else 1)
+        self._next_announce = min(self._next_announce, now + delay)
 
     def _announce(self, now: float, effects: list[OverlayEffect]) -> None:
         self._next_announce = math.inf
