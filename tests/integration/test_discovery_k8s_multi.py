@@ -1,4 +1,5 @@
-"""``consul`` and ``kubernetes`` together in the ``multi`` strategy: merged candidates, failover.
+"""``consul`` and ``kubernetes`` together in the ``multi`` strategy (merged candidates, failover), and both
+through ``discover()`` (the engine of ``foundation-node discover``), built from plain option dicts.
 
 Two nodes are registered in a (fake) Consul agent and listed in (fake) Kubernetes EndpointSlices. The
 merged view has one candidate per node (Consul's node id, both sources); when the Consul agent goes away,
@@ -12,7 +13,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from fabric.discovery import Candidate, LocalNode, MultiDiscovery, registry
+from fabric import Node, NodeConfig
+from fabric.discovery import Candidate, LocalNode, MultiDiscovery, discover, registry
 from fabric.discovery.consul import ConsulConfig, ConsulPlugin
 from tests.integration.fakes.consul_server import FakeConsul
 from tests.integration.fakes.k8s_server import running_kubernetes, write_service_account
@@ -81,3 +83,41 @@ def test_consul_and_kubernetes_merge_and_fail_over() -> None:
             run_without_blocking(scenario())
     finally:
         consul.close()
+
+
+def test_discover_reports_consul_and_kubernetes_candidates_with_probes() -> None:
+    require_tool("openssl")
+
+    async def scenario(consul: FakeConsul, k8s_options: dict[str, object], k8s: object) -> None:
+        node = Node(NodeConfig(name="target", bind="tcp://127.0.0.1"))
+        await node.start()
+        announcer = ConsulPlugin(ConsulConfig.local(url=consul.url))
+        try:
+            await announcer.start(LocalNode(node_id=node.id, name=node.name, endpoints=node.endpoints))
+            deadline = time.monotonic() + 10
+            while announcer.stats()["passes"] < 1:  # registered and passing: healthy in Consul
+                assert time.monotonic() < deadline, announcer.stats()
+                await asyncio.sleep(0.02)
+            report = await discover("consul", {"url": consul.url, "wait": 1.0}, probe_timeout=2.0)
+            (found,) = report.candidates
+            assert found.candidate.node_id == node.id and found.reachable
+            assert {p.channel: p.status for p in found.probes} == {c: "zmtp" for c in node.endpoints}
+            assert report.backend_answered and report.counters["registrations"] == 0  # discover never announces
+            ports = {c: int(e.rsplit(":", 1)[1]) for c, e in node.endpoints.items()}
+            k8s.put_slice("target", [{"ip": "127.0.0.1", "pod": "target"}], ports)  # type: ignore[attr-defined]
+            report = await discover("kubernetes", k8s_options, probe_timeout=2.0)
+            (found,) = report.candidates
+            assert found.candidate.meta["pod"] == "target" and found.reachable
+            assert report.counters["lists"] == 1
+        finally:
+            await announcer.stop()
+            await node.stop()
+
+    with short_tmpdir("ffdisc") as workdir, running_kubernetes(workdir) as (k8s, pki):
+        sa = write_service_account(f"{workdir}/sa", pki, "token-1", "default")
+        consul = FakeConsul().start()
+        try:
+            options = {"api_server": k8s.url, "service": "foundation", "request_timeout": 2.0, **sa}
+            asyncio.run(scenario(consul, options, k8s))
+        finally:
+            consul.close()
