@@ -81,6 +81,7 @@ _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _MAX_META_PAIRS = 64
 _MAX_META_VALUE = 512
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+_WILDCARD_HOSTS = frozenset({"*", "0.0.0.0", "::", ""})
 #: Seconds the first lookup after start() waits for the first health answer (later lookups never wait).
 _FIRST_ANSWER_WAIT = 5.0
 
@@ -285,7 +286,7 @@ def build_registration(local: LocalNode, config: ConsulConfig) -> ConsulRegistra
     address, port = "", 0
     if local.seed.startswith("tcp://"):
         host, port = parse_tcp_endpoint(local.seed)
-        address = "" if host in {"*", "0.0.0.0", "::", ""} else host
+        address = "" if host in _WILDCARD_HOSTS else host
     elif config.address is not None:
         raise ConfigurationError("ConsulConfig.address needs a tcp:// membership endpoint")
     if config.address is not None:
@@ -299,6 +300,13 @@ def build_registration(local: LocalNode, config: ConsulConfig) -> ConsulRegistra
         meta=meta,
         skipped=tuple(skipped),
     )
+
+
+def _is_wildcard(endpoint: str) -> bool:
+    try:
+        return parse_tcp_endpoint(endpoint)[0] in _WILDCARD_HOSTS
+    except ConfigurationError:
+        return False
 
 
 def _text(value: Any, what: str) -> str:
@@ -324,7 +332,7 @@ def candidate_from_entry(entry: Any, *, only_passing: bool = True, source: str =
     if not isinstance(meta, Mapping):
         raise MalformedInput("Service.Meta is not an object")
     if meta.get("fv", META_FORMAT) != META_FORMAT:
-        raise MalformedInput(f"unknown meta format {meta.get('fv')!r}", category="malformed")
+        raise MalformedInput(f"unknown meta format {meta.get('fv')!r}")
     address = service.get("Address") or node.get("Address")
     address = _text(address, "address") if address else ""
     port = service.get("Port") or 0
@@ -336,7 +344,7 @@ def candidate_from_entry(entry: Any, *, only_passing: bool = True, source: str =
             endpoint = _text(value, f"Meta[{key}]")
             endpoints[key[3:]] = concretize_endpoint(endpoint, address) if address else endpoint
     seed = endpoints.get(MEMBERSHIP_CHANNEL)
-    if seed is None or (seed.startswith("tcp://*") or "//0.0.0.0:" in seed or "//[::]:" in seed):
+    if seed is None or _is_wildcard(seed):  # no address to substitute: fall back to Address/Port
         if not address or port == 0:
             raise MalformedInput("instance has neither a usable ep_membership nor Address/Port")
         seed = format_tcp_endpoint(address, port)
@@ -358,7 +366,7 @@ def candidate_from_entry(entry: Any, *, only_passing: bool = True, source: str =
         return Candidate(
             seed=seed,
             node_id=node_id if node_id is None else _text(node_id, "Meta[node_id]"),
-            name=meta.get("node_name") if isinstance(meta.get("node_name"), str) else service_id,
+            name=meta["node_name"] if isinstance(meta.get("node_name"), str) else extra.get("consul_service_id"),
             endpoints=endpoints,
             meta=extra,
             source=source,
