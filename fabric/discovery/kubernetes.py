@@ -482,13 +482,14 @@ class KubernetesPlugin(DiscoveryPlugin):
         cfg = self.config
         loop = asyncio.get_running_loop()
         namespace = cfg.namespace
-        if namespace is None:
+        needs_namespace = not (cfg.mode == "dns" and "query" in cfg.dns)  # a given DNS query names it already
+        if namespace is None and needs_namespace:
             try:
                 namespace = await loop.run_in_executor(None, _read_text, cfg.namespace_file)
             except OSError as exc:
                 raise ConfigurationError(
                     f"kubernetes: namespace not set and {cfg.namespace_file} unreadable ({exc})") from exc
-        self._namespace = namespace
+        self._namespace = namespace or ""
         self._pod_ip = cfg.pod_ip if cfg.pod_ip is not None else os.environ.get("POD_IP") or None
         if cfg.mode == "dns":
             options = {"query": f"{cfg.service}.{namespace}.svc.{cfg.cluster_domain}", "port": cfg.port,
