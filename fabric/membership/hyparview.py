@@ -28,6 +28,12 @@ once. Every ``promotion_interval`` a node below ``active_max`` promotes again. A
 that is not an active neighbour (a view that became asymmetric through a race) is answered with
 ``disconnect``.
 
+Non-neighbours. Every ``probe_interval`` a node also pings one random alive member that is not a
+neighbour (``ping``/``pong``, two attempts ``neighbor_timeout`` apart): a crashed member whose active
+neighbours all crashed with it is then reported within seconds instead of ``record_ttl`` (SWIM's random
+probing, one message pair per node per interval). The same timer probes one random *down* member with a
+high-priority ``neighbor`` request, which is how the two sides of a healed partition link again.
+
 Shuffle. Every ``shuffle_interval`` a node sends ``shuffle`` with itself, ``ka`` active and ``kp``
 passive identities on a random walk of ``shuffle_ttl`` hops; the node where it stops answers with as
 many of its passive identities (``shuffle_reply``), routed back along the recorded path (each hop is an
@@ -45,6 +51,8 @@ Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a m
     disconnect      {}                                         I dropped you from my active view
     shuffle         {o: ENTRY, t: int, n: [ENTRY], p: [id]}    passive-view exchange; p = path so far
     shuffle_reply   {n: [ENTRY], p: [id]}                      answer, routed back along p
+    ping            {m: ENTRY}                                 are you alive? (to a non-neighbour member)
+    pong            {}                                         yes
     sync            {s?: u64, d?: [[id, in, v, st]],           anti-entropy (see overlay.py): summary,
                      m?: [RECORD], w?: [id]}                   digest, records, wanted ids
 
@@ -87,8 +95,10 @@ OP_NEIGHBOR_REPLY = "neighbor_reply"
 OP_DISCONNECT = "disconnect"
 OP_SHUFFLE = "shuffle"
 OP_SHUFFLE_REPLY = "shuffle_reply"
+OP_PING = "ping"
+OP_PONG = "pong"
 HYPARVIEW_OPS = (OP_HEARTBEAT, OP_SYNC, OP_JOIN, OP_FORWARD_JOIN, OP_NEIGHBOR, OP_NEIGHBOR_REPLY, OP_DISCONNECT,
-                 OP_SHUFFLE, OP_SHUFFLE_REPLY)
+                 OP_SHUFFLE, OP_SHUFFLE_REPLY, OP_PING, OP_PONG)
 """The MEMBERSHIP ops HyParView sends and understands."""
 
 _MAX_LIST = 64
@@ -124,6 +134,7 @@ class HyParView(RecordOverlay):
         self._shuffled: set[bytes] = set()  # passive ids we sent in our last shuffle (evicted first)
         self._next_probe = now + self.hv.probe_interval if self.hv.probe_interval > 0 else math.inf
         self._probing: set[bytes] = set()  # down members we sent a probe to
+        self._pings: dict[bytes, tuple[float, int]] = {}  # pinged member -> (answer deadline, attempt)
 
     # -- views ---------------------------------------------------------------------------------------
 
@@ -212,6 +223,43 @@ class HyParView(RecordOverlay):
         self._count("probes")
         effects.append(Connect(self._records[nid].identity))
         self._send(effects, nid, OP_NEIGHBOR, {"m": self._entry(), "p": 1})
+
+    def _ping_member(self, now: float, effects: list[OverlayEffect]) -> None:
+        """Ping one random alive member that is not a neighbour. Its neighbours watch it, but when they all
+        crashed with it nobody would report it until ``record_ttl``: one ping per probe interval per node
+        finds such a member within about N / (N - 1) probe intervals per survivor (SWIM's idea)."""
+        if not self._joined:
+            return
+        candidates = [nid for nid, rec in sorted(self._records.items())
+                      if rec.st == ST_ALIVE and nid not in self._nbrs and nid not in self._pings
+                      and nid not in self._pending]
+        if not candidates:
+            return
+        nid = self._rng.choice(candidates)
+        self._pings[nid] = (now + self.hv.neighbor_timeout, 1)
+        self._count("pings")
+        effects.append(Connect(self._records[nid].identity))
+        self._send(effects, nid, OP_PING, {"m": self._entry()})
+
+    def _ping_timeouts(self, now: float, effects: list[OverlayEffect]) -> None:
+        for nid in sorted(self._pings):
+            deadline, attempt = self._pings[nid]
+            if deadline > now:
+                continue
+            rec = self._records.get(nid)
+            if rec is None or rec.st != ST_ALIVE or nid in self._nbrs:
+                del self._pings[nid]
+                continue
+            if attempt < 2:  # one lost message is not a failure
+                self._pings[nid] = (now + self.hv.neighbor_timeout, attempt + 1)
+                self._send(effects, nid, OP_PING, {"m": self._entry()})
+                continue
+            del self._pings[nid]
+            self._count("ping_failures")
+            if nid not in self._pending:
+                effects.append(Disconnect(nid))
+            self._set_status(rec, ST_DOWN, "unreachable", now, effects)
+            self._broadcast_record(rec, now, effects, observed=True)
 
     def _fill(self, now: float, effects: list[OverlayEffect], *, urgent_only: bool = True) -> None:
         """Promote passive nodes: at once up to ``active_min`` (one request per missing slot); with
@@ -338,6 +386,24 @@ class HyParView(RecordOverlay):
                 self._add_passive(peer)
                 self._fill(now, effects)
             return
+        if op == OP_PING:
+            peer = self._identity(body.get("m"))
+            if peer.node_id != source:
+                raise _bad("ping m must be the sender's entry")
+            if source in self._nbrs:
+                self._send(effects, source, OP_PONG, {})
+            else:
+                # link only to answer
+                effects.append(Connect(peer))
+                self._send(effects, source, OP_PONG, {})
+                if source not in self._pending and source not in self._pings:
+                    effects.append(Disconnect(source))
+            return
+        if op == OP_PONG:
+            if self._pings.pop(source, None) is not None and source not in self._nbrs \
+                    and source not in self._pending:
+                effects.append(Disconnect(source))
+            return
         if op == OP_DISCONNECT:
             if source in self._nbrs:
                 identity = self._nbrs[source].identity
@@ -406,6 +472,8 @@ class HyParView(RecordOverlay):
 
     def _policy_deadline(self) -> float:
         deadline = min(self._next_shuffle, self._next_promotion, self._next_probe)
+        if self._pings:
+            deadline = min(deadline, min(d for d, _ in self._pings.values()))
         if self._pending:
             deadline = min(deadline, min(self._pending.values()))
         return deadline
@@ -426,9 +494,12 @@ class HyParView(RecordOverlay):
             self._next_promotion = now + hv.promotion_interval
             if self._joined:
                 self._fill(now, effects, urgent_only=False)
+        if self._pings:
+            self._ping_timeouts(now, effects)
         if now >= self._next_probe:
             self._next_probe = now + hv.probe_interval
             self._probe_down(now, effects)
+            self._ping_member(now, effects)
         if now >= self._next_shuffle:
             self._next_shuffle = now + hv.shuffle_interval
             if self._nbrs:

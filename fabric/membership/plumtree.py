@@ -150,9 +150,9 @@ class Plumtree:
         stable overlay, view changes (promotions, shuffles) would otherwise keep adding cycles that cost
         duplicates until pruned. A lazy link still carries ihaves, so a graft makes it eager when it is
         needed (a broken branch)."""
-        if peer in self.eager or peer in self.lazy:
-            return
-        (self.lazy if self.eager else self.eager).add(peer)
+        if peer not in self.eager and peer not in self.lazy:
+            (self.lazy if self.eager else self.eager).add(peer)
+        self._ensure_eager()
 
     def _ensure_eager(self) -> None:
         # a node whose every link is lazy is off the tree: it would receive, and spread its own
