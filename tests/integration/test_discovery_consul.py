@@ -14,7 +14,8 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,16 @@ from fabric.discovery import Candidate, LocalNode, registry
 from fabric.discovery.consul import ConsulConfig, ConsulPlugin
 from tests.integration.fakes.consul_server import FakeConsul, running_consul
 from tests.integration.fakes.k8s_server import make_pki
-from tests.integration.test_discovery_dns import run_without_blocking
+from tests.integration.test_discovery_dns import run_without_blocking as _run_without_blocking
 from tests.support import Child, children, require_tool, short_tmpdir
+
+
+def run_without_blocking(scenario: Coroutine[Any, Any, None]) -> None:
+    """Fail if a loop callback ran over 1 s or a thread leaked. (1 s, not the DNS tests' 0.25 s: the fake
+    server's threads share this process's GIL, so a loaded machine stretches steps that never block;
+    a plugin that waited synchronously on a blocking query or a watch would still hold the loop longer.)"""
+    _run_without_blocking(scenario, limit=1.0)
+
 
 
 def local(name: str, port: int) -> LocalNode:
@@ -284,7 +293,7 @@ def test_bad_answers_are_counted_retried_and_the_view_kept(consul: FakeConsul) -
         kept = await viewer.lookup()
         failures = viewer.stats()["failures"]
         # Garbage JSON, a 500, a garbage index header, a stalled agent (longer than the client allows).
-        consul.inject("invalid_json", "http500", "garbage_index", "slow:3")
+        consul.inject("invalid_json", "http500", "garbage_index", "slow:3", only="wait=1s")  # the viewer's
         await node.stop()  # wakes the viewer's blocking query, which gets the first fault
         await until_stat(viewer, "failures", failures + 4, timeout=20)
         assert viewer.stats()["malformed"] >= 2  # invalid JSON and the index header

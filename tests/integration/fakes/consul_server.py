@@ -138,6 +138,7 @@ class FakeConsul:
         self.checks: dict[str, _Check] = {}
         self.requests: list[tuple[str, str]] = []
         self.faults: list[str] = []
+        self.fault_filter = ""
         self._cond = threading.Condition()
         self._epoch = 0  # bumped by restore_snapshot: wakes and answers every blocking query
         self._closing = False
@@ -191,10 +192,12 @@ class FakeConsul:
             self._epoch += 1
             self._cond.notify_all()
 
-    def inject(self, *faults: str) -> None:
-        """Queue faults for the next health answers, one per answer, in order."""
+    def inject(self, *faults: str, only: str = "") -> None:
+        """Queue faults for the next health answers, one per answer, in order; with ``only``, for the
+        answers to requests whose path contains it (aim at one client among several)."""
         with self._cond:
             self.faults.extend(faults)
+            self.fault_filter = only
 
     def expire_check(self, check_id: str) -> None:
         """Lapse a TTL check now (as if its TTL had run out)."""
@@ -465,7 +468,8 @@ class FakeConsul:
                 passing = "passing" in query and (query["passing"][0].lower() not in ("0", "false"))
                 tags = query.get("tag", [])
                 with fake._cond:
-                    fault = fake.faults.pop(0) if fake.faults else None
+                    targeted = fake.fault_filter in self.path
+                    fault = fake.faults.pop(0) if fake.faults and targeted else None
                     if index > 0:
                         # Blocking query: answer once the index exceeds ours, on a snapshot restore, or
                         # after wait + up to wait/16 of jitter (Consul's spreading of timed-out queries).
