@@ -40,7 +40,6 @@ def run_without_blocking(scenario: Coroutine[Any, Any, None]) -> None:
     _run_without_blocking(scenario, limit=1.0)
 
 
-
 class Cluster:
     """A fake API server plus a service-account directory for it."""
 
