@@ -135,6 +135,7 @@ class HyParView(RecordOverlay):
         self._next_probe = now + self.hv.probe_interval if self.hv.probe_interval > 0 else math.inf
         self._probing: set[bytes] = set()  # down members we sent a probe to
         self._pings: dict[bytes, tuple[float, int]] = {}  # pinged member -> (answer deadline, attempt)
+        self._ids_cache: list[bytes] | None = None
 
     # -- views ---------------------------------------------------------------------------------------
 
@@ -230,16 +231,28 @@ class HyParView(RecordOverlay):
         finds such a member within about N / (N - 1) probe intervals per survivor (SWIM's idea)."""
         if not self._joined:
             return
-        candidates = [nid for nid, rec in sorted(self._records.items())
-                      if rec.st == ST_ALIVE and nid not in self._nbrs and nid not in self._pings
-                      and nid not in self._pending]
-        if not candidates:
+        if not self._records:
             return
-        nid = self._rng.choice(candidates)
+        # a few random draws instead of a scan of every record (O(1) per round at any cluster size)
+        ids = self._record_ids()
+        for _ in range(8):
+            nid = ids[self._rng.randrange(len(ids))]
+            rec = self._records.get(nid)
+            if rec is not None and rec.st == ST_ALIVE and nid not in self._nbrs and nid not in self._pings \
+                    and nid not in self._pending:
+                break
+        else:
+            return
         self._pings[nid] = (now + self.hv.neighbor_timeout, 1)
         self._count("pings")
         effects.append(Connect(self._records[nid].identity))
         self._send(effects, nid, OP_PING, {"m": self._entry()})
+
+    def _record_ids(self) -> list[bytes]:
+        """Sorted record ids, cached until the set of records changes."""
+        if self._ids_cache is None or len(self._ids_cache) != len(self._records):
+            self._ids_cache = sorted(self._records)
+        return self._ids_cache
 
     def _ping_timeouts(self, now: float, effects: list[OverlayEffect]) -> None:
         for nid in sorted(self._pings):

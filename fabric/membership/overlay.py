@@ -22,11 +22,14 @@ like a CRDT register on the key ``(in, v, st)``. Only the owner raises its ``v``
 refutation) or ``in`` (restart); anyone may mark a record down at the key it holds. Records travel as
 Plumtree broadcasts (kind 1) over the overlay's links:
 
-* a node's alive record is broadcast when it joins (by the contact node) and refreshed by the owner
+* changes are *announced*: queued for ``announce_interval`` and sent as one Plumtree broadcast (kind 1,
+  a list of records), so a join storm through one seed costs a few broadcasts, not one per joiner;
+* a node's alive record is announced when it joins (by the contact node) and refreshed by the owner
   every ``refresh_interval``; an alive record not refreshed for ``record_ttl`` expires (down, reason
-  ``"expired"``, local only) - the backstop for crashes nobody observed;
+  ``"expired"``, local only) - the last-resort backstop for crashes nobody observed;
 * a neighbour's failure (phi on heartbeats, or a :meth:`link_down` report from the transport) marks its
-  record down and broadcasts it; a live node that hears itself declared down refutes with ``v + 1``;
+  record down and announces it (after a random delay, cancelled if another observer's announcement
+  arrives first); a live node that hears itself declared down refutes with ``v + 1``;
 * a leave broadcasts the left record to every neighbour;
 * anti-entropy every ``sync_interval`` with one random neighbour repairs what broadcasts missed (a
   64-bit summary of the alive records first; the digest and records only when summaries differ).
@@ -608,11 +611,17 @@ class RecordOverlay:
         ``announce_interval``).
 
         ``observed``: a failure this node saw, which every other neighbour of the failed node sees at
-        about the same time. The announcement then waits a random 1-5 announce intervals, and is
-        dropped from the queue if someone else's announcement of it arrives first (see
-        :meth:`_merge_wire`): one broadcast per failure instead of one per observer."""
+        about the same time. The announcement then waits a random extra delay (up to the larger of 4
+        announce intervals and 2 graft timeouts), and is dropped from the queue if someone else's
+        announcement of it arrives first (see :meth:`_merge_wire`): about one broadcast per failure
+        instead of one per observer."""
         self._outbox[rec.node_id] = rec
-        delay = self.config.announce_interval * (1 + 4 * self._rng.random() if observed else 1)
+        cfg = self.config
+        delay = cfg.announce_interval
+        if observed:
+            # long enough for the first observer's announcement to reach the others even through a tree
+            # that the failure itself broke (a graft timeout per broken branch)
+            delay += self._rng.random() * max(4 * cfg.announce_interval, 2 * cfg.plumtree.graft_timeout)
         self._next_announce = min(self._next_announce, now + delay)
 
     def _announce(self, now: float, effects: list[OverlayEffect]) -> None:

@@ -86,10 +86,12 @@ class HyParViewConfig:
     ``random_promotion_interval``). Failure handling promotes at once; this catches the rest."""
 
     probe_interval: float = 10.0
-    """Seconds between two probes of one random *down* member: a high-priority NEIGHBOR request. A dead
-    node does not answer (``neighbor_timeout``); a live one (the far side of a healed partition, or a
-    false suspicion) becomes a neighbour, and anti-entropy over that link re-merges the two sides
-    (down records are refuted by their owners). 0 disables probing."""
+    """Seconds between two probe rounds. Each round (1) pings one random alive member that is not an
+    active neighbour (two attempts, ``neighbor_timeout`` apart; no answer: it is declared down), which
+    finds a crashed member whose neighbours all crashed with it; (2) sends a high-priority NEIGHBOR to one
+    random *down* member: a dead node does not answer, a live one (the far side of a healed partition, or
+    a false suspicion) becomes a neighbour and anti-entropy over that link re-merges the two sides.
+    Costs about two message pairs per node per round. 0 disables probing."""
 
     def __post_init__(self) -> None:
         _check_positive(self, ("probe_interval",), allow_zero=True)

@@ -308,7 +308,12 @@ class Plumtree:
                 del self._missing[msg_id]
                 self._count("graft_gave_up")
                 continue
-            peer = announcers.popleft()
+            # prefer a link already eager (or grafted in this round): after a mass failure a node misses
+            # many messages at once, and grafting each from a different announcer would add as many
+            # eager links - cycles that every following broadcast pays for in duplicates until pruned
+            peer = next((a for a in announcers if a in grafts), None) or \
+                next((a for a in announcers if a in self.eager), None) or announcers[0]
+            announcers.remove(peer)
             self.lazy.discard(peer)
             self.eager.add(peer)
             grafts.setdefault(peer, []).append(msg_id)
