@@ -10,6 +10,7 @@ import copy
 import random
 import time
 import tracemalloc
+from collections import Counter
 from typing import Any
 
 from fabric.membership.hyparview import HyParView
@@ -111,6 +112,12 @@ def run_scenario(n: int, seed: int, *, measure_memory: bool = False, check_membe
     if check_members:
         assert sim.run_until(sim.membership_converged, timeout=60.0), "members() after the crash"
         report["members_reconverged_after"] = round(sim.now - crashed_at, 1)
+        # events: every survivor saw every crashed node go down exactly once, and no live node go down
+        live_ids = {x.node_id for x in survivors}
+        downs = [r for r in sim.log if r.kind == "down"]
+        assert not [r for r in downs if r.subject in live_ids], "a live node was declared down"
+        per_pair = Counter((r.observer, r.subject) for r in downs)
+        assert set(per_pair.values()) == {1} and len(per_pair) == len(survivors) * len(victims)
     report["messages_total"] = sum(sim.sent.values())
     report["sent_by_op"] = dict(sorted(sim.sent.items()))
     report["dropped"] = dict(sim.dropped)
