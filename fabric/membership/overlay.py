@@ -139,6 +139,10 @@ class Overlay(Protocol):
         """The whole membership as this node sees it (itself included), sorted by node id."""
         ...
 
+    def alive_members(self) -> list[Member]:
+        """Members (this node included) that are ALIVE or SUSPECT."""
+        ...
+
     def neighbours(self) -> list[bytes]:
         """Node ids of the links this overlay keeps (sorted)."""
         ...
@@ -168,8 +172,16 @@ class Overlay(Protocol):
         """Any other message from ``source``: a sign of life."""
         ...
 
+    def link_up(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """The transport reports the link to ``node_id`` (re)connected."""
+        ...
+
     def link_down(self, node_id: bytes, now: float) -> list[OverlayEffect]:
         """The transport reports the link to ``node_id`` broke."""
+        ...
+
+    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[OverlayEffect]:
+        """Replace this node's metadata and spread it."""
         ...
 
     def broadcast(self, payload: Any, now: float) -> list[OverlayEffect]:
@@ -1090,6 +1102,10 @@ class FullMeshOverlay:
     def leave(self, now: float) -> list[OverlayEffect]:
         """See :meth:`FullMeshMembership.leave`."""
         return list(self.core.leave(now))
+
+    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.set_metadata`."""
+        return list(self.core.set_metadata(metadata, now))
 
     def tick(self, now: float) -> list[OverlayEffect]:
         """See :meth:`FullMeshMembership.tick`."""

@@ -185,6 +185,20 @@ def test_leave_gives_one_left_event_everywhere(cluster: Cluster) -> None:
     assert leaver.core.next_deadline() is None
 
 
+def test_metadata_change_reaches_everyone_once(cluster: Cluster) -> None:
+    sim = cluster.sim
+    node = cluster.nodes[1]
+    node.execute(node.core.set_metadata({"zone": "b"}, sim.now))
+    sim.run(3.0)
+    for other in cluster.nodes:
+        if other is node:
+            continue
+        member = next(m for m in other.core.members() if m.node_id == node.node_id)
+        assert member.metadata.get("zone") == "b"
+        changed = [r for r in sim.events("changed", observer=other.name) if r.subject == node.node_id]
+        assert len(changed) == 1
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_same_seed_same_run(kind: str) -> None:
     def run() -> tuple[list[object], list[object], dict[str, int]]:
