@@ -140,3 +140,19 @@ def test_hyparview_scenario_replays_identically_from_its_seed() -> None:
         first.pop(key, None)
         second.pop(key, None)
     assert first == second
+
+
+def test_hyparview_with_message_loss_still_converges_and_delivers() -> None:
+    """2 % of all messages lost: joins, broadcasts (repaired by ihave/graft) and failure reports still work."""
+    sim = OverlaySim(2024, lambda ident, rng, now: HyParView(ident, SCENARIO_CONFIG, rng=rng, now=now),
+                     faults=NetFaults(latency=0.005, jitter=0.02, drop=0.02))
+    nodes = sim.spawn(100)
+    sim.join_storm(nodes[0], nodes, spread=5.0)
+    assert sim.run_until(lambda: sim.membership_converged() and sim.healed(), timeout=120.0)
+    for i in range(5):
+        sim.broadcast(nodes[i * 7], f"lossy{i}")
+        sim.run(3.0)
+        assert sim.receivers(f"lossy{i}") == {n.name for n in nodes if n is not nodes[i * 7]}
+    sim.crash(nodes[90:])
+    assert sim.run_until(lambda: sim.membership_converged() and sim.healed(), timeout=120.0)
+    assert sim.dropped.get("drop", 0) > 1000
