@@ -35,6 +35,14 @@ SECTIONS: list[tuple[str, str, str]] = [
         "Membership and failure detection (docs/membership.md). Presets: `MembershipConfig.local()` "
         "(`NodeConfig.local()` uses it), `.lan()` (the defaults), `.wan()`.",
     ),
+    (
+        "OverlayConfig",
+        "fabric.membership.overlay_config:OverlayConfig",
+        "Timers of the record-based overlays: hyparview, client-server, static (docs/overlays.md). Presets "
+        "`OverlayConfig.local()` (`NodeConfig.local()` uses it), `.lan()`, `.wan()`.",
+    ),
+    ("HyParViewConfig", "fabric.membership.overlay_config:HyParViewConfig", "HyParView's views and walks (Partisan's defaults)."),
+    ("PlumtreeConfig", "fabric.membership.overlay_config:PlumtreeConfig", "Plumtree's lazy push, grafting and caches."),
 ]
 
 HEADER = """# Configuration reference

@@ -20,7 +20,11 @@ from typing import Any
 
 from .errors import ConfigError, InsecureBindError
 from .membership.config import MembershipConfig
+from .membership.overlay_config import OverlayConfig
 from .transport.base import ChannelKind, ChannelSpec
+
+OVERLAYS = ("full-mesh", "hyparview", "client-server", "static")
+"""Overlay names accepted by :attr:`NodeConfig.overlay`."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -237,7 +241,19 @@ class NodeConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
     """ZeroMQ settings."""
     membership: MembershipConfig = field(default_factory=MembershipConfig)
-    """Membership and failure-detection timers (docs/membership.md)."""
+    """Membership and failure-detection timers of the full-mesh overlay (docs/membership.md)."""
+    overlay: str = "full-mesh"
+    """Which overlay decides the links (docs/overlays.md): ``full-mesh`` (every member links to every
+    other: simplest, up to ~50-100 nodes), ``hyparview`` (partial views of ~6 links + Plumtree broadcast:
+    thousands of nodes), ``client-server`` (servers in a full mesh, clients link only to servers) or
+    ``static`` (membership fixed by ``static_members``). Every overlay offers the same API."""
+    overlay_role: str = "server"
+    """``server`` or ``client``: this node's role in the ``client-server`` overlay."""
+    static_members: tuple[str, ...] = ()
+    """``static`` overlay: the membership endpoints of the configured members."""
+    overlay_config: OverlayConfig = field(default_factory=OverlayConfig)
+    """Timers of the record-based overlays (hyparview, client-server, static), including HyParView's and
+    Plumtree's parameters (docs/overlays.md)."""
     batching: bool = True
     """Master switch for batching (a channel batches when this and its own ``batching`` are True)."""
     call_timeout: float = 5.0
@@ -283,6 +299,10 @@ class NodeConfig:
         for key in ("call_timeout", "connect_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}: must be > 0 seconds")
+        if self.overlay not in OVERLAYS:
+            raise ConfigError(f"overlay: {self.overlay!r} is not one of {', '.join(OVERLAYS)}")
+        if self.overlay_role not in ("server", "client"):
+            raise ConfigError(f"overlay_role: {self.overlay_role!r} must be 'server' or 'client'")
         if self.max_inflight_calls < 1 or self.max_concurrent_requests < 1 or self.handler_threads < 1:
             raise ConfigError("max_inflight_calls, max_concurrent_requests and handler_threads must be >= 1")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items()):
@@ -323,7 +343,14 @@ class NodeConfig:
         """Tests and one-machine clusters: loopback, ephemeral ports, short reconnect backoff (a peer
         that restarts on this machine is back in milliseconds)."""
         transport = TransportConfig(reconnect_ivl_max_ms=1000)
-        return cls(**{"transport": transport, "membership": MembershipConfig.local(), **overrides})
+        return cls(
+            **{
+                "transport": transport,
+                "membership": MembershipConfig.local(),
+                "overlay_config": OverlayConfig.local(),
+                **overrides,
+            }
+        )
 
     @classmethod
     def lan(cls, **overrides: Any) -> NodeConfig:
@@ -338,6 +365,7 @@ class NodeConfig:
             **{
                 "transport": transport,
                 "membership": MembershipConfig.wan(),
+                "overlay_config": OverlayConfig.wan(),
                 "call_timeout": 15.0,
                 "connect_timeout": 15.0,
                 **overrides,

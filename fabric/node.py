@@ -70,7 +70,6 @@ from .membership import (
     Connect,
     Dial,
     Disconnect,
-    Effect,
     FullMeshMembership,
     Identity,
     Member,
@@ -78,15 +77,24 @@ from .membership import (
     MemberDown,
     MemberLeft,
     MembershipEvent,
+    MemberStatus,
     MemberUp,
     Send,
 )
+from .membership.clientserver import ClientServer
+from .membership.hyparview import HyParView
+from .membership.overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect
+from .membership.plumtree import TreeSend
+from .membership.static import StaticOverlay
 from .transport.base import ChannelKind, Link, Transport
 from .transport.zmq import ZmqTransport
 from .wire import MsgType, RejectCode, Role
 from .wire.types import K_CT, K_ENDPOINTS, K_INC, K_META, K_NAME, K_ROLE, K_SRC
 
 log = logging.getLogger(__name__)
+
+APP_LINK_IDLE = 60.0
+"""Seconds an on-demand link to a non-neighbour stays open after its last use."""
 
 HANDSHAKE_LANE = 255
 """Routing-id lane octet of temporary handshake links (see Transport.connect)."""
@@ -390,7 +398,8 @@ class Node:
         self._peer_listeners: list[Callable[[str, PeerInfo], None]] = []
         self._last_error_log = 0.0
         # membership (members only; see _apply)
-        self._membership: FullMeshMembership | None = None
+        self._membership: Overlay | None = None
+        self._app_links: dict[bytes, float] = {}  # on-demand links to non-neighbours -> last use
         self._member_listeners: list[MemberListener] = []
         self._member_events: asyncio.Queue[MembershipEvent] | None = None
         self._membership_timer: asyncio.TimerHandle | None = None
@@ -413,7 +422,7 @@ class Node:
     def incarnation(self) -> int:
         """This node's incarnation: wall-clock ms at construction, raised by membership when the node
         refutes a false report of its death (it then speaks as a new incarnation)."""
-        return self._membership.incarnation if self._membership is not None else self._incarnation
+        return self._membership.local.incarnation if self._membership is not None else self._incarnation
 
     @property
     def seed(self) -> str:
@@ -432,7 +441,7 @@ class Node:
         self._loop = asyncio.get_running_loop()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.config.handler_threads, thread_name_prefix="fabric-svc")
         specs = [c.spec() for c in self.config.channels]
-        prefix = wire.routing_id(self._id_bytes, 0, role=self._role)[:-1]
+        prefix = wire.routing_id(self._id_bytes, 0, role=self._role, incarnation=self._incarnation)[:-1]
         if self._role is Role.CLIENT:
             assert isinstance(self._transport, ZmqTransport), "clients use the ZeroMQ transport"
             self._endpoints = self._transport.bind(specs, self._on_frames, prefix, listen=False)
@@ -641,9 +650,36 @@ class Node:
             key = wire.node_id_bytes(text)
         except ValueError:
             raise Unreachable(f"{text!r} is not a node id", peer=text) from None
-        if key not in self._peers:
+        if key not in self._peers and not self._app_link(key):
             raise Unreachable(f"no link to peer {text}", peer=text)
+        if key in self._app_links:
+            assert self._loop is not None
+            self._app_links[key] = self._loop.time()
         return key
+
+    def _app_link(self, key: bytes) -> bool:
+        """On partial-view overlays the node links only to its neighbours; a send or call to another
+        live member opens a direct link on demand (kept while used, closed after ``app_link_idle``)."""
+        if self._membership is None or self._loop is None:
+            return False
+        member = next((m for m in self._membership.members() if m.node_id == key), None)
+        if member is None or member.status not in (MemberStatus.ALIVE, MemberStatus.SUSPECT) or key == self._id_bytes:
+            return False
+        self._link_peer(_peer_of(Identity(member.node_id, member.name, member.incarnation, member.metadata, member.endpoints)))
+        self._app_links[key] = self._loop.time()
+        self.counters["app_links_opened"] += 1
+        return True
+
+    def _sweep_app_links(self, now: float) -> None:
+        if not self._app_links or self._membership is None:
+            return
+        keep = set(self._membership.neighbours())
+        alive = {m.node_id for m in self.alive_members()}
+        for key, last in list(self._app_links.items()):
+            if key not in alive or (now - last > APP_LINK_IDLE and key not in keep):
+                del self._app_links[key]
+                if key not in keep:
+                    self._unlink_peer(key, reason="idle" if key in alive else "member gone")
 
     def _next_seq(self, link: Link, channel: str, lane: int) -> int:
         k = (link, channel, lane)
@@ -685,6 +721,14 @@ class Node:
         self._require_running()
         ch = self._channel(channel)
         body, ct = encode_value(payload)
+        if self._membership is not None and self.config.overlay != "full-mesh" and self._loop is not None:
+            # Partial views: no link to most members, so the overlay's broadcast tree (Plumtree on the
+            # gossip channel) carries it; receivers deliver it on ``channel`` as if it came directly.
+            wrapped = {"c": channel, "t": topic, "ct": int(ct), "p": body}
+            self._apply(self._membership.broadcast(wrapped, self._loop.time()))
+            self.counters["sent"] += 1
+            self.channel_counters[channel][0] += 1
+            return max(0, len(self.alive_members()) - 1)
         if ch.kind is ChannelKind.BROADCAST:
             frames = wire.publish(
                 self._id_bytes, channel, body, topic=topic, seq=self._next_seq("pub", channel, 0), content_type=ct
@@ -991,7 +1035,7 @@ class Node:
         h = env.header
         self.channel_counters[channel][1] += 1
         if self._membership is not None:
-            if t == MsgType.MEMBERSHIP:
+            if t == MsgType.MEMBERSHIP or t == MsgType.TREE:
                 self._on_membership(env)
                 return
             self._note_traffic(h["s"])
@@ -1197,27 +1241,83 @@ class Node:
             c.name: (c.kind.value, self._endpoints[c.name], c.parallelism) for c in self.config.channels if c.name in self._endpoints
         }
         identity = Identity(self._id_bytes, self.name, self._incarnation, dict(self.config.metadata), endpoints)
-        self._membership = FullMeshMembership(
-            identity, self.config.membership, rng=random.Random(), now=self._loop.time()
-        )
+        self._membership = self._make_overlay(identity, self._loop.time())
         self._member_events = asyncio.Queue()
         self._membership_changed = asyncio.Event()
         self._spawn(self._pump_member_events())
         self._reschedule_membership()
 
-    def _apply(self, effects: list[Effect]) -> None:
-        """Perform what the membership core asked for, in order (loop thread)."""
+    def _make_overlay(self, identity: Identity, now: float) -> Overlay:
+        """The overlay core ``config.overlay`` names (all share the :class:`Overlay` interface)."""
+        cfg = self.config
+        rng = random.Random()
+        if cfg.overlay == "hyparview":
+            return HyParView(identity, cfg.overlay_config, rng=rng, now=now)
+        if cfg.overlay == "client-server":
+            return ClientServer(identity, cfg.overlay_role, cfg.overlay_config, rng=rng, now=now)
+        if cfg.overlay == "static":
+            return StaticOverlay(identity, list(cfg.static_members), cfg.overlay_config, rng=rng, now=now)
+        return FullMeshOverlay(FullMeshMembership(identity, cfg.membership, rng=rng, now=now))
+
+    @property
+    def overlay(self) -> str:
+        """The overlay in use (``full-mesh``, ``hyparview``, ``client-server``, ``static``)."""
+        return self.config.overlay
+
+    def neighbours(self) -> list[PeerInfo]:
+        """The peers the overlay keeps links to (on full-mesh: every member)."""
+        if self._membership is None:
+            return self.peers()
+        wanted = set(self._membership.neighbours())
+        return [p.info for key, p in self._peers.items() if key in wanted]
+
+    def _deliver_overlay(self, effect: Deliver) -> None:
+        """A broadcast (or relayed message) the overlay carried: deliver it on its channel."""
+        raw = effect.payload
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("c"), str)
+            or raw["c"] not in self._channels
+            or not isinstance(raw.get("p"), bytes)
+            or not isinstance(raw.get("t", b""), bytes)
+            or not isinstance(raw.get("ct", 0), int)
+        ):
+            self.errors["bad_header"] += 1
+            return
+        channel = raw["c"]
+        self.channel_counters[channel][1] += 1
+        subs = self._subs.get(channel)
+        if not subs:
+            self.counters["undelivered"] += 1
+            return
+        msg = Message(channel, effect.origin, raw["p"], 0, None, raw.get("t", b""), raw.get("ct", 0))
+        for sub in subs:
+            sub.deliver(msg)
+
+    def _tree_channel(self) -> str:
+        return "gossip" if "gossip" in self._channels else MEMBERSHIP_CHANNEL
+
+    def _apply(self, effects: list[OverlayEffect]) -> None:
+        """Perform what the overlay core asked for, in order (loop thread)."""
         for effect in effects:
-            if isinstance(effect, Send):
+            if isinstance(effect, Send | TreeSend):
                 if effect.to in self._peers:
-                    frames = wire.membership(self._id_bytes, effect.op, effect.body)
-                    if not self._transport.send(effect.to, MEMBERSHIP_CHANNEL, 0, frames):
+                    if isinstance(effect, Send):
+                        channel, frames = MEMBERSHIP_CHANNEL, wire.membership(self._id_bytes, effect.op, effect.body)
+                    else:
+                        channel = self._tree_channel()
+                        frames = wire.membership(self._id_bytes, effect.op, effect.body, mtype=MsgType.TREE)
+                    if not self._transport.send(effect.to, channel, 0, frames):
                         self.counters["membership_send_full"] += 1
                 else:
                     self.counters["membership_send_unlinked"] += 1
+            elif isinstance(effect, Deliver):
+                self._deliver_overlay(effect)
             elif isinstance(effect, Connect):
                 self._link_peer(_peer_of(effect.identity))
             elif isinstance(effect, Disconnect):
+                if effect.node_id in self._app_links:
+                    continue  # the application still uses this link (see _app_link)
                 self._unlink_peer(effect.node_id, reason="membership")
             elif isinstance(effect, Dial):
                 if effect.endpoint not in self._dialing and self._state == "running":
@@ -1245,7 +1345,9 @@ class Node:
         self._membership_timer = None
         self._membership_timer_at = math.inf
         if self._membership is not None and self._loop is not None and self._state == "running":
-            self._apply(self._membership.tick(self._loop.time()))
+            now = self._loop.time()
+            self._apply(self._membership.tick(now))
+            self._sweep_app_links(now)
 
     async def _dial(self, endpoint: str) -> None:
         try:
@@ -1273,7 +1375,10 @@ class Node:
         assert self._membership is not None and self._loop is not None
         try:
             body = wire.unpackb(env.payload)
-            effects = self._membership.receive(env.header["s"], env.header["op"], body, self._loop.time())
+            if env.type == MsgType.TREE:
+                effects = self._membership.receive_tree(env.header["s"], env.header["op"], body, self._loop.time())
+            else:
+                effects = self._membership.receive(env.header["s"], env.header["op"], body, self._loop.time())
         except (ProtocolError, BadMembershipMessage) as exc:
             self.errors["bad_membership"] += 1
             log.debug("node %s: bad membership message: %s", self.name, exc)
@@ -1343,7 +1448,9 @@ class Node:
         member (or on a client). Suspicion starts at ``config.membership.phi_threshold``."""
         if self._membership is None or self._loop is None:
             return None
-        return self._membership.phi(wire.node_id_bytes(member), self._loop.time())
+        core = self._membership.core if isinstance(self._membership, FullMeshOverlay) else self._membership
+        phi = getattr(core, "phi", None)
+        return phi(wire.node_id_bytes(member), self._loop.time()) if phi is not None else None
 
     @property
     def joined(self) -> bool:
@@ -1358,7 +1465,9 @@ class Node:
 
     def alive_members(self) -> list[Member]:
         """Members that are up (alive or suspect), this node included."""
-        return self._membership.alive_members() if self._membership is not None else []
+        if self._membership is None:
+            return []
+        return [m for m in self._membership.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
 
     async def join(
         self,
@@ -1444,7 +1553,7 @@ class Node:
             "active_requests": self._active_requests,
             "queued": {f"{_peer_text(k[0])[:8]}/{k[1]}/{k[2]}": len(o.queue) for k, o in self._outboxes.items() if o.queue},
             "subscription_backlog": {c: sum(s.pending() for s in subs) for c, subs in self._subs.items()},
-            "membership": dict(self._membership.counters) if self._membership is not None else {},
+            "membership": dict(self._membership.stats()) if self._membership is not None else {},
         }
 
     def health(self) -> dict[str, Any]:

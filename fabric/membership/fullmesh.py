@@ -727,6 +727,15 @@ class FullMeshMembership:
             theirs[entry.node_id] = entry.key()
             self._merge(entry, now, effects, origin=False)
         self._evidence_from(source, inc, now, effects)
+        if digest is not None and not self._joined:
+            # A digest listing us alive at our current key also says a peer holds us in the cluster: after
+            # a refutation (a restart under the same node id) our new entry may come back only this way,
+            # since the peer has nothing newer to send us.
+            mine = digest.get(self._self.node_id)
+            if mine is not None and mine == self._self.key() and mine[1] == ST_ALIVE:
+                self._joined = True
+                self._dialing = False
+                effects.append(Joined())
         peer = self._entries.get(source)
         if peer is None or peer.st == ST_LEFT or not (want_reply or digest is not None or wanted):
             return effects

@@ -461,21 +461,28 @@ ROUTING_CLIENT = 0x02
 """First octet of a client-role peer's routing id."""
 
 
-def routing_id(node_id: bytes, lane: int = 0, *, role: Role = Role.MEMBER) -> bytes:
-    """The ZeroMQ routing id of a connecting socket: role octet | node id (16) | lane octet.
+def routing_id(node_id: bytes, lane: int = 0, *, role: Role = Role.MEMBER, incarnation: int = 0) -> bytes:
+    """The ZeroMQ routing id of a connecting socket: role octet | node id (16) | incarnation (4, low 32
+    bits, big-endian) | lane octet.
 
-    Carrying the lane keeps the parallel lanes of one peer from evicting each other at a ROUTER.
+    The lane keeps the parallel lanes of one peer from evicting each other at a ROUTER. The incarnation
+    keeps a restarted process that kept its node id from colliding with the connections its previous
+    process left behind: ROUTERs refuse an in-use routing id (no handover), and libzmq never retries a
+    refused pipe that already holds messages, so the new process would otherwise stay mute there.
     """
     if len(node_id) != NODE_ID_BYTES or not 0 <= lane < MAX_LANES:
         raise ValueError("routing_id needs a 16-octet node id and a lane in 0..255")
-    return bytes((ROUTING_CLIENT if role == Role.CLIENT else ROUTING_MEMBER,)) + node_id + bytes((lane,))
+    role_octet = ROUTING_CLIENT if role == Role.CLIENT else ROUTING_MEMBER
+    return bytes((role_octet,)) + node_id + (incarnation & 0xFFFFFFFF).to_bytes(4, "big") + bytes((lane,))
 
 
-def parse_routing_id(rid: bytes) -> tuple[Role, bytes, int] | None:
-    """Inverse of :func:`routing_id`; None for ids not shaped like ours (e.g. a foreign DEALER)."""
-    if len(rid) != NODE_ID_BYTES + 2 or rid[0] not in (ROUTING_MEMBER, ROUTING_CLIENT):
+def parse_routing_id(rid: bytes) -> tuple[Role, bytes, int, int] | None:
+    """Inverse of :func:`routing_id`: ``(role, node_id, incarnation_low32, lane)``; None for ids not
+    shaped like ours (e.g. a foreign DEALER)."""
+    if len(rid) != NODE_ID_BYTES + 6 or rid[0] not in (ROUTING_MEMBER, ROUTING_CLIENT):
         return None
-    return (Role.CLIENT if rid[0] == ROUTING_CLIENT else Role.MEMBER), rid[1:-1], rid[-1]
+    role = Role.CLIENT if rid[0] == ROUTING_CLIENT else Role.MEMBER
+    return role, rid[1:17], int.from_bytes(rid[17:21], "big"), rid[-1]
 
 
 def new_node_id() -> bytes:

@@ -91,7 +91,10 @@ def test_flood_of_bad_input_while_a_stream_flows() -> None:
                 peer = await sender.connect(target.seed)
                 spoofer = zmq.Context.instance().socket(zmq.DEALER)
                 # A DEALER presenting the live sender's routing id on the coordination ROUTER.
-                spoofer.set(zmq.ROUTING_ID, wire.routing_id(bytes.fromhex(sender.id.replace("-", "")), 0))
+                spoofer.set(
+                    zmq.ROUTING_ID,
+                    wire.routing_id(bytes.fromhex(sender.id.replace("-", "")), 0, incarnation=sender.incarnation),
+                )
                 spoofer.set(zmq.LINGER, 0)
                 spoofer.set(zmq.SNDTIMEO, 1000)
 

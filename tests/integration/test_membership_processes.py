@@ -52,7 +52,14 @@ def test_three_processes_form_a_mesh_detect_a_kill_and_see_the_restart_as_a_new_
             # restart with the same node id: a new incarnation, never the old one resurrected
             c2 = NodeChild("--name", "c", "--join", a.seed, "--min-members", "3", "--node-id", c_id)
             try:
-                c2.expect("joined", 30)
+                try:
+                    c2.expect("joined", 30)
+                except TimeoutError:
+                    a.command("members")
+                    raise AssertionError(
+                        f"restart did not join: c2 reported {c2.backlog}; "
+                        f"a sees {a.expect('members')['members']} after {a.backlog}"
+                    ) from None
                 second_incarnation = c2.ready["incarnation"]
                 assert second_incarnation > first_incarnation
                 for observer in (a, b):

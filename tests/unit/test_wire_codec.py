@@ -33,9 +33,11 @@ def test_batch_splits_into_the_original_messages() -> None:
 
 
 def test_routing_id_carries_role_node_and_lane() -> None:
-    rid = wire.routing_id(SRC, 7, role=Role.CLIENT)
-    assert rid[0] != 0 and len(rid) == 18
-    assert wire.parse_routing_id(rid) == (Role.CLIENT, SRC, 7)
+    rid = wire.routing_id(SRC, 7, role=Role.CLIENT, incarnation=2**40 + 5)
+    assert rid[0] != 0 and len(rid) == 22
+    assert wire.parse_routing_id(rid) == (Role.CLIENT, SRC, 5, 7)
+    # a restart (new incarnation) never presents the routing id of the previous process
+    assert wire.routing_id(SRC, 0, incarnation=1) != wire.routing_id(SRC, 0, incarnation=2)
     assert wire.parse_routing_id(b"\x00abcd") is None
     with pytest.raises(ValueError):
         wire.routing_id(b"short", 0)
