@@ -14,4 +14,4 @@ from tests.unit.test_hyparview_sim import run_scenario
 def test_hyparview_1000_nodes_join_storm_broadcast_crash_heal() -> None:
     report = run_scenario(1000, seed=1000, measure_memory=True)
     assert report["survivors"] == 700
-    assert report["n"] == 1000
+    assert report["max_rss_mib"] < 4096  # the whole test process, 1,000 nodes included

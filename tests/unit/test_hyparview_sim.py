@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import resource
 import time
 import tracemalloc
 from collections import Counter
@@ -122,6 +123,7 @@ def run_scenario(n: int, seed: int, *, measure_memory: bool = False, check_membe
     report["sent_by_op"] = dict(sorted(sim.sent.items()))
     report["dropped"] = dict(sim.dropped)
     report["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    report["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # whole process
     report["_log_len"] = len(sim.log)
     report["_deliveries"] = len(sim.deliveries)
     print(report)
@@ -136,7 +138,7 @@ def test_hyparview_200_nodes_join_storm_broadcast_crash_heal() -> None:
 def test_hyparview_scenario_replays_identically_from_its_seed() -> None:
     first = run_scenario(60, seed=77)
     second = run_scenario(60, seed=77)
-    for key in ("wall_seconds",):
+    for key in ("wall_seconds", "max_rss_mib"):
         first.pop(key, None)
         second.pop(key, None)
     assert first == second
