@@ -228,9 +228,13 @@ def test_rotated_token_is_reread_after_a_401_and_an_expired_one_keeps_the_view(
         server.expire_watches()  # forces a new list with the old (cached) token: 401, re-read, retry
         server.put_slice("s2", [{"ip": "10.0.0.2"}], {"membership": 7946})
         # (The open watch may deliver s2 before its 410; the relist is what meets the old token.)
-        await until_true(lambda: plugin.stats()["unauthorized"] >= 1 and plugin.stats()["lists"] >= 3,
-                         "401, then a list with the re-read token")
-        assert len(await until(plugin, lambda c: len(c) == 2)) == 2 and plugin._tokens.reads >= 2
+        tokens = plugin._tokens
+        await until_true(lambda: plugin.stats()["unauthorized"] >= 1 and tokens.reads >= 2,
+                         "401, then the token file read again")
+        # A watch starts only after a successful list: the new token worked.
+        await until_true(lambda: plugin.stats()["watches"] >= 2, "a list with the new token, then a watch")
+        assert plugin.stats()["failures"] == 1
+        assert len(await until(plugin, lambda c: len(c) == 2)) == 2
         # Now the token expires for good: 401 on every try, counted and retried; the view is kept.
         server.tokens = set()
         server.expire_watches()
