@@ -107,15 +107,17 @@ class SimOverlayNode:
         crashed: True after :meth:`OverlaySim.crash` (it then processes nothing).
     """
 
-    __slots__ = ("sim", "name", "node_id", "endpoint", "core", "links", "crashed", "_timer", "identity")
+    __slots__ = ("sim", "name", "node_id", "endpoint", "core", "links", "crashed", "_timer", "identity", "factory")
 
     def __init__(self, sim: OverlaySim, name: str, node_id: bytes, factory: OverlayFactory,
-                 metadata: dict[str, str] | None = None) -> None:
+                 metadata: dict[str, str] | None = None, incarnation: int = 1) -> None:
         self.sim = sim
         self.name = name
         self.node_id = node_id
         self.endpoint = f"sim://{name}"
-        self.identity = Identity(node_id, name, 1, dict(metadata or {}), {"membership": ("control", self.endpoint, 1)})
+        self.identity = Identity(node_id, name, incarnation, dict(metadata or {}),
+                                 {"membership": ("control", self.endpoint, 1)})
+        self.factory = factory
         self.core: Overlay = factory(self.identity, random.Random(sim.rng.getrandbits(64)), sim.clock.now())
         self.links: set[bytes] = set()
         self.crashed = False
@@ -301,6 +303,20 @@ class OverlaySim:
                     if node.node_id in peer.links:
                         self.clock.call_later(self.faults.link_down_delay,
                                               functools.partial(self._link_down, peer, node.node_id))
+
+    def restart(self, node: SimOverlayNode, seeds: Iterable[SimOverlayNode]) -> SimOverlayNode:
+        """Start a new process in place of ``node`` (crashed first if it is not): same name, node id and
+        endpoint, incarnation + 1, same factory; it joins through ``seeds``. Returns the new node."""
+        if not node.crashed:
+            self.crash([node])
+        fresh = SimOverlayNode(self, node.name, node.node_id, node.factory, dict(node.identity.metadata),
+                               node.core.local.incarnation + 1)
+        self.nodes[node.name] = fresh
+        self.by_id[fresh.node_id] = fresh
+        self.by_endpoint[fresh.endpoint] = fresh
+        fresh._reschedule()
+        self.join(fresh, seeds)
+        return fresh
 
     def _link_down(self, peer: SimOverlayNode, node_id: bytes) -> None:
         if not peer.crashed:

@@ -185,6 +185,25 @@ def test_leave_gives_one_left_event_everywhere(cluster: Cluster) -> None:
     assert leaver.core.next_deadline() is None
 
 
+def test_restart_is_a_new_incarnation(cluster: Cluster) -> None:
+    sim = cluster.sim
+    old = _ordinary(cluster)
+    sim.crash([old])
+    sim.run(0.5)
+    fresh = sim.restart(old, cluster.seeds[:1])
+    assert fresh.core.local.incarnation == 2
+    assert sim.run_until(sim.membership_converged, timeout=30)
+    sim.run(2.0)
+    for node in sim.active_nodes():
+        if node is fresh:
+            continue
+        member = next(m for m in node.core.members() if m.node_id == old.node_id)
+        assert member.incarnation == 2 and member.status is MemberStatus.ALIVE
+        seq = [(r.kind, r.incarnation) for r in sim.log if r.observer == node.name and r.subject == old.node_id
+               and r.kind in ("up", "down", "left")]
+        assert seq == [("up", 1), ("down", 1), ("up", 2)]
+
+
 def test_metadata_change_reaches_everyone_once(cluster: Cluster) -> None:
     sim = cluster.sim
     node = cluster.nodes[1]
