@@ -64,12 +64,14 @@ def _memory_per_node(sim: OverlaySim, rng: random.Random, sample: int = 20) -> f
     return round((after - before) / sample / 1024, 1)
 
 
-def run_scenario(n: int, seed: int, *, measure_memory: bool = False, check_members: bool = True) -> dict[str, Any]:
-    """Join storm of ``n`` nodes, broadcasts, 30 % crash, healing; returns the figures (also asserts)."""
+def run_scenario(n: int, seed: int, *, measure_memory: bool = False, check_members: bool = True,
+                 codec: bool = False) -> dict[str, Any]:
+    """Join storm of ``n`` nodes, broadcasts, 30 % crash, healing; returns the figures (also asserts).
+    ``codec``: every message through the real wire codec."""
     wall = time.perf_counter()
     cfg = SCENARIO_CONFIG
     sim = OverlaySim(seed, lambda ident, rng, now: HyParView(ident, cfg, rng=rng, now=now),
-                     faults=NetFaults(latency=0.005, jitter=0.01))
+                     faults=NetFaults(latency=0.005, jitter=0.01), codec=codec)
     rng = random.Random(seed)
     nodes = sim.spawn(n)
     sim.join_storm(nodes[0], nodes, spread=10.0)
@@ -142,6 +144,11 @@ def test_hyparview_scenario_replays_identically_from_its_seed() -> None:
         first.pop(key, None)
         second.pop(key, None)
     assert first == second
+
+
+def test_hyparview_scenario_through_the_real_wire_codec() -> None:
+    report = run_scenario(60, seed=9, codec=True)
+    assert "bad" not in report["dropped"]
 
 
 def test_hyparview_with_message_loss_still_converges_and_delivers() -> None:
