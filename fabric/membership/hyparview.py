@@ -316,6 +316,11 @@ class HyParView(RecordOverlay):
             return effects
         self._add_active(identity, now, effects)
         self._send(effects, identity.node_id, OP_JOIN, {"m": self._entry()})
+        # the contact's state is a snapshot, and announcements made while our first links change hands
+        # (in a join storm the contact soon drops us for the next joiner) can miss us: compare state with
+        # a neighbour soon instead of one sync interval later
+        cfg = self.config
+        self._next_sync = min(self._next_sync, now + 2 * cfg.plumtree.graft_timeout + 4 * cfg.announce_interval)
         return effects
 
     def _receive_op(self, source: bytes, op: str, body: dict[str, Any], now: float,
