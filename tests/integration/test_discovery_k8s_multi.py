@@ -130,3 +130,46 @@ def test_discover_reports_consul_and_kubernetes_candidates_with_probes() -> None
             asyncio.run(scenario(consul, options, k8s))
         finally:
             consul.close()
+
+
+def test_nodes_join_through_node_join_with_consul_and_with_kubernetes() -> None:
+    """The node's own join path (``Node.join(discovery=...)``) over each backend: three nodes, one cluster."""
+    require_tool("openssl")
+
+    async def form(nodes: list[Node], plugins: list[object]) -> None:
+        joined = await asyncio.gather(*(n.join(discovery=p, min_members=3, timeout=20) for n, p in zip(nodes, plugins)))
+        for node, members in zip(nodes, joined, strict=True):
+            assert {m.name for m in members} == {n.name for n in nodes}, node.name
+
+    async def scenario(consul: FakeConsul, k8s: object, sa: dict[str, str]) -> None:
+        # Consul: each node registers itself through the plugin the join path starts.
+        nodes = [Node(NodeConfig(name=f"c{i}", bind="tcp://127.0.0.1")) for i in range(3)]
+        try:
+            for node in nodes:
+                await node.start()
+            await form(nodes, [registry.create("consul", {"url": consul.url, "wait": 1.0, "ttl": 2.0}) for _ in nodes])
+        finally:
+            for node in nodes:
+                await node.stop()  # stops the plugins: they deregister
+        assert consul.service_ids() == set()
+        # Kubernetes: the "controller" (the test) publishes each pod's slice.
+        nodes = [Node(NodeConfig(name=f"k{i}", bind="tcp://127.0.0.1")) for i in range(3)]
+        try:
+            for node in nodes:
+                await node.start()
+                ports = {c: int(e.rsplit(":", 1)[1]) for c, e in node.endpoints.items()}
+                k8s.put_slice(node.name, [{"ip": "127.0.0.1", "pod": node.name}], ports)  # type: ignore[attr-defined]
+            options = {"api_server": k8s.url, "service": "foundation", "request_timeout": 2.0,  # type: ignore[attr-defined]
+                       "backoff_max": 0.5, **sa}
+            await form(nodes, [registry.create("kubernetes", options) for _ in nodes])
+        finally:
+            for node in nodes:
+                await node.stop()
+
+    with short_tmpdir("ffjoin") as workdir, running_kubernetes(workdir) as (k8s, pki):
+        sa = write_service_account(f"{workdir}/sa", pki, "token-1", "default")
+        consul = FakeConsul().start()
+        try:
+            asyncio.run(scenario(consul, k8s, sa))
+        finally:
+            consul.close()
