@@ -1,5 +1,6 @@
-"""``consul`` and ``kubernetes`` together in the ``multi`` strategy (merged candidates, failover), and both
-through ``discover()`` (the engine of ``foundation-node discover``), built from plain option dicts.
+"""``consul`` and ``kubernetes`` together in the ``multi`` strategy (merged candidates, failover), both
+through ``discover()`` (the engine of ``foundation-node discover``) and through the node's own join path
+(``Node.join(discovery=...)``), built from plain option dicts.
 
 Two nodes are registered in a (fake) Consul agent and listed in (fake) Kubernetes EndpointSlices. The
 merged view has one candidate per node (Consul's node id, both sources); when the Consul agent goes away,
@@ -137,7 +138,7 @@ def test_nodes_join_through_node_join_with_consul_and_with_kubernetes() -> None:
     require_tool("openssl")
 
     async def form(nodes: list[Node], plugins: list[object]) -> None:
-        joined = await asyncio.gather(*(n.join(discovery=p, min_members=3, timeout=20) for n, p in zip(nodes, plugins)))
+        joined = await asyncio.gather(*(n.join(discovery=p, min_members=3, timeout=20) for n, p in zip(nodes, plugins, strict=True)))
         for node, members in zip(nodes, joined, strict=True):
             assert {m.name for m in members} == {n.name for n in nodes}, node.name
 
