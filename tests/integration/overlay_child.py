@@ -1,0 +1,91 @@
+"""Several fabric nodes in one OS process, for overlay tests with real ZeroMQ sockets over ipc://.
+
+    python overlay_child.py --prefix p1 --count 10 --overlay hyparview --dir /tmp/x [--seed ENDPOINT]
+                            [--roles server,client,...] [--min-members N]
+
+Prints JSON lines: ``{"event": "ready", "seeds": [...]}`` once bound, ``{"event": "joined"}`` when every
+local node sees ``--min-members`` alive members, and per command: ``broadcast I`` (node I broadcasts;
+``{"event": "broadcast"}``), ``received`` (``{"event": "received", "counts": {name: n}}``: broadcasts each
+node received), ``call I TARGET_ID`` (node I calls service ``who`` on TARGET_ID), ``quit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from fabric import Message, Node, NodeConfig, TransportConfig
+
+
+def emit(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--overlay", default="hyparview")
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--seed", default=None)
+    parser.add_argument("--roles", default="")
+    parser.add_argument("--min-members", type=int, default=1)
+    args = parser.parse_args()
+    roles = args.roles.split(",") if args.roles else ["server"] * args.count
+    nodes: list[Node] = []
+    counts: dict[str, int] = {}
+    for i in range(args.count):
+        name = f"{args.prefix}n{i}"
+        path = os.path.join(args.dir, name)
+        os.makedirs(path, exist_ok=True)
+        node = Node(
+            NodeConfig.local(
+                name=name, overlay=args.overlay, overlay_role=roles[i], bind=f"ipc://{path}",
+                # 10 nodes x 5 channels x peers: many sockets, one shared libzmq context per process
+                transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
+            )
+        )
+        counts[name] = 0
+
+        def on_event(msg: Message, name: str = name) -> None:
+            counts[name] += 1
+
+        node.subscribe("events", on_event, inline=True)
+        node.add_service("who", lambda _req, name=name: name)
+        await node.start()
+        nodes.append(node)
+    seed = args.seed or nodes[0].seed
+    emit(event="ready", seeds=[n.seed for n in nodes], ids=[n.id for n in nodes], pid=os.getpid())
+    await asyncio.gather(*(n.join([seed], min_members=args.min_members, timeout=120) for n in nodes))
+    emit(event="joined", neighbours=[len(n.neighbours()) for n in nodes])
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line or line == "quit":
+            break
+        cmd, *rest = line.split()
+        try:
+            if cmd == "broadcast":
+                await nodes[int(rest[0])].broadcast({"from": nodes[int(rest[0])].name})
+                emit(event="broadcast")
+            elif cmd == "received":
+                emit(event="received", counts=counts)
+            elif cmd == "call":
+                emit(event="called", reply=await nodes[int(rest[0])].call(rest[1], "who", timeout=10))
+            elif cmd == "members":
+                emit(event="members", alive=[len(n.alive_members()) for n in nodes])
+        except Exception as exc:
+            emit(event="error", command=cmd, type=type(exc).__name__, message=str(exc))
+    for node in nodes:
+        await node.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
