@@ -1,8 +1,12 @@
 """Discovery: plugins that produce *candidate* peers for the join path. Discovery is never liveness.
 
 Strategies (``registry.names()``): ``static``, ``dns`` (A/AAAA/SRV), ``mdns`` (zeroconf), ``gossip``
-(UDP multicast beacons), ``multi`` (several at once, merged, with failover and re-offers), plus third-party
-plugins registered under the entry-point group ``foundation.discovery``. See docs/discovery.md.
+(UDP multicast beacons), ``consul`` (agent registration + blocking health queries), ``kubernetes``
+(EndpointSlices list + watch, or headless-service DNS), ``multi`` (several at once, merged, with failover
+and re-offers), plus third-party plugins registered under the entry-point group ``foundation.discovery``.
+``consul`` and ``kubernetes`` load on first use (``fabric.discovery.consul.ConsulConfig``,
+``fabric.discovery.kubernetes.KubernetesConfig``), so importing the fabric does not import their clients.
+See docs/discovery.md.
 
 Quick use (on the node's asyncio loop)::
 

@@ -81,7 +81,7 @@ def test_presets_override_only_what_differs() -> None:
 
 
 def test_registry_builds_plugins_from_mappings() -> None:
-    assert registry.names() == ["dns", "gossip", "mdns", "multi", "static"]
+    assert registry.names() == ["consul", "dns", "gossip", "kubernetes", "mdns", "multi", "static"]
     plugin = registry.create("static", {"seeds": ["10.0.0.1:7000"]})
     assert isinstance(plugin, StaticPlugin) and plugin.config.seeds == ("tcp://10.0.0.1:7000",)
     dns = registry.create("dns", {"query": "_f._tcp.x", "record_type": "SRV", "nameservers": ["127.0.0.1"]})
@@ -98,7 +98,7 @@ def test_registry_builds_plugins_from_mappings() -> None:
 
 
 def test_unknown_strategy_names_the_known_ones() -> None:
-    with pytest.raises(UnknownPluginError, match="known: dns, gossip"):
+    with pytest.raises(UnknownPluginError, match="known: consul, dns, gossip, kubernetes"):
         default_registry().get("consul-ish")
 
 
