@@ -8,8 +8,8 @@ subscribed handler*; latency times ``await node.call(...)`` from the caller's si
 Arguments (JSON) as in :mod:`bench.raw_roles`, plus ``batching`` (the node-wide switch), ``handler``
 (``inline`` — a plain function run on the loop, the default here —, ``thread`` — a plain function on the
 subscription's worker thread, the fabric's default for plain functions — or ``async``), ``keys`` (bulk:
-partition keys used round-robin; 1 key = 1 lane), and for experiments ``data_hwm`` and ``io_threads``
-(see :func:`_config`).
+partition keys used round-robin; 1 key = 1 lane), and for experiments ``data_hwm``, ``recv_budget`` and
+``io_threads`` (see :func:`_config`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class _Counter:
 
 def _config(name: str, args: dict[str, Any]) -> NodeConfig:
     """The default node config; ``batching`` and, for experiments, ``data_hwm`` (the data channel's
-    HWMs) and ``io_threads=1`` (every channel on one libzmq I/O thread) may override it."""
+    HWMs), ``recv_budget`` (transport) and ``io_threads=1`` (every channel on one libzmq I/O thread) may
+    override it."""
     config = NodeConfig(name=name, batching=bool(args.get("batching", True)))
     if args.get("data_hwm"):
         hwm = int(args["data_hwm"])
@@ -75,6 +76,9 @@ def _config(name: str, args: dict[str, Any]) -> NodeConfig:
             dataclasses.replace(c, sndhwm=hwm, rcvhwm=hwm) if c.name == "data" else c for c in config.channels
         )
         config = config.replace(channels=channels)
+    if args.get("recv_budget"):
+        transport = dataclasses.replace(config.transport, recv_budget=int(args["recv_budget"]))
+        config = config.replace(transport=transport)
     if args.get("io_threads") == 1:
         channels = tuple(dataclasses.replace(c, io_thread=0) for c in config.channels)
         transport = dataclasses.replace(config.transport, io_threads=1)
