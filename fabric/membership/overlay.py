@@ -541,8 +541,9 @@ class RecordOverlay:
         if rec.st == ST_ALIVE:
             self._summary = (self._summary - _key_hash(rec.node_id, rec.key())) & 0xFFFFFFFFFFFFFFFF
 
-    def _merge_wire(self, raw: Any, now: float, effects: list[OverlayEffect]) -> None:
-        """Merge a wire RECORD; parsed in full only when newer than what we hold."""
+    def _merge_wire(self, raw: Any, now: float, effects: list[OverlayEffect]) -> bool:
+        """Merge a wire RECORD (parsed in full only when newer than what we hold); True if it changed
+        our state."""
         node_id, key = _wire_key(raw)
         queued = self._outbox.get(node_id)
         if queued is not None and queued is not self._self and key >= queued.key():
@@ -552,8 +553,8 @@ class RecordOverlay:
         if held is not None and key <= held.key():
             if key == held.key() and held is not self._self:
                 held.seen = max(held.seen, now)
-            return
-        self._merge(_record_from_wire(raw, now), now, effects)
+            return False
+        return self._merge(_record_from_wire(raw, now), now, effects)
 
     def _merge(self, new: _Record, now: float, effects: list[OverlayEffect]) -> bool:
         """Merge one record; True when it changed our state."""
@@ -767,11 +768,17 @@ class RecordOverlay:
         for w in wanted:
             _node_id(w, "sync w")
         self._count("recv_sync")
+        repaired = False
         for r in raw:
             try:
-                self._merge_wire(r, now, effects)
+                repaired = self._merge_wire(r, now, effects) or repaired
             except BadMembershipMessage:
                 self._count("bad_record")  # one malformed record does not spoil the others
+        if repaired and source in self._nbrs:
+            # anti-entropy found something the broadcasts missed (view churn drops queued ihaves): more
+            # may be missing, so compare again soon rather than one full interval later
+            self._count("sync_repairs")
+            self._next_sync = min(self._next_sync, now + self.config.sync_interval / 4)
         if source not in self._nbrs:
             return
         if summary is not None and digest is None and summary != self._summary:
