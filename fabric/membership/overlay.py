@@ -463,7 +463,7 @@ class RecordOverlay:
             first_heartbeat_estimate=cfg.heartbeat_interval, min_interval=cfg.heartbeat_interval)
         detector.heartbeat(now)
         self._nbrs[identity.node_id] = _Neighbour(identity, detector)
-        self.tree.add_neighbour(identity.node_id)
+        self.tree.add_neighbour(identity.node_id, now)
         effects.append(Connect(identity))
         rec = self._records.get(identity.node_id)
         if rec is not None and rec.st != ST_ALIVE:

@@ -139,8 +139,14 @@ class PlumtreeConfig:
     max_ihave: int = 512
     """Most ids in one IHAVE message (more are split into several)."""
 
+    recent_window: float = 4.0
+    """Seconds of recent message ids announced (one IHAVE) to a *new* neighbour, so a node whose links
+    changed while a message spread grafts it from the new link. 0 disables; longer costs bigger IHAVEs
+    on every view change."""
+
     def __post_init__(self) -> None:
         _check_positive(self, ("lazy_interval", "graft_timeout", "graft_retry", "cache_ttl", "seen_ttl"))
+        _check_positive(self, ("recent_window",), allow_zero=True)
         _check_ints(self, (("cache_size", 1), ("seen_size", 1), ("max_ihave", 1)))
         if self.seen_ttl < self.cache_ttl:
             raise ConfigError("PlumtreeConfig.seen_ttl must be >= cache_ttl")
@@ -248,7 +254,7 @@ class OverlayConfig:
             hyparview=HyParViewConfig(shuffle_interval=5.0, neighbor_timeout=0.5, promotion_interval=1.0,
                                       probe_interval=2.0),
             plumtree=PlumtreeConfig(lazy_interval=0.2, graft_timeout=0.5, graft_retry=0.25, cache_ttl=30.0,
-                                    seen_ttl=120.0),
+                                    seen_ttl=120.0, recent_window=1.0),
         )
         base.update(overrides)
         return cls(**base)
@@ -271,7 +277,7 @@ class OverlayConfig:
             hyparview=HyParViewConfig(shuffle_interval=30.0, neighbor_timeout=10.0, promotion_interval=15.0,
                                       probe_interval=30.0),
             plumtree=PlumtreeConfig(lazy_interval=2.0, graft_timeout=6.0, graft_retry=3.0, cache_ttl=300.0,
-                                    seen_ttl=900.0),
+                                    seen_ttl=900.0, recent_window=12.0),
         )
         base.update(overrides)
         return cls(**base)

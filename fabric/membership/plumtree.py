@@ -144,7 +144,7 @@ class Plumtree:
         """Eager and lazy peers."""
         return self.eager | self.lazy
 
-    def add_neighbour(self, peer: bytes) -> None:
+    def add_neighbour(self, peer: bytes, now: float | None = None) -> None:
         """A new overlay link. The paper makes every new link eager; here only while this node has no
         eager link (it is not on the tree yet). A node already on the tree adds the link as lazy: in a
         stable overlay, view changes (promotions, shuffles) would otherwise keep adding cycles that cost
@@ -152,7 +152,29 @@ class Plumtree:
         needed (a broken branch)."""
         if peer not in self.eager and peer not in self.lazy:
             (self.lazy if self.eager else self.eager).add(peer)
+            if now is not None:
+                self._announce_recent(peer, now)
         self._ensure_eager()
+
+    def _announce_recent(self, peer: bytes, now: float) -> None:
+        """Queue an ihave of the messages received in the last ``recent_window`` to a new neighbour.
+
+        Why: ihaves queued for a link are lost when the link goes (view churn), so a node whose links
+        change while a message spreads can miss it; the new neighbour grafts what it lacks within a lazy
+        round and a graft timeout, instead of waiting for anti-entropy (membership records) or never
+        (application broadcasts)."""
+        since = now - self.config.recent_window
+        recent: list[bytes] = []
+        for msg_id, (at, _) in reversed(self._cache.items()):
+            if at < since or len(recent) >= self.config.max_ihave:
+                break
+            recent.append(msg_id)
+        if recent:
+            recent.reverse()
+            self._lazy_queue.setdefault(peer, []).extend(recent)
+            if self._next_lazy == math.inf:
+                self._next_lazy = now + self.config.lazy_interval
+            self._count("recent_announced", len(recent))
 
     def _ensure_eager(self) -> None:
         # a node whose every link is lazy is off the tree: it would receive, and spread its own

@@ -130,3 +130,14 @@ def test_unknown_op_is_counted() -> None:
     t = tree(A)
     assert t.receive(A, "future-op", {}, 0.0) == ([], None)
     assert t.counters["unknown_op"] == 1
+
+
+def test_new_neighbour_gets_an_ihave_of_recent_messages() -> None:
+    t = tree(A)
+    old, _ = t.broadcast("old", KIND_APP, 0.0)
+    recent, _ = t.broadcast("recent", KIND_APP, 9.0)
+    t.tick(9.5)
+    t.add_neighbour(B, 10.0)  # B is lazy (we are on the tree) and hears of what spread in the window
+    sends = t.tick(10.0 + CFG.lazy_interval)
+    assert [(s.to, s.op, s.body["i"]) for s in sends] == [(B, "ihave", [recent])]
+    assert old not in sends[0].body["i"]
