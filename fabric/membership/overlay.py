@@ -885,11 +885,13 @@ class RecordOverlay:
         if not isinstance(relay_id, bytes) or len(relay_id) != 28:
             raise _bad("relay i must be a relay id")
         self._count("recv_relay")
-        if source in self._nbrs and origin != self.node_id:
-            self._relay_routes[origin] = source  # reverse path: the way back to the origin
         if relay_id in self._relays_seen:
             self._count("relay_duplicates")
             return
+        if source in self._nbrs and origin != self.node_id:
+            # reverse path, from first copies only (a duplicate may come from further away): the
+            # first copies of a flood form a shortest-delay tree rooted at the origin
+            self._relay_routes[origin] = source
         self._relays_seen[relay_id] = None
         if len(self._relays_seen) > self.config.plumtree.seen_size:
             del self._relays_seen[next(iter(self._relays_seen))]

@@ -95,6 +95,29 @@ def run_scenario(n: int, seed: int, *, measure_memory: bool = False, check_membe
         assert r["payload"] <= 1.1 * (n - 1), r
     report["steady_broadcasts"] = rounds
 
+    # relays between random members that are not neighbours (default hop limit, relay_ttl = 5)
+    relays = []
+    for i in range(5):
+        a = rng.choice(nodes)
+        b = rng.choice([x for x in nodes if x is not a and x.node_id not in a.core.neighbours()])
+        before = sim.sent.get("tree.relay", 0)
+        sim.send_to(a, b, f"relay{i}")
+        sim.run(1.0)
+        got = [d for d in sim.deliveries if d[2] == f"relay{i}"]
+        # the answer: every node the first relay reached learnt the way back to ``a`` (reverse path)
+        middle = sim.sent.get("tree.relay", 0)
+        sim.send_to(b, a, f"reply{i}")
+        sim.run(1.0)
+        back = [d for d in sim.deliveries if d[2] == f"reply{i}"]
+        relays.append({"delivered": len(got), "hops": got[0][4] if got else None,
+                       "messages": middle - before, "reply_delivered": len(back),
+                       "reply_hops": back[0][4] if back else None,
+                       "reply_messages": sim.sent.get("tree.relay", 0) - middle})
+    report["relays"] = relays
+    if n <= 200:  # small diameter: every relay arrives within the hop limit, exactly once
+        assert all(r["delivered"] == 1 and r["reply_delivered"] == 1 for r in relays), relays
+        assert all(r["reply_messages"] == r["reply_hops"] for r in relays), relays  # routed, not flooded
+
     # 30 % crash at once; the overlay must heal and broadcasts reach every survivor
     victims = rng.sample(nodes[1:], int(0.3 * n))
     sim.crash(victims)
