@@ -1,8 +1,10 @@
-"""Membership: the full-mesh membership core and the phi-accrual failure detector (sans-IO).
+"""Membership and overlays (sans-IO): the full-mesh core, HyParView + Plumtree, client-server, static,
+and the phi-accrual failure detector.
 
-See docs/membership.md for how it works, the message ops, the detection-time bound and the config.
+See docs/membership.md (full mesh, failure detection and its bound) and docs/overlays.md (the overlays).
 """
 
+from .clientserver import ClientServer
 from .config import MembershipConfig, detection_bound
 from .detector import PhiAccrualDetector, logistic_phi, threshold_quantile
 from .errors import BadMembershipMessage, MembershipError
@@ -33,9 +35,27 @@ from .fullmesh import (
     Tick,
     Traffic,
 )
+from .hyparview import HyParView
+from .overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect, RecordOverlay
+from .overlay_config import HyParViewConfig, OverlayConfig, PlumtreeConfig
+from .plumtree import Plumtree, TreeSend
+from .static import StaticOverlay
 
 __all__ = [
     "OPS",
+    "ClientServer",
+    "Deliver",
+    "FullMeshOverlay",
+    "HyParView",
+    "HyParViewConfig",
+    "Overlay",
+    "OverlayConfig",
+    "OverlayEffect",
+    "Plumtree",
+    "PlumtreeConfig",
+    "RecordOverlay",
+    "StaticOverlay",
+    "TreeSend",
     "BadMembershipMessage",
     "Connect",
     "Contact",

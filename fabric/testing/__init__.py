@@ -8,10 +8,12 @@ seed=7
 >>> sim.run_until(sim.converged, timeout=30)
 True
 
-See docs/testing.md.
+``OverlaySim`` runs the overlays (HyParView, client-server, static, full-mesh) at 1,000 nodes; see
+docs/overlays.md. See docs/testing.md.
 """
 
 from ..transport.memory import Faults, MemoryNetwork, MemoryTransport
+from .overlay_sim import OverlaySim
 from .sim import LogRecord, SimNode, Simulation
 
-__all__ = ["Faults", "LogRecord", "MemoryNetwork", "MemoryTransport", "SimNode", "Simulation"]
+__all__ = ["Faults", "LogRecord", "MemoryNetwork", "MemoryTransport", "OverlaySim", "SimNode", "Simulation"]
