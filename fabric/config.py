@@ -177,9 +177,11 @@ class TransportConfig:
     """Most messages coalesced into one BATCH."""
     batch_max_bytes: int = 256 * 1024
     """Most payload bytes coalesced into one BATCH; larger messages go alone."""
-    recv_budget: int = 256
-    """Messages read from one socket before yielding to the event loop, so one busy socket cannot
-    starve the others (the membership channel among them)."""
+    recv_budget: int = 512
+    """ZeroMQ frames read from one socket before yielding to the event loop, so one busy socket cannot
+    starve the others (the membership channel among them). Counted in frames because one BATCH holds
+    hundreds of messages: counting ZeroMQ messages let a single turn deliver 65,536 messages and stall
+    the loop for seconds under a flood (measured by the benchmark's loop-stall figure)."""
     recv_budget_bytes: int = 4 * 1024 * 1024
     """Bytes read from one bulk socket before yielding to the event loop. Releasing a large message
     costs real time (freeing megabytes), so a control message waiting behind a burst of 8 MiB messages

@@ -304,6 +304,7 @@ class _Subscription:
         loop = asyncio.get_running_loop()
         handler = self.handler
         while not self.closed:
+            handled = 0
             while dq:
                 msg = dq.popleft()
                 try:
@@ -312,6 +313,10 @@ class _Subscription:
                     raise
                 except Exception:
                     self.node._handler_failed(self.channel)
+                handled += 1
+                if handled % 64 == 0:
+                    # A handler that never awaits would otherwise hold the loop for the whole backlog.
+                    await asyncio.sleep(0)
             waker: asyncio.Future[None] = loop.create_future()
             self.wakers[lane] = waker
             await waker
@@ -553,7 +558,8 @@ class Node:
         link: Link = next((k for k, p in self._peers.items() if p.info.seed == endpoint), ("seed", endpoint))
         existing = self._handshakes.get(link)
         if existing is not None:  # a handshake with that endpoint is in flight: share its outcome
-            return await asyncio.wait_for(asyncio.shield(existing), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(existing)
         assert self._loop is not None
         fut: asyncio.Future[PeerInfo] = self._loop.create_future()
         self._handshakes[link] = fut
@@ -563,7 +569,10 @@ class Node:
                 self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint}, routing_lane=HANDSHAKE_LANE)
             self._transport.send(link, MEMBERSHIP_CHANNEL, 0, self._hello())
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands
+                # in the same loop turn as the result (bpo-42130), and then stop() could hang.
+                async with asyncio.timeout(timeout):
+                    return await asyncio.shield(fut)
             except TimeoutError:
                 raise Unreachable(f"no WELCOME from {endpoint} within {timeout:g}s") from None
         finally:
@@ -782,7 +791,8 @@ class Node:
         fut: asyncio.Future[None] = self._loop.create_future()
         ob.space_waiters.append(fut)
         try:
-            await asyncio.wait_for(fut, ob.channel.send_timeout)
+            async with asyncio.timeout(ob.channel.send_timeout):  # not wait_for: see _handshake
+                await fut
         except TimeoutError:
             raise Overloaded(
                 f"queue to peer on channel {ob.channel.name} stayed full for {ob.channel.send_timeout:g}s",
@@ -1510,7 +1520,8 @@ class Node:
                     f"(joined={self.joined}, seeds={self._static_seeds + self._discovered_seeds})"
                 )
             try:
-                await asyncio.wait_for(self._membership_changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._membership_changed.wait()
             except TimeoutError:
                 continue
         return self.members()

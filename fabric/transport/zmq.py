@@ -159,7 +159,7 @@ class ZmqTransport(Transport):
         self._endpoints: dict[str, str] = {}
         self._closed = False
         self._monitors: dict[str, zmq.Socket[bytes]] = {}
-        self.counters: dict[str, int] = {"recv": 0, "sent": 0, "send_full": 0, "respond_unroutable": 0}
+        self.counters: dict[str, int] = {"recv_frames": 0, "sent": 0, "send_full": 0, "respond_unroutable": 0}
         self.connection_events: dict[str, dict[str, int]] = {}
         """Per bound channel: ``accepted``, ``handshake_ok``, ``handshake_failed``, ``disconnected``.
         ``accepted - handshake_ok - handshake_failed`` is the number of connections that never completed
@@ -375,7 +375,8 @@ class ZmqTransport(Transport):
             except zmq.ZMQError as exc:  # socket closed under us, or a libzmq error: log and stop reading
                 log.debug("recv on %s failed: %s", channel, exc)
                 return
-            n += 1
+            # Budget in frames, not messages: one BATCH frame list can carry hundreds of messages.
+            n += len(frames)
             if not s.copy:
                 # Bulk: the head frame is small (copy it); payload frames stay zero-copy memoryviews.
                 frames = [frames[0].bytes, *(f.buffer for f in frames[1:])]
@@ -389,7 +390,7 @@ class ZmqTransport(Transport):
                 log.exception("receiver failed on channel %s", channel)
             if s.closed:
                 return
-        self.counters["recv"] += n
+        self.counters["recv_frames"] += n
         if n >= budget or nbytes >= byte_budget:
             self._schedule(s)
 
@@ -507,7 +508,8 @@ class ZmqTransport(Transport):
         fut: asyncio.Future[None] = self._loop.create_future()
         s.waiters.append(fut)
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                await fut
         except TimeoutError:
             return False
         return not s.closed
