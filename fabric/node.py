@@ -93,6 +93,9 @@ from .wire.types import K_CT, K_ENDPOINTS, K_INC, K_META, K_NAME, K_ROLE, K_SRC
 
 log = logging.getLogger(__name__)
 
+HANDLER_SLICE = 0.005
+"""Seconds an async subscription worker may run handlers before it lets the loop run other work."""
+
 APP_LINK_IDLE = 60.0
 """Seconds an on-demand link to a non-neighbour stays open after its last use."""
 
@@ -305,6 +308,7 @@ class _Subscription:
         handler = self.handler
         while not self.closed:
             handled = 0
+            started = loop.time()
             while dq:
                 msg = dq.popleft()
                 try:
@@ -314,9 +318,10 @@ class _Subscription:
                 except Exception:
                     self.node._handler_failed(self.channel)
                 handled += 1
-                if handled % 64 == 0:
+                if handled % 64 == 0 and loop.time() - started > HANDLER_SLICE:
                     # A handler that never awaits would otherwise hold the loop for the whole backlog.
                     await asyncio.sleep(0)
+                    started = loop.time()
             waker: asyncio.Future[None] = loop.create_future()
             self.wakers[lane] = waker
             await waker
