@@ -44,6 +44,7 @@ async def main() -> None:
     parser.add_argument("--join", action="append", default=[], help="seed membership endpoint (repeatable)")
     parser.add_argument("--min-members", type=int, default=1)
     parser.add_argument("--node-id", default=None)
+    parser.add_argument("--discovery", default=None, help='JSON {"strategy": NAME, "options": {...}}: join through it')
     args = parser.parse_args()
     tally: dict[str, set[bytes]] = {}
     foreign: dict[str, int] = {}
@@ -99,9 +100,15 @@ async def main() -> None:
         node.subscribe(channel, on_message, inline=True)
     await node.start()
     emit(event="ready", id=node.id, name=node.name, endpoints=node.endpoints, pid=os.getpid(), incarnation=node.incarnation)
-    if args.join:
-        members = await node.join(args.join, min_members=args.min_members, timeout=60)
-        emit(event="joined", members=sorted(m.name for m in members))
+    if args.join or args.discovery:
+        plugin = None
+        if args.discovery:
+            from fabric.discovery import registry
+
+            spec = json.loads(args.discovery)
+            plugin = registry.create(spec["strategy"], spec.get("options"))
+        members = await node.join(args.join, discovery=plugin, min_members=args.min_members, timeout=60)
+        emit(event="joined", members=sorted(m.name for m in members if str(m.status) == "alive"))
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
