@@ -364,14 +364,19 @@ def send(
     trace: str | None = None,
 ) -> list[bytes]:
     """SEND: key order s, c, l (if non-zero), q, ct (if not RAW), x."""
-    header = _base(source, channel, lane)
+    header = _with_stream_keys(_base(source, channel, lane), seq, content_type, trace)
+    return encode(MsgType.SEND, header, (payload,))
+
+
+def _with_stream_keys(header: dict[str, Any], seq: int | None, content_type: int, trace: str | None) -> dict[str, Any]:
+    """Append the optional keys q, ct, x (in that order) shared by SEND and PUBLISH."""
     if seq is not None:
         header[K_SEQ] = seq
     if content_type:
         header[K_CT] = int(content_type)
     if trace:
         header[K_TRACE] = trace
-    return encode(MsgType.SEND, header, (payload,))
+    return header
 
 
 def publish(
@@ -385,13 +390,7 @@ def publish(
     trace: str | None = None,
 ) -> list[bytes]:
     """PUBLISH with its leading topic frame: [topic, head, payload]. Key order s, c, q, ct, x."""
-    header = _base(source, channel)
-    if seq is not None:
-        header[K_SEQ] = seq
-    if content_type:
-        header[K_CT] = int(content_type)
-    if trace:
-        header[K_TRACE] = trace
+    header = _with_stream_keys(_base(source, channel), seq, content_type, trace)
     return [topic, *encode(MsgType.PUBLISH, header, (payload,))]
 
 
