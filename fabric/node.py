@@ -96,6 +96,9 @@ log = logging.getLogger(__name__)
 HANDLER_SLICE = 0.005
 """Seconds an async subscription worker may run handlers before it lets the loop run other work."""
 
+MAX_CLIENTS = 4096
+"""Client-role peers remembered at once; beyond it the oldest are forgotten (they never said BYE)."""
+
 APP_LINK_IDLE = 60.0
 """Seconds an on-demand link to a non-neighbour stays open after its last use."""
 
@@ -621,6 +624,7 @@ class Node:
                     w.set_exception(Unreachable(f"peer {peer.info.name} {reason}", peer=peer.info.id))
         for skey in [k for k in self._seq if k[0] == key]:
             del self._seq[skey]
+        self._forget_source(key)
         log.info("node %s unlinked %s (%s)", self.name, peer.info.name, reason)
         for listener in list(self._peer_listeners):
             listener("down", peer.info)
@@ -634,6 +638,13 @@ class Node:
             except KeyError:
                 pass
             self._unlink_peer(key, reason="disconnected")
+
+    def _forget_source(self, key: bytes) -> None:
+        """Drop per-sender receive state (sequence tracking, traffic notes, client record): bounded state."""
+        self._clients.pop(key, None)
+        self._traffic_noted.pop(key, None)
+        for skey in [k for k in self._last_seq if k[0] == key]:
+            del self._last_seq[skey]
 
     def peers(self) -> list[PeerInfo]:
         """Linked members."""
@@ -1093,7 +1104,7 @@ class Node:
             src = h["s"]
             if src in self._peers:
                 self._unlink_peer(src, reason="left")
-            self._clients.pop(src, None)
+            self._forget_source(src)
         else:
             self.counters["ignored"] += 1
 
@@ -1134,6 +1145,8 @@ class Node:
                 self._answer(channel, route, link, wire.reject(self._id_bytes, code=RejectCode.ROLE, message="clients are not accepted"))
                 return
             self._clients[h["s"]] = info
+            while len(self._clients) > MAX_CLIENTS:  # clients that vanished without BYE: forget the oldest
+                self._forget_source(next(iter(self._clients)))
         elif info.id != self.id:
             self._link_peer(info)
             self._contact(info)

@@ -182,3 +182,29 @@ def test_slow_handlers_do_not_delay_liveness_traffic() -> None:
             assert await pending == "ok"
 
     run(scenario())
+
+
+def test_client_records_stay_bounded_when_clients_vanish_without_bye(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fabric.node as node_module
+    from fabric import wire
+
+    monkeypatch.setattr(node_module, "MAX_CLIENTS", 10)
+
+    async def scenario() -> None:
+        async with Node(NodeConfig.local(name="server")) as server:
+            ctx = zmq.Context.instance()
+            socks = []
+            try:
+                for _ in range(30):  # 30 clients say HELLO and never BYE
+                    sock = ctx.socket(zmq.DEALER)
+                    sock.set(zmq.LINGER, 0)
+                    sock.connect(server.seed)
+                    sock.send_multipart(wire.hello(wire.new_node_id(), role=wire.Role.CLIENT, incarnation=1))
+                    socks.append(sock)
+                await wait_for(lambda: server.counters["received"] >= 30)
+                assert len(server.clients()) == 10
+            finally:
+                for sock in socks:
+                    sock.close()
+
+    run(scenario())
