@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from fabric.topology import TopologyConflict, TopologyCoordinator, TopologyCooldown, TopologyState
+from fabric.topology import TopologyConflict, TopologyCooldown, TopologyCoordinator, TopologyState
 
 OVERLAYS = ("full-mesh", "hyparview", "client-server", "static")
 
@@ -58,7 +58,9 @@ def test_concurrent_conflicting_proposals_converge_on_one_topology(seed: int) ->
         for proposer in rng.sample(nodes, 6):
             proposals.append(proposer.propose(rng.choice(OVERLAYS), now))
     # heartbeats: each round every node sends its state to 3 random others; 10% of them are lost
-    for rounds in range(1, 100):
+    rounds = 0
+    while rounds < 100:
+        rounds += 1
         now += 1.0
         for sender in nodes:
             for receiver in rng.sample(nodes, 3):
