@@ -249,6 +249,9 @@ class NodeConfig:
     other: simplest, up to ~50-100 nodes), ``hyparview`` (partial views of ~6 links + Plumtree broadcast:
     thousands of nodes), ``client-server`` (servers in a full mesh, clients link only to servers) or
     ``static`` (membership fixed by ``static_members``). Every overlay offers the same API."""
+    topology_cooldown: float = 10.0
+    """Seconds after a topology switch (:meth:`fabric.Node.switch_topology`) during which this node
+    refuses to propose another: keeps an automatic policy or an operator from flapping the cluster."""
     overlay_role: str = "server"
     """``server`` or ``client``: this node's role in the ``client-server`` overlay."""
     static_members: tuple[str, ...] = ()

@@ -48,7 +48,7 @@ from typing import Any
 
 from . import wire
 from ._values import decode_value, encode_value, lane_for
-from .config import MEMBERSHIP_CHANNEL, ChannelConfig, NodeConfig, OnFull
+from .config import MEMBERSHIP_CHANNEL, OVERLAYS, ChannelConfig, NodeConfig, OnFull
 from .errors import (
     CALL_ERRORS,
     BadRequest,
@@ -72,6 +72,7 @@ from .membership import (
     Disconnect,
     FullMeshMembership,
     Identity,
+    Joined,
     Member,
     MemberChanged,
     MemberDown,
@@ -86,6 +87,7 @@ from .membership.hyparview import HyParView
 from .membership.overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect
 from .membership.plumtree import TreeSend
 from .membership.static import StaticOverlay
+from .topology import TopologyCoordinator, TopologyState
 from .transport.base import ChannelKind, Link, Transport
 from .transport.zmq import ZmqTransport
 from .wire import MsgType, RejectCode, Role
@@ -413,6 +415,10 @@ class Node:
         # membership (members only; see _apply)
         self._membership: Overlay | None = None
         self._app_links: dict[bytes, float] = {}  # on-demand links to non-neighbours -> last use
+        self._overlay_name = self.config.overlay
+        self._topology: TopologyCoordinator | None = None
+        self._announced_up: set[tuple[bytes, int]] = set()  # members announced up across overlay switches
+        self._reconcile_at = math.inf
         self._member_listeners: list[MemberListener] = []
         self._member_events: asyncio.Queue[MembershipEvent] | None = None
         self._membership_timer: asyncio.TimerHandle | None = None
@@ -699,12 +705,14 @@ class Node:
         if not self._app_links or self._membership is None:
             return
         keep = set(self._membership.neighbours())
-        alive = {m.node_id for m in self.alive_members()}
+        # Only members known to be gone are dropped at once: right after an overlay switch the new core
+        # does not know everyone yet, and "unknown" must not close a link a call is using.
+        gone = {m.node_id for m in self._membership.members() if m.status in (MemberStatus.DOWN, MemberStatus.LEFT)}
         for key, last in list(self._app_links.items()):
-            if key not in alive or (now - last > APP_LINK_IDLE and key not in keep):
+            if key in gone or (now - last > APP_LINK_IDLE and key not in keep):
                 del self._app_links[key]
                 if key not in keep:
-                    self._unlink_peer(key, reason="idle" if key in alive else "member gone")
+                    self._unlink_peer(key, reason="member gone" if key in gone else "idle")
 
     def _next_seq(self, link: Link, channel: str, lane: int) -> int:
         k = (link, channel, lane)
@@ -1270,27 +1278,114 @@ class Node:
         }
         identity = Identity(self._id_bytes, self.name, self._incarnation, dict(self.config.metadata), endpoints)
         self._membership = self._make_overlay(identity, self._loop.time())
+        self._topology = TopologyCoordinator(
+            self._id_bytes, self.config.overlay, OVERLAYS, cooldown=self.config.topology_cooldown, now=self._loop.time()
+        )
         self._member_events = asyncio.Queue()
         self._membership_changed = asyncio.Event()
         self._spawn(self._pump_member_events())
         self._reschedule_membership()
 
-    def _make_overlay(self, identity: Identity, now: float) -> Overlay:
-        """The overlay core ``config.overlay`` names (all share the :class:`Overlay` interface)."""
+    def _make_overlay(self, identity: Identity, now: float, name: str | None = None) -> Overlay:
+        """The overlay core called ``name`` (default ``config.overlay``); all share :class:`Overlay`."""
         cfg = self.config
+        name = name or cfg.overlay
         rng = random.Random()
-        if cfg.overlay == "hyparview":
+        if name == "hyparview":
             return HyParView(identity, cfg.overlay_config, rng=rng, now=now)
-        if cfg.overlay == "client-server":
+        if name == "client-server":
             return ClientServer(identity, cfg.overlay_role, cfg.overlay_config, rng=rng, now=now)
-        if cfg.overlay == "static":
+        if name == "static":
             return StaticOverlay(identity, list(cfg.static_members), cfg.overlay_config, rng=rng, now=now)
         return FullMeshOverlay(FullMeshMembership(identity, cfg.membership, rng=rng, now=now))
 
     @property
     def overlay(self) -> str:
         """The overlay in use (``full-mesh``, ``hyparview``, ``client-server``, ``static``)."""
-        return self.config.overlay
+        return self._overlay_name
+
+    # -- topology switching ----------------------------------------------------------------------
+
+    async def switch_topology(self, *args: str, expected_epoch: int | None = None) -> dict[str, Any]:
+        """Switch the whole cluster to another overlay, live (no restart, same sockets and endpoints).
+
+        ``switch_topology(new)`` or the compare-and-set form ``switch_topology(expected_current, new)``
+        (optionally with ``expected_epoch``). The new state ``(overlay, epoch + 1, this node)`` is
+        adopted here, announced to every linked member and carried in every membership heartbeat, so
+        all members converge on it; concurrent proposals are ordered by (epoch, node id). Returns
+        :meth:`current_topology`. Raises TopologyConflict (CAS mismatch), TopologyCooldown (too soon
+        after the last switch), ValueError (unknown overlay), NodeStateError (not a running member).
+        """
+        self._require_running()
+        if self._topology is None or self._loop is None:
+            raise NodeStateError("only members switch the topology")
+        if len(args) == 1:
+            expected, new = None, args[0]
+        elif len(args) == 2:
+            expected, new = args[0], args[1]
+        else:
+            raise TypeError("switch_topology(new) or switch_topology(expected_current, new)")
+        cas: str | tuple[str, int] | None = expected
+        if expected is not None and expected_epoch is not None:
+            cas = (expected, expected_epoch)
+        state = self._topology.propose(new, self._loop.time(), expected=cas)
+        log.info("node %s proposes topology %s (epoch %d)", self.name, new, state.epoch)
+        announcement = wire.membership(self._id_bytes, "topo", {"tp": state.to_wire()})
+        for key in list(self._peers):
+            self._transport.send(key, MEMBERSHIP_CHANNEL, 0, announcement)
+        self._switch_overlay(new)
+        return self.current_topology()
+
+    def current_topology(self) -> dict[str, Any]:
+        """Overlay, epoch, proposer, links (neighbours and on-demand) and sizes, as this node sees them."""
+        state = self._topology.state if self._topology is not None else None
+        return {
+            "overlay": self._overlay_name,
+            "epoch": state.epoch if state else 0,
+            "proposer": _id_text(state.proposer) if state and state.epoch else None,
+            "members": len(self.alive_members()),
+            "neighbours": sorted(p.name for p in self.neighbours()),
+            "links": len(self._peers),
+            "app_links": len(self._app_links),
+        }
+
+    def _on_topology(self, raw: Any) -> int:
+        """Merge a topology state a peer sent; switch when it wins. Returns its epoch (-1: malformed)."""
+        if self._topology is None or self._loop is None:
+            return -1
+        heard = TopologyState.from_wire(raw, OVERLAYS)
+        state = self._topology.merge(raw, self._loop.time())
+        if state is not None and state.overlay != self._overlay_name:
+            log.info("node %s adopts topology %s (epoch %d)", self.name, state.overlay, state.epoch)
+            self._switch_overlay(state.overlay)
+        return heard.epoch if heard is not None else -1
+
+    def _switch_overlay(self, name: str) -> None:
+        """Replace the overlay core live: the new core learns the current members through their seeds;
+        links the new overlay does not want are closed a little later, unless the application uses them."""
+        old = self._membership
+        if old is None or self._loop is None or name == self._overlay_name:
+            self._overlay_name = name
+            return
+        now = self._loop.time()
+        alive = [m for m in old.members() if m.node_id != self._id_bytes and m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+        self._announced_up.update((m.node_id, m.incarnation) for m in alive)
+        me = old.local
+        if self._membership_timer is not None:
+            self._membership_timer.cancel()
+            self._membership_timer = None
+            self._membership_timer_at = math.inf
+        self._overlay_name = name
+        self._membership = self._make_overlay(me, now, name)
+        seeds = [m.endpoints[MEMBERSHIP_CHANNEL][1] for m in alive if MEMBERSHIP_CHANNEL in m.endpoints]
+        # Links the old overlay made stay up meanwhile (calls in flight keep their link): mark them as in
+        # use now, so the reconcile step closes only the ones nobody uses any more.
+        for key in list(self._peers):
+            self._app_links.setdefault(key, now)
+        self._apply(self._membership.join(seeds, now))
+        for peer in list(self._peers.values()):
+            self._contact(peer.info)
+        self._reconcile_at = now + APP_LINK_IDLE
 
     def neighbours(self) -> list[PeerInfo]:
         """The peers the overlay keeps links to (on full-mesh: every member)."""
@@ -1330,11 +1425,17 @@ class Node:
         for effect in effects:
             if isinstance(effect, Send | TreeSend):
                 if effect.to in self._peers:
+                    body = effect.body
+                    if self._topology is not None and self._topology.state.epoch:
+                        # Every overlay message says which topology epoch it belongs to: receivers switch
+                        # first when it is newer (heartbeats make this the anti-entropy of the topology),
+                        # and drop it when older, so two overlays never read each other's messages.
+                        body = {**body, "tp": self._topology.state.to_wire()}
                     if isinstance(effect, Send):
-                        channel, frames = MEMBERSHIP_CHANNEL, wire.membership(self._id_bytes, effect.op, effect.body)
+                        channel, frames = MEMBERSHIP_CHANNEL, wire.membership(self._id_bytes, effect.op, body)
                     else:
                         channel = self._tree_channel()
-                        frames = wire.membership(self._id_bytes, effect.op, effect.body, mtype=MsgType.TREE)
+                        frames = wire.membership(self._id_bytes, effect.op, body, mtype=MsgType.TREE)
                     if not self._transport.send(effect.to, channel, 0, frames):
                         self.counters["membership_send_full"] += 1
                 else:
@@ -1353,6 +1454,10 @@ class Node:
                     self._spawn(self._dial(effect.endpoint))
             else:
                 assert self._member_events is not None and self._membership_changed is not None
+                if isinstance(effect, MemberUp) and (effect.member.node_id, effect.member.incarnation) in self._announced_up:
+                    continue  # already up before an overlay switch: events fire once per change
+                if isinstance(effect, Joined) and self._announced_up:
+                    continue
                 self._member_events.put_nowait(effect)
                 self._membership_changed.set()
         self._reschedule_membership()
@@ -1376,6 +1481,9 @@ class Node:
             now = self._loop.time()
             self._apply(self._membership.tick(now))
             self._sweep_app_links(now)
+            if now >= self._reconcile_at:
+                self._reconcile_at = math.inf
+                self._announced_up.clear()
 
     async def _dial(self, endpoint: str) -> None:
         try:
@@ -1403,6 +1511,16 @@ class Node:
         assert self._membership is not None and self._loop is not None
         try:
             body = wire.unpackb(env.payload)
+            if isinstance(body, dict) and self._topology is not None:
+                sender_epoch = 0
+                if "tp" in body:
+                    sender_epoch = self._on_topology(body.pop("tp"))  # may switch our overlay first
+                    if env.header["op"] == "topo":
+                        return
+                if sender_epoch < self._topology.state.epoch:
+                    # Spoken in an older topology: the sender switches when it hears our heartbeat.
+                    self.counters["stale_topology_messages"] += 1
+                    return
             if env.type == MsgType.TREE:
                 effects = self._membership.receive_tree(env.header["s"], env.header["op"], body, self._loop.time())
             else:

@@ -45,7 +45,7 @@ async def main() -> None:
         os.makedirs(path, exist_ok=True)
         node = Node(
             NodeConfig.local(
-                name=name, overlay=args.overlay, overlay_role=roles[i], bind=f"ipc://{path}",
+                name=name, overlay=args.overlay, overlay_role=roles[i], bind=f"ipc://{path}", topology_cooldown=1.0,
                 # 10 nodes x 5 channels x peers: many sockets, one shared libzmq context per process
                 transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
             )
@@ -63,6 +63,7 @@ async def main() -> None:
     emit(event="ready", seeds=[n.seed for n in nodes], ids=[n.id for n in nodes], pid=os.getpid())
     await asyncio.gather(*(n.join([seed], min_members=args.min_members, timeout=120) for n in nodes))
     emit(event="joined", neighbours=[len(n.neighbours()) for n in nodes])
+    flows: list[tuple[dict[str, Any], asyncio.Task[None]]] = []
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -81,6 +82,34 @@ async def main() -> None:
                 emit(event="called", reply=await nodes[int(rest[0])].call(rest[1], "who", timeout=10))
             elif cmd == "members":
                 emit(event="members", alive=[len(n.alive_members()) for n in nodes])
+            elif cmd == "callflow":  # node 0 calls the given ids round-robin until "callstats"
+                flow = {"ok": 0, "failed": [], "stop": False}
+                targets = rest[0].split(",")
+
+                async def call_loop(flow: dict[str, Any] = flow, targets: list[str] = targets) -> None:
+                    i = 0
+                    while not flow["stop"]:
+                        try:
+                            await nodes[0].call(targets[i % len(targets)], "who", timeout=10)
+                            flow["ok"] += 1
+                        except Exception as exc:  # recorded: the test asserts there are none
+                            flow["failed"].append(f"{type(exc).__name__}: {exc}")
+                        i += 1
+
+                flows.append((flow, asyncio.create_task(call_loop())))
+                emit(event="callflow")
+            elif cmd == "callstats":
+                flow, task = flows.pop()
+                flow["stop"] = True
+                await task
+                emit(event="callstats", ok=flow["ok"], failed=flow["failed"])
+            elif cmd == "switch":  # switch I EXPECTED NEW
+                topo = await nodes[int(rest[0])].switch_topology(rest[1], rest[2])
+                emit(event="switched", topology=topo)
+            elif cmd == "topology":
+                emit(event="topology", overlays=[n.overlay for n in nodes], endpoints=[n.endpoints for n in nodes],
+                     neighbours=[len(n.neighbours()) for n in nodes], alive=[len(n.alive_members()) for n in nodes],
+                     pid=os.getpid())
         except Exception as exc:
             emit(event="error", command=cmd, type=type(exc).__name__, message=str(exc))
     for node in nodes:
