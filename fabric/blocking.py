@@ -198,6 +198,18 @@ class BlockingNode(_Blocking[Node]):
         """See :meth:`fabric.Node.broadcast`."""
         return self._run(self.node.broadcast(payload, channel=channel, topic=topic), 30.0)
 
+    def switch_topology(self, *args: str, expected_epoch: int | None = None) -> dict[str, Any]:
+        """See :meth:`fabric.Node.switch_topology`."""
+        return self._run(self.node.switch_topology(*args, expected_epoch=expected_epoch), 30.0)
+
+    def current_topology(self) -> dict[str, Any]:
+        """See :meth:`fabric.Node.current_topology`."""
+
+        async def get() -> dict[str, Any]:
+            return self.node.current_topology()
+
+        return self._run(get(), _MARGIN)
+
     def service(self, name: str) -> Callable[[Service], Service]:
         """Decorator: register a plain function as service ``name`` (runs on the handler pool)."""
         return self.node.service(name)

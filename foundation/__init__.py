@@ -65,6 +65,8 @@ __all__ = [
     # namespaces (1.x modules)
     "Config", "Events", "Telemetry", "Error", "ErrorContext", "ServiceRegistry", "ProcessRegistry", "Utils",
     "Infrastructure",
+    # 2.0 distribution
+    "attach", "detach", "BEAM",
     # lifecycle
     "initialize", "status", "available", "health", "version", "shutdown",
     # apps, namespaces, time
@@ -80,6 +82,8 @@ __all__ = [
     "CircuitBreakerNotFound", "ProtectedOperationFailed", "RateLimitExceeded", "PoolNotFound",
     "PoolAlreadyExists", "CheckoutTimeout",
 ]
+
+from ._distribution import BEAM, attach, detach  # noqa: E402  (after the app exists)
 
 _app = production()
 #: The production configuration service (1.x ``Foundation.Config``).
