@@ -338,8 +338,19 @@ def call(node: str | None, timeout: float, service: str, request: str | None, to
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot", "svg", "html"]), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to this file instead of stdout.")
 @click.option("--poll-ms", type=click.IntRange(100), default=1000, show_default=True, help="html: refresh period.")
-def topology(node: str | None, timeout: float, fmt: str, output: str | None, poll_ms: int) -> None:
-    """The overlay and its links: text, json, dot, svg, or a live html page (polls the node's /topology.json)."""
+@click.option("--switch", "switch_to", type=click.Choice(["full-mesh", "hyparview", "client-server", "static"]), default=None,
+              help="Switch the whole cluster to this overlay, live, before showing it.")
+@click.option("--expect", "expected", default=None, metavar="OVERLAY",
+              help="With --switch: only if the current overlay is this one (compare-and-set).")
+def topology(node: str | None, timeout: float, fmt: str, output: str | None, poll_ms: int, switch_to: str | None,
+             expected: str | None) -> None:
+    """The overlay and its links: text, json, dot, svg, or a live html page (polls the node's /topology.json).
+
+    `--switch NEW [--expect CURRENT]` first switches the cluster's overlay live (no restart)."""
+    if switch_to is not None:
+        with _admin(node, timeout) as admin, _errors():
+            state = admin.op("switch", new=switch_to, expected=expected, wait=timeout + 2)
+        click.echo(f"switched to {state['overlay']} (epoch {state['epoch']})", err=True)
     with _admin(node, timeout) as admin, _errors():
         topo = admin.op("topology", wait=timeout + 2)
         http = admin.op("status")["http"] if fmt == "html" else None

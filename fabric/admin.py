@@ -408,6 +408,7 @@ class AdminService:
             "ping": self._ping,
             "clock": self._clock,
             "leave": self._leave,
+            "switch": self._switch,
         }
         if config_service is not None:
             self._ops.update({"config.get": self._config_get, "config.set": self._config_set, "config.poll": self._config_poll})
@@ -634,6 +635,17 @@ class AdminService:
 
     async def _topology(self, req: dict[str, Any]) -> dict[str, Any]:
         return await self.topology(float(req.get("timeout", 1.0)))
+
+    async def _switch(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Switch the cluster's overlay (``new``, optional compare-and-set ``expected``/``epoch``)."""
+        new, expected, epoch = req.get("new"), req.get("expected"), req.get("epoch")
+        if not isinstance(new, str) or (expected is not None and not isinstance(expected, str)):
+            raise AdminRemoteError("switch needs new (and optionally expected) overlay names")
+        args = (new,) if expected is None else (expected, new)
+        try:
+            return await self.node.switch_topology(*args, expected_epoch=epoch if isinstance(epoch, int) else None)
+        except (ValueError, FabricError) as exc:
+            raise AdminRemoteError(f"switch refused: {exc}") from None
 
     # acting through the node
 
