@@ -54,7 +54,6 @@ from .errors import (
     BadRequest,
     CallError,
     CallTimeout,
-    FabricError,
     JoinTimeout,
     MalformedHeader,
     NodeStateError,
@@ -420,7 +419,6 @@ class Node:
         self._topology: TopologyCoordinator | None = None
         self._announced_up: set[tuple[bytes, int]] = set()  # members announced up across overlay switches
         self._reconcile_at = math.inf
-        self._auto_decision = ""  # the last automatic topology decision, for health()
         self._member_listeners: list[MemberListener] = []
         self._member_events: asyncio.Queue[MembershipEvent] | None = None
         self._membership_timer: asyncio.TimerHandle | None = None
@@ -1332,39 +1330,11 @@ class Node:
             cas = (expected, expected_epoch)
         state = self._topology.propose(new, self._loop.time(), expected=cas)
         log.info("node %s proposes topology %s (epoch %d)", self.name, new, state.epoch)
-        self._announce_topology(state)
-        self._switch_overlay(new)
-        return self.current_topology()
-
-    def _auto_topology(self, now: float) -> None:
-        """Automatic mode: the member with the lowest node id proposes full-mesh or HyParView by size."""
-        if self._topology is None or not self.joined:
-            return
-        alive = self.alive_members()
-        if not alive or min(m.node_id for m in alive) != self._id_bytes:
-            return  # not the decider
-        size, cfg = len(alive), self.config
-        want = self._overlay_name
-        if self._overlay_name == "full-mesh" and size >= cfg.auto_threshold:
-            want = "hyparview"
-        elif self._overlay_name == "hyparview" and size <= cfg.auto_threshold - cfg.auto_hysteresis:
-            want = "full-mesh"
-        if want == self._overlay_name:
-            return
-        try:
-            state = self._topology.propose(want, now, expected=self._overlay_name)
-        except (ValueError, FabricError) as exc:  # cooldown or a concurrent switch: try again later
-            log.debug("node %s: automatic topology switch postponed: %s", self.name, exc)
-            return
-        self._auto_decision = f"{size} members: {self._overlay_name} -> {want} (epoch {state.epoch})"
-        log.warning("node %s: automatic topology: %s", self.name, self._auto_decision)
-        self._announce_topology(state)
-        self._switch_overlay(want)
-
-    def _announce_topology(self, state: TopologyState) -> None:
         announcement = wire.membership(self._id_bytes, "topo", {"tp": state.to_wire()})
         for key in list(self._peers):
             self._transport.send(key, MEMBERSHIP_CHANNEL, 0, announcement)
+        self._switch_overlay(new)
+        return self.current_topology()
 
     def current_topology(self) -> dict[str, Any]:
         """Overlay, epoch, proposer, links (neighbours and on-demand) and sizes, as this node sees them."""
@@ -1377,8 +1347,6 @@ class Node:
             "neighbours": sorted(p.name for p in self.neighbours()),
             "links": len(self._peers),
             "app_links": len(self._app_links),
-            "auto": self.config.auto_topology,
-            "last_auto_decision": self._auto_decision,
         }
 
     def _on_topology(self, raw: Any) -> int:
@@ -1516,8 +1484,6 @@ class Node:
             if now >= self._reconcile_at:
                 self._reconcile_at = math.inf
                 self._announced_up.clear()
-            if self.config.auto_topology:
-                self._auto_topology(now)
 
     async def _dial(self, endpoint: str) -> None:
         try:
@@ -1749,7 +1715,6 @@ class Node:
             "clients": len(self._clients),
             "joined": self.joined,
             "members": len(self.alive_members()),
-            "topology": self.current_topology(),
             "bad_input": sum(self.errors.values()),
         }
 
