@@ -119,8 +119,13 @@ def test_dead_node_process_and_dead_member() -> None:
     a = NodeProcess("--name", "live")
     b = NodeProcess("--name", "frozen", "--seed", a.seed)
     try:
-        code, out = doctor("--node", a.seed)
-        assert code == 0, out
+        # both alive members first (bounded): on a loaded machine the link may take a moment
+        members = CliRunner().invoke(cli, ["members", "--node", a.seed, "--wait", "2", "--wait-timeout", "30"])
+        assert members.exit_code == 0, members.output
+        deadline = time.monotonic() + 30
+        while (result := doctor("--node", a.seed))[0] != 0:
+            assert time.monotonic() < deadline, result[1]
+            time.sleep(0.2)
         os.kill(b.pid, signal.SIGSTOP)
         try:
             code, out = doctor("--node", b.seed)
