@@ -359,6 +359,8 @@ class _Peer:
     info: PeerInfo
     link: bytes
     linked_at: float
+    probe: bool = False
+    """Only the membership channel is connected (see :class:`~fabric.membership.Connect`)."""
 
 
 class Node:
@@ -598,25 +600,41 @@ class Node:
             if temporary:
                 self._transport.disconnect(link)
 
-    def _link_peer(self, info: PeerInfo) -> None:
-        """Open (or reopen, for a new incarnation) the sockets to a member."""
+    def _link_peer(self, info: PeerInfo, *, probe: bool = False) -> None:
+        """Open (or reopen, for a new incarnation) the sockets to a member: every channel, or with
+        ``probe`` the membership channel only (a one-off exchange with a non-neighbour). A full link
+        asked for over a probe link adds the missing channels to it."""
         key = wire.node_id_bytes(info.id)
         current = self._peers.get(key)
         if current is not None:
             if current.info.incarnation == info.incarnation:
+                if current.probe and not probe:
+                    current.probe = False
+                    self._transport.connect(key, self._peer_endpoints(info), self._peer_parallelism(info))
+                    self.counters["probe_links_upgraded"] += 1
                 return
             self._unlink_peer(key, reason="restarted")
         # One endpoint serves one node at a time: a link to another id at the same seed is stale (that
         # node died and this one took its address), and its sockets would clash with the new ones.
         for other in [k for k, p in self._peers.items() if info.seed and p.info.seed == info.seed]:
             self._unlink_peer(other, reason="replaced at the same endpoint")
-        endpoints = {name: ep for name, ep in info.endpoints.items() if name in self._channels}
-        parallelism = {name: par for name, (_kind, par) in info.channels.items()}
-        self._transport.connect(key, endpoints, parallelism)
-        self._peers[key] = _Peer(info, key, time.monotonic())
-        log.info("node %s linked to %s (%s)", self.name, info.name, info.id[:8])
+        endpoints = self._peer_endpoints(info)
+        if probe:
+            endpoints = {name: ep for name, ep in endpoints.items() if name == MEMBERSHIP_CHANNEL}
+            self.counters["probe_links_opened"] += 1
+        self._transport.connect(key, endpoints, self._peer_parallelism(info))
+        self._peers[key] = _Peer(info, key, time.monotonic(), probe=probe)
+        log.log(logging.DEBUG if probe else logging.INFO, "node %s linked to %s (%s)%s", self.name, info.name,
+                info.id[:8], " (probe)" if probe else "")
         for listener in list(self._peer_listeners):
             listener("up", info)
+
+    def _peer_endpoints(self, info: PeerInfo) -> dict[str, str]:
+        return {name: ep for name, ep in info.endpoints.items() if name in self._channels}
+
+    @staticmethod
+    def _peer_parallelism(info: PeerInfo) -> dict[str, int]:
+        return {name: par for name, (_kind, par) in info.channels.items()}
 
     def _unlink_peer(self, key: bytes, *, reason: str) -> None:
         peer = self._peers.pop(key, None)
@@ -631,7 +649,8 @@ class Node:
         for skey in [k for k in self._seq if k[0] == key]:
             del self._seq[skey]
         self._forget_source(key)
-        log.info("node %s unlinked %s (%s)", self.name, peer.info.name, reason)
+        log.log(logging.DEBUG if peer.probe else logging.INFO, "node %s unlinked %s (%s)", self.name, peer.info.name,
+                reason)
         for listener in list(self._peer_listeners):
             listener("down", peer.info)
 
@@ -681,7 +700,8 @@ class Node:
             key = wire.node_id_bytes(text)
         except ValueError:
             raise Unreachable(f"{text!r} is not a node id", peer=text) from None
-        if key not in self._peers and not self._app_link(key):
+        peer = self._peers.get(key)
+        if (peer is None or peer.probe) and not self._app_link(key):
             raise Unreachable(f"no link to peer {text}", peer=text)
         if key in self._app_links:
             assert self._loop is not None
@@ -1443,7 +1463,7 @@ class Node:
             elif isinstance(effect, Deliver):
                 self._deliver_overlay(effect)
             elif isinstance(effect, Connect):
-                self._link_peer(_peer_of(effect.identity))
+                self._link_peer(_peer_of(effect.identity), probe=effect.probe)
             elif isinstance(effect, Disconnect):
                 if effect.node_id in self._app_links:
                     continue  # the application still uses this link (see _app_link)

@@ -147,6 +147,6 @@ class ClientServer(RecordOverlay):
         if rec is not None and rec.st == ST_ALIVE and self._wants_link(rec.identity):
             self._add_neighbour(rec.identity, now, effects)
         elif rec is not None and rec.st != ST_ALIVE:
-            effects.append(Connect(rec.identity))
+            effects.append(Connect(rec.identity, probe=True))
             self._send(effects, source, OP_SYNC, {"m": [rec.to_wire()]})  # it learns it is down: refutes
             effects.append(Disconnect(source))

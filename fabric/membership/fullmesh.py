@@ -186,9 +186,14 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """Link to this node (idempotent per channel): ``transport.connect(node_id, endpoints, parallelism)``."""
+    """Link to this node (idempotent per channel): ``transport.connect(node_id, endpoints, parallelism)``.
+
+    ``probe=True`` asks for the membership channel only: a link opened for one exchange (a ping, a
+    neighbour request, an answer to a non-neighbour) costs one socket instead of one per channel and lane.
+    A later ``Connect`` without ``probe`` (the node became a neighbour) adds the other channels."""
 
     identity: Identity
+    probe: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,7 +203,7 @@ class HyParView(RecordOverlay):
         identity = self._passive[nid]
         self._pending[nid] = now + self.hv.neighbor_timeout
         self._count("promotions")
-        effects.append(Connect(identity))
+        effects.append(Connect(identity, probe=True))
         # high priority when the view is empty (the paper), and also below active_min: in a cluster where
         # every view is full, low-priority requests from a node left with one or two links are all refused
         high = len(self._nbrs) < self.hv.active_min
@@ -222,7 +222,7 @@ class HyParView(RecordOverlay):
         self._pending[nid] = now + self.hv.neighbor_timeout
         self._probing.add(nid)
         self._count("probes")
-        effects.append(Connect(self._records[nid].identity))
+        effects.append(Connect(self._records[nid].identity, probe=True))
         self._send(effects, nid, OP_NEIGHBOR, {"m": self._entry(), "p": 1})
 
     def _ping_member(self, now: float, effects: list[OverlayEffect]) -> None:
@@ -245,7 +245,7 @@ class HyParView(RecordOverlay):
             return
         self._pings[nid] = (now + self.hv.neighbor_timeout, 1)
         self._count("pings")
-        effects.append(Connect(self._records[nid].identity))
+        effects.append(Connect(self._records[nid].identity, probe=True))
         self._send(effects, nid, OP_PING, {"m": self._entry()})
 
     def _record_ids(self) -> list[bytes]:
@@ -373,7 +373,7 @@ class HyParView(RecordOverlay):
             else:
                 # link only to answer; the driver delivers queued messages before closing the link
                 self._count("neighbor_rejected")
-                effects.append(Connect(peer))
+                effects.append(Connect(peer, probe=True))
                 self._send(effects, source, OP_NEIGHBOR_REPLY, {"m": self._entry(), "a": 0})
                 effects.append(Disconnect(source))
                 self._add_passive(peer)
@@ -395,7 +395,7 @@ class HyParView(RecordOverlay):
             elif accepted:
                 # it took us in, but we filled up meanwhile: undo its side
                 if not was_pending:
-                    effects.append(Connect(peer))
+                    effects.append(Connect(peer, probe=True))
                 self._send(effects, source, OP_DISCONNECT, {})
                 effects.append(Disconnect(source))
                 self._add_passive(peer)
@@ -412,7 +412,7 @@ class HyParView(RecordOverlay):
                 self._send(effects, source, OP_PONG, {})
             else:
                 # link only to answer
-                effects.append(Connect(peer))
+                effects.append(Connect(peer, probe=True))
                 self._send(effects, source, OP_PONG, {})
                 if source not in self._pending and source not in self._pings:
                     effects.append(Disconnect(source))
@@ -482,7 +482,7 @@ class HyParView(RecordOverlay):
         identity = rec.identity if rec is not None else self._passive.get(source)
         if identity is None or source in self._pending:
             return
-        effects.append(Connect(identity))
+        effects.append(Connect(identity, probe=True))
         self._send(effects, source, OP_DISCONNECT, {})
         effects.append(Disconnect(source))
 

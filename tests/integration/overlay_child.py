@@ -16,9 +16,11 @@ import asyncio
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from fabric import Message, Node, NodeConfig, TransportConfig
+from fabric.membership import OverlayConfig
 
 
 def emit(**fields: Any) -> None:
@@ -35,6 +37,8 @@ async def main() -> None:
     parser.add_argument("--seed", default=None)
     parser.add_argument("--roles", default="")
     parser.add_argument("--min-members", type=int, default=1)
+    parser.add_argument("--timers", choices=("local", "lan"), default="local",
+                        help="overlay timers: local() (5x faster, a few nodes per process) or lan() (the defaults)")
     args = parser.parse_args()
     roles = args.roles.split(",") if args.roles else ["server"] * args.count
     nodes: list[Node] = []
@@ -48,6 +52,7 @@ async def main() -> None:
                 name=name, overlay=args.overlay, overlay_role=roles[i], bind=f"ipc://{path}", topology_cooldown=1.0,
                 # 10 nodes x 5 channels x peers: many sockets, one shared libzmq context per process
                 transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
+                **({"overlay_config": OverlayConfig.lan()} if args.timers == "lan" else {}),
             )
         )
         counts[name] = 0
@@ -82,6 +87,15 @@ async def main() -> None:
                 emit(event="called", reply=await nodes[int(rest[0])].call(rest[1], "who", timeout=10))
             elif cmd == "members":
                 emit(event="members", alive=[len(n.alive_members()) for n in nodes])
+            elif cmd == "stats":  # summed counters of every local node (overlay core and node)
+                totals: dict[str, int] = {}
+                for n in nodes:
+                    st = n.stats()
+                    for group in ("counters", "membership"):
+                        for k, v in (st.get(group) or {}).items():
+                            if isinstance(v, int):
+                                totals[k] = totals.get(k, 0) + v
+                emit(event="stats", totals=totals, cpu=time.process_time())
             elif cmd == "callflow":  # node 0 calls the given ids round-robin until "callstats"
                 flow = {"ok": 0, "failed": [], "stop": False}
                 targets = rest[0].split(",")
