@@ -700,8 +700,8 @@ class Node:
             key = wire.node_id_bytes(text)
         except ValueError:
             raise Unreachable(f"{text!r} is not a node id", peer=text) from None
-        peer = self._peers.get(key)
-        if (peer is None or peer.probe) and not self._app_link(key):
+        linked = self._peers.get(key)
+        if (linked is None or linked.probe) and not self._app_link(key):
             raise Unreachable(f"no link to peer {text}", peer=text)
         if key in self._app_links:
             assert self._loop is not None
