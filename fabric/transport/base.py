@@ -126,6 +126,11 @@ class Transport(ABC):
         """The links currently connected."""
 
     @abstractmethod
+    def connected_channels(self, link: Link) -> list[str]:
+        """The channels ``link`` has connecting sockets for (empty when unknown): :meth:`connect` with more
+        endpoints adds channels to a link that has some."""
+
+    @abstractmethod
     def stats(self) -> dict[str, Any]:
         """Transport counters (messages/bytes in and out per channel, drops, queue-full events)."""
 

@@ -579,6 +579,10 @@ class MemoryTransport(Transport):
         """The links with at least one connecting socket."""
         return list(self._links)
 
+    def connected_channels(self, link: Link) -> list[str]:
+        """Channels ``link`` has connecting sockets for (empty when unknown)."""
+        return list(self._links.get(link, {}))
+
     def stats(self) -> dict[str, Any]:
         """Per-channel ``in_msgs.<ch>``, ``in_bytes.<ch>``, ``out_msgs.<ch>``, ``out_bytes.<ch>``,
         ``hwm_full``, ``pub_hwm_dropped``, ``respond_unroutable``."""

@@ -43,3 +43,33 @@ def test_nodes_form_a_cluster_call_broadcast_and_detect_a_crash_in_memory() -> N
             await node.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_probe_link_holds_the_membership_channel_only_and_grows_when_the_application_uses_it() -> None:
+    from fabric.membership import Connect
+    from fabric.membership.fullmesh import Identity
+
+    async def scenario() -> None:
+        net = MemoryNetwork(AsyncioScheduler(), seed=3)
+        a, b = (Node(NodeConfig.local(name=n, overlay="hyparview"), transport=net.transport(n)) for n in "ab")
+        await a.start()
+        await b.start()
+        got: asyncio.Queue[object] = asyncio.Queue()
+        b.subscribe("coordination", lambda msg: got.put_nowait(msg.value()), inline=True)
+        await asyncio.gather(a.join([a.seed], min_members=1, timeout=10), b.join([a.seed], min_members=2, timeout=10))
+        await a.disconnect(b.id)  # forget the neighbour link, as if b were any non-neighbour member
+        m = next(m for m in a.members() if m.name == "b")
+        identity = Identity(m.node_id, m.name, m.incarnation, m.metadata, m.endpoints)
+        a._apply([Connect(identity, probe=True)])
+        link = identity.node_id
+        assert a._transport.connected_channels(link) == ["membership"]
+        assert a.stats()["counters"]["probe_links_opened"] >= 1
+        await a.send(b.id, "over a grown link", channel="coordination")
+        received = await asyncio.wait_for(got.get(), 5)
+        assert received == "over a grown link", received
+        assert sorted(a._transport.connected_channels(link)) == sorted(a.endpoints)
+        assert a.stats()["counters"]["probe_links_upgraded"] == 1
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
