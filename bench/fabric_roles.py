@@ -66,14 +66,16 @@ class _Counter:
 
 
 def _config(name: str, args: dict[str, Any]) -> NodeConfig:
-    """The default node config; ``batching`` and, for experiments, ``data_hwm`` (the data channel's
-    HWMs), ``recv_budget`` (transport) and ``io_threads=1`` (every channel on one libzmq I/O thread) may
-    override it."""
+    """The default node config; ``batching`` and, for experiments, ``data_hwm`` (both of the data
+    channel's HWMs; ``data_sndhwm`` / ``data_rcvhwm`` set one), ``recv_budget`` (transport) and
+    ``io_threads=1`` (every channel on one libzmq I/O thread) may override it."""
     config = NodeConfig(name=name, batching=bool(args.get("batching", True)))
-    if args.get("data_hwm"):
-        hwm = int(args["data_hwm"])
+    if args.get("data_hwm") or args.get("data_sndhwm") or args.get("data_rcvhwm"):
+        data = config.channel("data")
+        sndhwm = int(args.get("data_sndhwm") or args.get("data_hwm") or data.sndhwm)
+        rcvhwm = int(args.get("data_rcvhwm") or args.get("data_hwm") or data.rcvhwm)
         channels = tuple(
-            dataclasses.replace(c, sndhwm=hwm, rcvhwm=hwm) if c.name == "data" else c for c in config.channels
+            dataclasses.replace(c, sndhwm=sndhwm, rcvhwm=rcvhwm) if c.name == "data" else c for c in config.channels
         )
         config = config.replace(channels=channels)
     if args.get("recv_budget"):

@@ -31,8 +31,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -42,6 +42,14 @@ from ..errors import ConfigError, InsecureBindError
 from .base import ChannelKind, ChannelSpec, Link, Receiver, Transport
 
 log = logging.getLogger(__name__)
+
+# Plain ints: pyzmq's constants are enums, and enum arithmetic runs Python code on every message.
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 
 _ctx_lock = threading.Lock()
 _ctx: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -341,35 +349,50 @@ class ZmqTransport(Transport):
             s.scheduled = True
             self._loop.call_soon(self._on_ready, s)
 
+    def _schedule_after_io(self, s: _Sock) -> None:
+        """Continue reading ``s`` next loop turn, *after* that turn's I/O callbacks and the callbacks
+        already queued. A socket that used up its receive budget has a backlog; ``call_soon`` would put it
+        first in the next turn, so a call arriving meanwhile (and the task that answers it) would wait
+        behind two more budgets of bulk data. asyncio runs expired timers after the turn's I/O events, so
+        a zero-delay timer makes a backlogged socket yield to everything else that is ready."""
+        if not s.scheduled and not s.closed and self._loop is not None:
+            s.scheduled = True
+            self._loop.call_later(0, self._on_ready, s)
+
     # -- event handling ------------------------------------------------------------------------------
 
     def _on_ready(self, s: _Sock) -> None:
         s.scheduled = False
         if s.closed:
             return
+        sock = s.sock
+        get = cast("Callable[[int], int]", sock.get)  # integer options only here
         try:
-            events = int(s.sock.get(zmq.EVENTS))
+            events = get(_EVENTS)
         except zmq.ZMQError:
             return
-        if events & zmq.POLLOUT and s.waiters:
+        if events & _POLLOUT and s.waiters:
             waiters, s.waiters = s.waiters, []
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
-        if not (events & zmq.POLLIN and s.receives):
+        if not (events & _POLLIN and s.receives):
             return
         receiver = self._receiver
         assert receiver is not None
-        recv = s.sock.recv_multipart
+        recv = sock.recv
         channel, link = s.channel, s.link
         router = s.kind is ChannelKind.CONTROL and link is None
+        copy = s.copy
         budget = self.config.recv_budget
         byte_budget = self.config.recv_budget_bytes
         nbytes = 0
         n = 0
-        while n < budget and nbytes < byte_budget:
+        while True:
             try:
-                frames: list[Any] = recv(zmq.NOBLOCK, copy=s.copy)
+                frames: list[Any] = [recv(_NOBLOCK, copy=copy)]
+                while get(_RCVMORE):
+                    frames.append(recv(_NOBLOCK, copy=copy))
             except zmq.Again:
                 break
             except zmq.ZMQError as exc:  # socket closed under us, or a libzmq error: log and stop reading
@@ -377,7 +400,7 @@ class ZmqTransport(Transport):
                 return
             # Budget in frames, not messages: one BATCH frame list can carry hundreds of messages.
             n += len(frames)
-            if not s.copy:
+            if not copy:
                 # Bulk: the head frame is small (copy it); payload frames stay zero-copy memoryviews.
                 frames = [frames[0].bytes, *(f.buffer for f in frames[1:])]
                 nbytes += sum(len(f) for f in frames)
@@ -390,9 +413,15 @@ class ZmqTransport(Transport):
                 log.exception("receiver failed on channel %s", channel)
             if s.closed:
                 return
+            if n >= budget or nbytes >= byte_budget:
+                self.counters["recv_frames"] += n
+                self._schedule_after_io(s)
+                return
+            if not copy and not get(_EVENTS) & _POLLIN:
+                # Bulk sockets get a few large messages per wake-up: asking ZMQ_EVENTS (which also
+                # re-arms the edge-triggered ZMQ_FD) is cheaper than a recv that fails with an exception.
+                break
         self.counters["recv_frames"] += n
-        if n >= budget or nbytes >= byte_budget:
-            self._schedule(s)
 
     # -- links ---------------------------------------------------------------------------------------
 
@@ -488,12 +517,12 @@ class ZmqTransport(Transport):
         """Non-blocking send on a link's lane; False when the lane is at its high-water mark."""
         s = self._lane_sock(link, channel, lane)
         try:
-            s.sock.send_multipart(frames, zmq.NOBLOCK, copy=s.kind is not ChannelKind.BULK)
+            _send_frames(s.sock, frames, s.kind is not ChannelKind.BULK)
         except zmq.Again:
             self.counters["send_full"] += 1
             return False
         self.counters["sent"] += 1
-        if s.receives and _events(s.sock) & zmq.POLLIN:
+        if s.receives and _events(s.sock) & _POLLIN:
             self._schedule(s)
         return True
 
@@ -502,7 +531,7 @@ class ZmqTransport(Transport):
         s = self._lane_sock(link, channel, lane)
         if s.closed:
             return False
-        if _events(s.sock) & zmq.POLLOUT:
+        if _events(s.sock) & _POLLOUT:
             return True
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
@@ -518,7 +547,7 @@ class ZmqTransport(Transport):
         """Send through the bound ROUTER of ``channel`` to ``route``; False when unroutable or full."""
         s = self._bound[channel]
         try:
-            s.sock.send_multipart([route, *frames], zmq.NOBLOCK)
+            _send_frames(s.sock, [route, *frames], True)
         except zmq.Again:
             self.counters["send_full"] += 1
             return False
@@ -528,7 +557,7 @@ class ZmqTransport(Transport):
                 return False
             raise
         self.counters["sent"] += 1
-        if _events(s.sock) & zmq.POLLIN:
+        if _events(s.sock) & _POLLIN:
             self._schedule(s)
         return True
 
@@ -536,7 +565,7 @@ class ZmqTransport(Transport):
         """Publish on the bound PUB; subscribers at their high-water mark miss it (PUB never blocks)."""
         s = self._bound[channel]
         try:
-            s.sock.send_multipart(frames, zmq.NOBLOCK)
+            _send_frames(s.sock, frames, True)
         except zmq.Again:
             self.counters["send_full"] += 1
             return False
@@ -580,7 +609,19 @@ class ZmqTransport(Transport):
 
 
 def _events(sock: zmq.Socket[bytes]) -> int:
-    return int(sock.get(zmq.EVENTS))
+    return int(sock.get(_EVENTS))
+
+
+def _send_frames(sock: zmq.Socket[bytes], frames: Sequence[Any], copy: bool) -> None:
+    """``send_multipart(frames, NOBLOCK, copy=copy)`` without pyzmq's per-frame flag arithmetic on enums.
+
+    Raises zmq.Again when the socket is at its high-water mark: libzmq checks it on the first frame
+    only, so a multipart message is either refused whole or accepted whole.
+    """
+    send = sock.send
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        send(frame, _NOBLOCK_MORE if i < last else _NOBLOCK, copy=copy)
 
 
 def _first_reachable_address() -> str:
