@@ -252,6 +252,21 @@ class NodeConfig:
     topology_cooldown: float = 10.0
     """Seconds after a topology switch (:meth:`fabric.Node.switch_topology`) during which this node
     refuses to propose another: keeps an automatic policy or an operator from flapping the cluster."""
+    auto_topology: bool = False
+    """Let the cluster pick its overlay by size: full-mesh below ``auto_threshold`` alive members,
+    HyParView from there on, back to full-mesh at ``auto_threshold - auto_hysteresis``. One member decides
+    (the one with the lowest node id, so proposals do not compete) through :meth:`fabric.Node.switch_topology`;
+    decisions are logged and shown in ``health()``."""
+    auto_threshold: int = 64
+    """Alive members at which ``auto_topology`` moves from full-mesh to HyParView. Full-mesh costs N-1
+    links and heartbeats per node; around 50-100 nodes that starts to dominate."""
+    auto_hysteresis: int = 16
+    """How far the size must fall below ``auto_threshold`` before ``auto_topology`` goes back to full-mesh,
+    so a cluster hovering around the threshold does not flap."""
+    auto_dwell: float = 30.0
+    """Seconds the size must stay past a threshold before ``auto_topology`` switches: a join storm, a
+    rolling restart or a short partition does not move the whole cluster. The ``topology_cooldown`` also
+    applies between two switches."""
     overlay_role: str = "server"
     """``server`` or ``client``: this node's role in the ``client-server`` overlay."""
     static_members: tuple[str, ...] = ()
@@ -306,6 +321,12 @@ class NodeConfig:
                 raise ConfigError(f"{key}: must be > 0 seconds")
         if self.overlay not in OVERLAYS:
             raise ConfigError(f"overlay: {self.overlay!r} is not one of {', '.join(OVERLAYS)}")
+        if not 0 <= self.auto_hysteresis < self.auto_threshold:
+            raise ConfigError("auto_hysteresis: must be >= 0 and below auto_threshold")
+        if not self.auto_dwell >= 0:
+            raise ConfigError("auto_dwell: must be >= 0 seconds")
+        if self.auto_topology and self.overlay not in ("full-mesh", "hyparview"):
+            raise ConfigError(f"auto_topology: chooses between full-mesh and hyparview, not {self.overlay!r}")
         if self.overlay_role not in ("server", "client"):
             raise ConfigError(f"overlay_role: {self.overlay_role!r} must be 'server' or 'client'")
         if self.max_inflight_calls < 1 or self.max_concurrent_requests < 1 or self.handler_threads < 1:

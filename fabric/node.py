@@ -54,6 +54,7 @@ from .errors import (
     BadRequest,
     CallError,
     CallTimeout,
+    FabricError,
     JoinTimeout,
     MalformedHeader,
     NodeStateError,
@@ -421,6 +422,8 @@ class Node:
         self._topology: TopologyCoordinator | None = None
         self._announced_up: set[tuple[bytes, int]] = set()  # members announced up across overlay switches
         self._reconcile_at = math.inf
+        self._auto_pending: tuple[str, float] | None = None  # (overlay the size asks for, since when)
+        self._topology_history: deque[dict[str, Any]] = deque(maxlen=16)  # switches seen here, for health()
         self._member_listeners: list[MemberListener] = []
         self._member_events: asyncio.Queue[MembershipEvent] | None = None
         self._membership_timer: asyncio.TimerHandle | None = None
@@ -1363,11 +1366,51 @@ class Node:
             cas = (expected, expected_epoch)
         state = self._topology.propose(new, self._loop.time(), expected=cas)
         log.info("node %s proposes topology %s (epoch %d)", self.name, new, state.epoch)
+        self._announce_topology(state)
+        self._switch_overlay(new, "proposed here")
+        return self.current_topology()
+
+    def _auto_topology(self, now: float) -> None:
+        """Automatic mode: the alive member with the lowest node id proposes HyParView once the cluster
+        has had ``auto_threshold`` members for ``auto_dwell`` seconds, and full-mesh once it has had at
+        most ``auto_threshold - auto_hysteresis``. Only between those two overlays: a cluster an
+        operator moved to another overlay stays there."""
+        if self._topology is None or not self.joined or self._overlay_name not in ("full-mesh", "hyparview"):
+            self._auto_pending = None
+            return
+        alive = self.alive_members()
+        if not alive or min(m.node_id for m in alive) != self._id_bytes:
+            self._auto_pending = None
+            return  # not the decider
+        size, cfg = len(alive), self.config
+        want, rule = self._overlay_name, ""
+        if self._overlay_name == "full-mesh" and size >= cfg.auto_threshold:
+            want, rule = "hyparview", f"{size} members >= auto_threshold {cfg.auto_threshold}"
+        elif self._overlay_name == "hyparview" and size <= cfg.auto_threshold - cfg.auto_hysteresis:
+            want, rule = "full-mesh", (f"{size} members <= auto_threshold - auto_hysteresis "
+                                       f"{cfg.auto_threshold - cfg.auto_hysteresis}")
+        if want == self._overlay_name:
+            self._auto_pending = None
+            return
+        if self._auto_pending is None or self._auto_pending[0] != want:
+            self._auto_pending = (want, now)  # a join storm or a brief partition must not switch at once
+        if now - self._auto_pending[1] < cfg.auto_dwell:
+            return
+        try:
+            state = self._topology.propose(want, now, expected=self._overlay_name)
+        except (ValueError, FabricError) as exc:  # cooldown or a concurrent switch: try again later
+            log.debug("node %s: automatic topology switch postponed: %s", self.name, exc)
+            return
+        self._auto_pending = None
+        log.warning("node %s: automatic topology: %s -> %s (epoch %d): %s", self.name, self._overlay_name, want,
+                    state.epoch, rule)
+        self._announce_topology(state)
+        self._switch_overlay(want, f"auto: {rule}")
+
+    def _announce_topology(self, state: TopologyState) -> None:
         announcement = wire.membership(self._id_bytes, "topo", {"tp": state.to_wire()})
         for key in list(self._peers):
             self._transport.send(key, MEMBERSHIP_CHANNEL, 0, announcement)
-        self._switch_overlay(new)
-        return self.current_topology()
 
     def current_topology(self) -> dict[str, Any]:
         """Overlay, epoch, proposer, links (neighbours and on-demand) and sizes, as this node sees them."""
@@ -1380,6 +1423,8 @@ class Node:
             "neighbours": sorted(p.name for p in self.neighbours()),
             "links": len(self._peers),
             "app_links": len(self._app_links),
+            "auto": self.config.auto_topology,
+            "history": list(self._topology_history),
         }
 
     def _on_topology(self, raw: Any) -> int:
@@ -1390,17 +1435,25 @@ class Node:
         state = self._topology.merge(raw, self._loop.time())
         if state is not None and state.overlay != self._overlay_name:
             log.info("node %s adopts topology %s (epoch %d)", self.name, state.overlay, state.epoch)
-            self._switch_overlay(state.overlay)
+            self._switch_overlay(state.overlay, "adopted")
         return heard.epoch if heard is not None else -1
 
-    def _switch_overlay(self, name: str) -> None:
-        """Replace the overlay core live: the new core learns the current members through their seeds;
-        links the new overlay does not want are closed a little later, unless the application uses them."""
+    def _switch_overlay(self, name: str, reason: str) -> None:
+        """Replace the overlay core live: the new core starts from the members the old one knew alive
+        (:meth:`~fabric.membership.Overlay.adopt`) and joins through their seeds; links the new overlay
+        does not want are closed a little later, unless the application uses them. ``reason`` goes to
+        the history :meth:`current_topology` reports."""
         old = self._membership
         if old is None or self._loop is None or name == self._overlay_name:
             self._overlay_name = name
             return
         now = self._loop.time()
+        state = self._topology.state if self._topology is not None else None
+        self._topology_history.append({
+            "at": time.time(), "from": self._overlay_name, "to": name, "epoch": state.epoch if state else 0,
+            "proposer": _id_text(state.proposer) if state and state.epoch else None, "reason": reason,
+            "members": len(old.alive_members()),
+        })
         alive = [m for m in old.members() if m.node_id != self._id_bytes and m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
         self._announced_up.update((m.node_id, m.incarnation) for m in alive)
         me = old.local
@@ -1415,6 +1468,7 @@ class Node:
         # use now, so the reconcile step closes only the ones nobody uses any more.
         for key in list(self._peers):
             self._app_links.setdefault(key, now)
+        self._apply(self._membership.adopt(alive, now))
         self._apply(self._membership.join(seeds, now))
         for peer in list(self._peers.values()):
             self._contact(peer.info)
@@ -1517,6 +1571,8 @@ class Node:
             if now >= self._reconcile_at:
                 self._reconcile_at = math.inf
                 self._announced_up.clear()
+            if self.config.auto_topology:
+                self._auto_topology(now)
 
     async def _dial(self, endpoint: str) -> None:
         try:
@@ -1748,6 +1804,7 @@ class Node:
             "clients": len(self._clients),
             "joined": self.joined,
             "members": len(self.alive_members()),
+            "topology": self.current_topology(),
             "bad_input": sum(self.errors.values()),
         }
 

@@ -631,6 +631,24 @@ class FullMeshMembership:
             self._send(effects, identity.node_id, OP_JOIN, {"in": self._self.inc, "m": self._self.to_wire()})
         return effects
 
+    def adopt(self, identities: Sequence[Identity], now: float) -> list[Effect]:
+        """Start from members another overlay knew alive (a live topology switch): each is merged as
+        alive and taken as up, as if its handshake had just completed (the previous overlay had that
+        evidence), with a fresh failure detector; nothing is pushed (everyone switching knows them).
+        Returns the effects (``Connect`` and ``MemberUp`` per new member)."""
+        effects: list[Effect] = []
+        if self._leaving:
+            return effects
+        for identity in identities:
+            if identity.node_id == self._self.node_id:
+                continue
+            candidate = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
+                               dict(identity.metadata), dict(identity.endpoints), now)
+            self._merge(candidate, now, effects, origin=False)
+            self._evidence_from(identity.node_id, identity.incarnation, now, effects)
+        self._count("adopted", len(identities))
+        return effects
+
     def traffic(self, source: bytes, now: float) -> list[Effect]:
         """Any non-membership message from ``source`` arrived: a sign of life for its current incarnation."""
         if self._leaving:

@@ -67,10 +67,10 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .fullmesh import Connect, Disconnect, Identity
+from .fullmesh import Connect, Disconnect, Identity, Member
 from .overlay import (
     OP_HEARTBEAT,
     OP_SYNC,
@@ -306,6 +306,15 @@ class HyParView(RecordOverlay):
             self._on_neighbour_lost(nid, False, now, effects)
 
     # -- protocol ------------------------------------------------------------------------------------
+
+    def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
+        """See :meth:`Overlay.adopt`; a random sample of them also fills the passive view, so once joined
+        the node promotes real members instead of waiting for shuffles to bring candidates."""
+        effects = super().adopt(members, now)
+        others = sorted((m for m in members if m.node_id != self.node_id), key=lambda m: m.node_id)
+        for m in self._rng.sample(others, min(len(others), self.hv.passive_max)):
+            self._add_passive(Identity(m.node_id, m.name, m.incarnation, dict(m.metadata), dict(m.endpoints)))
+        return effects
 
     def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
         """The handshake with a seed completed: while joining, make it an active neighbour and ``join``."""

@@ -156,6 +156,12 @@ class Overlay(Protocol):
         """Start joining through these seed membership endpoints (returns Dial effects)."""
         ...
 
+    def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
+        """Start from the live members another overlay knew (a live topology switch): they are members
+        at once, without announcing them (everyone switching knows them too), so :meth:`members` does
+        not dip while the new overlay forms. Call before :meth:`join`."""
+        ...
+
     def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
         """The HELLO/WELCOME handshake with ``identity`` completed (either direction)."""
         ...
@@ -676,6 +682,18 @@ class RecordOverlay:
         self._dial_backoff = self.config.join_retry_initial
         return self._dial(now)
 
+    def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
+        """See :meth:`Overlay.adopt`: alive records at version 0 (anti-entropy brings newer versions),
+        never announced; records already held are kept."""
+        effects: list[OverlayEffect] = []
+        for m in members:
+            if m.node_id == self.node_id or m.node_id in self._records:
+                continue
+            identity = Identity(m.node_id, m.name, m.incarnation, dict(m.metadata), dict(m.endpoints))
+            self._merge(_Record(identity, 0, ST_ALIVE, now), now, effects)
+        self._count("adopted", len(members))
+        return effects
+
     def _dial(self, now: float) -> list[OverlayEffect]:
         self._next_dial = now + self._dial_backoff
         self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
@@ -1087,6 +1105,11 @@ class FullMeshOverlay:
     def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
         """See :meth:`FullMeshMembership.join`."""
         return list(self.core.join(seeds, now))
+
+    def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
+        """See :meth:`FullMeshMembership.adopt`."""
+        return list(self.core.adopt(
+            [Identity(m.node_id, m.name, m.incarnation, dict(m.metadata), dict(m.endpoints)) for m in members], now))
 
     def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
         """See :meth:`FullMeshMembership.contact`."""
