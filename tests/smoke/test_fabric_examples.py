@@ -28,6 +28,17 @@ def test_quickstart_prints_the_call_and_the_message() -> None:
     assert out.stdout.splitlines() == ["hello a", "b got {'hi': 1}"]
 
 
+def test_topology_example_switches_by_hand_and_automatically() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "topology.py")], capture_output=True, text=True, timeout=120, env=python_env()
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "formed: full-mesh with 6 members"
+    assert lines[1] == "switched by hand: ['hyparview'] epoch 1" and lines[2] == "and back: ['full-mesh'] epoch 2"
+    assert "full-mesh -> hyparview at epoch 3: auto: 8 members >= auto_threshold 8" in lines[3]
+
+
 def test_demo_exercises_every_channel_kind_and_exits_zero() -> None:
     result = CliRunner().invoke(cli, ["demo", "--bulk-mib", "2"])
     assert result.exit_code == 0, result.output
