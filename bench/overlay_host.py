@@ -26,8 +26,8 @@ Commands:
 * ``got TAG`` -> ``{"event": "got", "times": {node name: first delivery time}, "copies": n}`` (``copies``
   counts every delivery of ``TAG`` here, duplicates included).
 * ``stats`` -> ``{"event": "stats", "sums": {...}}``: counters summed over the local nodes - the
-  ``membership`` counters of :meth:`fabric.Node.stats` (Plumtree's prefixed ``tree_``) and the ``events``
-  channel's ``sent`` / ``received``.
+  ``membership`` counters of :meth:`fabric.Node.stats` (Plumtree's prefixed ``tree_``), the node's own
+  ``counters`` (prefixed ``node_``) and the ``events`` channel's ``sent`` / ``received``.
 * ``members`` -> ``{"event": "members", "alive": [count per node]}``.
 * ``quit`` (or end of stdin): every node stops, the process exits.
 """
@@ -112,7 +112,14 @@ class Host:
             await asyncio.gather(*(one(i) for i in range(len(self.nodes))))
         except Exception as exc:
             alive = [len(node.alive_members()) for node in self.nodes]
-            emit(event="error", command="join", type=type(exc).__name__, message=str(exc), alive=alive)
+            # who each short node knows but not as alive, and how many it knows at all (for the report)
+            others = {node.name: {"known": len(node.members()),
+                                  "not_alive": {m.name: m.status.value for m in node.members()
+                                                if m not in node.alive_members()}}
+                      for node in self.nodes if len(node.alive_members()) < n}
+            emit(event="error", command="join", type=type(exc).__name__, message=str(exc), alive=alive,
+                 short=others, stats={node.name: node.stats()["membership"] for node in self.nodes
+                                      if node.name in others})
             return
         emit(event="formed", times=times, pid=os.getpid())
 
@@ -135,6 +142,9 @@ class Host:
             for key, value in st["membership"].items():
                 if isinstance(value, int):
                     sums[key] = sums.get(key, 0) + value
+            for key, value in st["counters"].items():
+                if isinstance(value, int):
+                    sums[f"node_{key}"] = sums.get(f"node_{key}", 0) + value
             events = st["channels"].get("events", {})
             for key in ("sent", "received"):
                 sums[f"events_{key}"] = sums.get(f"events_{key}", 0) + int(events.get(key, 0))

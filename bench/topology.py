@@ -253,6 +253,9 @@ def _one_broadcast(hosts: Sequence[HostProcess], where: dict[str, tuple[HostProc
                    control=sum(delta.get(k, 0) for k in TREE_CONTROL),
                    **{k.removeprefix("tree_sent_"): delta.get(k, 0) for k in TREE_CONTROL},
                    duplicates=delta.get("tree_duplicates", 0),
+                   # other tree broadcasts in the window: membership record announcements (a suspicion,
+                   # a refutation, a late join), whose copies the deltas include
+                   other_broadcasts=delta.get("tree_broadcasts", 0) - 1, refuted=delta.get("refuted", 0),
                    clean=delta.get("tree_broadcasts", 0) == 1)
     return out
 
@@ -474,7 +477,7 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     for row in rows:
         s = row["summary"]
         if s is None:
-            lines.append(f"{key(row)}  FAILED: {row['errors'][-1] if row['errors'] else '?'}")
+            lines.append(f"{key(row)}  FAILED: {row['errors'][-1][:300] if row['errors'] else '?'}")
             continue
         lines.append(f"{key(row)}  {_fmt(s['formation_s'], 1000):<22} {_fmt(s['median_node_s'], 1000):<22} "
                      f"{_fmt(s['connected_s'], 1000):<22}")
@@ -497,10 +500,12 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         ratio = f"{s['payload']['median'] / (row['nodes'] - 1):.2f}" if s["payload"] else "-"
         lines.append(f"{key(row)}  {row['nodes'] - 1:>5}  {_fmt(s['payload']):<22} {ratio:<13} "
                      f"{_fmt(s['control']):<22} {s['clean']}/{s['broadcasts']}")
-    notes = [r for r in rows if r.get("note")]
+    notes = [f"note: {r['label']} {r['nodes']}: {r['note']}" for r in rows if r.get("note")]
+    notes += [f"note: {r['label']} {r['nodes']}: {len(r['errors'])} rep(s) failed, e.g. {r['errors'][0][:300]}"
+              for r in rows if r["errors"] and r["summary"] is not None]
     if notes:
         lines.append("")
-        lines.extend(f"note: {r['label']} {r['nodes']}: {r['note']}" for r in notes)
+        lines.extend(notes)
     return "\n".join(lines)
 
 
@@ -526,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyparview", default=None, help="HyParView sizes N:nodes-per-process (default 32:8,128:16)")
     p.add_argument("--sim", default=None, help="simulated HyParView sizes, comma separated (default 1000; '' = none)")
     p.add_argument("--reps", type=int, default=None, help="repetitions of each real config (default 3)")
-    p.add_argument("--large-reps", type=int, default=None, help="repetitions when N >= 100 (default 1)")
+    p.add_argument("--large-reps", type=int, default=None, help="repetitions when N >= 100 (default 3)")
     p.add_argument("--sim-reps", type=int, default=None, help="repetitions (seeds) of each simulated size (default 3)")
     p.add_argument("--broadcasts", type=int, default=None, help="measured broadcasts per real rep (default 30)")
     p.add_argument("--sim-broadcasts", type=int, default=None, help="measured broadcasts per simulated rep (default 30)")
@@ -552,7 +557,7 @@ def _apply_defaults(args: argparse.Namespace) -> None:
         "hyparview": "16:8" if quick else "32:8,128:16",
         "sim": "100" if quick else "1000",
         "reps": 1 if quick else 3,
-        "large_reps": 1,
+        "large_reps": 1 if quick else 3,
         "sim_reps": 1 if quick else 3,
         "broadcasts": 5 if quick else 30,
         "sim_broadcasts": 5 if quick else 30,
@@ -597,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = run_real(cfg, rep, args)
             except TopologyBenchError as exc:
                 row["errors"].append(str(exc))
-                print(f"    failed: {exc}", file=sys.stderr, flush=True)
+                print(f"    failed: {str(exc)[:400]}", file=sys.stderr, flush=True)
                 continue
             result["wall_s"] = time.monotonic() - started
             row["reps"].append(result)
@@ -613,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row["reps"].append(run_sim(n, rep, args))
             except TopologyBenchError as exc:
                 row["errors"].append(str(exc))
-                print(f"    failed: {exc}", file=sys.stderr, flush=True)
+                print(f"    failed: {str(exc)[:400]}", file=sys.stderr, flush=True)
         rows.append(row)
     for row in rows:
         row["reps_done"] = len(row["reps"])
