@@ -102,6 +102,12 @@ class _SnapshotCollector(Collector):
             for event, value in sorted(events.items()):
                 conns.add_metric([channel, node["channels"].get(channel, ""), event], float(value))
         yield conns
+        links = CounterMetricFamily("fabric_topology_link_actions",
+                                    "Topology manager: on-demand links opened, neighbour links repaired, links closed (gone, idle, stray)",
+                                    labels=["action"])
+        for name, value in sorted(stats.get("links", {}).items()):
+            links.add_metric([name], float(value))
+        yield links
         depth = GaugeMetricFamily("fabric_channel_queue_depth", "Messages queued to peers, by channel", labels=["channel", "kind"])
         per_channel: dict[str, int] = {name: 0 for name in node["channels"]}
         for key, n in stats["queued"].items():

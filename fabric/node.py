@@ -88,7 +88,7 @@ from .membership.hyparview import HyParView
 from .membership.overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect
 from .membership.plumtree import TreeSend
 from .membership.static import StaticOverlay
-from .topology import TopologyCoordinator, TopologyState
+from .topology import TopologyCoordinator, TopologyManager, TopologyState
 from .transport.base import ChannelKind, Link, Transport
 from .transport.zmq import ZmqTransport
 from .wire import MsgType, RejectCode, Role
@@ -417,7 +417,8 @@ class Node:
         self._last_error_log = 0.0
         # membership (members only; see _apply)
         self._membership: Overlay | None = None
-        self._app_links: dict[bytes, float] = {}  # on-demand links to non-neighbours -> last use
+        # level-triggered link reconciliation: on-demand links, leaked probe links, missing neighbour links
+        self._links = TopologyManager(idle_close=APP_LINK_IDLE, stray_grace=APP_LINK_IDLE)
         self._overlay_name = self.config.overlay
         self._topology: TopologyCoordinator | None = None
         self._announced_up: set[tuple[bytes, int]] = set()  # members announced up across overlay switches
@@ -643,6 +644,7 @@ class Node:
         peer = self._peers.pop(key, None)
         if peer is None:
             return
+        self._links.forget(key)
         self._transport.disconnect(key)
         for okey in [k for k in self._outboxes if k[0] == key]:
             ob = self._outboxes.pop(okey)
@@ -706,9 +708,8 @@ class Node:
         linked = self._peers.get(key)
         if (linked is None or linked.probe) and not self._app_link(key):
             raise Unreachable(f"no link to peer {text}", peer=text)
-        if key in self._app_links:
-            assert self._loop is not None
-            self._app_links[key] = self._loop.time()
+        if self._loop is not None:
+            self._links.touch(key, self._loop.time())
         return key
 
     def _app_link(self, key: bytes) -> bool:
@@ -720,22 +721,30 @@ class Node:
         if member is None or member.status not in (MemberStatus.ALIVE, MemberStatus.SUSPECT) or key == self._id_bytes:
             return False
         self._link_peer(_peer_of(Identity(member.node_id, member.name, member.incarnation, member.metadata, member.endpoints)))
-        self._app_links[key] = self._loop.time()
-        self.counters["app_links_opened"] += 1
+        self._links.used(key, self._loop.time())
         return True
 
-    def _sweep_app_links(self, now: float) -> None:
-        if not self._app_links or self._membership is None:
+    def _reconcile_links(self, now: float) -> None:
+        """The topology manager's level-triggered pass (see :mod:`fabric.topology.manager`): close links
+        nobody wants, repair missing neighbour links. Only members known to be gone count as gone: right
+        after an overlay switch the new core does not know everyone yet, and "unknown" must not close a
+        link a call is using."""
+        core = self._membership
+        if core is None or not self._links.due(now):
             return
-        keep = set(self._membership.neighbours())
-        # Only members known to be gone are dropped at once: right after an overlay switch the new core
-        # does not know everyone yet, and "unknown" must not close a link a call is using.
-        gone = {m.node_id for m in self._membership.members() if m.status in (MemberStatus.DOWN, MemberStatus.LEFT)}
-        for key, last in list(self._app_links.items()):
-            if key in gone or (now - last > APP_LINK_IDLE and key not in keep):
-                del self._app_links[key]
-                if key not in keep:
-                    self._unlink_peer(key, reason="member gone" if key in gone else "idle")
+        members = core.members()
+        gone = {m.node_id for m in members if m.status in (MemberStatus.DOWN, MemberStatus.LEFT)}
+        wanted = set(core.neighbours()) if core.joined and not core.leaving else set()
+        plan = self._links.reconcile(wanted, {k: p.probe for k, p in self._peers.items()}, gone, now)
+        for key, reason in plan.close:
+            self._unlink_peer(key, reason=reason)
+        if plan.open:
+            by_id = {m.node_id: m for m in members}
+            for key in plan.open:
+                m = by_id.get(key)
+                if m is not None and m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT):
+                    log.info("node %s repairs its link to neighbour %s", self.name, m.name)
+                    self._link_peer(_peer_of(Identity(m.node_id, m.name, m.incarnation, m.metadata, m.endpoints)))
 
     def _next_seq(self, link: Link, channel: str, lane: int) -> int:
         k = (link, channel, lane)
@@ -1422,7 +1431,7 @@ class Node:
             "members": len(self.alive_members()),
             "neighbours": sorted(p.name for p in self.neighbours()),
             "links": len(self._peers),
-            "app_links": len(self._app_links),
+            "app_links": self._links.on_demand,
             "auto": self.config.auto_topology,
             "history": list(self._topology_history),
         }
@@ -1466,8 +1475,7 @@ class Node:
         seeds = [m.endpoints[MEMBERSHIP_CHANNEL][1] for m in alive if MEMBERSHIP_CHANNEL in m.endpoints]
         # Links the old overlay made stay up meanwhile (calls in flight keep their link): mark them as in
         # use now, so the reconcile step closes only the ones nobody uses any more.
-        for key in list(self._peers):
-            self._app_links.setdefault(key, now)
+        self._links.hold(list(self._peers), now)
         self._apply(self._membership.adopt(alive, now))
         self._apply(self._membership.join(seeds, now))
         for peer in list(self._peers.values()):
@@ -1532,7 +1540,7 @@ class Node:
             elif isinstance(effect, Connect):
                 self._link_peer(_peer_of(effect.identity), probe=effect.probe)
             elif isinstance(effect, Disconnect):
-                if effect.node_id in self._app_links:
+                if self._links.in_use(effect.node_id):
                     continue  # the application still uses this link (see _app_link)
                 self._unlink_peer(effect.node_id, reason="membership")
             elif isinstance(effect, Dial):
@@ -1567,7 +1575,7 @@ class Node:
         if self._membership is not None and self._loop is not None and self._state == "running":
             now = self._loop.time()
             self._apply(self._membership.tick(now))
-            self._sweep_app_links(now)
+            self._reconcile_links(now)
             if now >= self._reconcile_at:
                 self._reconcile_at = math.inf
                 self._announced_up.clear()
@@ -1790,6 +1798,7 @@ class Node:
             "queued": {f"{_peer_text(k[0])[:8]}/{k[1]}/{k[2]}": len(o.queue) for k, o in self._outboxes.items() if o.queue},
             "subscription_backlog": {c: sum(s.pending() for s in subs) for c, subs in self._subs.items()},
             "membership": dict(self._membership.stats()) if self._membership is not None else {},
+            "links": dict(self._links.counters),
         }
 
     def health(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Topology: cluster-wide overlay switching (epochs, compare-and-set, cooldown)."""
+"""Topology: cluster-wide overlay switching (epochs, compare-and-set, cooldown) and the topology manager
+(level-triggered reconciliation of wanted and open links)."""
 
 from .coordinator import (
     TopologyConflict,
@@ -7,5 +8,7 @@ from .coordinator import (
     TopologyError,
     TopologyState,
 )
+from .manager import LinkPlan, TopologyManager
 
-__all__ = ["TopologyConflict", "TopologyCoordinator", "TopologyCooldown", "TopologyError", "TopologyState"]
+__all__ = ["LinkPlan", "TopologyConflict", "TopologyCoordinator", "TopologyCooldown", "TopologyError", "TopologyManager",
+           "TopologyState"]

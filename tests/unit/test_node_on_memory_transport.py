@@ -73,3 +73,26 @@ def test_probe_link_holds_the_membership_channel_only_and_grows_when_the_applica
         await b.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_topology_manager_repairs_a_neighbour_link_dropped_under_the_overlay() -> None:
+    async def scenario() -> None:
+        net = MemoryNetwork(AsyncioScheduler(), seed=5)
+        nodes = [Node(NodeConfig.local(name=f"r{i}"), transport=net.transport(f"r{i}")) for i in range(3)]
+        for node in nodes:
+            await node.start()
+        await asyncio.gather(*(n.join([nodes[0].seed], min_members=3, timeout=20) for n in nodes))
+        a, b = nodes[0], nodes[1]
+        await a.disconnect(b.id)  # both sides drop the link (BYE); the full mesh still wants it
+        assert b.id not in {p.id for p in a.peers()}
+        for _ in range(400):
+            if b.id in {p.id for p in a.peers()} and a.id in {p.id for p in b.peers()}:
+                break
+            await asyncio.sleep(0.025)
+        assert b.id in {p.id for p in a.peers()} and a.id in {p.id for p in b.peers()}
+        assert a.stats()["links"]["repaired"] >= 1
+        assert all(len(n.alive_members()) == 3 for n in nodes)  # nobody was declared down meanwhile
+        for node in nodes:
+            await node.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
