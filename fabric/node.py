@@ -660,7 +660,9 @@ class Node:
             listener("down", peer.info)
 
     async def disconnect(self, peer: str) -> None:
-        """Drop the link to ``peer`` (sending BYE first). Unknown peers are ignored."""
+        """Drop the link to ``peer`` (sending BYE first). Unknown peers are ignored. A link the overlay
+        still wants (a neighbour; on full-mesh every member) is re-linked by the topology manager within
+        seconds: to leave the cluster, use :meth:`stop`."""
         key = wire.node_id_bytes(peer)
         if key in self._peers:
             try:
