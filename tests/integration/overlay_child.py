@@ -1,12 +1,13 @@
 """Several fabric nodes in one OS process, for overlay tests with real ZeroMQ sockets over ipc://.
 
     python overlay_child.py --prefix p1 --count 10 --overlay hyparview --dir /tmp/x [--seed ENDPOINT]
-                            [--roles server,client,...] [--min-members N]
+                            [--roles server,client,...] [--min-members N] [--timers local|lan] [--auto THRESHOLD]
 
 Prints JSON lines: ``{"event": "ready", "seeds": [...]}`` once bound, ``{"event": "joined"}`` when every
 local node sees ``--min-members`` alive members, and per command: ``broadcast I`` (node I broadcasts;
 ``{"event": "broadcast"}``), ``received`` (``{"event": "received", "counts": {name: n}}``: broadcasts each
-node received), ``call I TARGET_ID`` (node I calls service ``who`` on TARGET_ID), ``quit``.
+node received), ``call I TARGET_ID`` (node I calls service ``who`` on TARGET_ID), ``members``, ``stats``,
+``topology``, ``switch I EXPECTED NEW``, ``callflow IDS`` / ``callstats``, ``quit``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ async def main() -> None:
     parser.add_argument("--seed", default=None)
     parser.add_argument("--roles", default="")
     parser.add_argument("--min-members", type=int, default=1)
+    parser.add_argument("--auto", type=int, default=0,
+                        help="automatic topology with this auto_threshold (hysteresis a third of it, dwell 1 s)")
     parser.add_argument("--timers", choices=("local", "lan"), default="local",
                         help="overlay timers: local() (5x faster, a few nodes per process) or lan() (the defaults)")
     args = parser.parse_args()
@@ -53,6 +56,8 @@ async def main() -> None:
                 # 10 nodes x 5 channels x peers: many sockets, one shared libzmq context per process
                 transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
                 **({"overlay_config": OverlayConfig.lan()} if args.timers == "lan" else {}),
+                **({"auto_topology": True, "auto_threshold": args.auto, "auto_hysteresis": args.auto // 3,
+                    "auto_dwell": 1.0} if args.auto else {}),
             )
         )
         counts[name] = 0
@@ -122,6 +127,7 @@ async def main() -> None:
                 emit(event="switched", topology=topo)
             elif cmd == "topology":
                 emit(event="topology", overlays=[n.overlay for n in nodes], endpoints=[n.endpoints for n in nodes],
+                     history=[n.current_topology()["history"] for n in nodes],
                      neighbours=[len(n.neighbours()) for n in nodes], alive=[len(n.alive_members()) for n in nodes],
                      pid=os.getpid())
         except Exception as exc:

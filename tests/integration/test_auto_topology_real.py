@@ -1,0 +1,58 @@
+"""Automatic topology with real processes (ipc://, real ZeroMQ sockets): 8 nodes in 2 processes stay a full
+mesh; a third process brings the cluster to the threshold (12) and it moves to HyParView; ``kill -9`` of
+that process (4 nodes crash at once) brings it to 8 = threshold - hysteresis and it moves back to full-mesh.
+One node decides each time; every node's history records both switches."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.integration.test_overlays_real import Group, groups
+from tests.support import short_tmpdir
+
+
+def settle(all_groups: list[Group], overlay: str, total: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        reports = []
+        for g in all_groups:
+            g.command("topology")
+            reports.append(g.expect("topology"))
+        if all(o == overlay for r in reports for o in r["overlays"]) and all(a == total for r in reports for a in r["alive"]):
+            return reports
+        assert time.monotonic() < deadline, f"not settled on {overlay} with {total}: {reports}"
+        time.sleep(0.25)
+
+
+def test_cluster_moves_to_hyparview_at_the_threshold_and_back_after_a_crash() -> None:
+    per = 4
+    with short_tmpdir("ffau") as base, groups() as started:
+        common = ("--count", str(per), "--overlay", "full-mesh", "--dir", base, "--auto", "12")
+        first = Group("--prefix", "u0", *common, "--min-members", "8")
+        started.append(first)
+        seed = first.ready["seeds"][0]
+        started.append(Group("--prefix", "u1", *common, "--seed", seed, "--min-members", "8"))
+        for g in started:
+            g.expect("joined", 60)
+        settle(started, "full-mesh", 8)
+        time.sleep(1.5)  # longer than auto_dwell: 8 < 12 must not switch
+        assert all(h == [] for r in settle(started, "full-mesh", 8) for h in r["history"])
+
+        third = Group("--prefix", "u2", *common, "--seed", seed, "--min-members", "12")
+        started.append(third)
+        third.expect("joined", 60)
+        up = settle(started, "hyparview", 12)
+        histories = [h for r in up for h in r["history"]]
+        assert all(h[-1]["to"] == "hyparview" and h[-1]["epoch"] == 1 for h in histories)
+        deciders = [h[-1] for h in histories if h[-1]["reason"].startswith("auto:")]
+        assert len(deciders) == 1 and "12 members >= auto_threshold 12" in deciders[0]["reason"], histories
+
+        started.remove(third)
+        third.child.kill9()
+        down = settle(started, "full-mesh", 8, timeout=90)
+        histories = [h for r in down for h in r["history"]]
+        assert all([x["to"] for x in h] == ["hyparview", "full-mesh"] for h in histories), histories
+        deciders = [h[-1] for h in histories if h[-1]["reason"].startswith("auto:")]
+        assert len(deciders) == 1 and "8 members <= auto_threshold - auto_hysteresis 8" in deciders[0]["reason"]
+        third.child.stop()
