@@ -525,6 +525,15 @@ class AdminService:
                 "detail": f"{'joined' if node.joined else 'not joined'}, {len(node.alive_members())} members up"
                 + (f", suspect: {', '.join(suspects)}" if suspects else ""),
             })
+        if hasattr(node, "current_topology"):
+            topo = node.current_topology()
+            last = topo["history"][-1] if topo["history"] else None
+            checks.append({
+                "check": "topology", "ok": True,
+                "detail": f"{topo['overlay']} (epoch {topo['epoch']}{', automatic' if topo['auto'] else ''}), "
+                + f"{len(topo['neighbours'])} neighbours, {topo['links']} links"
+                + (f"; last switch {last['from']} -> {last['to']}: {last['reason']}" if last else ""),
+            })
         bad = sum(node.errors.values())
         checks.append({"check": "bad_input", "ok": True, "detail": f"{bad} bad inputs dropped" + (f" {dict(node.errors)}" if bad else "")})
         stats = node.stats()

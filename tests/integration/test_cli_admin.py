@@ -72,6 +72,7 @@ def test_status_and_health(trio: list[LocalNode]) -> None:
     code, out = invoke("health", "--node", trio[0].seed)
     assert code == 0, out
     assert "2/2 peers answer PING" in out and out.strip().endswith("alpha: healthy")
+    assert "topology   full-mesh (epoch 0), 2 neighbours, 2 links" in out
 
 
 def test_call_and_send_reach_the_node_and_its_members(trio: list[LocalNode]) -> None:

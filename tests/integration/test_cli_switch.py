@@ -19,3 +19,9 @@ def test_topology_switch_and_compare_and_set_refusal() -> None:
         wait_until(lambda: all(n.running.node.overlay == "hyparview" for n in nodes if n.running), what="switch")
         stale = runner.invoke(cli, ["topology", "--node", nodes[1].seed, "--switch", "static", "--expect", "full-mesh"])
         assert stale.exit_code != 0 and "switch refused" in stale.output and "Traceback" not in stale.output
+        # every node's health shows the switch and why it happened here
+        health = runner.invoke(cli, ["health", "--node", nodes[2].seed])
+        assert health.exit_code == 0, health.output
+        assert "hyparview (epoch 1)" in health.output and "last switch full-mesh -> hyparview: adopted" in health.output
+        proposer = runner.invoke(cli, ["health", "--node", nodes[0].seed])
+        assert "last switch full-mesh -> hyparview: proposed here" in proposer.output
