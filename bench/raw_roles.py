@@ -160,8 +160,20 @@ def async_control_tx(ctl: Control, args: dict[str, Any]) -> None:
 # -- b. bulk throughput: PUSH -> PULL ------------------------------------------------------------------
 
 
+def _malloc_like_fabric(args: dict[str, Any]) -> None:
+    """With ``malloc_like_fabric``: the C allocator settings a fabric node applies to its process
+    (``TransportConfig.malloc_trim_threshold``), so a comparison row can show the fabric's own overhead
+    apart from what that process-wide setting buys. The default raw rows leave the allocator alone."""
+    if args.get("malloc_like_fabric"):
+        from fabric.config import TransportConfig
+        from fabric.transport.zmq import tune_malloc
+
+        tune_malloc(TransportConfig().malloc_trim_threshold)
+
+
 def bulk_rx(ctl: Control, args: dict[str, Any]) -> None:
     """PULL receiver; reports MiB/s. ``zero_copy`` receives frames instead of copying into bytes."""
+    _malloc_like_fabric(args)
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.linger = 0
@@ -193,6 +205,7 @@ def bulk_tx(ctl: Control, args: dict[str, Any]) -> None:
     With ``zero_copy`` libzmq sends straight from the Python buffer (``copy=False``); without it pyzmq
     copies each message first (its default, what most applications do).
     """
+    _malloc_like_fabric(args)
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.linger = 0

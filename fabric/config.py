@@ -188,6 +188,18 @@ class TransportConfig:
     waits for at most one of them; 1 MiB messages still go four per loop turn."""
     max_sockets: int = 65536
     """ZMQ_MAX_SOCKETS of the process-wide context: many nodes per process need many sockets."""
+    malloc_trim_threshold: int = 64 * 1024 * 1024
+    """Bytes; glibc only, process-wide, applied once when the process's libzmq context is created: how
+    much freed memory the C allocator keeps per arena before returning it to the OS (M_TRIM_THRESHOLD),
+    with M_MMAP_THRESHOLD set to 32 MiB so messages up to that size are allocated from the heap and reused.
+    Why: libzmq allocates each received message on its I/O thread and the node frees it on the loop
+    thread; glibc's dynamic defaults (trim at twice the largest freed block) made a 1 MiB bulk stream
+    trim and re-fault the heap all the time, ~57 page faults per message on the receiving I/O thread (a
+    raw pyzmq receiver, whose frees happen to line up, ~18). With this setting: under 1 per message, and
+    the receiving I/O thread's CPU per message about halved (bench/README.md, benchmark b). Trade-off: up to this much
+    freed memory per malloc arena stays in the process's RSS. 0 leaves the allocator alone, and so does
+    any malloc setting made in the environment (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_,
+    GLIBC_TUNABLES with a glibc.malloc key): the application's choice wins."""
     monitor: bool = True
     """Watch bound sockets with a ZeroMQ socket monitor, counting accepted connections, completed and
     failed ZMTP handshakes (a foreign socket type or garbage before the handshake shows up here) and
@@ -200,6 +212,8 @@ class TransportConfig:
                 raise ConfigError(f"transport.{f.name}: must be >= 0, got {value}")
         if self.io_threads < 1:
             raise ConfigError("transport.io_threads: must be >= 1")
+        if self.malloc_trim_threshold > 2**31 - 1:
+            raise ConfigError("transport.malloc_trim_threshold: at most 2147483647 bytes (a C int)")
         if self.batch_max_messages < 1 or self.batch_max_bytes < 1 or self.recv_budget < 1:
             raise ConfigError("transport: batch_max_messages, batch_max_bytes and recv_budget must be >= 1")
 

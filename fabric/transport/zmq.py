@@ -27,6 +27,7 @@ transfers do not delay control traffic.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import socket
@@ -57,8 +58,56 @@ _ctx_pid = 0
 _ctx_users = 0
 
 
+_MMAP_THRESHOLD = 32 * 1024 * 1024
+"""glibc's largest M_MMAP_THRESHOLD (HEAP_MAX_SIZE / 2 on 64-bit): messages up to this size come from the heap."""
+_malloc_applied: dict[str, int] | None = None
+_malloc_pid = 0
+
+
+def tune_malloc(trim_threshold: int) -> dict[str, int] | None:
+    """Apply ``TransportConfig.malloc_trim_threshold`` (see there) once per process; return what was set.
+
+    Returns None, changing nothing, when ``trim_threshold`` is 0, the C library is not glibc, or the
+    environment already carries a malloc setting (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, a
+    glibc.malloc tunable). Later calls in the same process return the first call's result. Any thread.
+    """
+    global _malloc_applied, _malloc_pid
+    if _malloc_pid == os.getpid():
+        return _malloc_applied
+    _malloc_pid = os.getpid()
+    _malloc_applied = None
+    env = os.environ
+    if (
+        trim_threshold <= 0
+        or "MALLOC_TRIM_THRESHOLD_" in env
+        or "MALLOC_MMAP_THRESHOLD_" in env
+        or "glibc.malloc" in env.get("GLIBC_TUNABLES", "")
+    ):
+        return None
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return None
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ValueError, OSError, AttributeError):  # not glibc (musl, macOS): leave the allocator alone
+        return None
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    # M_MMAP_THRESHOLD first: setting either one freezes glibc's dynamic thresholds, and a frozen
+    # mmap threshold of 128 KiB would map (and fault in) every large message afresh.
+    if mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) != 1 or mallopt(_M_TRIM_THRESHOLD, trim_threshold) != 1:
+        log.warning("mallopt refused the malloc thresholds; allocator left at its defaults")
+        return None
+    _malloc_applied = {"mmap_threshold": _MMAP_THRESHOLD, "trim_threshold": trim_threshold}
+    return _malloc_applied
+
+
+_M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
+_M_MMAP_THRESHOLD = -3
+
+
 def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Socket[bytes]]:
-    """The process-wide libzmq context (created on first use with ``config``'s I/O threads and socket cap).
+    """The process-wide libzmq context (created on first use with ``config``'s I/O threads and socket cap;
+    creating it also applies ``config.malloc_trim_threshold``, see :func:`tune_malloc`).
 
     A child created by ``fork`` gets a fresh one: a libzmq context must not cross a fork.
     """
@@ -66,6 +115,7 @@ def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Soc
     config = config or TransportConfig()
     with _ctx_lock:
         if _ctx is None or _ctx.closed or _ctx_pid != os.getpid():
+            tune_malloc(config.malloc_trim_threshold)
             ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=config.io_threads)
             ctx.set(zmq.MAX_SOCKETS, config.max_sockets)
             _ctx, _ctx_pid = ctx, os.getpid()
@@ -390,9 +440,17 @@ class ZmqTransport(Transport):
         n = 0
         while True:
             try:
-                frames: list[Any] = [recv(_NOBLOCK, copy=copy)]
-                while get(_RCVMORE):
-                    frames.append(recv(_NOBLOCK, copy=copy))
+                if copy:
+                    frames: list[Any] = [recv(_NOBLOCK)]
+                    while get(_RCVMORE):
+                        frames.append(recv(_NOBLOCK))
+                else:
+                    # Frame.more reads the message itself; Socket.get builds a SocketOption enum per call.
+                    frame = recv(_NOBLOCK, copy=False)
+                    frames = [frame]
+                    while frame.more:
+                        frame = recv(_NOBLOCK, copy=False)
+                        frames.append(frame)
             except zmq.Again:
                 break
             except zmq.ZMQError as exc:  # socket closed under us, or a libzmq error: log and stop reading
@@ -637,4 +695,4 @@ def _first_reachable_address() -> str:
     return "127.0.0.1"
 
 
-__all__ = ["ZmqTransport", "shared_context", "InsecureBindError"]
+__all__ = ["ZmqTransport", "shared_context", "tune_malloc", "InsecureBindError"]
