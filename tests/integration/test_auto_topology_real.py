@@ -6,23 +6,10 @@ One node decides each time; every node's history records both switches."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from tests.integration.test_overlays_real import Group, groups
+from tests.integration.test_switch_topology_real import converged as settle
 from tests.support import short_tmpdir
-
-
-def settle(all_groups: list[Group], overlay: str, total: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        reports = []
-        for g in all_groups:
-            g.command("topology")
-            reports.append(g.expect("topology"))
-        if all(o == overlay for r in reports for o in r["overlays"]) and all(a == total for r in reports for a in r["alive"]):
-            return reports
-        assert time.monotonic() < deadline, f"not settled on {overlay} with {total}: {reports}"
-        time.sleep(0.25)
 
 
 def test_cluster_moves_to_hyparview_at_the_threshold_and_back_after_a_crash() -> None:
