@@ -132,7 +132,8 @@ def test_dead_node_process_and_dead_member() -> None:
             assert code == 1 and "dead node" in out and "hung, stopped" in out
             code, out = doctor("--node", a.seed)
             assert code == 1
-            assert "dead node: member frozen" in out and "does not answer PING" in out
+            # still listed up (its PING times out) or, on a loaded machine, already declared down by then
+            assert "dead node: member frozen" in out and ("does not answer PING" in out or "is down" in out), out
         finally:
             os.kill(b.pid, signal.SIGCONT)
     finally:
