@@ -710,7 +710,7 @@ class Node:
         linked = self._peers.get(key)
         if (linked is None or linked.probe) and not self._app_link(key):
             raise Unreachable(f"no link to peer {text}", peer=text)
-        if self._loop is not None:
+        if self._loop is not None and self._links.in_use(key):  # no clock read per send to a neighbour
             self._links.touch(key, self._loop.time())
         return key
 
@@ -722,7 +722,7 @@ class Node:
         member = next((m for m in self._membership.members() if m.node_id == key), None)
         if member is None or member.status not in (MemberStatus.ALIVE, MemberStatus.SUSPECT) or key == self._id_bytes:
             return False
-        self._link_peer(_peer_of(Identity(member.node_id, member.name, member.incarnation, member.metadata, member.endpoints)))
+        self._link_peer(_peer_of(member.identity()))
         self._links.used(key, self._loop.time())
         return True
 
@@ -732,7 +732,7 @@ class Node:
         after an overlay switch the new core does not know everyone yet, and "unknown" must not close a
         link a call is using."""
         core = self._membership
-        if core is None or not self._links.due(now):
+        if core is None:
             return
         members = core.members()
         gone = {m.node_id for m in members if m.status in (MemberStatus.DOWN, MemberStatus.LEFT)}
@@ -746,7 +746,7 @@ class Node:
                 m = by_id.get(key)
                 if m is not None and m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT):
                     log.info("node %s repairs its link to neighbour %s", self.name, m.name)
-                    self._link_peer(_peer_of(Identity(m.node_id, m.name, m.incarnation, m.metadata, m.endpoints)))
+                    self._link_peer(_peer_of(m.identity()))
 
     def _next_seq(self, link: Link, channel: str, lane: int) -> int:
         k = (link, channel, lane)
@@ -1577,12 +1577,13 @@ class Node:
         if self._membership is not None and self._loop is not None and self._state == "running":
             now = self._loop.time()
             self._apply(self._membership.tick(now))
-            self._reconcile_links(now)
             if now >= self._reconcile_at:
                 self._reconcile_at = math.inf
                 self._announced_up.clear()
-            if self.config.auto_topology:
-                self._auto_topology(now)
+            if self._links.due(now):  # once a second, not on every heartbeat tick
+                self._reconcile_links(now)
+                if self.config.auto_topology:
+                    self._auto_topology(now)
 
     async def _dial(self, endpoint: str) -> None:
         try:

@@ -171,6 +171,10 @@ class Member:
     metadata: Mapping[str, str]
     endpoints: Endpoints
 
+    def identity(self) -> Identity:
+        """The member's identity (what a ``Connect`` or a new overlay core needs)."""
+        return Identity(self.node_id, self.name, self.incarnation, self.metadata, self.endpoints)
+
 
 # -- effects ---------------------------------------------------------------------------------------
 

@@ -313,7 +313,7 @@ class HyParView(RecordOverlay):
         effects = super().adopt(members, now)
         others = sorted((m for m in members if m.node_id != self.node_id), key=lambda m: m.node_id)
         for m in self._rng.sample(others, min(len(others), self.hv.passive_max)):
-            self._add_passive(Identity(m.node_id, m.name, m.incarnation, dict(m.metadata), dict(m.endpoints)))
+            self._add_passive(m.identity())
         return effects
 
     def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:

@@ -689,8 +689,7 @@ class RecordOverlay:
         for m in members:
             if m.node_id == self.node_id or m.node_id in self._records:
                 continue
-            identity = Identity(m.node_id, m.name, m.incarnation, dict(m.metadata), dict(m.endpoints))
-            self._merge(_Record(identity, 0, ST_ALIVE, now), now, effects)
+            self._merge(_Record(m.identity(), 0, ST_ALIVE, now), now, effects)
         self._count("adopted", len(members))
         return effects
 
@@ -1108,8 +1107,7 @@ class FullMeshOverlay:
 
     def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
         """See :meth:`FullMeshMembership.adopt`."""
-        return list(self.core.adopt(
-            [Identity(m.node_id, m.name, m.incarnation, dict(m.metadata), dict(m.endpoints)) for m in members], now))
+        return list(self.core.adopt([m.identity() for m in members], now))
 
     def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
         """See :meth:`FullMeshMembership.contact`."""

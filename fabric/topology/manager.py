@@ -85,7 +85,7 @@ class TopologyManager:
         self._used[link] = now
 
     def touch(self, link: bytes, now: float) -> None:
-        """Refresh the last use of ``link`` if it is an on-demand link (cheap; called per send)."""
+        """Refresh the last use of ``link`` if it is an on-demand link (the Node calls it per send over one)."""
         if link in self._used:
             self._used[link] = now
 
