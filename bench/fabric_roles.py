@@ -8,7 +8,7 @@ subscribed handler*; latency times ``await node.call(...)`` from the caller's si
 Arguments (JSON) as in :mod:`bench.raw_roles`, plus ``batching`` (the node-wide switch), ``handler``
 (``inline`` — a plain function run on the loop, the default here —, ``thread`` — a plain function on the
 subscription's worker thread, the fabric's default for plain functions — or ``async``), ``keys`` (bulk:
-partition keys used round-robin; 1 key = 1 lane), and for experiments ``data_hwm``, ``recv_budget`` and
+partition keys used round-robin; 1 key = 1 lane), and for experiments ``data_hwm``, ``recv_budget``, ``io_thread_nice`` and
 ``io_threads`` (see :func:`_config`).
 """
 
@@ -68,7 +68,8 @@ class _Counter:
 def _config(name: str, args: dict[str, Any]) -> NodeConfig:
     """The default node config; ``batching`` and, for experiments, ``data_hwm`` (both of the data
     channel's HWMs; ``data_sndhwm`` / ``data_rcvhwm`` set one), ``recv_budget`` (transport) and
-    ``io_threads=1`` (every channel on one libzmq I/O thread) may override it."""
+    ``io_threads=1`` (every channel on one libzmq I/O thread) and ``io_thread_nice`` (a list, see
+    ``TransportConfig.io_thread_nice``) may override it."""
     config = NodeConfig(name=name, batching=bool(args.get("batching", True)))
     if args.get("data_hwm") or args.get("data_sndhwm") or args.get("data_rcvhwm"):
         data = config.channel("data")
@@ -80,6 +81,9 @@ def _config(name: str, args: dict[str, Any]) -> NodeConfig:
         config = config.replace(channels=channels)
     if args.get("recv_budget"):
         transport = dataclasses.replace(config.transport, recv_budget=int(args["recv_budget"]))
+        config = config.replace(transport=transport)
+    if args.get("io_thread_nice") is not None:
+        transport = dataclasses.replace(config.transport, io_thread_nice=tuple(int(n) for n in args["io_thread_nice"]))
         config = config.replace(transport=transport)
     if args.get("io_threads") == 1:
         channels = tuple(dataclasses.replace(c, io_thread=0) for c in config.channels)

@@ -443,8 +443,25 @@ def hol_client(ctl: Control, args: dict[str, Any]) -> None:
     ctx.term()
 
 
-async def _hol_async_server(ctl: Control, args: dict[str, Any]) -> None:
+def _async_hol_context(args: dict[str, Any]) -> zmq.asyncio.Context:
+    """The asyncio variant's context: two I/O threads (control on the first, bulk on the second). With
+    ``nice_like_fabric`` the bulk one gets the priority a fabric node gives its bulk I/O thread
+    (``TransportConfig.io_thread_nice``), so a comparison row can show what that setting buys a raw
+    application too. The default raw rows leave thread priorities alone."""
     ctx = zmq.asyncio.Context(io_threads=2)
+    if args.get("nice_like_fabric"):
+        from fabric.config import TransportConfig
+        from fabric.transport.zmq import renice_io_threads
+
+        prefix = 8  # not the fabric's own prefix: this process has no fabric context, but be clear
+        ctx.set(zmq.THREAD_NAME_PREFIX, prefix)
+        ctx.socket(zmq.PAIR).close(0)  # starts the I/O threads
+        renice_io_threads(TransportConfig().io_thread_nice, prefix=prefix)
+    return ctx
+
+
+async def _hol_async_server(ctl: Control, args: dict[str, Any]) -> None:
+    ctx = _async_hol_context(args)
     router = ctx.socket(zmq.ROUTER)
     router.linger = 0
     router.affinity = 0b01
@@ -480,7 +497,7 @@ async def _hol_async_server(ctl: Control, args: dict[str, Any]) -> None:
 
 
 async def _hol_async_client(ctl: Control, args: dict[str, Any]) -> None:
-    ctx = zmq.asyncio.Context(io_threads=2)
+    ctx = _async_hol_context(args)
     dealer = ctx.socket(zmq.DEALER)
     dealer.linger = 0
     dealer.affinity = 0b01

@@ -215,6 +215,14 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if isinstance(value, str):
             return value
         raise SettingsError(f"{where}: expected a string, got {value!r}")
+    if origin is tuple and len(typing.get_args(hint)) == 2 and typing.get_args(hint)[1] is Ellipsis:
+        # tuple[X, ...]: a TOML array, or comma-separated text from the environment or a flag
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            item = typing.get_args(hint)[0]
+            return tuple(_coerce(item, v, where) for v in value)
+        raise SettingsError(f"{where}: expected a list, got {value!r}")
     return value
 
 

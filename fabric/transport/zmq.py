@@ -105,9 +105,17 @@ _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 _M_MMAP_THRESHOLD = -3
 
 
+_THREAD_NAME_PREFIX = 7
+"""ZMQ_THREAD_NAME_PREFIX of the fabric's context: its threads are called ``7/ZMQbg/IO/<n>`` (``top -H``
+shows them), which tells them apart from the threads of any other libzmq context in the process."""
+io_thread_nice_applied: dict[int, int] = {}
+"""I/O thread index -> the nice value :func:`shared_context` gave it (empty when nothing was changed)."""
+
+
 def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Socket[bytes]]:
     """The process-wide libzmq context (created on first use with ``config``'s I/O threads and socket cap;
-    creating it also applies ``config.malloc_trim_threshold``, see :func:`tune_malloc`).
+    creating it also applies ``config.malloc_trim_threshold``, see :func:`tune_malloc`, and
+    ``config.io_thread_nice``, see :func:`renice_io_threads`).
 
     A child created by ``fork`` gets a fresh one: a libzmq context must not cross a fork.
     """
@@ -118,8 +126,55 @@ def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Soc
             tune_malloc(config.malloc_trim_threshold)
             ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=config.io_threads)
             ctx.set(zmq.MAX_SOCKETS, config.max_sockets)
+            ctx.set(zmq.THREAD_NAME_PREFIX, _THREAD_NAME_PREFIX)
             _ctx, _ctx_pid = ctx, os.getpid()
+            io_thread_nice_applied.clear()
+            increments = config.io_thread_nice[: config.io_threads]
+            if any(increments):
+                # libzmq starts its threads with the first socket: start them now to renice them.
+                ctx.socket(zmq.PAIR).close(0)
+                io_thread_nice_applied.update(renice_io_threads(increments))
         return _ctx
+
+
+def renice_io_threads(increments: Sequence[int], prefix: int = _THREAD_NAME_PREFIX) -> dict[int, int]:
+    """Lower the CPU priority of the fabric context's libzmq I/O threads: I/O thread ``i`` gets the
+    calling thread's nice value plus ``increments[i]`` (see ``TransportConfig.io_thread_nice``).
+
+    Linux only (per-thread nice values, thread names in /proc); elsewhere, or when a thread cannot be
+    found or changed, it logs at debug level and changes nothing. Returns index -> nice value set.
+    """
+    applied: dict[int, int] = {}
+    wanted = {i: n for i, n in enumerate(increments) if n > 0}
+    if not wanted or not os.path.isdir("/proc/self/task"):
+        return applied
+    base = os.getpriority(os.PRIO_PROCESS, 0)  # Linux: 0 is the calling thread
+    names = {f"{prefix}/ZMQbg/IO/{i}": i for i in wanted}
+    # Each thread names itself as it starts; give the new ones a moment (bounded) to do so.
+    for _attempt in range(50):
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    index = names.get(f.read().strip())
+            except OSError:  # the thread ended meanwhile
+                continue
+            if index is None or index in applied:
+                continue
+            value = min(19, base + wanted[index])
+            try:
+                os.setpriority(os.PRIO_PROCESS, int(tid), value)
+            except OSError as exc:
+                log.debug("cannot renice libzmq I/O thread %d: %s", index, exc)
+                applied[index] = base
+                continue
+            applied[index] = value
+        if len(applied) == len(wanted):
+            break
+        threading.Event().wait(0.002)
+    missing = sorted(set(wanted) - set(applied))
+    if missing:
+        log.debug("libzmq I/O threads %s not found; their priority is unchanged", missing)
+    return {i: n for i, n in applied.items() if n != base}
 
 
 def _acquire_context(config: TransportConfig) -> zmq.Context[zmq.Socket[bytes]]:
@@ -637,6 +692,7 @@ class ZmqTransport(Transport):
             "connections": {c: dict(v) for c, v in self.connection_events.items()},
             "links": len(self._links),
             "sockets": len(self._bound) + sum(len(lanes) for socks in self._links.values() for lanes in socks.values()),
+            "io_thread_nice": dict(io_thread_nice_applied),
         }
 
     async def close(self) -> None:
@@ -673,13 +729,20 @@ def _events(sock: zmq.Socket[bytes]) -> int:
 def _send_frames(sock: zmq.Socket[bytes], frames: Sequence[Any], copy: bool) -> None:
     """``send_multipart(frames, NOBLOCK, copy=copy)`` without pyzmq's per-frame flag arithmetic on enums.
 
-    Raises zmq.Again when the socket is at its high-water mark: libzmq checks it on the first frame
-    only, so a multipart message is either refused whole or accepted whole.
+    The head frame (a small header) is always copied: pyzmq's non-copying path builds a ``Frame``
+    object first and then copies a frame that small anyway. Raises zmq.Again when the socket is at its
+    high-water mark: libzmq checks it on the first frame only, so a multipart message is either refused
+    whole or accepted whole.
     """
     send = sock.send
     last = len(frames) - 1
-    for i, frame in enumerate(frames):
-        send(frame, _NOBLOCK_MORE if i < last else _NOBLOCK, copy=copy)
+    if last == 0:
+        send(frames[0], _NOBLOCK, copy=copy)
+        return
+    send(frames[0], _NOBLOCK_MORE)
+    for i in range(1, last):
+        send(frames[i], _NOBLOCK_MORE, copy=copy)
+    send(frames[last], _NOBLOCK, copy=copy)
 
 
 def _first_reachable_address() -> str:
@@ -695,4 +758,4 @@ def _first_reachable_address() -> str:
     return "127.0.0.1"
 
 
-__all__ = ["ZmqTransport", "shared_context", "tune_malloc", "InsecureBindError"]
+__all__ = ["ZmqTransport", "shared_context", "tune_malloc", "renice_io_threads", "InsecureBindError"]

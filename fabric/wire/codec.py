@@ -19,6 +19,7 @@ docs/protocol/vectors.json pin down.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -494,6 +495,11 @@ def node_id_str(node_id: bytes) -> str:
     return str(uuid.UUID(bytes=node_id))
 
 
+@functools.lru_cache(maxsize=4096)
 def node_id_bytes(text: str) -> bytes:
-    """Parse the text form of a node id. Raises ValueError for anything that is not a UUID."""
+    """Parse the text form of a node id. Raises ValueError for anything that is not a UUID.
+
+    Cached: every ``send``/``call`` names its peer by this text, and parsing a UUID costs more than
+    the rest of building a message header.
+    """
     return uuid.UUID(text).bytes
