@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import itertools
 import logging
@@ -906,30 +907,29 @@ class Node:
         ob.wake_space()
 
     def _start_drain(self, ob: _Outbox) -> None:
+        """Have the transport call :meth:`_resume` once the stalled lane can take a message again."""
         if not ob.draining:
             ob.draining = True
-            self._spawn(self._drain(ob))
+            try:
+                self._transport.notify_writable(ob.link, ob.channel.name, ob.lane, functools.partial(self._resume, ob))
+            except KeyError:  # no socket any more: the link is closing, and its outboxes go with it
+                ob.draining = False
 
-    async def _drain(self, ob: _Outbox) -> None:
-        okey = (ob.link, ob.channel.name, ob.lane)
+    def _resume(self, ob: _Outbox) -> None:
+        """Writable again (or closed): send the stalled message, then the queue behind it."""
+        ob.draining = False
+        if ob.stalled is None or self._outboxes.get((ob.link, ob.channel.name, ob.lane)) is not ob:
+            return
+        frames, _count = ob.stalled
         try:
-            while ob.stalled is not None and self._outboxes.get(okey) is ob:
-                try:
-                    await self._transport.wait_writable(ob.link, ob.channel.name, ob.lane, 1.0)
-                except KeyError:
-                    return
-                frames, _count = ob.stalled
-                try:
-                    if not self._transport.send(ob.link, ob.channel.name, ob.lane, frames):
-                        continue
-                except KeyError:
-                    return
-                ob.stalled = None
-                self._flush(ob)
-        finally:
-            ob.draining = False
-            if ob.stalled is not None and self._outboxes.get(okey) is ob:
-                self._start_drain(ob)
+            ok = self._transport.send(ob.link, ob.channel.name, ob.lane, frames)
+        except KeyError:
+            return
+        if not ok:  # someone else took the room, or a spurious wake-up: wait again
+            self._start_drain(ob)
+            return
+        ob.stalled = None
+        self._flush(ob)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         assert self._loop is not None

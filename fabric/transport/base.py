@@ -114,6 +114,13 @@ class Transport(ABC):
         """Wait until the lane can take a message, at most ``timeout`` seconds; False on timeout."""
 
     @abstractmethod
+    def notify_writable(self, link: Link, channel: str, lane: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from the event loop, when the lane may take a message again or its
+        socket closed (the caller's next :meth:`send` tells which). The callback form of
+        :meth:`wait_writable`, without a task or a timer per wait: a sender that is at the high-water
+        mark all the time waits once per few messages. Raises KeyError like :meth:`send`."""
+
+    @abstractmethod
     def respond(self, channel: str, route: bytes, frames: Sequence[bytes]) -> bool:
         """Send back through the bound ROUTER of ``channel`` to ``route``; False if it is gone or full."""
 

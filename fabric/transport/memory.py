@@ -436,6 +436,10 @@ class MemoryTransport(Transport):
     def _close_conn(self, conn: _Conn) -> None:
         for pipe in conn.pipes:
             pipe.closed = True
+            for fut in pipe.waiters:  # writers waiting for room learn of the close at once
+                if not fut.done():
+                    fut.set_result(None)
+            pipe.waiters.clear()
         network = self.network
         if conn.kind == ChannelKind.BROADCAST:
             subs = network._subs.get(conn.endpoint, [])
@@ -487,6 +491,21 @@ class MemoryTransport(Transport):
             if fut in pipe.waiters:
                 pipe.waiters.remove(fut)
         return not pipe.closed
+
+    def notify_writable(self, link: Link, channel: str, lane: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the lane is below its HWM or closes; see the base class. Raises
+        KeyError like :meth:`send`."""
+        conn = self._links[link][channel]
+        if not 0 <= lane < len(conn.pipes):
+            raise ValueError(f"lane {lane} out of range 0..{len(conn.pipes) - 1}")
+        pipe = conn.pipes[lane]
+        loop = asyncio.get_running_loop()
+        if not pipe.full() or pipe.closed:
+            loop.call_soon(callback)
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+        fut.add_done_callback(lambda _f: callback())
+        pipe.waiters.append(fut)
 
     def respond(self, channel: str, route: bytes, frames: Sequence[bytes]) -> bool:
         """Answer through our bound control channel to ``route``; False if no such peer or its reply

@@ -209,6 +209,7 @@ class _Sock:
         "copy",
         "scheduled",
         "waiters",
+        "writable_callbacks",
         "closed",
         "endpoint",
     )
@@ -234,6 +235,7 @@ class _Sock:
         self.copy = copy
         self.scheduled = False
         self.waiters: list[asyncio.Future[None]] = []
+        self.writable_callbacks: list[Callable[[], None]] = []
         self.closed = False
         self.endpoint = ""
 
@@ -476,11 +478,21 @@ class ZmqTransport(Transport):
             events = get(_EVENTS)
         except zmq.ZMQError:
             return
-        if events & _POLLOUT and s.waiters:
-            waiters, s.waiters = s.waiters, []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+        if events & _POLLOUT:
+            if s.waiters:
+                waiters, s.waiters = s.waiters, []
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+            if s.writable_callbacks:
+                callbacks, s.writable_callbacks = s.writable_callbacks, []
+                for cb in callbacks:
+                    try:
+                        cb()
+                    except Exception:  # a bug above us must not stop the socket's reader
+                        log.exception("writable callback failed on channel %s", s.channel)
+                if s.closed:
+                    return
         if not (events & _POLLIN and s.receives):
             return
         receiver = self._receiver
@@ -610,6 +622,10 @@ class ZmqTransport(Transport):
             if not w.done():
                 w.set_result(None)
         s.waiters.clear()
+        callbacks, s.writable_callbacks = s.writable_callbacks, []
+        if callbacks and self._loop is not None:
+            for cb in callbacks:
+                self._loop.call_soon(cb)
         s.sock.close(self.config.linger_ms)
 
     def links(self) -> list[Link]:
@@ -655,6 +671,17 @@ class ZmqTransport(Transport):
         except TimeoutError:
             return False
         return not s.closed
+
+    def notify_writable(self, link: Link, channel: str, lane: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the lane's socket can take a message or closes; see the base class."""
+        s = self._lane_sock(link, channel, lane)
+        assert self._loop is not None
+        if s.closed or _events(s.sock) & _POLLOUT:
+            self._loop.call_soon(callback)
+            return
+        # The next ZMQ_FD edge (libzmq's activate_write once the I/O thread has taken half the queue)
+        # runs _on_ready, which reads ZMQ_EVENTS again and calls it.
+        s.writable_callbacks.append(callback)
 
     def respond(self, channel: str, route: bytes, frames: Sequence[Any]) -> bool:
         """Send through the bound ROUTER of ``channel`` to ``route``; False when unroutable or full."""
