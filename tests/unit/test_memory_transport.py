@@ -282,3 +282,35 @@ def test_routing_ids_are_not_handed_over_by_default() -> None:
     a.send("third", "ctl", 0, [b"third"])
     clock.advance(0)
     assert b_in.payloads()[-1] == b"third"
+
+
+def test_notify_writable_calls_back_once_when_room_frees_or_the_link_closes() -> None:
+    channels = [ChannelSpec("ctl", ChannelKind.CONTROL, sndhwm=2)]
+    clock, net, nodes = make(faults=Faults(latency=0.1), channels=channels)
+    (a, _, _), (_, b_in, b_eps) = nodes["a"], nodes["b"]
+    a.connect("b", {"ctl": b_eps["ctl"]})
+
+    async def scenario() -> list[str]:
+        calls: list[str] = []
+        loop = asyncio.get_running_loop()
+        a.notify_writable("b", "ctl", 0, lambda: calls.append("idle"))  # room already: called next turn
+        await asyncio.sleep(0)
+        assert [a.send("b", "ctl", 0, [b"x"]) for _ in range(3)] == [True, True, False]
+        a.notify_writable("b", "ctl", 0, lambda: calls.append("freed"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert calls == ["idle"]  # still full: nothing delivered yet
+        clock.advance(0.2)  # deliveries free the lane
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert calls == ["idle", "freed"] and len(b_in.items) == 2
+        assert [a.send("b", "ctl", 0, [b"y"]) for _ in range(3)] == [True, True, False]
+        a.notify_writable("b", "ctl", 0, lambda: calls.append("closed"))
+        a.disconnect("b")
+        await asyncio.sleep(0)
+        with pytest.raises(KeyError):
+            a.notify_writable("b", "ctl", 0, lambda: None)
+        assert loop.is_running()
+        return calls
+
+    assert asyncio.run(scenario()) == ["idle", "freed", "closed"]

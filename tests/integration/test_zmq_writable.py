@@ -1,0 +1,78 @@
+"""ZmqTransport.notify_writable on a real PUSH socket: the callback runs once the lane has room again
+(libzmq signals ZMQ_FD when its I/O thread has taken half the queue), and when the link closes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import zmq
+
+from fabric.config import TransportConfig
+from fabric.transport.base import ChannelKind, ChannelSpec, Link
+from fabric.transport.zmq import ZmqTransport
+
+
+def _ignore(channel: str, frames: list[bytes], route: bytes | None, link: Link | None) -> None:
+    pass
+
+
+async def _wait_for(calls: list[str], value: str, limit: float = 10.0) -> None:
+    async with asyncio.timeout(limit):
+        while value not in calls:
+            await asyncio.sleep(0.005)
+
+
+async def _fill(transport: ZmqTransport, payload: bytes) -> None:
+    """Fill the lane's pipe, the kernel's buffers and the receiver's queue: full once send has been
+    refused three times in a row, 0.1 s apart (libzmq's I/O thread keeps moving messages into the
+    kernel's buffers for a while after the first refusal)."""
+    refused = 0
+    async with asyncio.timeout(20.0):
+        while refused < 3:
+            if transport.send("peer", "data", 0, [b"head", payload]):
+                refused = 0
+            else:
+                refused += 1
+                await asyncio.sleep(0.1)
+
+
+def test_notify_writable_fires_when_the_receiver_drains_and_when_the_link_closes() -> None:
+    async def scenario() -> None:
+        ctx = zmq.Context()
+        pull = ctx.socket(zmq.PULL)  # a receiver that reads only when the test says so
+        pull.set(zmq.RCVHWM, 4)
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        transport = ZmqTransport(TransportConfig(), bind_address="tcp://127.0.0.1")
+        spec = ChannelSpec("data", ChannelKind.BULK, parallelism=1, sndhwm=4, rcvhwm=4)
+        try:
+            transport.bind([spec], _ignore, b"\x00" * 16, listen=False)
+            transport.connect("peer", {"data": f"tcp://127.0.0.1:{port}"})
+            payload = b"p" * (256 * 1024)
+            await _fill(transport, payload)
+            calls: list[str] = []
+            transport.notify_writable("peer", "data", 0, lambda: calls.append("room"))
+            await asyncio.sleep(0.1)
+            assert calls == []  # nobody reads: still full
+            received = 0
+            async with asyncio.timeout(10.0):
+                while "room" not in calls:
+                    try:
+                        pull.recv_multipart(zmq.NOBLOCK)
+                        received += 1
+                    except zmq.Again:
+                        await asyncio.sleep(0.005)
+            assert calls == ["room"] and received >= 1
+            assert transport.send("peer", "data", 0, [b"head", payload])
+            await _fill(transport, payload)
+            transport.notify_writable("peer", "data", 0, lambda: calls.append("closed"))
+            await asyncio.sleep(0.1)
+            assert calls == ["room"]  # full again, and nobody reads
+            transport.disconnect("peer")
+            await _wait_for(calls, "closed")
+            assert calls == ["room", "closed"]
+        finally:
+            await transport.close()
+            pull.close(0)
+            ctx.term()
+
+    asyncio.run(scenario())
