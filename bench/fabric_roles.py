@@ -259,3 +259,4 @@ ROLES = {
     "fabric_hol_client": rtt_client,
 }
 """Role name -> function, looked up by :mod:`bench.worker`."""
+

@@ -124,6 +124,8 @@ def benchmarks(sizes: dict[str, int]) -> list[Benchmark]:
                         Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk, "zero_copy": False}),
                 Variant("raw_asyncio", "raw zmq.asyncio PUSH->PULL, zero-copy",
                         Pair("raw_async_bulk_rx", "raw_async_bulk_tx"), {"size": bulk}),
+                Variant("raw_header", "raw pyzmq zero-copy + a 40 B header frame",
+                        Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk, "zero_copy": True, "header": 40}),
                 Variant("raw_malloc", "raw pyzmq zero-copy + the fabric's malloc setting",
                         Pair("raw_bulk_rx", "raw_bulk_tx"), {"size": bulk, "zero_copy": True, "malloc_like_fabric": True}),
                 Variant("fabric", "fabric data, one key (one lane)",
