@@ -6,7 +6,8 @@ Sockets are plain (synchronous) pyzmq sockets driven by the asyncio loop through
 each socket's ``ZMQ_FD``. That descriptor is edge-triggered: it signals that *some* socket state changed,
 after which ``ZMQ_EVENTS`` says what. So the reader callback always re-reads ``ZMQ_EVENTS`` and drains
 the socket (up to ``recv_budget`` messages, then yields a loop turn and continues), and every send on a
-socket that also receives re-checks ``ZMQ_EVENTS`` because a send can consume the edge. Compared with
+socket that also receives (or that a stalled sender waits on) re-checks ``ZMQ_EVENTS`` because a send can
+consume the edge. Compared with
 ``zmq.asyncio`` this avoids one future per message, which is most of the cost of small messages.
 
 Sockets (see docs/protocol.md, "Sockets"):
@@ -651,8 +652,13 @@ class ZmqTransport(Transport):
             self.counters["send_full"] += 1
             return False
         self.counters["sent"] += 1
-        if s.receives and _events(s.sock) & _POLLIN:
-            self._schedule(s)
+        if s.receives or s.writable_callbacks or s.waiters:
+            # A send can consume the ZMQ_FD edge (libzmq processes pending commands in it): if the socket
+            # now has input, or room for a lane someone waits on (a reply sent on a stalled lane), run
+            # _on_ready, which the edge would have run.
+            events = _events(s.sock)
+            if (events & _POLLIN and s.receives) or (events & _POLLOUT and (s.writable_callbacks or s.waiters)):
+                self._schedule(s)
         return True
 
     async def wait_writable(self, link: Link, channel: str, lane: int, timeout: float) -> bool:
@@ -660,7 +666,10 @@ class ZmqTransport(Transport):
         s = self._lane_sock(link, channel, lane)
         if s.closed:
             return False
-        if _events(s.sock) & _POLLOUT:
+        events = _events(s.sock)
+        if events & _POLLIN and s.receives:
+            self._schedule(s)  # reading ZMQ_EVENTS may have consumed the edge that announced input
+        if events & _POLLOUT:
             return True
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
@@ -676,7 +685,13 @@ class ZmqTransport(Transport):
         """Call ``callback`` once when the lane's socket can take a message or closes; see the base class."""
         s = self._lane_sock(link, channel, lane)
         assert self._loop is not None
-        if s.closed or _events(s.sock) & _POLLOUT:
+        if s.closed:
+            self._loop.call_soon(callback)
+            return
+        events = _events(s.sock)
+        if events & _POLLIN and s.receives:
+            self._schedule(s)  # reading ZMQ_EVENTS may have consumed the edge that announced input
+        if events & _POLLOUT:
             self._loop.call_soon(callback)
             return
         # The next ZMQ_FD edge (libzmq's activate_write once the I/O thread has taken half the queue)

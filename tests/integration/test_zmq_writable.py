@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import zmq
 
@@ -73,6 +74,52 @@ def test_notify_writable_fires_when_the_receiver_drains_and_when_the_link_closes
         finally:
             await transport.close()
             pull.close(0)
+            ctx.term()
+
+    asyncio.run(scenario())
+
+
+def test_a_send_that_consumes_the_edge_still_wakes_a_stalled_lane() -> None:
+    """A reply sent on a stalled DEALER lane makes libzmq process the pending 'room again' command inside
+    that send, so the ZMQ_FD edge never reaches the event loop: the transport must notice it itself."""
+
+    async def scenario() -> None:
+        ctx = zmq.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.set(zmq.RCVHWM, 2)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        transport = ZmqTransport(TransportConfig(), bind_address="tcp://127.0.0.1")
+        spec = ChannelSpec("ctl", ChannelKind.CONTROL, parallelism=1, sndhwm=2, rcvhwm=2)
+        try:
+            transport.bind([spec], _ignore, b"\x01" * 16, listen=False)
+            transport.connect("peer", {"ctl": f"tcp://127.0.0.1:{port}"})
+            payload = b"p" * (256 * 1024)
+            refused = 0
+            async with asyncio.timeout(20.0):
+                while refused < 3:
+                    if transport.send("peer", "ctl", 0, [b"head", payload]):
+                        refused = 0
+                    else:
+                        refused += 1
+                        await asyncio.sleep(0.1)
+            calls: list[str] = []
+            transport.notify_writable("peer", "ctl", 0, lambda: calls.append("room"))
+            # Drain the receiver without giving the event loop a turn, let libzmq's I/O thread post its
+            # "room again" command, then send: the send consumes that command and the FD's edge.
+            drained, idle = 0, 0
+            while idle < 20:  # until nothing has arrived for 0.2 s
+                try:
+                    router.recv_multipart(zmq.NOBLOCK)
+                    drained, idle = drained + 1, 0
+                except zmq.Again:
+                    idle += 1
+                    time.sleep(0.01)
+            assert drained >= 2
+            assert transport.send("peer", "ctl", 0, [b"head", b"small"])
+            await _wait_for(calls, "room")
+        finally:
+            await transport.close()
+            router.close(0)
             ctx.term()
 
     asyncio.run(scenario())
