@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import zmq
 
@@ -23,33 +25,44 @@ async def _wait_for(calls: list[str], value: str, limit: float = 10.0) -> None:
             await asyncio.sleep(0.005)
 
 
-async def _fill(transport: ZmqTransport, payload: bytes) -> None:
+async def _fill(transport: ZmqTransport, payload: bytes, channel: str = "data") -> None:
     """Fill the lane's pipe, the kernel's buffers and the receiver's queue: full once send has been
     refused three times in a row, 0.1 s apart (libzmq's I/O thread keeps moving messages into the
     kernel's buffers for a while after the first refusal)."""
     refused = 0
     async with asyncio.timeout(20.0):
         while refused < 3:
-            if transport.send("peer", "data", 0, [b"head", payload]):
+            if transport.send("peer", channel, 0, [b"head", payload]):
                 refused = 0
             else:
                 refused += 1
                 await asyncio.sleep(0.1)
 
 
+@contextlib.asynccontextmanager
+async def _stalled_lane(kind: ChannelKind, receiver_type: int) -> AsyncIterator[tuple[ZmqTransport, zmq.Socket[bytes], bytes]]:
+    """A transport whose one lane to a raw socket that reads only when the test says so is full."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    receiver = ctx.socket(receiver_type)
+    receiver.set(zmq.RCVHWM, 2)
+    port = receiver.bind_to_random_port("tcp://127.0.0.1")
+    transport = ZmqTransport(TransportConfig(), bind_address="tcp://127.0.0.1")
+    channel = "data" if kind is ChannelKind.BULK else "ctl"
+    try:
+        transport.bind([ChannelSpec(channel, kind, parallelism=1, sndhwm=2, rcvhwm=2)], _ignore, b"\x00" * 16, listen=False)
+        transport.connect("peer", {channel: f"tcp://127.0.0.1:{port}"})
+        payload = b"p" * (256 * 1024)
+        await _fill(transport, payload, channel)
+        yield transport, receiver, payload
+    finally:
+        await transport.close()
+        receiver.close(0)
+        ctx.term()
+
+
 def test_notify_writable_fires_when_the_receiver_drains_and_when_the_link_closes() -> None:
     async def scenario() -> None:
-        ctx = zmq.Context()
-        pull = ctx.socket(zmq.PULL)  # a receiver that reads only when the test says so
-        pull.set(zmq.RCVHWM, 4)
-        port = pull.bind_to_random_port("tcp://127.0.0.1")
-        transport = ZmqTransport(TransportConfig(), bind_address="tcp://127.0.0.1")
-        spec = ChannelSpec("data", ChannelKind.BULK, parallelism=1, sndhwm=4, rcvhwm=4)
-        try:
-            transport.bind([spec], _ignore, b"\x00" * 16, listen=False)
-            transport.connect("peer", {"data": f"tcp://127.0.0.1:{port}"})
-            payload = b"p" * (256 * 1024)
-            await _fill(transport, payload)
+        async with _stalled_lane(ChannelKind.BULK, zmq.PULL) as (transport, pull, payload):
             calls: list[str] = []
             transport.notify_writable("peer", "data", 0, lambda: calls.append("room"))
             await asyncio.sleep(0.1)
@@ -71,10 +84,6 @@ def test_notify_writable_fires_when_the_receiver_drains_and_when_the_link_closes
             transport.disconnect("peer")
             await _wait_for(calls, "closed")
             assert calls == ["room", "closed"]
-        finally:
-            await transport.close()
-            pull.close(0)
-            ctx.term()
 
     asyncio.run(scenario())
 
@@ -84,24 +93,7 @@ def test_a_send_that_consumes_the_edge_still_wakes_a_stalled_lane() -> None:
     that send, so the ZMQ_FD edge never reaches the event loop: the transport must notice it itself."""
 
     async def scenario() -> None:
-        ctx = zmq.Context()
-        router = ctx.socket(zmq.ROUTER)
-        router.set(zmq.RCVHWM, 2)
-        port = router.bind_to_random_port("tcp://127.0.0.1")
-        transport = ZmqTransport(TransportConfig(), bind_address="tcp://127.0.0.1")
-        spec = ChannelSpec("ctl", ChannelKind.CONTROL, parallelism=1, sndhwm=2, rcvhwm=2)
-        try:
-            transport.bind([spec], _ignore, b"\x01" * 16, listen=False)
-            transport.connect("peer", {"ctl": f"tcp://127.0.0.1:{port}"})
-            payload = b"p" * (256 * 1024)
-            refused = 0
-            async with asyncio.timeout(20.0):
-                while refused < 3:
-                    if transport.send("peer", "ctl", 0, [b"head", payload]):
-                        refused = 0
-                    else:
-                        refused += 1
-                        await asyncio.sleep(0.1)
+        async with _stalled_lane(ChannelKind.CONTROL, zmq.ROUTER) as (transport, router, _payload):
             calls: list[str] = []
             transport.notify_writable("peer", "ctl", 0, lambda: calls.append("room"))
             # Drain the receiver without giving the event loop a turn, let libzmq's I/O thread post its
@@ -117,9 +109,5 @@ def test_a_send_that_consumes_the_edge_still_wakes_a_stalled_lane() -> None:
             assert drained >= 2
             assert transport.send("peer", "ctl", 0, [b"head", b"small"])
             await _wait_for(calls, "room")
-        finally:
-            await transport.close()
-            router.close(0)
-            ctx.term()
 
     asyncio.run(scenario())
