@@ -26,7 +26,7 @@ SECTIONS: list[tuple[str, str, str]] = [
         "ChannelConfig",
         "fabric.config:ChannelConfig",
         "One named channel. The defaults are `membership` (control, reserved), `coordination` (control), "
-        "`gossip` (control), `data` (bulk, 4 lanes, its own I/O thread) and `events` (broadcast).",
+        "`gossip` (control), `data` (bulk, 4 lanes, its own I/O thread, send HWM 128 messages and 128 MiB per lane, receive HWM 16) and `events` (broadcast).",
     ),
     ("TransportConfig", "fabric.config:TransportConfig", "ZeroMQ socket options and batching."),
     (

@@ -57,9 +57,18 @@ class ChannelConfig:
     """Seconds a send waits for room under ``on_full=wait`` before raising ``Overloaded``."""
     sndhwm: int = 1000
     """ZeroMQ send high-water mark per lane, in messages. Higher absorbs bursts at the cost of memory
-    (for bulk channels, messages are large: keep it small)."""
+    (for bulk channels, where messages are large, bound it in bytes too: ``sndhwm_bytes``)."""
     rcvhwm: int = 1000
     """ZeroMQ receive high-water mark per connection, in messages."""
+    sndhwm_bytes: int = 0
+    """Bulk channels: bound what a lane queues in bytes as well as in messages. The lane's send HWM (and
+    the node's queue in front of it) follows the size of the messages sent: ``sndhwm_bytes // size``
+    rounded down to a power of two, between 1 and ``sndhwm``; lowered at once when messages grow, raised
+    one doubling per message when they shrink by half or more. Why: a high-water mark in messages is
+    memory for large messages (each queued message keeps its payload alive), but a large one is speed
+    for medium ones: an asyncio sender refills its lane once per half-HWM sent, and on 2 cores the data
+    channel's 1 MiB stream went from 0.87x to 0.94-0.99x of raw pyzmq with 128 instead of 16
+    (bench/README.md, benchmark b). 0: the HWM stays ``sndhwm``."""
     max_message_size: int = 64 * 1024 * 1024
     """ZMQ_MAXMSGSIZE in bytes: a peer sending a larger message is disconnected by libzmq (-1: no limit)."""
     batching: bool = True
@@ -88,6 +97,8 @@ class ChannelConfig:
             raise ConfigError(f"channels.{self.name}.send_timeout: must be > 0 seconds")
         if self.sndhwm < 1 or self.rcvhwm < 1:
             raise ConfigError(f"channels.{self.name}: sndhwm and rcvhwm must be >= 1")
+        if self.sndhwm_bytes < 0:
+            raise ConfigError(f"channels.{self.name}.sndhwm_bytes: must be >= 0 (0: off)")
         if self.max_message_size == 0 or self.max_message_size < -1:
             raise ConfigError(f"channels.{self.name}.max_message_size: -1 or a positive byte count")
         if self.io_thread < 0:
@@ -113,9 +124,17 @@ DEFAULT_CHANNELS: tuple[ChannelConfig, ...] = (
     ChannelConfig(MEMBERSHIP_CHANNEL, ChannelKind.CONTROL, reserved=True, batching=False),
     ChannelConfig("coordination", ChannelKind.CONTROL),
     ChannelConfig("gossip", ChannelKind.CONTROL),
-    # Bulk: 4 lanes, small HWMs (messages are large), its own libzmq I/O thread, 1 GiB message cap.
+    # Bulk: 4 lanes; a send HWM bounded by bytes (128 messages of 1 MiB, 16 of 8 MiB, 2 of 64 MiB), a small
+    # receive HWM (messages are large), its own libzmq I/O thread, 1 GiB message cap.
     ChannelConfig(
-        "data", ChannelKind.BULK, parallelism=4, sndhwm=16, rcvhwm=16, max_message_size=1 << 30, io_thread=1
+        "data",
+        ChannelKind.BULK,
+        parallelism=4,
+        sndhwm=128,
+        sndhwm_bytes=128 << 20,
+        rcvhwm=16,
+        max_message_size=1 << 30,
+        io_thread=1,
     ),
     ChannelConfig("events", ChannelKind.BROADCAST, sndhwm=10000, rcvhwm=10000),
 )

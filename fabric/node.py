@@ -242,7 +242,9 @@ MemberListener = Callable[[MembershipEvent], Any]
 class _Outbox:
     """Queue of encoded messages for one (link, channel, lane); see the module docstring."""
 
-    __slots__ = ("link", "channel", "lane", "queue", "scheduled", "stalled", "draining", "space_waiters", "limit", "batching")
+    __slots__ = (
+        "link", "channel", "lane", "queue", "scheduled", "stalled", "draining", "space_waiters", "limit", "batching", "sized",
+    )
 
     def __init__(self, link: Link, channel: ChannelConfig, lane: int, batching: bool) -> None:
         self.link = link
@@ -255,6 +257,8 @@ class _Outbox:
         self.space_waiters: list[asyncio.Future[None]] = []
         self.limit = max(channel.sndhwm, 1)
         self.batching = batching
+        # Bulk lanes with a byte bound size their HWM (and this queue) from the messages: see _fit_hwm.
+        self.sized = channel.kind is ChannelKind.BULK and channel.sndhwm_bytes > 0
 
     def full(self) -> bool:
         return len(self.queue) >= self.limit
@@ -822,6 +826,8 @@ class Node:
         if ob is None:
             batching = self.config.batching and ch.batching and ch.kind is ChannelKind.CONTROL
             ob = self._outboxes[okey] = _Outbox(link, ch, lane, batching)
+        if ob.sized:
+            self._fit_hwm(ob, frames)
         if ob.full() or (not ob.batching and (ob.queue or ob.stalled)):
             if ob.full():
                 if ch.on_full is OnFull.DROP:
@@ -857,6 +863,31 @@ class Node:
             assert self._loop is not None
             self._loop.call_soon(self._flush, ob)
         return True
+
+    def _fit_hwm(self, ob: _Outbox, frames: list[Any]) -> None:
+        """``ChannelConfig.sndhwm_bytes``: size the lane's HWM and queue limit from this message's size,
+        in powers of two. Lowered at once (the byte bound holds for what is queued from now on); raised
+        one doubling per message, and only when the size allows at least twice the current limit, so a
+        stream of varying sizes does not reset the option on every message. One doubling at a time is
+        what keeps a full lane alive: libzmq's reader sends its "room again" every HWM/2 reads, counted
+        with the new HWM, so a larger jump could leave a full lane waiting for a read that never comes
+        (see ``Transport.set_send_hwm``)."""
+        size = 0
+        for f in frames[1:]:
+            size += len(f)
+        ch = ob.channel
+        want = max(1, min(ch.sndhwm, ch.sndhwm_bytes // max(size, 1)))
+        want = 1 << (want.bit_length() - 1)
+        if want >= ob.limit:
+            if want < 2 * ob.limit:
+                return
+            want = 2 * ob.limit
+        try:
+            self._transport.set_send_hwm(ob.link, ch.name, ob.lane, want)
+        except KeyError:  # link closing: its outboxes go with it
+            return
+        ob.limit = want
+        ob.wake_space()
 
     async def _wait_space(self, ob: _Outbox) -> None:
         assert self._loop is not None

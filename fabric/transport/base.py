@@ -121,6 +121,15 @@ class Transport(ABC):
         mark all the time waits once per few messages. Raises KeyError like :meth:`send`."""
 
     @abstractmethod
+    def set_send_hwm(self, link: Link, channel: str, lane: int, hwm: int) -> None:
+        """Change the send high-water mark (in messages) of one lane of ``link``; takes effect for the
+        next send (messages already queued stay). Raises KeyError like :meth:`send`.
+
+        On ZeroMQ, raise a lane's HWM by at most a doubling at a time: a full lane is woken by its
+        reader every HWM/2 messages read, counted with the new HWM, so a larger jump on a full lane can
+        leave it waiting for a read that never comes (tests/integration/test_zmq_writable.py)."""
+
+    @abstractmethod
     def respond(self, channel: str, route: bytes, frames: Sequence[bytes]) -> bool:
         """Send back through the bound ROUTER of ``channel`` to ``route``; False if it is gone or full."""
 

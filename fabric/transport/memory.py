@@ -507,6 +507,13 @@ class MemoryTransport(Transport):
         fut.add_done_callback(lambda _f: callback())
         pipe.waiters.append(fut)
 
+    def set_send_hwm(self, link: Link, channel: str, lane: int, hwm: int) -> None:
+        """The lane's in-flight limit; a lane past it refuses sends until deliveries bring it below."""
+        conn = self._links[link][channel]
+        if not 0 <= lane < len(conn.pipes):
+            raise ValueError(f"lane {lane} out of range 0..{len(conn.pipes) - 1}")
+        conn.pipes[lane].hwm = max(1, hwm)
+
     def respond(self, channel: str, route: bytes, frames: Sequence[bytes]) -> bool:
         """Answer through our bound control channel to ``route``; False if no such peer or its reply
         path is at the HWM."""

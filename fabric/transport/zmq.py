@@ -698,6 +698,10 @@ class ZmqTransport(Transport):
         # runs _on_ready, which reads ZMQ_EVENTS again and calls it.
         s.writable_callbacks.append(callback)
 
+    def set_send_hwm(self, link: Link, channel: str, lane: int, hwm: int) -> None:
+        """ZMQ_SNDHWM of one lane's socket; libzmq applies it to the connection's existing pipe."""
+        self._lane_sock(link, channel, lane).sock.set(zmq.SNDHWM, hwm)
+
     def respond(self, channel: str, route: bytes, frames: Sequence[Any]) -> bool:
         """Send through the bound ROUTER of ``channel`` to ``route``; False when unroutable or full."""
         s = self._bound[channel]

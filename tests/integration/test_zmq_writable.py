@@ -27,16 +27,16 @@ async def _wait_for(calls: list[str], value: str, limit: float = 10.0) -> None:
 
 async def _fill(transport: ZmqTransport, payload: bytes, channel: str = "data") -> None:
     """Fill the lane's pipe, the kernel's buffers and the receiver's queue: full once send has been
-    refused three times in a row, 0.1 s apart (libzmq's I/O thread keeps moving messages into the
-    kernel's buffers for a while after the first refusal)."""
+    refused four times in a row, 0.2 s apart (libzmq's I/O thread keeps moving messages into the
+    kernel's buffers for a while after the first refusal, and the kernel may grow them)."""
     refused = 0
     async with asyncio.timeout(20.0):
-        while refused < 3:
+        while refused < 4:
             if transport.send("peer", channel, 0, [b"head", payload]):
                 refused = 0
             else:
                 refused += 1
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager
@@ -109,5 +109,31 @@ def test_a_send_that_consumes_the_edge_still_wakes_a_stalled_lane() -> None:
             assert drained >= 2
             assert transport.send("peer", "ctl", 0, [b"head", b"small"])
             await _wait_for(calls, "room")
+
+    asyncio.run(scenario())
+
+
+def test_doubling_the_send_hwm_of_a_full_lane_keeps_it_alive() -> None:
+    """libzmq applies a changed ZMQ_SNDHWM to the existing pipe. On a full lane the writer waits for its
+    reader's next 'room again', which comes every HWM/2 reads counted with the new HWM: after a doubling
+    that read is among the queued messages, so the lane wakes (the node raises one doubling at a time;
+    a 100-fold jump here never woke in a 10 s trial)."""
+
+    async def scenario() -> None:
+        async with _stalled_lane(ChannelKind.BULK, zmq.PULL) as (transport, pull, payload):
+            sock = transport._lane_sock("peer", "data", 0).sock
+            calls: list[str] = []
+            transport.notify_writable("peer", "data", 0, lambda: calls.append("room"))
+            transport.set_send_hwm("peer", "data", 0, 4)
+            assert sock.get(zmq.SNDHWM) == 4
+            async with asyncio.timeout(10.0):
+                while "room" not in calls:
+                    try:
+                        pull.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        await asyncio.sleep(0.005)
+            assert transport.send("peer", "data", 0, [b"head", payload])
+            transport.set_send_hwm("peer", "data", 0, 1)
+            assert sock.get(zmq.SNDHWM) == 1
 
     asyncio.run(scenario())
