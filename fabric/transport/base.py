@@ -28,6 +28,7 @@ Delivery guarantees (both implementations)
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -109,16 +110,30 @@ class Transport(ABC):
         Raises KeyError when ``link`` has no socket for ``channel``.
         """
 
-    @abstractmethod
     async def wait_writable(self, link: Link, channel: str, lane: int, timeout: float) -> bool:
-        """Wait until the lane can take a message, at most ``timeout`` seconds; False on timeout."""
+        """Wait until the lane can take a message, at most ``timeout`` seconds; False on timeout or when
+        the lane closed meanwhile. Raises KeyError like :meth:`send`. (:meth:`notify_writable` with a
+        future: a full lane has one wake-up mechanism.)"""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not fut.done():  # cancelled by the timeout
+                fut.set_result(None)
+
+        self.notify_writable(link, channel, lane, wake)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            return False
+        return channel in self.connected_channels(link)  # closing a lane's socket drops its link
 
     @abstractmethod
     def notify_writable(self, link: Link, channel: str, lane: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, from the event loop, when the lane may take a message again or its
-        socket closed (the caller's next :meth:`send` tells which). The callback form of
-        :meth:`wait_writable`, without a task or a timer per wait: a sender that is at the high-water
-        mark all the time waits once per few messages. Raises KeyError like :meth:`send`."""
+        socket closed (the caller's next :meth:`send` tells which), without a task or a timer per wait:
+        a sender that is at the high-water mark all the time waits once per few messages. Raises
+        KeyError like :meth:`send`."""
 
     @abstractmethod
     def set_send_hwm(self, link: Link, channel: str, lane: int, hwm: int) -> None:

@@ -472,26 +472,6 @@ class MemoryTransport(Transport):
         self.network._transmit(pipe, list(frames))
         return True
 
-    async def wait_writable(self, link: Link, channel: str, lane: int, timeout: float) -> bool:
-        """Wait until the lane is below its HWM (deliveries happen as the scheduler runs), at most
-        ``timeout`` seconds of event-loop time. Raises KeyError like :meth:`send`."""
-        conn = self._links[link][channel]
-        if not 0 <= lane < len(conn.pipes):
-            raise ValueError(f"lane {lane} out of range 0..{len(conn.pipes) - 1}")
-        pipe = conn.pipes[lane]
-        if not pipe.full():
-            return True
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pipe.waiters.append(fut)
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            return False
-        finally:
-            if fut in pipe.waiters:
-                pipe.waiters.remove(fut)
-        return not pipe.closed
-
     def notify_writable(self, link: Link, channel: str, lane: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once when the lane is below its HWM or closes; see the base class. Raises
         KeyError like :meth:`send`."""

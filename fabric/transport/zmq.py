@@ -209,7 +209,6 @@ class _Sock:
         "receives",
         "copy",
         "scheduled",
-        "waiters",
         "writable_callbacks",
         "closed",
         "endpoint",
@@ -235,7 +234,6 @@ class _Sock:
         self.receives = receives
         self.copy = copy
         self.scheduled = False
-        self.waiters: list[asyncio.Future[None]] = []
         self.writable_callbacks: list[Callable[[], None]] = []
         self.closed = False
         self.endpoint = ""
@@ -479,21 +477,15 @@ class ZmqTransport(Transport):
             events = get(_EVENTS)
         except zmq.ZMQError:
             return
-        if events & _POLLOUT:
-            if s.waiters:
-                waiters, s.waiters = s.waiters, []
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
-            if s.writable_callbacks:
-                callbacks, s.writable_callbacks = s.writable_callbacks, []
-                for cb in callbacks:
-                    try:
-                        cb()
-                    except Exception:  # a bug above us must not stop the socket's reader
-                        log.exception("writable callback failed on channel %s", s.channel)
-                if s.closed:
-                    return
+        if events & _POLLOUT and s.writable_callbacks:
+            callbacks, s.writable_callbacks = s.writable_callbacks, []
+            for cb in callbacks:
+                try:
+                    cb()
+                except Exception:  # a bug above us must not stop the socket's reader
+                    log.exception("writable callback failed on channel %s", s.channel)
+            if s.closed:
+                return
         if not (events & _POLLIN and s.receives):
             return
         receiver = self._receiver
@@ -619,10 +611,6 @@ class ZmqTransport(Transport):
         s.closed = True
         if self._loop is not None:
             self._loop.remove_reader(s.fd)
-        for w in s.waiters:
-            if not w.done():
-                w.set_result(None)
-        s.waiters.clear()
         callbacks, s.writable_callbacks = s.writable_callbacks, []
         if callbacks and self._loop is not None:
             for cb in callbacks:
@@ -652,34 +640,14 @@ class ZmqTransport(Transport):
             self.counters["send_full"] += 1
             return False
         self.counters["sent"] += 1
-        if s.receives or s.writable_callbacks or s.waiters:
+        if s.receives or s.writable_callbacks:
             # A send can consume the ZMQ_FD edge (libzmq processes pending commands in it): if the socket
             # now has input, or room for a lane someone waits on (a reply sent on a stalled lane), run
             # _on_ready, which the edge would have run.
             events = _events(s.sock)
-            if (events & _POLLIN and s.receives) or (events & _POLLOUT and (s.writable_callbacks or s.waiters)):
+            if (events & _POLLIN and s.receives) or (events & _POLLOUT and s.writable_callbacks):
                 self._schedule(s)
         return True
-
-    async def wait_writable(self, link: Link, channel: str, lane: int, timeout: float) -> bool:
-        """Wait until the lane's socket can take a message, at most ``timeout`` seconds."""
-        s = self._lane_sock(link, channel, lane)
-        if s.closed:
-            return False
-        events = _events(s.sock)
-        if events & _POLLIN and s.receives:
-            self._schedule(s)  # reading ZMQ_EVENTS may have consumed the edge that announced input
-        if events & _POLLOUT:
-            return True
-        assert self._loop is not None
-        fut: asyncio.Future[None] = self._loop.create_future()
-        s.waiters.append(fut)
-        try:
-            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
-                await fut
-        except TimeoutError:
-            return False
-        return not s.closed
 
     def notify_writable(self, link: Link, channel: str, lane: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once when the lane's socket can take a message or closes; see the base class."""
