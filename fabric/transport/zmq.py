@@ -540,6 +540,15 @@ class ZmqTransport(Transport):
                 # re-arms the edge-triggered ZMQ_FD) is cheaper than a recv that fails with an exception.
                 break
         self.counters["recv_frames"] += n
+        if s.writable_callbacks:
+            # The recvs above processed libzmq's pending commands, a "room again" among them, and with
+            # them the ZMQ_FD edge that would have announced it: look once more instead of waiting for
+            # an edge that has already been consumed.
+            try:
+                if get(_EVENTS) & (_POLLOUT | _POLLIN):
+                    self._schedule(s)
+            except zmq.ZMQError:
+                return
 
     # -- links ---------------------------------------------------------------------------------------
 
