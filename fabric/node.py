@@ -763,7 +763,8 @@ class Node:
         """Send ``payload`` to ``peer`` on a control or bulk ``channel``; ``key`` picks the lane.
 
         Bytes travel raw; other values are msgpack-encoded (the receiver's ``Message.value()`` decodes).
-        Returns True when queued for the transport, False when dropped under ``on_full=drop``.
+        Returns True when queued for the transport (not an acknowledgement: see "What send() promises" in
+        docs/guide.md), False when dropped under ``on_full=drop``.
         Raises :class:`Unreachable` (no link), :class:`Overloaded` (queue full under ``wait``/``raise``),
         TypeError (unencodable payload), ValueError (unknown, reserved or broadcast channel).
         """

@@ -69,6 +69,37 @@ Receiver = Callable[[str, list[bytes], "bytes | None", "Link | None"], None]
 channels, ``link`` for arrivals on a connecting socket (replies). Called on the loop thread."""
 
 
+class LinkGenerations:
+    """A generation number per link, for the connecting sockets' routing ids.
+
+    Routing ids are ``prefix + generation + lane`` (docs/protocol.md, "Routing ids"). A ROUTER refuses a
+    second connection presenting a routing id in use, and libzmq never re-examines a refused connection
+    that already holds messages: so when this node closes a link and opens a new one to the same endpoint
+    (the peer restarted on the same port), the new sockets must not present the ids of the old ones,
+    which may still be connected while their linger flushes. One number per link, never reused while the
+    link exists, makes every link's routing ids distinct from every earlier link's (issue 14, defect 6:
+    the survivor's new link to a restarted peer was refused and its sends were black-holed).
+    """
+
+    __slots__ = ("_next", "_by_link")
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._by_link: dict[Link, bytes] = {}
+
+    def of(self, link: Link) -> bytes:
+        """The 4-octet generation of ``link`` (assigned on first use, kept until :meth:`forget`)."""
+        gen = self._by_link.get(link)
+        if gen is None:
+            self._next = (self._next + 1) & 0xFFFFFFFF
+            gen = self._by_link[link] = self._next.to_bytes(4, "big")
+        return gen
+
+    def forget(self, link: Link) -> None:
+        """``link`` was closed: its routing ids are not presented again."""
+        self._by_link.pop(link, None)
+
+
 class Transport(ABC):
     """Abstract transport. See the module docstring for the model and the delivery guarantees."""
 
@@ -76,8 +107,9 @@ class Transport(ABC):
     def bind(self, channels: Sequence[ChannelSpec], receiver: Receiver, routing_id_prefix: bytes) -> dict[str, str]:
         """Bind one endpoint per channel and start receiving; return channel -> advertised endpoint.
 
-        ``routing_id_prefix`` (role octet + node id) is used, with the lane octet, as the routing id of
-        every connecting socket this transport creates. Raises ``fabric.errors.ConfigError`` for an
+        ``routing_id_prefix`` (role octet + node id + start incarnation) is used, with the link's
+        generation (:class:`LinkGenerations`) and the lane octet, as the routing id of every connecting
+        socket this transport creates. Raises ``fabric.errors.ConfigError`` for an
         endpoint that cannot be bound.
         """
 
@@ -94,8 +126,9 @@ class Transport(ABC):
 
         Idempotent per (link, channel). ``parallelism`` overrides the lane count per channel (the peer's
         advertised value). ``routing_lane`` makes a single-lane link present that lane octet in its
-        routing id instead of 0: handshake links use 255 so they never collide with the lane-0 socket
-        that replaces them (a ROUTER refuses a second connection with an in-use routing id).
+        routing id instead of 0 (handshake links use 255). Every link's routing ids carry its own
+        generation, so they never collide with those of an earlier link to the same endpoint (a ROUTER
+        refuses a second connection with an in-use routing id).
         Connecting is asynchronous: sends queue until the connection is up.
         """
 

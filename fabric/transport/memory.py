@@ -46,7 +46,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from ..errors import ConfigError
-from .base import ChannelKind, ChannelSpec, Link, Receiver, Transport
+from .base import ChannelKind, ChannelSpec, Link, LinkGenerations, Receiver, Transport
 
 SCHEME = "mem://"
 
@@ -329,6 +329,7 @@ class MemoryTransport(Transport):
         self._specs: dict[str, ChannelSpec] = {}
         self._endpoints: dict[str, str] = {}
         self._links: dict[Link, dict[str, _Conn]] = {}
+        self._generations = LinkGenerations()
         self._reply_pipes: dict[tuple[str, bytes], tuple[_Conn, _Pipe]] = {}
         self._pub_pipes: dict[tuple[str, int], tuple[_Conn, _Pipe]] = {}
         self.counters: dict[str, int] = {}
@@ -396,7 +397,7 @@ class MemoryTransport(Transport):
                 own = self._specs.get(channel)
                 hwm = own.sndhwm if own is not None else (spec.sndhwm if spec is not None else 1000)
                 for lane in range(lanes):
-                    rid = self._prefix + bytes((lane if routing_lane is None else routing_lane,))
+                    rid = self._prefix + self._generations.of(link) + bytes((lane if routing_lane is None else routing_lane,))
                     conn.rids.append(rid)
                     conn.pipes.append(self._lane_pipe(conn, lane, rid, hwm))
                     if kind == ChannelKind.CONTROL:
@@ -428,6 +429,7 @@ class MemoryTransport(Transport):
     def disconnect(self, link: Link) -> None:
         """Close every connecting socket of ``link``; messages in flight on them are discarded."""
         conns = self._links.pop(link, None)
+        self._generations.forget(link)
         if not conns:
             return
         for conn in conns.values():

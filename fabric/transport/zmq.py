@@ -41,7 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..config import TransportConfig
 from ..errors import ConfigError, InsecureBindError
-from .base import ChannelKind, ChannelSpec, Link, Receiver, Transport
+from .base import ChannelKind, ChannelSpec, Link, LinkGenerations, Receiver, Transport
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +270,7 @@ class ZmqTransport(Transport):
         self._specs: dict[str, ChannelSpec] = {}
         self._bound: dict[str, _Sock] = {}
         self._links: dict[Link, dict[str, list[_Sock]]] = {}
+        self._generations = LinkGenerations()
         self._endpoints: dict[str, str] = {}
         self._closed = False
         self._monitors: dict[str, zmq.Socket[bytes]] = {}
@@ -577,7 +578,7 @@ class ZmqTransport(Transport):
                 if spec.kind is ChannelKind.CONTROL:
                     sock = self._ctx.socket(zmq.DEALER)
                     rid_lane = lane if routing_lane is None else routing_lane
-                    sock.set(zmq.ROUTING_ID, self._rid_prefix + bytes((rid_lane,)))
+                    sock.set(zmq.ROUTING_ID, self._rid_prefix + self._generations.of(link) + bytes((rid_lane,)))
                 elif spec.kind is ChannelKind.BULK:
                     sock = self._ctx.socket(zmq.PUSH)
                 else:
@@ -608,6 +609,7 @@ class ZmqTransport(Transport):
     def disconnect(self, link: Link) -> None:
         """Close every socket of ``link``; idempotent."""
         socks = self._links.pop(link, None)
+        self._generations.forget(link)
         if not socks:
             return
         for lanes in socks.values():

@@ -11,6 +11,8 @@ message received and per command result. Commands (one per line on stdin):
 * ``members`` -> ``{"event": "members", "members": [{name, id, incarnation, status}, ...]}``
 * ``stats`` -> ``{"event": "stats", ...}`` (with ``--quiet``: ``tally`` counts distinct ``ok:`` payloads
   per channel, ``foreign`` counts any other payload delivered)
+* ``sendmany PEER CHANNEL N TAG`` -> sends N payloads ``ok:TAG:i``; ``{"event": "sentmany", "accepted": n}``
+  (how many ``send()`` calls returned True)
 * ``quit`` -> stops the node and exits 0
 
 Services: ``echo`` (async), ``echo_sync`` (thread pool), ``slow`` (sleeps the requested seconds),
@@ -44,13 +46,15 @@ async def main() -> None:
     parser.add_argument("--join", action="append", default=[], help="seed membership endpoint (repeatable)")
     parser.add_argument("--min-members", type=int, default=1)
     parser.add_argument("--node-id", default=None)
+    parser.add_argument("--port", type=int, default=0, help="base TCP port (0: ephemeral)")
     parser.add_argument("--discovery", default=None, help='JSON {"strategy": NAME, "options": {...}}: join through it')
     args = parser.parse_args()
     tally: dict[str, set[bytes]] = {}
     foreign: dict[str, int] = {}
     node = Node(
         NodeConfig.local(
-            name=args.name, bind=args.bind, max_concurrent_requests=args.max_concurrent, node_id=args.node_id
+            name=args.name, bind=args.bind, max_concurrent_requests=args.max_concurrent, node_id=args.node_id,
+            port=args.port,
         )
     )
 
@@ -126,6 +130,11 @@ async def main() -> None:
                 data = os.urandom(int(rest[2]))
                 await node.send(rest[0], data, channel=rest[1], key=b"k")
                 emit(event="sent", sha=hashlib.sha256(data).hexdigest())
+            elif cmd == "sendmany":
+                accepted = 0
+                for i in range(int(rest[2])):
+                    accepted += bool(await node.send(rest[0], f"ok:{rest[3]}:{i}".encode(), channel=rest[1]))
+                emit(event="sentmany", accepted=accepted)
             elif cmd == "broadcast":
                 data = os.urandom(int(rest[0]))
                 await node.broadcast(data, topic=b"t.")

@@ -64,7 +64,7 @@ def test_control_send_arrives_with_route_and_respond_comes_back_on_the_link() ->
     clock.advance(0)
     [(channel, frames, route, link)] = b_in.items
     assert (channel, frames, link) == ("ctl", [b"hello", b"world"], None)
-    assert route == bytes([1]) + bytes([0]) * 16 + bytes([1])  # prefix + lane octet
+    assert route == bytes([1]) + bytes([0]) * 16 + (1).to_bytes(4, "big") + bytes([1])  # prefix + generation + lane
     assert b.respond("ctl", route, [b"reply"])
     clock.advance(0)
     assert a_in.items == [("ctl", [b"reply"], None, "to-b")]
@@ -262,24 +262,51 @@ def test_faults_are_validated() -> None:
     assert isinstance(MemoryTransport, type)
 
 
-def test_routing_ids_are_not_handed_over_by_default() -> None:
+def test_every_link_presents_its_own_routing_ids() -> None:
+    """A link reopened to the same endpoint (the peer restarted on the same port) never presents the
+    routing ids of an earlier link, which may still be connected: its messages are not refused."""
     clock, net, nodes = make()
     (a, _, _), (_, b_in, b_eps) = nodes["a"], nodes["b"]
     a.connect("first", {"ctl": b_eps["ctl"]}, {"ctl": 1})
-    a.connect("second", {"ctl": b_eps["ctl"]}, {"ctl": 1})  # same routing id (prefix + lane 0)
+    a.connect("second", {"ctl": b_eps["ctl"]}, {"ctl": 1})
     a.connect("handshake", {"ctl": b_eps["ctl"]}, routing_lane=255)
     for link in ("first", "second", "handshake"):
         a.send(link, "ctl", 0, [link.encode()])
     clock.advance(0)
-    assert b_in.payloads() == [b"first", b"handshake"] and net.stats()["refused_routing_id"] == 1
-    assert [route[-1] for _, _, route, _ in b_in.items if route] == [0, 255]
-    a.disconnect("first")  # the routing id is free again: the second connection gets through
-    a.send("second", "ctl", 0, [b"second"])
+    assert b_in.payloads() == [b"first", b"second", b"handshake"] and net.stats().get("refused_routing_id", 0) == 0
+    routes = [route for _, _, route, _ in b_in.items if route]
+    assert len(set(routes)) == 3 and [r[-1] for r in routes] == [0, 0, 255]
+    a.disconnect("first")
+    a.connect("first", {"ctl": b_eps["ctl"]}, {"ctl": 1})  # reopened: a new generation
+    a.send("first", "ctl", 0, [b"again"])
+    clock.advance(0)
+    assert b_in.items[-1][2] not in routes
+
+
+def test_routing_ids_are_not_handed_over_by_default() -> None:
+    """Two live connections presenting the same routing id (two processes claiming one identity): the
+    second is refused until the first goes away, unless the network hands routing ids over."""
+    clock, net, nodes = make()
+    (_, b_in, b_eps) = nodes["b"]
+    twins = []
+    for _ in range(3):
+        t = net.transport(f"twin{len(twins)}")
+        t.bind(CHANNELS, Inbox(), bytes([1]) + bytes([9]) * 16)
+        twins.append(t)
+    first, second, third = twins
+    first.connect("b", {"ctl": b_eps["ctl"]}, {"ctl": 1})
+    second.connect("b", {"ctl": b_eps["ctl"]}, {"ctl": 1})  # same prefix, same generation, same lane
+    for t, text in ((first, b"first"), (second, b"second")):
+        t.send("b", "ctl", 0, [text])
+    clock.advance(0)
+    assert b_in.payloads() == [b"first"] and net.stats()["refused_routing_id"] == 1
+    first.disconnect("b")  # the routing id is free again: the second connection gets through
+    second.send("b", "ctl", 0, [b"second"])
     clock.advance(0)
     assert b_in.payloads()[-1] == b"second"
     net.router_handover = True
-    a.connect("third", {"ctl": b_eps["ctl"]}, {"ctl": 1})
-    a.send("third", "ctl", 0, [b"third"])
+    third.connect("b", {"ctl": b_eps["ctl"]}, {"ctl": 1})
+    third.send("b", "ctl", 0, [b"third"])
     clock.advance(0)
     assert b_in.payloads()[-1] == b"third"
 
