@@ -93,7 +93,7 @@ from .topology import TopologyCoordinator, TopologyManager, TopologyState
 from .transport.base import ChannelKind, Link, Transport
 from .transport.zmq import ZmqTransport
 from .wire import MsgType, RejectCode, Role
-from .wire.types import K_CT, K_ENDPOINTS, K_INC, K_META, K_NAME, K_ROLE, K_SRC
+from .wire.types import K_CT, K_ENDPOINTS, K_INC, K_META, K_NAME, K_ROLE, K_SRC, K_TOPOLOGY
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +430,7 @@ class Node:
         self._reconcile_at = math.inf
         self._auto_pending: tuple[str, float] | None = None  # (overlay the size asks for, since when)
         self._topology_history: deque[dict[str, Any]] = deque(maxlen=16)  # switches seen here, for health()
+        self._topology_told: dict[bytes, float] = {}  # stale senders told our topology (rate limit)
         self._member_listeners: list[MemberListener] = []
         self._member_events: asyncio.Queue[MembershipEvent] | None = None
         self._membership_timer: asyncio.TimerHandle | None = None
@@ -557,7 +558,14 @@ class Node:
             name=self.name,
             endpoints=self._advertised_channels(),
             meta=self.config.metadata,
+            topology=self._topology_wire(),
         )
+
+    def _topology_wire(self) -> dict[str, Any] | None:
+        """This node's topology state for a handshake, once the cluster has switched at least once."""
+        if self._topology is None or not self._topology.state.epoch:
+            return None
+        return self._topology.state.to_wire()
 
     async def connect(self, endpoint: str, *, timeout: float | None = None) -> PeerInfo:
         """Link to the node whose membership endpoint is ``endpoint`` (a static peer).
@@ -680,6 +688,7 @@ class Node:
         """Drop per-sender receive state (sequence tracking, traffic notes, client record): bounded state."""
         self._clients.pop(key, None)
         self._traffic_noted.pop(key, None)
+        self._topology_told.pop(key, None)
         for skey in [k for k in self._last_seq if k[0] == key]:
             del self._last_seq[skey]
 
@@ -794,7 +803,7 @@ class Node:
         self._require_running()
         ch = self._channel(channel)
         body, ct = encode_value(payload)
-        if self._membership is not None and self.config.overlay != "full-mesh" and self._loop is not None:
+        if self._membership is not None and self._overlay_name != "full-mesh" and self._loop is not None:
             # Partial views: no link to most members, so the overlay's broadcast tree (Plumtree on the
             # gossip channel) carries it; receivers deliver it on ``channel`` as if it came directly.
             wrapped = {"c": channel, "t": topic, "ct": int(ct), "p": body}
@@ -1235,6 +1244,8 @@ class Node:
             while len(self._clients) > MAX_CLIENTS:  # clients that vanished without BYE: forget the oldest
                 self._forget_source(next(iter(self._clients)))
         elif info.id != self.id:
+            if K_TOPOLOGY in h:
+                self._on_topology(h[K_TOPOLOGY])  # a newer overlay first, so the contact uses it
             self._link_peer(info)
             self._contact(info)
         self._answer(
@@ -1248,6 +1259,7 @@ class Node:
                 name=self.name,
                 endpoints=self._advertised_channels(),
                 meta=self.config.metadata,
+                topology=self._topology_wire() if info.role is Role.MEMBER else None,
             ),
         )
 
@@ -1258,6 +1270,11 @@ class Node:
             return
         h = env.header
         if env.type == MsgType.WELCOME:
+            if K_TOPOLOGY in h:
+                # Adopt the cluster's overlay and epoch before the caller contacts this peer: a node joining
+                # a cluster that switched overlay would otherwise speak the old one, whose messages the
+                # cluster drops as stale (issue 14, defect 1).
+                self._on_topology(h[K_TOPOLOGY])
             try:
                 fut.set_result(_peer_from_header(h, h["v"]))
             except ProtocolError as exc:
@@ -1455,6 +1472,18 @@ class Node:
         for key in list(self._peers):
             self._transport.send(key, MEMBERSHIP_CHANNEL, 0, announcement)
 
+    def _tell_topology(self, source: bytes) -> None:
+        assert self._loop is not None and self._topology is not None
+        now = self._loop.time()
+        if source not in self._peers or now - self._topology_told.get(source, -math.inf) < 1.0:
+            return
+        self._topology_told[source] = now
+        while len(self._topology_told) > MAX_CLIENTS:  # bounded: forget the oldest
+            del self._topology_told[next(iter(self._topology_told))]
+        self.counters["topology_told"] += 1
+        announcement = wire.membership(self._id_bytes, "topo", {"tp": self._topology.state.to_wire()})
+        self._transport.send(source, MEMBERSHIP_CHANNEL, 0, announcement)
+
     def current_topology(self) -> dict[str, Any]:
         """Overlay, epoch, proposer, links (neighbours and on-demand) and sizes, as this node sees them."""
         state = self._topology.state if self._topology is not None else None
@@ -1507,6 +1536,9 @@ class Node:
         self._overlay_name = name
         self._membership = self._make_overlay(me, now, name)
         seeds = [m.endpoints[MEMBERSHIP_CHANNEL][1] for m in alive if MEMBERSHIP_CHANNEL in m.endpoints]
+        # A node that has not joined yet knows nobody alive: its own seeds keep it joining (an empty seed
+        # list would make the new core declare itself joined alone).
+        seeds = list(dict.fromkeys([*seeds, *self._static_seeds, *self._discovered_seeds]))
         # Links the old overlay made stay up meanwhile (calls in flight keep their link): mark them as in
         # use now, so the reconcile step closes only the ones nobody uses any more.
         self._links.hold(list(self._peers), now)
@@ -1650,8 +1682,11 @@ class Node:
                     if env.header["op"] == "topo":
                         return
                 if sender_epoch < self._topology.state.epoch:
-                    # Spoken in an older topology: the sender switches when it hears our heartbeat.
+                    # Spoken in an older topology: the sender switches when it hears our heartbeat, and a
+                    # sender we send no heartbeats to (a newcomer, a node cut off during the switch) is
+                    # told at once, at most once a second.
                     self.counters["stale_topology_messages"] += 1
+                    self._tell_topology(env.header["s"])
                     return
             if env.type == MsgType.TREE:
                 effects = self._membership.receive_tree(env.header["s"], env.header["op"], body, self._loop.time())

@@ -55,6 +55,7 @@ from .types import (
     K_SRC,
     K_TIME,
     K_TIMEOUT,
+    K_TOPOLOGY,
     K_TRACE,
     K_VERSION,
     K_VMAX,
@@ -183,6 +184,7 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     K_VMIN: _INT,
     K_VMAX: _INT,
     K_TIME: _INT,
+    K_TOPOLOGY: (dict,),
 }
 
 
@@ -313,10 +315,19 @@ def hello(
     meta: Mapping[str, str] | None = None,
     min_version: int = MIN_VERSION,
     max_version: int = MAX_VERSION,
+    topology: Mapping[str, Any] | None = None,
 ) -> list[bytes]:
-    """HELLO: key order s, vn, vx, ro, in, nm, ep, md (the last three only when given)."""
+    """HELLO: key order s, vn, vx, ro, in, nm, ep, md, tp (the last four only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VMIN: min_version, K_VMAX: max_version, K_ROLE: int(role), K_INC: incarnation}
-    return encode(MsgType.HELLO, _with_identity(header, name, endpoints, meta))
+    return encode(MsgType.HELLO, _with_topology(_with_identity(header, name, endpoints, meta), topology))
+
+
+def _with_topology(header: dict[str, Any], topology: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Append ``tp`` (a member's topology state, so a joining node adopts the cluster's overlay and epoch
+    during the handshake instead of speaking an overlay the cluster left)."""
+    if topology:
+        header[K_TOPOLOGY] = dict(topology)
+    return header
 
 
 def _with_identity(
@@ -340,10 +351,11 @@ def welcome(
     name: str = "",
     endpoints: Mapping[str, Sequence[Any]] | None = None,
     meta: Mapping[str, str] | None = None,
+    topology: Mapping[str, Any] | None = None,
 ) -> list[bytes]:
-    """WELCOME: key order s, v, in, nm, ep, md."""
+    """WELCOME: key order s, v, in, nm, ep, md, tp (the last four only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VERSION: version, K_INC: incarnation}
-    return encode(MsgType.WELCOME, _with_identity(header, name, endpoints, meta))
+    return encode(MsgType.WELCOME, _with_topology(_with_identity(header, name, endpoints, meta), topology))
 
 
 def reject(source: bytes, *, code: int, message: str, min_version: int = MIN_VERSION, max_version: int = MAX_VERSION) -> list[bytes]:

@@ -110,6 +110,7 @@ K_ENDPOINTS = "ep"  # HELLO/WELCOME: {channel: [kind, endpoint, parallelism]}
 K_META = "md"  # HELLO/WELCOME: metadata map str -> str
 K_OP = "op"  # MEMBERSHIP/TREE: operation name
 K_TIME = "ts"  # PING/PONG: sender's wall-clock time in ms (clock-skew estimate)
+K_TOPOLOGY = "tp"  # HELLO/WELCOME (members): the sender's topology state {e: epoch, p: proposer, o: overlay}
 
 # Limits. A message beyond any limit is rejected with OversizedMessage and counted.
 MAX_HEADER_BYTES = 64 * 1024

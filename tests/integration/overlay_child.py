@@ -2,6 +2,7 @@
 
     python overlay_child.py --prefix p1 --count 10 --overlay hyparview --dir /tmp/x [--seed ENDPOINT]
                             [--roles server,client,...] [--min-members N] [--timers local|lan] [--auto THRESHOLD]
+                            [--overlays OVERLAY,OVERLAY,...] [--join-timeout SECONDS]
 
 Prints JSON lines: ``{"event": "ready", "seeds": [...]}`` once bound, ``{"event": "joined"}`` when every
 local node sees ``--min-members`` alive members, and per command: ``broadcast I`` (node I broadcasts;
@@ -34,6 +35,8 @@ async def main() -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--overlay", default="hyparview")
+    parser.add_argument("--overlays", default="", help="comma-separated overlay per node (overrides --overlay)")
+    parser.add_argument("--join-timeout", type=float, default=120.0)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--seed", default=None)
     parser.add_argument("--roles", default="")
@@ -44,6 +47,7 @@ async def main() -> None:
                         help="overlay timers: local() (5x faster, a few nodes per process) or lan() (the defaults)")
     args = parser.parse_args()
     roles = args.roles.split(",") if args.roles else ["server"] * args.count
+    overlays = args.overlays.split(",") if args.overlays else [args.overlay] * args.count
     nodes: list[Node] = []
     counts: dict[str, int] = {}
     for i in range(args.count):
@@ -52,7 +56,7 @@ async def main() -> None:
         os.makedirs(path, exist_ok=True)
         node = Node(
             NodeConfig.local(
-                name=name, overlay=args.overlay, overlay_role=roles[i], bind=f"ipc://{path}", topology_cooldown=1.0,
+                name=name, overlay=overlays[i], overlay_role=roles[i], bind=f"ipc://{path}", topology_cooldown=1.0,
                 # 10 nodes x 5 channels x peers: many sockets, one shared libzmq context per process
                 transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
                 **({"overlay_config": OverlayConfig.lan()} if args.timers == "lan" else {}),
@@ -71,8 +75,13 @@ async def main() -> None:
         nodes.append(node)
     seed = args.seed or nodes[0].seed
     emit(event="ready", seeds=[n.seed for n in nodes], ids=[n.id for n in nodes], pid=os.getpid())
-    await asyncio.gather(*(n.join([seed], min_members=args.min_members, timeout=120) for n in nodes))
-    emit(event="joined", neighbours=[len(n.neighbours()) for n in nodes])
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(n.join([seed], min_members=args.min_members, timeout=args.join_timeout) for n in nodes))
+    except Exception as exc:  # reported to the test (a join timeout is what it checks)
+        emit(event="error", command="join", type=type(exc).__name__, message=str(exc))
+    else:
+        emit(event="joined", neighbours=[len(n.neighbours()) for n in nodes], seconds=time.monotonic() - started)
     flows: list[tuple[dict[str, Any], asyncio.Task[None]]] = []
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -128,6 +137,7 @@ async def main() -> None:
             elif cmd == "topology":
                 emit(event="topology", overlays=[n.overlay for n in nodes], endpoints=[n.endpoints for n in nodes],
                      history=[n.current_topology()["history"] for n in nodes],
+                     epochs=[n.current_topology()["epoch"] for n in nodes],
                      neighbours=[len(n.neighbours()) for n in nodes], alive=[len(n.alive_members()) for n in nodes],
                      pid=os.getpid())
         except Exception as exc:
