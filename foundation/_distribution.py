@@ -106,6 +106,10 @@ def _call(app: FoundationApp | None, method: str, *args: Any, **kwargs: Any) -> 
     except FoundationError:
         raise
     except Exception as exc:  # fabric errors (conflict, cooldown, unknown overlay) become FoundationError
+        from fabric import NodeStateError  # fabric sits below foundation; imported when first needed
+
+        if isinstance(exc, NodeStateError):  # not started, stopped, or called from its own loop thread
+            raise_error(Error.new("service_unavailable", f"{method}: the attached node cannot serve it: {exc}"), exc)
         raise_error(Error.new("invalid_input", f"{method} failed: {type(exc).__name__}: {exc}"), exc)
 
 
