@@ -19,9 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from foundation._errors import Error, FoundationError, raise_error, type_error
-from foundation._events import EventStore
 from foundation._graceful import ConfigFallback
-from foundation._ports import MetricsSink
+from foundation._ports import EventSink, MetricsSink
 from foundation._service import AppEnv, Service
 from foundation._utils import Utils
 
@@ -361,7 +360,7 @@ class ConfigServer(Service):
     unavailable_code = 5000
     forbidden_code = 5002
 
-    def __init__(self, env: AppEnv, *, events: EventStore | None, telemetry: MetricsSink) -> None:
+    def __init__(self, env: AppEnv, *, events: EventSink | None, telemetry: MetricsSink) -> None:
         """``events`` receives the ``config_updated``/``config_reset`` audit events (None: not recorded);
         ``telemetry`` the ``config_updates``/``config_resets`` counters."""
         super().__init__(env)

@@ -1,9 +1,9 @@
 """The narrow interfaces Foundation services depend on, and the one hook to the default app's telemetry.
 
 A leaf module: it imports nothing from ``foundation``. Services receive their collaborators as
-constructor arguments typed with these protocols (a :class:`MetricsSink` for telemetry, a
-:class:`SettingsSource` for configuration), so no service module imports another service module or the
-composition module (``_app``).
+constructor arguments typed with these protocols (a :class:`MetricsSink` for telemetry, an
+:class:`EventSink` for audit events, a :class:`SettingsSource` for configuration), so no service module
+imports another service module or the composition module (``_app``).
 
 Free-standing 1.x helpers (``Error.collect_error_metrics()``, ``ErrorContext.with_context``) have no app
 to talk to unless one is passed. They then report to :func:`default_sink`, which asks the provider that
@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["MetricsSink", "NullSink", "SettingsSource", "default_sink", "set_default_sink_provider"]
+__all__ = ["EventSink", "MetricsSink", "NullSink", "SettingsSource", "default_sink", "set_default_sink_provider"]
 
 
 @runtime_checkable
@@ -45,6 +45,22 @@ class SettingsSource(Protocol):
 
     def get_with_default(self, path: Sequence[str], default: Any) -> Any:
         """The value at ``path``, or ``default`` when it cannot be read (never raises)."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where a service records audit events: the ``new_event``/``store`` subset of the Events service."""
+
+    def available(self) -> bool:
+        """True while events can be stored."""
+        ...
+
+    def new_event(self, event_type: str, data: Any = None) -> Any:
+        """A validated event of the sink's app."""
+        ...
+
+    def store(self, event: Any) -> int:
+        """Store ``event``; return its id."""
         ...
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from foundation._clock import Clock, SystemClock
 from foundation._errors import Error, FoundationError, raise_error, type_error
-from foundation._ports import MetricsSink
+from foundation._ports import MetricsSink, default_sink
 
 __all__ = ["Namespace", "ProcessRegistryImpl", "ServiceRegistryImpl", "TestNamespace"]
 
@@ -211,10 +211,11 @@ class ServiceRegistryImpl:
 
     Args:
         processes: the ProcessRegistry holding the entries.
-        telemetry: where operations on namespaces without a running telemetry service are accounted.
+        telemetry: where operations on namespaces without a running telemetry service are accounted
+            (None: the default app's, as in 1.x; every app passes its own).
     """
 
-    def __init__(self, processes: ProcessRegistryImpl, telemetry: MetricsSink) -> None:
+    def __init__(self, processes: ProcessRegistryImpl, telemetry: MetricsSink | None = None) -> None:
         self._processes = processes
         self._telemetry = telemetry
 
@@ -223,7 +224,9 @@ class ServiceRegistryImpl:
             own = self._processes.lookup(namespace, "telemetry_service")
         except FoundationError:  # malformed namespace: the caller's own check reports it
             own = None
-        return own if isinstance(own, MetricsSink) else self._telemetry
+        if isinstance(own, MetricsSink):
+            return own
+        return self._telemetry if self._telemetry is not None else default_sink()
 
     def _emit(self, op: str, measurements: dict[str, Any], namespace: Namespace, service: str, result: str) -> None:
         self._sink(namespace).execute(("foundation", "foundation", "registry", op), measurements,

@@ -20,20 +20,18 @@ from tests.support import REPO
 
 PACKAGES = {"fabric": REPO / "fabric", "foundation": REPO / "foundation", "foundation_cli": REPO / "cli"}
 
-# foundation/'s layers, bottom first: a module may import only modules of strictly lower layers.
+# foundation/'s layers, bottom first: a module may import only modules of strictly lower layers. The
+# services share one layer, so none of them imports another; only the composition module knows them all.
 FOUNDATION_LAYERS: list[set[str]] = [
-    {"_ports"},                                  # interfaces + the default-telemetry hook
-    {"_errors"},                                 # the Error record and exception tree
-    {"_clock", "_utils"},                        # leaves used by everything
-    {"_error_context", "_registry"},             # free-standing 1.x helpers
-    {"_service"},                                # AppEnv + the actor base
-    {"_telemetry", "_graceful"},                 # services with no service dependency
-    {"_events"},                                 # needs a telemetry sink
-    {"_config"},                                 # records into events
-    {"_infrastructure"},                         # reads config, reports to telemetry
-    {"_app"},                                    # the one composition module
-    {"_distribution"},                           # attaches a fabric node to an app
-    {"__init__"},                                # the public facade
+    {"_ports"},                                              # interfaces + the default-telemetry hook
+    {"_errors"},                                             # the Error record and exception tree
+    {"_clock", "_utils"},                                    # leaves used by everything
+    {"_error_context", "_registry"},                         # free-standing 1.x helpers
+    {"_service", "_graceful"},                               # the actor base, the degradation helpers
+    {"_telemetry", "_events", "_config", "_infrastructure"},  # the services
+    {"_app"},                                                # the one composition module
+    {"_distribution"},                                       # attaches a fabric node to an app
+    {"__init__"},                                            # the public facade
 ]
 
 
