@@ -128,6 +128,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    """The module's names, including the facades not resolved yet (listing them creates nothing)."""
+    return sorted(set(globals()) | set(_FACADES))
+
+
 def stats() -> dict[str, Any]:
     """``{"default_app_created": bool, "started_apps": int}``; never creates the default app (it is
     created lazily, on the first use of a facade or a lifecycle function)."""

@@ -31,7 +31,7 @@ def test_import_starts_nothing_and_first_use_creates_the_default_app() -> None:
         assert threading.active_count() == before, "import started a thread"
         assert composition._default is None, "import created the default app"
         assert foundation.stats() == {"default_app_created": False, "started_apps": 0}
-        assert "Config" not in vars(foundation)
+        assert "Config" not in vars(foundation) and "Config" in dir(foundation)
         # explicit apps and the free-standing helpers do not need the default app either
         with foundation.FoundationApp(clock=foundation.ManualClock()) as app:
             app.config.update(["dev", "debug_mode"], True)
