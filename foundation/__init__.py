@@ -10,20 +10,28 @@ Public names are CamelCase namespaces, as in 1.x::
     foundation.Telemetry.emit_counter(["requests"], {"status": "ok"})
 
 Success returns the value; failure raises :class:`FoundationError` whose ``.error`` is an :class:`Error`
-with the 1.x code, category, severity and retry strategy. ``foundation.Config``/``Events``/``Telemetry``/
-``Infrastructure`` are the services of the ``"production"`` app; :func:`start_app` gives an isolated app
-(own namespace, clock and config) with the same methods. Implementation modules are private.
+with the 1.x code, category, severity and retry strategy.
+
+Apps. ``foundation.Config``/``Events``/``Telemetry``/``Infrastructure``/``ServiceRegistry``/
+``ProcessRegistry`` are the services of the *default app* (namespace ``"production"``). Importing
+``foundation`` creates nothing: the default app is created and initialized on the first use of one of
+those names or of the lifecycle functions (once, thread-safe; :func:`stats` tells whether it exists).
+:class:`FoundationApp` is an explicit, independent app (``with FoundationApp() as app: app.config...``)
+for tests and multi-tenant code; :func:`start_app` gives a 1.x-style isolated test app registered next
+to the default one. Implementation modules are private.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from foundation._app import PROCESS_REGISTRY, SERVICE_REGISTRY, FoundationApp, app, production, start_app
+from foundation._app import FoundationApp, app, default_app, start_app
+from foundation._app import stats as _stats
 from foundation._app import version as _version
 from foundation._clock import Clock, ManualClock, SystemClock
 from foundation._config import ConfigData, ConfigServer
+from foundation._distribution import BEAM, attach, detach
 from foundation._error_context import Breadcrumb, ErrorContext
 from foundation._errors import (
     AlreadyExists,
@@ -70,7 +78,8 @@ __all__ = [
     # lifecycle
     "initialize", "status", "available", "health", "version", "shutdown",
     # apps, namespaces, time
-    "FoundationApp", "start_app", "app", "TestNamespace", "Namespace", "Clock", "SystemClock", "ManualClock",
+    "FoundationApp", "start_app", "app", "default_app", "stats", "TestNamespace", "Namespace", "Clock",
+    "SystemClock", "ManualClock",
     # types
     "ConfigData", "Event", "Breadcrumb", "TelemetryConfig", "ConfigServer", "EventStore", "TelemetryService",
     "InfrastructureImpl", "ProcessRegistryImpl", "ServiceRegistryImpl", "as_result",
@@ -83,45 +92,76 @@ __all__ = [
     "PoolAlreadyExists", "CheckoutTimeout",
 ]
 
-from ._distribution import BEAM, attach, detach  # noqa: E402  (after the app exists)
+# The 1.x facades: attributes of the default app, resolved on first access by __getattr__ below (the
+# annotations only tell type checkers what they are).
+#: The default app's configuration service (1.x ``Foundation.Config``).
+Config: ConfigServer
+#: The default app's event store (1.x ``Foundation.Events``).
+Events: EventStore
+#: The default app's telemetry service (1.x ``Foundation.Telemetry``).
+Telemetry: TelemetryService
+#: The default app's infrastructure (1.x ``Foundation.Infrastructure``).
+Infrastructure: InfrastructureImpl
+#: The default app's registries (1.x ``Foundation.ServiceRegistry`` / ``Foundation.ProcessRegistry``); apps
+#: from :func:`start_app` register here too.
+ServiceRegistry: ServiceRegistryImpl
+ProcessRegistry: ProcessRegistryImpl
 
-_app = production()
-#: The production configuration service (1.x ``Foundation.Config``).
-Config: ConfigServer = _app.config
-#: The production event store (1.x ``Foundation.Events``).
-Events: EventStore = _app.events
-#: The production telemetry service (1.x ``Foundation.Telemetry``).
-Telemetry: TelemetryService = _app.telemetry
-#: The production infrastructure (1.x ``Foundation.Infrastructure``).
-Infrastructure: InfrastructureImpl = _app.infrastructure
-#: The process-wide registries (1.x ``Foundation.ServiceRegistry`` / ``Foundation.ProcessRegistry``).
-ServiceRegistry: ServiceRegistryImpl = SERVICE_REGISTRY
-ProcessRegistry: ProcessRegistryImpl = PROCESS_REGISTRY
+_FACADES: dict[str, Callable[[FoundationApp], Any]] = {
+    "Config": lambda a: a.config,
+    "Events": lambda a: a.events,
+    "Telemetry": lambda a: a.telemetry,
+    "Infrastructure": lambda a: a.infrastructure,
+    "ServiceRegistry": lambda a: a.service_registry,
+    "ProcessRegistry": lambda a: a.process_registry,
+}
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: the facades, from the default app (created on first use). Cached in the module once
+    resolved; the default app keeps the same service objects across ``shutdown``/``initialize``."""
+    get = _FACADES.get(name)
+    if get is None:
+        raise AttributeError(f"module 'foundation' has no attribute {name!r}")
+    value = get(default_app())
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, including the facades not resolved yet (listing them creates nothing)."""
+    return sorted(set(globals()) | set(_FACADES))
+
+
+def stats() -> dict[str, Any]:
+    """``{"default_app_created": bool, "started_apps": int}``; never creates the default app (it is
+    created lazily, on the first use of a facade or a lifecycle function)."""
+    return _stats()
 
 
 def initialize(config: Mapping[str, Any] | None = None) -> None:
-    """Start the production services (each a no-op if running); ``config`` is deep-merged over the
+    """Start the default app's services (each a no-op if running); ``config`` is deep-merged over the
     defaults when the config service starts.
 
     Raises:
         ValidationFailed: the configuration is invalid.
     """
-    _app.initialize(config)
+    default_app().initialize(config)
 
 
 def status() -> dict[str, Any]:
-    """``{"config": ..., "events": ..., "telemetry": ...}`` service statuses of the production app."""
-    return _app.status()
+    """``{"config": ..., "events": ..., "telemetry": ...}`` service statuses of the default app."""
+    return default_app().status()
 
 
 def available() -> bool:
     """True if config, events and telemetry are all running (1.x ``available?/0``)."""
-    return _app.available()
+    return default_app().available()
 
 
 def health() -> dict[str, Any]:
-    """``{"status": "healthy" | "degraded", "timestamp", "services", ...}`` of the production app."""
-    return _app.health()
+    """``{"status": "healthy" | "degraded", "timestamp", "services", ...}`` of the default app."""
+    return default_app().health()
 
 
 def version() -> str:
@@ -130,5 +170,5 @@ def version() -> str:
 
 
 def shutdown() -> None:
-    """Stop the production services; :func:`initialize` starts them again with fresh state."""
-    _app.shutdown()
+    """Stop the default app's services; :func:`initialize` starts them again with fresh state."""
+    default_app().shutdown()

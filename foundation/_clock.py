@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from foundation._errors import value_error
+
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
 
@@ -81,8 +83,6 @@ class ManualClock:
     def advance(self, ms: float) -> None:
         """Move time forward by ``ms`` milliseconds (fractions allowed). Raises FoundationValueError if negative."""
         if ms < 0:
-            from foundation._errors import value_error
-
             raise value_error("a monotonic clock cannot go backwards", ms=ms)
         with self._lock:
             self._ns += int(ms * 1_000_000)
@@ -90,8 +90,6 @@ class ManualClock:
     def advance_ns(self, ns: int) -> None:
         """Move time forward by ``ns`` nanoseconds. Raises FoundationValueError if negative."""
         if ns < 0:
-            from foundation._errors import value_error
-
             raise value_error("a monotonic clock cannot go backwards", ns=ns)
         with self._lock:
             self._ns += ns

@@ -16,15 +16,13 @@ import copy
 import queue
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from foundation._errors import Error, FoundationError, raise_error, type_error
 from foundation._graceful import ConfigFallback
-from foundation._service import Service
+from foundation._ports import EventSink, MetricsSink
+from foundation._service import AppEnv, Service
 from foundation._utils import Utils
-
-if TYPE_CHECKING:
-    from foundation._app import FoundationApp
 
 __all__ = ["DEFAULTS", "UPDATABLE_PATHS", "ConfigData", "ConfigServer", "Mailbox"]
 
@@ -362,15 +360,19 @@ class ConfigServer(Service):
     unavailable_code = 5000
     forbidden_code = 5002
 
-    def __init__(self, app: FoundationApp) -> None:
-        super().__init__(app)
+    def __init__(self, env: AppEnv, *, events: EventSink | None, telemetry: MetricsSink) -> None:
+        """``events`` receives the ``config_updated``/``config_reset`` audit events (None: not recorded);
+        ``telemetry`` the ``config_updates``/``config_resets`` counters."""
+        super().__init__(env)
+        self._events = events
+        self._telemetry = telemetry
         self._overrides: dict[str, Any] = {}
         self._data: dict[str, Any] = copy.deepcopy(DEFAULTS)
         self._subscribers: dict[int, Any] = {}
         self._updates_count = 0
         self._last_update: int | None = None
         #: 1.x ``Foundation.Config.GracefulDegradation``: cached reads while the service is down.
-        self.GracefulDegradation = ConfigFallback(app)  # noqa: N815 - 1.x module name
+        self.GracefulDegradation = ConfigFallback(self, env.clock)  # noqa: N815 - 1.x module name
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -501,7 +503,7 @@ class ConfigServer(Service):
             previous = Utils.get_nested(self._data, p)
             self._data = new_data
             self._updates_count += 1
-            now = self._app.clock.monotonic_ms()
+            now = self._env.clock.monotonic_ms()
             self._last_update = now
             self._notify(("config_updated", p, copy.deepcopy(value)))
             self._record("config_updated", {"path": list(p), "new_value": value, "previous_value": previous,
@@ -537,7 +539,7 @@ class ConfigServer(Service):
             self._data = copy.deepcopy(DEFAULTS)
             snapshot = ConfigData(copy.deepcopy(self._data))
             self._notify(("config_reset", snapshot))
-            self._record("config_reset", {"timestamp": self._app.clock.monotonic_ms()},
+            self._record("config_reset", {"timestamp": self._env.clock.monotonic_ms()},
                          ("foundation", "config_resets"), {})
 
     def reset_state(self) -> None:
@@ -600,10 +602,10 @@ class ConfigServer(Service):
                 continue
 
     def _record(self, event_type: str, data: dict[str, Any], counter: Path, metadata: dict[str, Any]) -> None:
-        events = self._app.events
-        if events.available():
+        events = self._events
+        if events is not None and events.available():
             try:
                 events.store(events.new_event(event_type, data))
             except FoundationError:
                 pass  # 1.x ignored event-store failures here too; the update itself succeeded
-        self._app.telemetry.emit_counter(counter, metadata)
+        self._telemetry.emit_counter(counter, metadata)

@@ -6,6 +6,9 @@ every ``add_*`` returns a new one. ``with_context(ctx, fn)`` sets the variable f
 on success it returns ``fn()`` and emits the ``("foundation", "operations", "duration")`` gauge (ms), on
 failure it raises :class:`FoundationError` (``internal_error``, 2401, critical) whose context holds the
 operation's breadcrumbs, chained to the original exception (1.x returned that error as a tuple).
+
+Both the gauge and the error metrics go to the context's ``telemetry`` (inherited by child contexts;
+``FoundationApp.error_context`` binds an app's), else to the default app's telemetry.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 
 from foundation._clock import Clock, SystemClock
 from foundation._errors import Error, FoundationError, exception_for
+from foundation._ports import MetricsSink, default_sink
 from foundation._utils import Utils
 
 __all__ = ["Breadcrumb", "ErrorContext"]
@@ -51,19 +55,23 @@ class ErrorContext:
     breadcrumbs: tuple[Breadcrumb, ...] = ()
     parent_context: ErrorContext | None = None
     clock: Clock = field(default=_DEFAULT_CLOCK, repr=False, compare=False)
+    #: Where :meth:`with_context` reports (None: the default app's telemetry).
+    telemetry: MetricsSink | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def new(cls, module: str, function: str, *, correlation_id: str | None = None,
             metadata: Mapping[str, Any] | None = None, parent_context: ErrorContext | None = None,
-            clock: Clock | None = None) -> ErrorContext:
-        """A context with one breadcrumb and a fresh UUID correlation id unless given."""
+            clock: Clock | None = None, telemetry: MetricsSink | None = None) -> ErrorContext:
+        """A context with one breadcrumb and a fresh UUID correlation id unless given. ``clock`` and
+        ``telemetry`` default to the parent's (else the system clock and the default app's telemetry)."""
         clk = clock or (parent_context.clock if parent_context else _DEFAULT_CLOCK)
+        sink = telemetry or (parent_context.telemetry if parent_context else None)
         now = clk.monotonic_ms()
         return cls(operation_id=Utils.generate_id(), module=module, function=function,
                    correlation_id=correlation_id or Utils.generate_correlation_id(), start_time=now,
                    metadata=dict(metadata or {}),
                    breadcrumbs=(Breadcrumb(module, function, now, {}),),
-                   parent_context=parent_context, clock=clk)
+                   parent_context=parent_context, clock=clk, telemetry=sink)
 
     @classmethod
     def child_context(cls, parent: ErrorContext, module: str, function: str,
@@ -74,7 +82,7 @@ class ErrorContext:
                    correlation_id=parent.correlation_id, start_time=now,
                    metadata={**parent.metadata, **(metadata or {})},
                    breadcrumbs=(*parent.breadcrumbs, Breadcrumb(module, function, now, dict(metadata or {}))),
-                   parent_context=parent, clock=parent.clock)
+                   parent_context=parent, clock=parent.clock, telemetry=parent.telemetry)
 
     def add_breadcrumb(self, module: str, function: str, metadata: Mapping[str, Any] | None = None) -> ErrorContext:
         """A copy with one more breadcrumb."""
@@ -118,15 +126,14 @@ class ErrorContext:
 
     @staticmethod
     def with_context(ctx: ErrorContext, fn: Callable[[], T]) -> T:
-        """Run ``fn`` with ``ctx`` current; return its result and emit the operation-duration gauge.
+        """Run ``fn`` with ``ctx`` current; return its result and emit the operation-duration gauge (on
+        ``ctx.telemetry``, else the default app's).
 
         Raises:
             FoundationError: ``internal_error`` (2401) when ``fn`` raises anything but a FoundationError,
                 whose context has ``exception_type``, ``exception_message`` and ``operation_context``;
                 a FoundationError from ``fn`` is re-raised enhanced with the operation context.
         """
-        from foundation._app import production
-
         with ErrorContext.scope(ctx):
             try:
                 result = fn()
@@ -137,10 +144,11 @@ class ErrorContext:
                                 stacktrace=exc,
                                 context={"exception_type": type(exc).__name__, "exception_message": str(exc),
                                          "operation_context": ctx._operation_context()})
-                err.collect_error_metrics()
+                err.collect_error_metrics(ctx.telemetry)
                 raise exception_for(err) from exc
-        production().telemetry.emit_gauge(("foundation", "operations", "duration"), ctx.get_operation_duration(),
-                                          {"module": ctx.module, "function": ctx.function})
+        (ctx.telemetry or default_sink()).emit_gauge(("foundation", "operations", "duration"),
+                                                     ctx.get_operation_duration(),
+                                                     {"module": ctx.module, "function": ctx.function})
         return result
 
     @staticmethod

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, NoReturn, ParamSpec, TypeVar
 
+from foundation._ports import MetricsSink, default_sink
+
 __all__ = [
     "AlreadyExists",
     "AlreadyRegistered",
@@ -325,11 +327,10 @@ class Error:
         """``"[code:type] message | Context: ... | Severity: s"`` (1.x ``to_string/1``)."""
         return str(self)
 
-    def collect_error_metrics(self) -> None:
-        """Emit counter ``("foundation", "errors", category, subcategory)`` on the production telemetry."""
-        from foundation._app import production
-
-        production().telemetry.emit_counter(
+    def collect_error_metrics(self, telemetry: MetricsSink | None = None) -> None:
+        """Emit counter ``("foundation", "errors", category, subcategory)`` on ``telemetry`` (an app's
+        Telemetry service; default: the default app's, created on first use)."""
+        (telemetry or default_sink()).emit_counter(
             ("foundation", "errors", self.category, self.subcategory),
             {"error_type": self.error_type, "severity": self.severity, "code": self.code},
         )

@@ -18,17 +18,15 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
 from foundation._errors import Error, FoundationError, raise_error, type_error, value_error
 from foundation._graceful import EventsFallback
-from foundation._service import Service
+from foundation._ports import MetricsSink
+from foundation._service import AppEnv, Service
 from foundation._utils import Utils, packb
-
-if TYPE_CHECKING:
-    from foundation._app import FoundationApp
 
 __all__ = ["Event", "EventStore"]
 
@@ -150,14 +148,21 @@ class EventStore(Service):
     unavailable_code = 3000
     forbidden_code = 3002
 
-    def __init__(self, app: FoundationApp) -> None:
-        super().__init__(app)
+    def __init__(self, env: AppEnv, *, telemetry: MetricsSink,
+                 hot_settings: Callable[[], Mapping[str, Any] | None] = lambda: None) -> None:
+        """``telemetry`` receives the ``events_stored`` counters; ``hot_settings()`` is read at each start
+        for the ``storage.hot`` limits (``max_events``, ``max_age_seconds``, ``prune_interval``); the app
+        passes its config's ``storage.hot`` (the config service is built after this store, since it
+        records its audit events here)."""
+        super().__init__(env)
+        self._telemetry = telemetry
+        self._hot_settings = hot_settings
         self._reset_storage()
         self._max_events = 100_000
         self._max_age_ms = 3_600_000
         self._prune_interval_ms = 60_000
         #: 1.x ``Foundation.Events.GracefulDegradation``: helpers that degrade instead of raising.
-        self.GracefulDegradation = EventsFallback(app)  # noqa: N815 - 1.x module name
+        self.GracefulDegradation = EventsFallback(self)  # noqa: N815 - 1.x module name
 
     def _reset_storage(self) -> None:
         self._events: dict[int, Event] = {}
@@ -173,7 +178,7 @@ class EventStore(Service):
         self._pruned = 0
         self._dropped = 0
         self._expired = 0
-        self._last_sweep_ms = self._app.clock.monotonic_ms()
+        self._last_sweep_ms = self._env.clock.monotonic_ms()
 
     def _on_start(self) -> None:
         self._reset_storage()
@@ -184,7 +189,7 @@ class EventStore(Service):
             return
         # Read the config before taking our own lock: the config service calls into the store while it
         # holds its lock (update -> store event), so the lock order is always config -> events.
-        hot = self._app.config.get_with_default(("storage", "hot"), None) or {}
+        hot = self._hot_settings() or {}
         with self._lock:
             if self._running:
                 return
@@ -220,13 +225,13 @@ class EventStore(Service):
         Raises:
             ValidationFailed: 2001/2002/2003 (see :func:`validate_event`).
         """
-        clock = self._app.clock
+        clock = self._env.clock
         event = Event(
             event_type=event_type,
             event_id=Utils.generate_id() if event_id is None else event_id,
             timestamp=clock.monotonic_ms() if timestamp is None else timestamp,
             wall_time=clock.wall() if wall_time is None else wall_time,
-            node=self._app.node_name if node is None else node,
+            node=self._env.node_name if node is None else node,
             pid=os.getpid() if pid is None else pid,
             correlation_id=Utils.generate_correlation_id() if correlation_id is None else correlation_id,
             parent_id=parent_id,
@@ -364,7 +369,7 @@ class EventStore(Service):
         while len(self._events) > self._max_events:
             self._remove(next(iter(self._events)))
             self._dropped += 1
-        now = self._app.clock.monotonic_ms()
+        now = self._env.clock.monotonic_ms()
         if now - self._last_sweep_ms >= self._prune_interval_ms:
             self._sweep_expired(now)
 
@@ -382,7 +387,7 @@ class EventStore(Service):
         ``prune_interval`` ms during stores); return how many were dropped."""
         with self._lock:
             self._check_running()
-            return self._sweep_expired(self._app.clock.monotonic_ms())
+            return self._sweep_expired(self._env.clock.monotonic_ms())
 
     def store(self, event: Event) -> int:
         """Validate and store ``event``; return its id. An existing id is overwritten (1.x).
@@ -397,7 +402,7 @@ class EventStore(Service):
             self._check_running()
             self._insert(event, size)
             self._enforce_limits()
-        self._app.telemetry.emit_counter(("foundation", "event_store", "events_stored"),
+        self._telemetry.emit_counter(("foundation", "event_store", "events_stored"),
                                          {"event_type": event.event_type, "event_id": event.event_id})
         return event.event_id
 
@@ -418,7 +423,7 @@ class EventStore(Service):
                 self._insert(event, size)
             self._enforce_limits()
         if events:
-            self._app.telemetry.emit_counter(("foundation", "event_store", "events_stored"),
+            self._telemetry.emit_counter(("foundation", "event_store", "events_stored"),
                                              {"batch": True}, value=len(events))
         return [e.event_id for e in events]
 

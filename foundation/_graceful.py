@@ -18,14 +18,14 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from foundation._clock import Clock
 from foundation._errors import Error, FoundationError, raise_error
 from foundation._utils import Utils, packb
 
-if TYPE_CHECKING:
-    from foundation._app import FoundationApp
-    from foundation._events import Event
+# An Event of foundation._events; that module builds EventsFallback, so this one must not import it.
+Event = Any
 
 __all__ = ["ConfigFallback", "EventsFallback"]
 
@@ -35,8 +35,10 @@ log = logging.getLogger("foundation.graceful")
 class ConfigFallback:
     """Config reads served from a cache while the config service is unavailable. Thread-safe."""
 
-    def __init__(self, app: FoundationApp, ttl_ms: int = 300_000) -> None:
-        self._app = app
+    def __init__(self, config: Any, clock: Clock, ttl_ms: int = 300_000) -> None:
+        # ``config`` is the ConfigServer that builds this object (get/update are used).
+        self._config = config
+        self._clock = clock
         self.ttl_ms = ttl_ms
         self._lock = threading.Lock()
         self._cache: dict[tuple[Any, ...], tuple[Any, int]] = {}
@@ -61,7 +63,7 @@ class ConfigFallback:
         """
         key = tuple(path)
         try:
-            value = self._app.config.get(path)
+            value = self._config.get(path)
         except FoundationError as exc:
             with self._lock:
                 cached = self._cache.get(key)
@@ -70,18 +72,18 @@ class ConfigFallback:
             raise_error(Error.new("config_unavailable", f"config unavailable and {list(key)} not cached",
                                   context={"path": list(key), "reason": exc.error.error_type}), exc)
         with self._lock:
-            self._cache[key] = (value, self._app.clock.monotonic_ms())
+            self._cache[key] = (value, self._clock.monotonic_ms())
         return value
 
     def update_with_fallback(self, path: Sequence[str], value: Any) -> None:
         """``Config.update``; when the service is unavailable the update is remembered for
         :meth:`retry_pending_updates` and the error is still raised (as in 1.x)."""
         try:
-            self._app.config.update(path, value)
+            self._config.update(path, value)
         except FoundationError as exc:
             if exc.error.error_type == "service_unavailable":
                 with self._lock:
-                    self._pending[tuple(path)] = (value, self._app.clock.monotonic_ms())
+                    self._pending[tuple(path)] = (value, self._clock.monotonic_ms())
             raise
 
     def retry_pending_updates(self) -> int:
@@ -92,7 +94,7 @@ class ConfigFallback:
         done = 0
         for key, (value, _) in pending:
             try:
-                self._app.config.update(key, value)
+                self._config.update(key, value)
             except FoundationError as exc:
                 if exc.error.error_type == "service_unavailable":
                     continue
@@ -106,7 +108,7 @@ class ConfigFallback:
 
     def cleanup_expired_cache(self) -> int:
         """Drop cache entries older than ``ttl_ms``; return how many."""
-        cutoff = self._app.clock.monotonic_ms() - self.ttl_ms
+        cutoff = self._clock.monotonic_ms() - self.ttl_ms
         with self._lock:
             old = [k for k, (_, ts) in self._cache.items() if ts < cutoff]
             for k in old:
@@ -124,15 +126,16 @@ class ConfigFallback:
 class EventsFallback:
     """Event helpers that degrade instead of raising. Thread-safe."""
 
-    def __init__(self, app: FoundationApp, buffer_size: int = 100) -> None:
-        self._app = app
+    def __init__(self, events: Any, buffer_size: int = 100) -> None:
+        # ``events`` is the EventStore that builds this object (new_event/serialize/store/query are used).
+        self._events = events
         self._lock = threading.Lock()
         self._buffer: deque[Event] = deque(maxlen=buffer_size)
         self.buffer_dropped = 0
 
     def new_event_safe(self, event_type: str, data: Any = None, **opts: Any) -> Event:
         """``new_event``; if the data is invalid, an event whose data is a safe text preview instead."""
-        events = self._app.events
+        events = self._events
         try:
             return events.new_event(event_type, data, **opts)
         except FoundationError as exc:
@@ -143,7 +146,8 @@ class EventsFallback:
     def serialize_safe(self, event: Event) -> bytes:
         """``serialize``; on failure msgpack ``{"fallback": "json", "json": ...}`` or a minimal map."""
         try:
-            return self._app.events.serialize(event)
+            blob: bytes = self._events.serialize(event)
+            return blob
         except FoundationError:
             try:
                 text = json.dumps(event.to_dict(), default=repr)
@@ -155,7 +159,7 @@ class EventsFallback:
     def deserialize_safe(self, blob: bytes) -> Event | dict[str, Any]:
         """``deserialize``; a fallback form from :meth:`serialize_safe` (or garbage) comes back as a dict."""
         try:
-            return self._app.events.deserialize(blob)
+            return self._events.deserialize(blob)
         except FoundationError as exc:
             import msgpack
 
@@ -171,7 +175,8 @@ class EventsFallback:
         """``store``; while the store is unavailable the event is buffered (bounded, oldest dropped) and
         ``None`` returned. Invalid events are logged and dropped (``None``)."""
         try:
-            return self._app.events.store(event)
+            event_id: int = self._events.store(event)
+            return event_id
         except FoundationError as exc:
             if exc.error.error_type == "service_unavailable":
                 with self._lock:
@@ -189,7 +194,7 @@ class EventsFallback:
         stored = 0
         for i, event in enumerate(pending):
             try:
-                self._app.events.store(event)
+                self._events.store(event)
                 stored += 1
             except FoundationError as exc:
                 if exc.error.error_type == "service_unavailable":
@@ -206,6 +211,6 @@ class EventsFallback:
     def query_safe(self, spec: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[list[Event], str | None]:
         """``(query(...), None)``, or ``([], warning)`` when the query fails (1.x ``{:ok, [], %{warning}}``)."""
         try:
-            return self._app.events.query(spec, **kwargs), None
+            return self._events.query(spec, **kwargs), None
         except FoundationError as exc:
             return [], f"query failed: {exc.error.error_type}"

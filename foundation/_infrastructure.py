@@ -28,12 +28,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from foundation._clock import Clock
 from foundation._errors import Error, FoundationError, raise_error, type_error, value_error
-
-if TYPE_CHECKING:
-    from foundation._app import FoundationApp
+from foundation._ports import MetricsSink, SettingsSource
 
 __all__ = ["CircuitBreakers", "ConnectionManager", "Infrastructure", "RateLimiter"]
 
@@ -64,13 +63,14 @@ class _Fuse:
 class CircuitBreakers:
     """Named fuses of one app (1.x ``Infrastructure.CircuitBreaker``). Thread-safe."""
 
-    def __init__(self, app: FoundationApp) -> None:
-        self._app = app
+    def __init__(self, *, clock: Clock, telemetry: MetricsSink) -> None:
+        self._clock = clock
+        self._telemetry = telemetry
         self._lock = threading.Lock()
         self._fuses: dict[str, _Fuse] = {}
 
     def _emit(self, event: str, name: str, **meta: Any) -> None:
-        self._app.telemetry.emit_counter(("foundation", "foundation", "infra", "circuit_breaker", event),
+        self._telemetry.emit_counter(("foundation", "foundation", "infra", "circuit_breaker", event),
                                          {"name": name, **meta})
 
     @staticmethod
@@ -129,7 +129,7 @@ class CircuitBreakers:
             ProtectedOperationFailed: 5003 when ``fn`` raises (chained); the failure melts the fuse.
         """
         self._check_name(name, 5010)
-        now = self._app.clock.monotonic_ms()
+        now = self._clock.monotonic_ms()
         with self._lock:
             if name not in self._fuses:
                 missing = True
@@ -159,7 +159,7 @@ class CircuitBreakers:
         return result
 
     def _melt(self, name: str, fuse: _Fuse) -> None:
-        now = self._app.clock.monotonic_ms()
+        now = self._clock.monotonic_ms()
         with self._lock:
             while fuse.melts and fuse.melts[0] <= now - fuse.refresh_ms:
                 fuse.melts.popleft()
@@ -179,7 +179,7 @@ class CircuitBreakers:
     def get_status(self, name: str) -> str:
         """``"ok"`` or ``"blown"``. Raises CircuitBreakerNotFound (5007), 5011 ``invalid_input``."""
         self._check_name(name, 5011)
-        now = self._app.clock.monotonic_ms()
+        now = self._clock.monotonic_ms()
         with self._lock:
             fuse = self._fuse(name, 5007)
             self._heal_if_due(name, fuse, now)
@@ -214,11 +214,13 @@ class _Bucket:
 class RateLimiter:
     """Fixed-window rate limiting of one app (1.x ``Infrastructure.RateLimiter``). Thread-safe."""
 
-    def __init__(self, app: FoundationApp) -> None:
-        self._app = app
+    def __init__(self, *, clock: Clock, telemetry: MetricsSink, settings: SettingsSource) -> None:
+        self._clock = clock
+        self._telemetry = telemetry
+        self._settings = settings
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
-        self._last_sweep = app.clock.monotonic_ms()
+        self._last_sweep = clock.monotonic_ms()
 
     @staticmethod
     def bucket_key(entity_id: Any, operation: Any) -> str:
@@ -226,11 +228,11 @@ class RateLimiter:
         return f"foundation:{entity_id}:{operation}"
 
     def _emit(self, event: str, operation: Any, **meta: Any) -> None:
-        self._app.telemetry.emit_counter(("foundation", "foundation", "infra", "rate_limiter", event),
+        self._telemetry.emit_counter(("foundation", "foundation", "infra", "rate_limiter", event),
                                          {"operation": str(operation), **meta})
 
     def _sweep(self, now: int) -> None:
-        interval = self._app.config.get_with_default(("infrastructure", "rate_limiting", "cleanup_interval"),
+        interval = self._settings.get_with_default(("infrastructure", "rate_limiting", "cleanup_interval"),
                                                      300_000)
         if now - self._last_sweep < interval:
             return
@@ -251,7 +253,7 @@ class RateLimiter:
             raise value_error("limit and time_window_ms must be positive ints", limit=limit,
                               time_window_ms=time_window_ms)
         key = self.bucket_key(entity_id, operation)
-        now = self._app.clock.monotonic_ms()
+        now = self._clock.monotonic_ms()
         with self._lock:
             self._sweep(now)
             start = now - now % time_window_ms
@@ -290,7 +292,7 @@ class RateLimiter:
         current_count, limit, window_ms, remaining, reset_in_ms, entity_id, operation}``; counts are 0 and
         limits ``None`` for a bucket never used (or whose window ended)."""
         key = self.bucket_key(entity_id, operation)
-        now = self._app.clock.monotonic_ms()
+        now = self._clock.monotonic_ms()
         with self._lock:
             b = self._buckets.get(key)
             if b is not None and now >= b.window_start + b.window_ms:
@@ -343,13 +345,17 @@ def _close_worker(worker: Any) -> None:
 class ConnectionManager:
     """Named worker pools of one app (1.x ``Infrastructure.ConnectionManager``). Thread-safe."""
 
-    def __init__(self, app: FoundationApp) -> None:
-        self._app = app
+    def __init__(self, *, telemetry: MetricsSink, settings: SettingsSource,
+                 protection: Callable[[str], dict[str, Any] | None]) -> None:
+        """``protection(name)`` gives the ``configure_protection`` limits of ``name`` (pool defaults)."""
+        self._telemetry = telemetry
+        self._settings = settings
+        self._protection_of = protection
         self._lock = threading.Lock()
         self._pools: dict[str, _Pool] = {}
 
     def _emit(self, event: str, name: str) -> None:
-        self._app.telemetry.emit_counter(("foundation", "foundation", "connection_pool", event), {"pool": name})
+        self._telemetry.emit_counter(("foundation", "foundation", "connection_pool", event), {"pool": name})
 
     def start_pool(self, name: str, *, worker_factory: Callable[..., Any], size: int | None = None,
                    max_overflow: int | None = None, strategy: str | None = None,
@@ -367,9 +373,9 @@ class ConnectionManager:
             raise type_error("pool name must be a non-empty str")
         if not callable(worker_factory):
             raise type_error("worker_factory must be callable")
-        defaults = dict(self._app.config.get_with_default(("infrastructure", "connection_pool", "default_config"),
+        defaults = dict(self._settings.get_with_default(("infrastructure", "connection_pool", "default_config"),
                                                           {}) or {})
-        protection = self._app.infrastructure.protection_config(name)
+        protection = self._protection_of(name)
         if protection:
             defaults.update(protection.get("connection_pool", {}))
         size = size if size is not None else defaults.get("size", 5)
@@ -534,19 +540,23 @@ class Infrastructure:
     1.x modules. Thread-safe.
     """
 
-    def __init__(self, app: FoundationApp) -> None:
-        self._app = app
+    def __init__(self, *, clock: Clock, config: SettingsSource, telemetry: MetricsSink) -> None:
+        """``config`` gives the ``infrastructure.*`` settings; ``telemetry`` receives the counters."""
+        self._clock = clock
+        self._settings = config
+        self._telemetry = telemetry
         self._lock = threading.Lock()
         self._protection: dict[str, dict[str, Any]] = {}
-        self.CircuitBreaker = CircuitBreakers(app)  # noqa: N815 - 1.x module name
-        self.RateLimiter = RateLimiter(app)  # noqa: N815
-        self.ConnectionManager = ConnectionManager(app)  # noqa: N815
+        self.CircuitBreaker = CircuitBreakers(clock=clock, telemetry=telemetry)  # noqa: N815 - 1.x module name
+        self.RateLimiter = RateLimiter(clock=clock, telemetry=telemetry, settings=config)  # noqa: N815
+        self.ConnectionManager = ConnectionManager(  # noqa: N815
+            telemetry=telemetry, settings=config, protection=self.protection_config)
 
     def _emit(self, event: str, **meta: Any) -> None:
-        self._app.telemetry.emit_counter(("foundation", "foundation", "infrastructure", event), meta)
+        self._telemetry.emit_counter(("foundation", "foundation", "infrastructure", event), meta)
 
     def _enabled(self, component: str) -> bool:
-        return bool(self._app.config.get_with_default(("infrastructure", component, "enabled"), True))
+        return bool(self._settings.get_with_default(("infrastructure", component, "enabled"), True))
 
     def execute_protected(
         self,
@@ -625,7 +635,7 @@ class Infrastructure:
         if protection:
             rl = protection["rate_limiter"]
             return rl["limit"], rl["scale"]
-        rules = self._app.config.get_with_default(("infrastructure", "rate_limiting", "default_rules"), {}) or {}
+        rules = self._settings.get_with_default(("infrastructure", "rate_limiting", "default_rules"), {}) or {}
         spec = rules.get(rule)
         if not spec:
             raise value_error(f"no rate limiting rule {rule!r} in config or configure_protection",
@@ -686,7 +696,7 @@ class Infrastructure:
         """
         if not isinstance(name, str) or not name:
             raise value_error("invalid circuit breaker name", reason="invalid_name")
-        defaults = self._app.config.get_with_default(("infrastructure", "circuit_breaker", "default_config"),
+        defaults = self._settings.get_with_default(("infrastructure", "circuit_breaker", "default_config"),
                                                      {"failure_threshold": 5, "recovery_time": 30_000}) or {}
         cfg = {**defaults, **(config or {})}
         if not (_pos_int(cfg.get("failure_threshold")) and _pos_int(cfg.get("recovery_time"))):
@@ -706,4 +716,4 @@ class Infrastructure:
         """``{fuse: "running", hammer: "configured", circuit_breakers, rate_limit_buckets, pools, timestamp}``."""
         return {"fuse": "running", "hammer": "configured", "circuit_breakers": self.CircuitBreaker.list(),
                 "rate_limit_buckets": self.RateLimiter.bucket_count(), "pools": self.ConnectionManager.list_pools(),
-                "timestamp": self._app.clock.monotonic_ms()}
+                "timestamp": self._clock.monotonic_ms()}

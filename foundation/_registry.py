@@ -5,6 +5,12 @@ A namespace is ``"production"`` or ``("test", uuid.UUID)`` (see :func:`TestNames
 "processes": an object exposing ``is_alive()`` (a thread, a service, your own class) is treated as absent
 once it reports dead and is then lazily removed, as 1.x did with dead pids. ``ServiceRegistry`` adds the
 1.x error results (5001 ``service_not_found``), health checks, waiting and telemetry on top.
+
+Every app owns a registry pair; the default app's pair is ``foundation.ProcessRegistry`` /
+``foundation.ServiceRegistry``, and apps started with ``start_app`` share it (as 1.x test namespaces shared
+the one Registry). Registry telemetry is accounted to the namespace's own app: an operation on a namespace
+whose ``telemetry_service`` is registered goes to that service, anything else to the registry owner's
+telemetry -- so a test app's lookups never show up in the default app's metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 from foundation._clock import Clock, SystemClock
 from foundation._errors import Error, FoundationError, raise_error, type_error
+from foundation._ports import MetricsSink, default_sink
 
 __all__ = ["Namespace", "ProcessRegistryImpl", "ServiceRegistryImpl", "TestNamespace"]
 
@@ -122,6 +129,12 @@ class ProcessRegistryImpl:
         with self._lock:
             return {svc: self._entries[(ns, svc)][0] for svc in self._names(ns)}
 
+    def namespaces(self) -> list[Namespace]:
+        """Every namespace with at least one live entry (``"production"`` first, then test namespaces)."""
+        with self._lock:
+            live = {ns for ns, svc in list(self._entries) if self._live((ns, svc))}
+        return sorted(live, key=lambda ns: (ns != "production", str(ns)))
+
     def registered(self, namespace: Namespace, service: str) -> bool:
         """True if a live object holds the name (1.x ``registered?/2``)."""
         return self.lookup(namespace, service) is not None
@@ -193,18 +206,32 @@ class ServiceRegistryImpl:
     """The 1.x ServiceRegistry (public instance ``foundation.ServiceRegistry``). Thread-safe.
 
     Emits ``("foundation", "foundation", "registry", "lookup")`` ``{duration}`` and ``(..., "register")``
-    ``{count: 1}`` with metadata ``{namespace, service, result}`` on the production telemetry.
+    ``{count: 1}`` with metadata ``{namespace, service, result}`` on the telemetry of the namespace's app
+    (its registered ``telemetry_service``), else on ``telemetry`` (the owning app's).
+
+    Args:
+        processes: the ProcessRegistry holding the entries.
+        telemetry: where operations on namespaces without a running telemetry service are accounted
+            (None: the default app's, as in 1.x; every app passes its own).
     """
 
-    def __init__(self, processes: ProcessRegistryImpl) -> None:
+    def __init__(self, processes: ProcessRegistryImpl, telemetry: MetricsSink | None = None) -> None:
         self._processes = processes
+        self._telemetry = telemetry
+
+    def _sink(self, namespace: Namespace) -> MetricsSink:
+        try:
+            own = self._processes.lookup(namespace, "telemetry_service")
+        except FoundationError:  # malformed namespace: the caller's own check reports it
+            own = None
+        if isinstance(own, MetricsSink):
+            return own
+        return self._telemetry if self._telemetry is not None else default_sink()
 
     def _emit(self, op: str, measurements: dict[str, Any], namespace: Namespace, service: str, result: str) -> None:
-        from foundation._app import production
-
-        production().telemetry.execute(("foundation", "foundation", "registry", op), measurements,
-                                       {"namespace": namespace_label(namespace), "service": service,
-                                        "result": result})
+        self._sink(namespace).execute(("foundation", "foundation", "registry", op), measurements,
+                                      {"namespace": namespace_label(namespace), "service": service,
+                                       "result": result})
 
     def register(self, namespace: Namespace, service: str, obj: Any) -> None:
         """See :meth:`ProcessRegistryImpl.register`."""
@@ -244,11 +271,9 @@ class ServiceRegistryImpl:
         return self._processes.via_tuple(namespace, service)
 
     def cleanup_test_namespace(self, namespace: Namespace) -> None:
-        """Stop and remove every entry of a test namespace (and its app, if one was started)."""
-        from foundation._app import forget_app
-
+        """Stop and remove every entry of a test namespace (its app, registered as ``foundation_app`` by
+        ``start_app``, is stopped with it)."""
         self._processes.cleanup_test_namespace(namespace)
-        forget_app(namespace)
 
     def health_check(self, namespace: Namespace, service: str, *, check: Callable[[Any], Any] | None = None,
                      timeout: float = 5.0) -> Any:

@@ -28,16 +28,13 @@ import resource
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from foundation._errors import Error, raise_error, type_error, value_error
-from foundation._service import Service
-
-if TYPE_CHECKING:
-    from foundation._app import FoundationApp
+from foundation._service import AppEnv, Service
 
 __all__ = ["Handler", "TelemetryConfig", "TelemetryService"]
 
@@ -213,8 +210,8 @@ class TelemetryService(Service):
     unavailable_code = None
     forbidden_code = 7002
 
-    def __init__(self, app: FoundationApp, config: TelemetryConfig | None = None) -> None:
-        super().__init__(app)
+    def __init__(self, env: AppEnv, config: TelemetryConfig | None = None) -> None:
+        super().__init__(env)
         self.config = config or TelemetryConfig()
         self._allow = frozenset(self.config.label_allowlist)
         self._metrics: dict[Name, _Metric] = {}
@@ -225,7 +222,7 @@ class TelemetryService(Service):
 
     def _on_start(self) -> None:
         self._metrics.clear()
-        self._last_cleanup_ms = self._app.clock.monotonic_ms()
+        self._last_cleanup_ms = self._env.clock.monotonic_ms()
 
     def initialize(self) -> None:
         """Start the service (a no-op if running); records the VM gauges when enabled."""
@@ -265,7 +262,7 @@ class TelemetryService(Service):
         with self._lock:
             if not self._running:
                 return
-            now = self._app.clock.monotonic_ms()
+            now = self._env.clock.monotonic_ms()
             self._record(name, measurements, meta, now)
             if now - self._last_cleanup_ms >= self.config.cleanup_interval_ms:
                 self._cleanup(now)
@@ -319,7 +316,7 @@ class TelemetryService(Service):
         """Run the retention sweep immediately (it otherwise runs during emits)."""
         with self._lock:
             self._check_running_telemetry()
-            self._cleanup(self._app.clock.monotonic_ms())
+            self._cleanup(self._env.clock.monotonic_ms())
 
     def _check_running_telemetry(self) -> None:
         if not self._running:
@@ -375,7 +372,7 @@ class TelemetryService(Service):
         """Context-manager form of :meth:`measure` (durations from the app clock, in ns)."""
         name = _normalize_name(event_name)
         meta = dict(metadata or {})
-        clock = self._app.clock
+        clock = self._env.clock
         start = clock.monotonic_ns()
         try:
             yield
@@ -527,7 +524,7 @@ class TelemetryService(Service):
                 slot = nxt
             existing = slot.get(name[-1])
             slot[name[-1]] = {**existing, **entry} if isinstance(existing, dict) else entry
-        out["retrieved_at"] = self._app.clock.monotonic_ms()
+        out["retrieved_at"] = self._env.clock.monotonic_ms()
         return out
 
     def get_metrics_for(self, prefix: Sequence[str]) -> dict[Name, dict[str, Any]]:
