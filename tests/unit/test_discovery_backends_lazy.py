@@ -36,6 +36,7 @@ def test_building_a_strategy_imports_its_library() -> None:
     ("dns", {"query": "example.test"}, "dns", "dnspython"),
     ("kubernetes", {"service": "x", "namespace": "y"}, "httpx", "httpx"),
     ("kubernetes", {"mode": "dns", "service": "x", "namespace": "y"}, "dns", "dnspython"),
+    ("consul", {}, "httpx", "httpx"),
 ])
 def test_a_missing_library_gives_one_line_naming_the_package(
     monkeypatch: pytest.MonkeyPatch, strategy: str, options: dict[str, object], library: str, package: str
