@@ -9,6 +9,7 @@ Rules encoded here (see DEVELOPERS guide):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import shutil
@@ -18,9 +19,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +155,24 @@ def children() -> Iterator[list[Child]]:
     finally:
         for child in started:
             child.stop()
+
+
+async def heartbeat_rounds(nodes: Sequence[Any], rounds: int, timeout: float = 60.0) -> None:
+    """Wait (bounded) until each node has received ``rounds`` more heartbeats per neighbour than now.
+
+    The marker for "nothing changed" checks: a fixed sleep proves nothing on a loaded machine (the
+    nodes' timers may not have run at all), while heartbeats received prove the nodes' own timers ran.
+    Each neighbour sends at most one heartbeat per ``heartbeat_interval``, so ``rounds`` rounds mean at
+    least ``rounds - 1`` intervals passed on the senders' clocks, and every periodic check that runs on
+    the same timers (failure detection, automatic topology) had its chances.
+    """
+    def received(node: Any) -> int:
+        return int(node.stats()["membership"].get("recv_hb", 0))
+
+    wanted = [received(n) + rounds * max(1, len(n.neighbours())) for n in nodes]
+    deadline = time.monotonic() + timeout
+    while not all(received(n) >= w for n, w in zip(nodes, wanted, strict=True)):
+        assert time.monotonic() < deadline, (
+            f"{rounds} heartbeat rounds not seen within {timeout}s: "
+            f"{[(received(n), w) for n, w in zip(nodes, wanted, strict=True)]}")
+        await asyncio.sleep(0.02)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import importlib
 import ipaddress
 import logging
 import types
@@ -52,10 +53,12 @@ __all__ = [
     "DiscoveryPlugin",
     "LocalNode",
     "MalformedInput",
+    "MissingDependencyError",
     "PluginLoadError",
     "PluginStateError",
     "RateLimitedLog",
     "UnknownPluginError",
+    "require_backend",
     "config_from_mapping",
     "concretize_endpoint",
     "endpoints_from_port_base",
@@ -96,6 +99,29 @@ class UnknownPluginError(DiscoveryError, LookupError):
 
 class PluginLoadError(DiscoveryError, ImportError):
     """A third-party plugin's entry point could not be imported or is not a :class:`DiscoveryPlugin`."""
+
+
+class MissingDependencyError(PluginLoadError):
+    """A strategy was built but the library its backend needs is not installed; the message names it.
+
+    The backend libraries (zeroconf, dnspython, httpx) are imported when their strategy is built, never
+    at ``import fabric``, so a missing one only disables its own strategy.
+    """
+
+
+def require_backend(module: str, package: str, strategy: str) -> None:
+    """Import ``module`` (the library behind ``strategy``) or raise :class:`MissingDependencyError`.
+
+    Called by a backend plugin's constructor, so building the strategy fails with one line that names the
+    distribution to install (``package``) instead of an ImportError traceback at the first lookup.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the {strategy!r} discovery strategy needs the {package!r} package ({exc}); "
+            f"install it with: pip install {package}"
+        ) from None
 
 
 class PluginStateError(DiscoveryError, RuntimeError):

@@ -28,11 +28,17 @@ Failures (refused connection, HTTP 5xx, invalid JSON, a slow agent, ``403 ACL no
 out of lookup: they are logged (rate-limited), counted, and retried after a capped exponential backoff
 with jitter; the candidate list stays what it was.
 
-I/O: py-consul (import ``consul``) builds every request and parses every answer. Its bundled clients
-are synchronous (``requests``) or need aiohttp; a blocking query would hold a worker thread for up to
-``wait`` seconds and could not be cancelled at stop. So this module gives py-consul an asyncio HTTP
-client on the standard library (:mod:`fabric.discovery._k8s_http`): every call is a coroutine with a
-deadline, cancellable, and nothing blocks the loop.
+I/O: Consul's documented HTTP API (four endpoints: ``agent/service/register``, ``agent/check/pass``,
+``agent/service/deregister``, ``health/service``) through ``httpx`` (one :class:`httpx.AsyncClient` per
+started plugin, imported when the strategy is built), so every call is a coroutine on the node's loop
+with its own deadline, cancellable at stop. Why not py-consul: its public clients are
+``consul.Consul`` (synchronous, on ``requests``: a blocking query would hold a worker thread for up to
+``wait`` seconds and could not be cancelled at stop) and ``consul.aio.Consul`` (needs aiohttp, a second
+HTTP stack, and applies one total timeout to every call, so a blocking query and a registration cannot
+have different deadlines; both let ``CONSUL_HTTP_*`` environment variables override the
+configuration). Giving py-consul another transport means subclassing ``consul.base``'s classes,
+which the package does not export. Four plain requests are less code than that adapter and drop
+py-consul and requests from the dependencies.
 """
 
 from __future__ import annotations
@@ -40,17 +46,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import random
 import re
 import ssl
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import consul.base
-import consul.exceptions
-
-from . import _k8s_http as http
 from ._consul_backoff import Backoff
 from .base import (
     MEMBERSHIP_CHANNEL,
@@ -63,7 +66,11 @@ from .base import (
     concretize_endpoint,
     format_tcp_endpoint,
     parse_tcp_endpoint,
+    require_backend,
 )
+
+if TYPE_CHECKING:  # httpx is imported when the strategy is built, not with the fabric
+    import httpx
 
 __all__ = [
     "ConsulConfig",
@@ -411,64 +418,94 @@ def next_index(previous: int, answered: Any) -> tuple[int, bool]:
     return max(value, 1), False
 
 
-# -- py-consul over asyncio -------------------------------------------------------------------------
+# -- Consul's HTTP API over httpx -----------------------------------------------------------------------
 
 
-class _AsyncHTTPClient(consul.base.HTTPClient):  # type: ignore[misc]
-    """py-consul's transport interface implemented with :mod:`fabric.discovery._k8s_http` (async)."""
+class _ConsulHttpError(Exception):
+    """The agent answered a call with an error status (403 ACL denied, 404, 5xx...)."""
 
-    def __init__(self, host: str, port: int, scheme: str, *, ssl_context: ssl.SSLContext | None,
-                 timeout: float) -> None:
-        super().__init__(host, port, scheme, verify=True, cert=None)
-        self._ssl = ssl_context
-        self._timeout = timeout
-
-    def _deadline(self, params: Sequence[tuple[str, Any]] | None) -> float:
-        values = dict(params or ())
-        if "index" not in values:
-            return self._timeout
-        wait = _parse_go_duration(str(values.get("wait", "5m")))
-        return self._timeout + wait + wait / 16  # Consul adds up to wait/16 of jitter
-
-    async def _call(self, method: str, callback: Any, path: str, params: Any, data: str | bytes,
-                    headers: Mapping[str, str] | None, raw: bool = False) -> Any:
-        uri = self.uri(path, params)
-        body = data.encode() if isinstance(data, str) else data
-        response = await http.request(method, uri, headers=dict(headers or {}), body=body,
-                                      ssl_context=self._ssl, timeout=self._deadline(params))
-        return callback(consul.base.Response(response.status, response.headers,
-                                             response.body if raw else response.text()))
-
-    async def get(self, callback: Any, path: str, params: Any = None, headers: Any = None, raw: bool = False) -> Any:
-        return await self._call("GET", callback, path, params, b"", headers, raw)
-
-    async def put(self, callback: Any, path: str, params: Any = None, data: str | bytes = "", headers: Any = None) -> Any:
-        return await self._call("PUT", callback, path, params, data, headers)
-
-    async def delete(self, callback: Any, path: str, params: Any = None, data: str | bytes = "",
-                     headers: Any = None) -> Any:
-        return await self._call("DELETE", callback, path, params, data, headers)
-
-    async def post(self, callback: Any, path: str, params: Any = None, data: str = "", headers: Any = None) -> Any:
-        return await self._call("POST", callback, path, params, data, headers)
-
-    async def close(self) -> None:
-        return None
+    def __init__(self, what: str, status: int, body: bytes) -> None:
+        super().__init__(f"{what}: HTTP {status}: {body[:200].decode('utf-8', 'replace').strip()}")
+        self.status = status
 
 
-def _parse_go_duration(text: str) -> float:
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ns|us|µs|ms|s|m|h)", text))
+class _ConsulApi:
+    """The four calls the strategy makes, with Consul's parameters and Consul's status rules."""
 
+    def __init__(self, client: httpx.AsyncClient, config: ConsulConfig) -> None:
+        self._client = client
+        self._config = config
+        self._base = config.url.rstrip("/")
 
-class _AsyncConsul(consul.base.Consul):  # type: ignore[misc]
-    def __init__(self, *, ssl_context: ssl.SSLContext | None, timeout: float, **kwargs: Any) -> None:
-        self._ssl_context = ssl_context
-        self._timeout = timeout
-        super().__init__(**kwargs)
+    async def _call(self, method: str, path: str, params: list[tuple[str, str]], *, body: Any = None,
+                    deadline: float | None = None) -> httpx.Response:
+        cfg = self._config
+        headers = {"X-Consul-Token": cfg.token} if cfg.token else {}
+        timeout = deadline if deadline is not None else cfg.request_timeout
+        # asyncio.timeout bounds the whole exchange (httpx's timeouts bound each phase).
+        async with asyncio.timeout(timeout):
+            url = self._base + urllib.parse.quote(path, safe="/:")
+            response = await self._client.request(
+                method, f"{url}?{urllib.parse.urlencode(params)}" if params else url, headers=headers,
+                json=body, timeout=timeout)
+        return response
 
-    def http_connect(self, host: str, port: int, scheme: str, verify: bool | str = True, cert: Any = None) -> Any:
-        return _AsyncHTTPClient(host, port, scheme, ssl_context=self._ssl_context, timeout=self._timeout)
+    def _check(self, what: str, response: httpx.Response, allow_404: bool = False) -> None:
+        if response.status_code == 200 or (allow_404 and response.status_code == 404):
+            return
+        raise _ConsulHttpError(what, response.status_code, response.content)
+
+    async def register(self, registration: ConsulRegistration) -> None:
+        """``PUT /v1/agent/service/register?replace-existing-checks=true`` with one TTL check."""
+        reg, cfg = registration, self._config
+        payload: dict[str, Any] = {"Name": cfg.service, "ID": reg.service_id, "Meta": dict(reg.meta),
+                                   "Checks": [reg.check(cfg)]}
+        if reg.address:
+            payload["Address"] = reg.address
+        if reg.port:
+            payload["Port"] = reg.port
+        if reg.tags:
+            payload["Tags"] = list(reg.tags)
+        response = await self._call("PUT", "/v1/agent/service/register", [("replace-existing-checks", "true")],
+                                    body=payload)
+        self._check("register", response)
+
+    async def ttl_pass(self, check_id: str, note: str) -> bool:
+        """``PUT /v1/agent/check/pass/<id>``; False when the agent does not know the check (404)."""
+        response = await self._call("PUT", f"/v1/agent/check/pass/{check_id}", [("note", note)])
+        self._check("check pass", response, allow_404=True)
+        return response.status_code == 200
+
+    async def deregister(self, service_id: str) -> None:
+        """``PUT /v1/agent/service/deregister/<id>``."""
+        response = await self._call("PUT", f"/v1/agent/service/deregister/{service_id}", [])
+        self._check("deregister", response, allow_404=True)
+
+    async def health_service(self, index: int) -> tuple[str, Any]:
+        """``GET /v1/health/service/<service>``, blocking when ``index`` is set: (X-Consul-Index, entries).
+
+        Raises MalformedInput for an answer that is not JSON or lacks the index header.
+        """
+        cfg = self._config
+        params: list[tuple[str, str]] = []
+        deadline = cfg.request_timeout
+        if index:
+            params += [("index", str(index)), ("wait", _go_duration(cfg.wait))]
+            deadline += cfg.wait + cfg.wait / 16  # Consul adds up to wait/16 of jitter
+        if cfg.only_passing:
+            params.append(("passing", "1"))
+        params += [("tag", tag) for tag in cfg.query_tags]
+        if cfg.datacenter:
+            params.append(("dc", cfg.datacenter))
+        response = await self._call("GET", f"/v1/health/service/{cfg.service}", params, deadline=deadline)
+        self._check("health query", response)
+        if "X-Consul-Index" not in response.headers:
+            raise MalformedInput("health answer without an X-Consul-Index header")
+        try:
+            entries = json.loads(response.content)
+        except ValueError as exc:
+            raise MalformedInput(f"health answer is not JSON: {exc}") from exc
+        return response.headers["X-Consul-Index"], entries
 
 
 def _ssl_context(config: ConsulConfig) -> ssl.SSLContext:
@@ -497,13 +534,18 @@ class ConsulPlugin(DiscoveryPlugin):
     config: ConsulConfig
 
     def __init__(self, config: ConsulConfig | None = None, *, rng: random.Random | None = None, **kw: Any) -> None:
-        """Create a stopped plugin. ``rng`` jitters the retry backoff (seed it in tests)."""
+        """Create a stopped plugin. ``rng`` jitters the retry backoff (seed it in tests).
+
+        Raises :class:`~fabric.discovery.base.MissingDependencyError` when ``httpx`` is not installed.
+        """
+        require_backend("httpx", "httpx", self.name)
         super().__init__(config, **kw)
         self.counters.update({k: 0 for k in (
             "registrations", "register_failures", "passes", "pass_failures", "queries", "index_resets",
             "acl_denied", "deregistrations")})
         self._rng = rng if rng is not None else random.Random()
-        self._client: Any = None
+        self._http: httpx.AsyncClient | None = None
+        self._api: _ConsulApi | None = None
         self._registration: ConsulRegistration | None = None
         self._registered = False
         self._view: list[Candidate] = []
@@ -520,18 +562,19 @@ class ConsulPlugin(DiscoveryPlugin):
     async def _start(self, local: LocalNode) -> None:
         cfg = self.config
         parts = urllib.parse.urlsplit(cfg.url)
-        context = None
+        verify: ssl.SSLContext | bool = False  # http://: no TLS at all
         if parts.scheme == "https":
             try:  # reading the CA bundle and the client key is file I/O: off the loop
-                context = await asyncio.get_running_loop().run_in_executor(None, _ssl_context, cfg)
+                verify = await asyncio.get_running_loop().run_in_executor(None, _ssl_context, cfg)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigurationError(f"consul TLS files unusable: {exc}") from exc
-        self._client = _AsyncConsul(
-            host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 80),
-            scheme=parts.scheme, dc=cfg.datacenter, verify=cfg.verify, ssl_context=context,
-            timeout=cfg.request_timeout,
-        )
-        self._client.token = cfg.token  # py-consul would let CONSUL_HTTP_TOKEN override the config
+        import httpx
+
+        # trust_env=False: the agent is reached directly, and CONSUL_HTTP_* / proxy variables never
+        # override the configuration.
+        self._http = httpx.AsyncClient(verify=verify, trust_env=False, follow_redirects=False,
+                                       headers={"Accept": "application/json", "User-Agent": "foundation-fabric"})
+        self._api = _ConsulApi(self._http, cfg)
         if cfg.announce:
             self._registration = build_registration(local, cfg)
             if self._registration.skipped:
@@ -555,14 +598,18 @@ class ConsulPlugin(DiscoveryPlugin):
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.request_timeout)
         self._tasks = []
-        if self._registration is not None and self._registered:
+        if self._registration is not None and self._registered and self._api is not None:
             try:
-                async with asyncio.timeout(self.config.request_timeout):
-                    await self._client.agent.service.deregister(self._registration.service_id)
+                await self._api.deregister(self._registration.service_id)
                 self._count("deregistrations")
             except Exception as exc:  # stop never raises; the TTL check cleans up after us
                 self._failure("deregister", exc)
             self._registered = False
+        client, self._http, self._api = self._http, None, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # the sockets close either way
+                async with asyncio.timeout(self.config.request_timeout):
+                    await client.aclose()
         self._view = []
 
     def default_poll_interval(self) -> float:
@@ -572,7 +619,7 @@ class ConsulPlugin(DiscoveryPlugin):
     # -- internals -------------------------------------------------------------------------------------
 
     def _failure(self, what: str, exc: BaseException) -> None:
-        if isinstance(exc, consul.exceptions.ACLPermissionDenied):
+        if isinstance(exc, _ConsulHttpError) and exc.status == 403:
             self._count("acl_denied")
         self.rate_limited.warning(
             f"{what}:{type(exc).__name__}", "consul: %s failed (%s: %s); keeping %d candidate(s), retrying",
@@ -581,12 +628,8 @@ class ConsulPlugin(DiscoveryPlugin):
 
     async def _register(self) -> None:
         assert self._registration is not None
-        reg, cfg = self._registration, self.config
-        await self._client.agent.service.register(
-            cfg.service, service_id=reg.service_id, address=reg.address or None, port=reg.port or None,
-            tags=list(reg.tags) or None, meta=dict(reg.meta), check=reg.check(cfg),
-            replace_existing_checks=True,
-        )
+        assert self._api is not None
+        await self._api.register(self._registration)
         self._count("registrations")
         self._registered = True
 
@@ -601,9 +644,10 @@ class ConsulPlugin(DiscoveryPlugin):
                     if need_register:
                         await self._register()
                         need_register = False
-                    passed = await self._client.agent.check.ttl_pass(self._registration.check_id, notes="alive")
+                    assert self._api is not None
+                    passed = await self._api.ttl_pass(self._registration.check_id, note="alive")
                 if not passed:  # 404: the agent forgot us (restarted, or removed a critical instance)
-                    raise consul.exceptions.NotFound(f"check {self._registration.check_id} unknown to the agent")
+                    raise _ConsulHttpError(f"check {self._registration.check_id} unknown to the agent", 404, b"")
                 self._count("passes")
                 backoff.reset()
                 delay = self.config.check_interval
@@ -620,23 +664,20 @@ class ConsulPlugin(DiscoveryPlugin):
     async def _watch_loop(self) -> None:
         cfg = self.config
         backoff = Backoff(cfg.backoff_initial, cfg.backoff_max, rng=self._rng)
-        wait = _go_duration(cfg.wait)
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             try:
                 self._count("queries")
-                answered, entries = await self._client.health.service(
-                    cfg.service, index=str(self.index) if self.index else None, wait=wait,
-                    passing=cfg.only_passing, tag=list(cfg.query_tags) or None, dc=cfg.datacenter,
-                )
+                assert self._api is not None
+                answered, entries = await self._api.health_service(self.index)
                 new_index, reset = next_index(self.index, answered)
                 found, problems = candidates_from_entries(entries, only_passing=cfg.only_passing, source=self.name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._count("failures")
-                if isinstance(exc, MalformedInput) or "Failed to decode JSON" in str(exc):
+                if isinstance(exc, MalformedInput):
                     self._count("malformed")
                 self._failure("health query", exc)
                 self.index = 0  # after a failure, start over with a non-blocking query

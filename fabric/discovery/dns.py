@@ -31,13 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any, ClassVar
-
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import (
     CHANNEL_ORDER,
@@ -54,7 +48,11 @@ from .base import (
     endpoints_from_port_base,
     format_tcp_endpoint,
     merge_candidates,
+    require_backend,
 )
+
+if TYPE_CHECKING:  # dnspython is imported when the strategy is built, not with the fabric
+    import dns.asyncresolver
 
 __all__ = ["DnsConfig", "DnsPlugin", "is_real_answer"]
 
@@ -143,6 +141,8 @@ def is_real_answer(exc: BaseException) -> bool:
 
     Pure; the single place that decides whether an error may change the candidate list.
     """
+    import dns.resolver
+
     return isinstance(exc, dns.resolver.NXDOMAIN | dns.resolver.NoAnswer)
 
 
@@ -159,12 +159,17 @@ class DnsPlugin(DiscoveryPlugin):
 
     def __init__(self, config: DnsConfig, **kw: Any) -> None:
         """Create a stopped DNS plugin (``config`` is required: it names the query)."""
+        require_backend("dns.asyncresolver", "dnspython", self.name)
         super().__init__(config, **kw)
         self.counters.update({"unresolvable_targets": 0, "records": 0})
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._last_good: list[Candidate] = []
 
     async def _start(self, local: LocalNode) -> None:
+        import dns.asyncresolver
+        import dns.nameserver
+        import dns.resolver
+
         if self.config.nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
             resolver.nameservers = [

@@ -32,7 +32,13 @@ stay what they were until a real answer replaces them.
 Mode ``dns``: a headless Service's A/AAAA records through the ``dns`` strategy (the query defaults to
 ``<service>.<namespace>.svc.<cluster_domain>``), for clusters where the pod may not read the API.
 
-HTTP goes through :mod:`fabric.discovery._k8s_http` (asyncio + ssl from the standard library).
+HTTP goes through ``httpx`` (one :class:`httpx.AsyncClient` per started plugin, imported when the
+strategy is built): it does the HTTP/1.1 framing (chunked watch streams), TLS verification against the
+cluster CA, connection reuse and per-phase timeouts, and every call is a cancellable coroutine on the
+node's loop. The list is read within ``request_timeout``; a watch must answer its headers within
+``request_timeout`` and may then stay silent for ``watch_timeout + request_timeout``. Answers are size
+bounded (:data:`MAX_ANSWER_BYTES`) so a broken or hostile server cannot exhaust memory. Proxies from the
+environment are not used (``trust_env=False``): the API server is reached directly, as before.
 """
 
 from __future__ import annotations
@@ -47,9 +53,8 @@ import re
 import ssl
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import _k8s_http as http
 from ._consul_backoff import Backoff
 from .base import (
     CHANNEL_ORDER,
@@ -66,12 +71,18 @@ from .base import (
     config_from_mapping,
     format_tcp_endpoint,
     parse_tcp_endpoint,
+    require_backend,
 )
 from .dns import DnsConfig, DnsPlugin
 
+if TYPE_CHECKING:  # httpx is imported when the strategy is built, not with the fabric
+    import httpx
+
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "SERVICE_ACCOUNT_DIR",
     "EndpointSliceCache",
+    "JsonLines",
     "KubernetesConfig",
     "KubernetesPlugin",
     "TokenSource",
@@ -85,6 +96,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _API_PATH = "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
 #: Seconds the first lookup after start() waits for the first list (later lookups never wait).
 _FIRST_ANSWER_WAIT = 5.0
+#: The largest list answer, and the longest watch event, read from the API server (bytes).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,8 +431,38 @@ class TokenSource:
             return None
 
 
+class JsonLines:
+    """Splits a watch stream's bytes into its newline-terminated records (one JSON event each). Pure.
+
+    Records may arrive split across reads, several in one read, or without the last newline; blank
+    records are skipped. A record longer than ``max_line`` bytes raises :class:`MalformedInput`.
+    """
+
+    def __init__(self, max_line: int = MAX_ANSWER_BYTES) -> None:
+        """``max_line``: the longest record accepted, in bytes."""
+        self.max_line = max_line
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the records it completed (without their newline)."""
+        self._buffer += data
+        *records, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > self.max_line or any(len(r) > self.max_line for r in records):
+            raise MalformedInput(f"watch event longer than {self.max_line} bytes")
+        return [r for r in records if r.strip()]
+
+    def finish(self) -> list[bytes]:
+        """The stream ended: the last record if it had no newline."""
+        rest, self._buffer = self._buffer, b""
+        return [rest] if rest.strip() else []
+
+
 class _Unauthorized(Exception):
     pass
+
+
+class _ApiError(Exception):
+    """The API server answered with an unexpected HTTP status (5xx, 403, ...)."""
 
 
 class _Gone(Exception):
@@ -456,8 +499,16 @@ class KubernetesPlugin(DiscoveryPlugin):
     config: KubernetesConfig
 
     def __init__(self, config: KubernetesConfig | None = None, *, rng: random.Random | None = None, **kw: Any) -> None:
-        """Create a stopped plugin. ``rng`` jitters the retry backoff (seed it in tests)."""
+        """Create a stopped plugin. ``rng`` jitters the retry backoff (seed it in tests).
+
+        Raises :class:`~fabric.discovery.base.MissingDependencyError` when ``httpx`` (endpointslices mode)
+        or ``dnspython`` (dns mode) is not installed.
+        """
         super().__init__(config, **kw)
+        if self.config.mode == "endpointslices":
+            require_backend("httpx", "httpx", self.name)
+        else:
+            require_backend("dns.asyncresolver", "dnspython", self.name)
         self.counters.update({k: 0 for k in (
             "lists", "watches", "events", "bookmarks", "relists", "unauthorized", "api_errors", "slices")})
         self._rng = rng if rng is not None else random.Random()
@@ -467,7 +518,7 @@ class KubernetesPlugin(DiscoveryPlugin):
         self._answered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watching = False
-        self._ssl: ssl.SSLContext | None = None
+        self._http: httpx.AsyncClient | None = None
         self._base = ""
         self._namespace = ""
         self._tokens: TokenSource | None = None
@@ -498,11 +549,18 @@ class KubernetesPlugin(DiscoveryPlugin):
             await self._dns.start(local)
             return
         self._base = cfg.api_server or _in_cluster_api_server()
+        verify: ssl.SSLContext | bool = False  # http:// (kubectl proxy): no TLS at all
         if self._base.startswith("https://"):
-            try:
-                self._ssl = await loop.run_in_executor(None, _ssl_context, cfg.ca_file)
+            try:  # reading the CA bundle is file I/O: off the loop
+                verify = await loop.run_in_executor(None, _ssl_context, cfg.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigurationError(f"kubernetes: CA bundle {cfg.ca_file} unusable ({exc})") from exc
+        import httpx
+
+        self._http = httpx.AsyncClient(
+            verify=verify, timeout=cfg.request_timeout, trust_env=False, follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "foundation-fabric"},
+        )
         self._tokens = TokenSource(cfg.token_file, cfg.token_reload_interval, self.clock)
         self._task = asyncio.create_task(self._run(), name="kubernetes-endpointslices")
 
@@ -531,6 +589,11 @@ class KubernetesPlugin(DiscoveryPlugin):
             self._task.cancel()
             await asyncio.wait([self._task], timeout=self.config.request_timeout)
             self._task = None
+        client, self._http = self._http, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # stop never raises; the sockets close either way
+                async with asyncio.timeout(self.config.request_timeout):
+                    await client.aclose()
         self._view = []
 
     def default_poll_interval(self) -> float:
@@ -565,7 +628,7 @@ class KubernetesPlugin(DiscoveryPlugin):
         if status == 410:
             raise _Gone(what)
         if status != 200:
-            raise http.HttpError(f"{what}: HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
+            raise _ApiError(f"{what}: HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
 
     def _update_view(self) -> None:
         cfg = self.config
@@ -581,13 +644,45 @@ class KubernetesPlugin(DiscoveryPlugin):
             self._view = found
             self._notify_changed()
 
+    async def _read_bounded(self, response: httpx.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        async for data in response.aiter_bytes():
+            total += len(data)
+            if total > limit:
+                raise MalformedInput(f"answer larger than {limit} bytes")
+            parts.append(data)
+        return b"".join(parts)
+
+    async def _open(self, url: str, read_timeout: float) -> httpx.Response:
+        """Send a GET and return the response with its body unread (the caller closes it).
+
+        The status line and headers must arrive within ``request_timeout``; each later read of the body
+        may wait ``read_timeout`` (a watch stream rightly stays silent for long).
+        """
+        import httpx
+
+        assert self._http is not None
+        cfg = self.config
+        request = self._http.build_request(
+            "GET", url, headers=await self._headers(),
+            timeout=httpx.Timeout(cfg.request_timeout, read=read_timeout),
+        )
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow stop()'s cancellation.
+        async with asyncio.timeout(cfg.request_timeout):
+            return await self._http.send(request, stream=True)
+
     async def _list(self) -> None:
         self._count("lists")
-        response = await http.request("GET", self._url(), headers=await self._headers(), ssl_context=self._ssl,
-                                      timeout=self.config.request_timeout)
-        self._check_status(response.status, response.body, "list")
+        async with asyncio.timeout(self.config.request_timeout):  # the whole answer, not each read
+            response = await self._open(self._url(), self.config.request_timeout)
+            try:
+                body = await self._read_bounded(response)
+            finally:
+                await response.aclose()
+        self._check_status(response.status_code, body, "list")
         try:
-            answer = json.loads(response.body)
+            answer = json.loads(body)
         except ValueError as exc:
             raise MalformedInput(f"list answer is not JSON: {exc}") from exc
         self.cache.replace(answer)
@@ -602,39 +697,48 @@ class KubernetesPlugin(DiscoveryPlugin):
         self._count("watches")
         url = self._url(watch="1", resourceVersion=self.cache.resource_version, allowWatchBookmarks="true",
                         timeoutSeconds=str(max(1, round(cfg.watch_timeout))))
-        stream = await http.open_stream("GET", url, headers=await self._headers(), ssl_context=self._ssl,
-                                        connect_timeout=cfg.request_timeout,
-                                        idle_timeout=cfg.watch_timeout + cfg.request_timeout)
+        response = await self._open(url, cfg.watch_timeout + cfg.request_timeout)
         events = 0
         try:
-            if stream.status != 200:
+            if response.status_code != 200:
                 async with asyncio.timeout(cfg.request_timeout):
-                    body = await stream.read_body(64 * 1024)
-                self._check_status(stream.status, body, "watch")
+                    body = await self._read_bounded(response, 64 * 1024)
+                self._check_status(response.status_code, body, "watch")
             self._watching = True
             self._mark_success()
-            async for line in stream.lines():
-                try:
-                    event = json.loads(line)
-                except ValueError as exc:
-                    raise MalformedInput(f"watch event is not JSON: {line[:80]!r}") from exc
-                outcome = self.cache.apply(event)
+            records = JsonLines()
+            async for data in response.aiter_bytes():
+                for line in records.feed(data):
+                    self._apply_event(line, backoff)
+                    events += 1
+            for line in records.finish():
+                self._apply_event(line, backoff)
                 events += 1
-                self._mark_success()
-                backoff.reset()
-                if outcome == "gone":
-                    raise _Gone("watch ERROR event 410")
-                if outcome == "bookmark":
-                    self._count("bookmarks")
-                else:
-                    self._count("events")
-                    self._update_view()
         finally:
             self._watching = False
-            await stream.close()
+            await response.aclose()
         return events
 
+    def _apply_event(self, line: bytes, backoff: Backoff) -> None:
+        """One watch event: update the copy and the view (raises MalformedInput, _Gone)."""
+        try:
+            event = json.loads(line)
+        except ValueError as exc:
+            raise MalformedInput(f"watch event is not JSON: {line[:80]!r}") from exc
+        outcome = self.cache.apply(event)
+        self._mark_success()
+        backoff.reset()
+        if outcome == "gone":
+            raise _Gone("watch ERROR event 410")
+        if outcome == "bookmark":
+            self._count("bookmarks")
+        else:
+            self._count("events")
+            self._update_view()
+
     async def _run(self) -> None:
+        import httpx
+
         cfg = self.config
         backoff = Backoff(cfg.backoff_initial, cfg.backoff_max, rng=self._rng)
         while True:
@@ -660,7 +764,8 @@ class KubernetesPlugin(DiscoveryPlugin):
                 self._count("failures")
                 self.rate_limited.warning(f"malformed:{exc.category}", "kubernetes: bad answer (%s); keeping %d "
                                           "candidate(s), retrying", exc, len(self._view))
-            except (OSError, TimeoutError, http.HttpError, _Unauthorized, ValueError, EOFError) as exc:
+            # httpx.HTTPError: refused/reset connections, TLS failures, read timeouts, broken framing.
+            except (OSError, TimeoutError, httpx.HTTPError, _ApiError, _Unauthorized, ValueError, EOFError) as exc:
                 self._count("failures")
                 self.rate_limited.warning(
                     f"failed:{type(exc).__name__}", "kubernetes: %s (%s); keeping %d candidate(s), retrying",

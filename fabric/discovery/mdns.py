@@ -30,17 +30,7 @@ import contextlib
 import dataclasses
 import ipaddress
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
-
-from zeroconf import (  # type: ignore[attr-defined]
-    InterfaceChoice,
-    IPVersion,
-    ServiceStateChange,
-    Zeroconf,
-    get_all_addresses,
-    get_all_addresses_v6,
-)
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import (
     MEMBERSHIP_CHANNEL,
@@ -55,13 +45,19 @@ from .base import (
     concretize_endpoint,
     format_tcp_endpoint,
     parse_tcp_endpoint,
+    require_backend,
 )
+
+if TYPE_CHECKING:  # zeroconf is imported when the strategy is built, not with the fabric
+    from zeroconf import ServiceStateChange, Zeroconf
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 __all__ = ["SERVICE_TYPE", "TXT_FORMAT_VERSION", "MdnsConfig", "MdnsPlugin", "build_service_txt", "parse_service_txt"]
 
 SERVICE_TYPE = "_foundation._tcp.local."
 TXT_FORMAT_VERSION = "1"
-_IP_VERSIONS = {"v4": IPVersion.V4Only, "v6": IPVersion.V6Only, "all": IPVersion.All}
+#: ``ip_version`` -> the name of zeroconf's ``IPVersion`` member.
+_IP_VERSIONS = {"v4": "V4Only", "v6": "V6Only", "all": "All"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +199,7 @@ class MdnsPlugin(DiscoveryPlugin):
 
     def __init__(self, config: MdnsConfig | None = None, **kw: Any) -> None:
         """Create a stopped mDNS plugin; arguments as :class:`DiscoveryPlugin`."""
+        require_backend("zeroconf.asyncio", "zeroconf", self.name)
         super().__init__(config, **kw)
         self.counters.update(
             {"registered": 0, "resolve_failures": 0, "instances_added": 0, "instances_removed": 0}
@@ -221,10 +218,13 @@ class MdnsPlugin(DiscoveryPlugin):
         return self._info.name if self._info is not None else None
 
     async def _start(self, local: LocalNode) -> None:
+        from zeroconf import InterfaceChoice, IPVersion
+        from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
         cfg = self.config
         interfaces: Any = list(cfg.interfaces) if cfg.interfaces else InterfaceChoice.All
         try:
-            self._azc = AsyncZeroconf(interfaces=interfaces, ip_version=_IP_VERSIONS[cfg.ip_version])
+            self._azc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion[_IP_VERSIONS[cfg.ip_version]])
         except OSError as exc:
             self._count("failures")
             self.log.error("mdns: cannot open multicast DNS sockets on %s: %s", cfg.interfaces or "all", exc)
@@ -268,6 +268,8 @@ class MdnsPlugin(DiscoveryPlugin):
         if self.config.interfaces:
             return list(self.config.interfaces)
 
+        from zeroconf import get_all_addresses, get_all_addresses_v6  # type: ignore[attr-defined]
+
         def all_addresses() -> list[str]:  # enumerates interfaces: keep it off the loop
             found = list(get_all_addresses()) if self.config.ip_version != "v6" else []
             if self.config.ip_version != "v4":
@@ -295,6 +297,8 @@ class MdnsPlugin(DiscoveryPlugin):
 
     def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
         """Browser callback (on the loop): resolve new/updated instances, drop removed ones."""
+        from zeroconf import ServiceStateChange
+
         if self._info is not None and name == self._info.name:
             return
         if state_change is ServiceStateChange.Removed:
@@ -305,6 +309,8 @@ class MdnsPlugin(DiscoveryPlugin):
         self._spawn(self._resolve(service_type, name))
 
     async def _resolve(self, service_type: str, name: str) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo
+
         if self._azc is None:
             return
         info = AsyncServiceInfo(service_type, name)

@@ -38,7 +38,7 @@ __all__ = ["ENTRY_POINT_GROUP", "LAZY_BUILTINS", "DiscoveryRegistry"]
 ENTRY_POINT_GROUP = "foundation.discovery"
 
 #: Built-in strategies imported on first use (``module:Class``), so importing the fabric does not load
-#: py-consul or the Kubernetes client code. They are built-ins: entry points cannot replace them.
+#: their HTTP client code. They are built-ins: entry points cannot replace them.
 LAZY_BUILTINS: Mapping[str, str] = {
     "consul": "fabric.discovery.consul:ConsulPlugin",
     "kubernetes": "fabric.discovery.kubernetes:KubernetesPlugin",
@@ -126,7 +126,7 @@ class DiscoveryRegistry:
         module_name, _, attr = self._lazy[name].partition(":")
         try:
             plugin = getattr(importlib.import_module(module_name), attr)
-        except ImportError as exc:  # e.g. py-consul not installed: only this strategy is unavailable
+        except ImportError as exc:  # a broken install: only this strategy is unavailable
             self.load_errors[name] = f"import failed: {exc!r}"
             raise PluginLoadError(f"discovery strategy {name!r}: import failed: {exc}") from exc
         self.register(plugin, name)

@@ -12,6 +12,12 @@ from tests.integration.test_switch_topology_real import converged as settle
 from tests.support import short_tmpdir
 
 
+def heartbeats(group: Group) -> int:
+    """Heartbeats received by the group's nodes so far."""
+    group.command("stats")
+    return int(group.expect("stats")["totals"].get("recv_hb", 0))
+
+
 def test_cluster_moves_to_hyparview_at_the_threshold_and_back_after_a_crash() -> None:
     per = 4
     with short_tmpdir("ffau") as base, groups() as started:
@@ -23,7 +29,13 @@ def test_cluster_moves_to_hyparview_at_the_threshold_and_back_after_a_crash() ->
         for g in started:
             g.expect("joined", 60)
         settle(started, "full-mesh", 8)
-        time.sleep(1.5)  # longer than auto_dwell: 8 < 12 must not switch
+        # 8 < 12 must not switch: wait for 10 heartbeat rounds at every node (>= 1.8 s of the nodes' own
+        # timers, past auto_dwell and the once-a-second check) instead of a fixed sleep.
+        wanted = [heartbeats(g) + per * 7 * 10 for g in started]
+        deadline = time.monotonic() + 60
+        while any(heartbeats(g) < w for g, w in zip(started, wanted, strict=True)):
+            assert time.monotonic() < deadline, "the nodes stopped heartbeating"
+            time.sleep(0.1)
         assert all(h == [] for r in settle(started, "full-mesh", 8) for h in r["history"])
 
         third = Group("--prefix", "u2", *common, "--seed", seed, "--min-members", "12")

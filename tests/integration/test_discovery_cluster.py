@@ -17,7 +17,7 @@ import pytest
 from fabric import Node, NodeConfig
 from fabric.discovery import DnsConfig, DnsPlugin
 from tests.integration.test_discovery_dns import DOMAIN, Dnsmasq
-from tests.support import short_tmpdir
+from tests.support import heartbeat_rounds, short_tmpdir
 
 HOSTS = ["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"]
 NAME = f"nodes.{DOMAIN}"
@@ -104,7 +104,7 @@ def test_nodes_form_a_cluster_from_dns_and_pick_up_a_new_record(dnsmasq: Dnsmasq
             while f"tcp://{HOSTS[3]}:{port}" in {c.seed for c in await plugins[0].lookup()}:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # several gossip rounds: nothing may change
+            await heartbeat_rounds(nodes, 5)  # several rounds on the nodes' own timers: nothing may change
             assert "n3" in {m.name for m in nodes[0].alive_members()}
             assert nodes[3].id in {p.id for p in nodes[0].peers()}
         finally:

@@ -1,6 +1,6 @@
-"""Consul discovery through py-consul against a local Consul agent stand-in (tests/integration/fakes).
+"""Consul discovery (Consul's HTTP API over httpx) against a local Consul agent stand-in (tests/integration/fakes).
 
-Real HTTP on 127.0.0.1, real py-consul request building and answer parsing, real fabric nodes. The
+Real HTTP on 127.0.0.1, the plugin's real request building and answer parsing, real fabric nodes. The
 fake agent implements register/deregister, TTL checks that lapse, blocking health queries with
 X-Consul-Index (and a snapshot restore that makes it go backwards), and ACL tokens.
 """
@@ -70,6 +70,15 @@ async def until_true(predicate: Callable[[], bool], timeout: float = 10.0) -> No
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
+
+
+async def set_check(consul: FakeConsul, check_id: str, state: str, body: dict[str, str] | None = None) -> None:
+    """What an operator (or another agent client) does to a TTL check: ``PUT /v1/agent/check/<state>/<id>``."""
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else b""
+    req = urllib.request.Request(f"{consul.url}/v1/agent/check/{state}/{check_id}", method="PUT", data=data)
+    await asyncio.get_running_loop().run_in_executor(None, lambda: urllib.request.urlopen(req, timeout=5).read())
 
 
 @pytest.fixture
@@ -160,26 +169,22 @@ def test_ttl_transitions_warning_critical_and_passing_again(consul: FakeConsul) 
         reg = node.registration
         assert reg is not None
         # A warning is not passing: the instance leaves the candidates (only_passing).
-        await node._client.agent.check.ttl_warn(reg.check_id, notes="degraded")
+        await set_check(consul, reg.check_id, "warn")
         await until(viewer, lambda c: c == [])
-        # The documented update endpoint (py-consul has no call for it): back to passing.
-        import urllib.request
-
-        req = urllib.request.Request(f"{consul.url}/v1/agent/check/update/{reg.check_id}", method="PUT",
-                                     data=json.dumps({"Status": "passing", "Output": "ok"}).encode())
-        await asyncio.get_running_loop().run_in_executor(None, lambda: urllib.request.urlopen(req, timeout=5).read())
+        # The documented update endpoint: back to passing.
+        await set_check(consul, reg.check_id, "update", {"Status": "passing", "Output": "ok"})
         await until(viewer, lambda c: len(c) == 1)
         # An explicit fail: critical at once.
-        await node._client.agent.check.ttl_fail(reg.check_id, notes="shutting down")
+        await set_check(consul, reg.check_id, "fail")
         await until(viewer, lambda c: c == [])
         assert consul.check_status(reg.check_id) == "critical"
-        await node._client.agent.check.ttl_pass(reg.check_id)
+        await set_check(consul, reg.check_id, "pass")
         await until(viewer, lambda c: len(c) == 1)
         # The TTL lapses (as if the node hung): critical, gone; the node's next pass brings it back.
         consul.expire_check(reg.check_id)
         await until_true(lambda: consul.check_status(reg.check_id) == "critical")
         await until(viewer, lambda c: c == [])
-        await node._client.agent.check.ttl_pass(reg.check_id)
+        await set_check(consul, reg.check_id, "pass")
         await until(viewer, lambda c: len(c) == 1)
         await node.stop()
         await viewer.stop()

@@ -43,9 +43,15 @@ def test_twenty_nodes_switch_topology_live_while_calls_flow() -> None:
         assert started[2].expect("switched")["topology"]["overlay"] == "hyparview"
         middle = converged(started, "hyparview", total)
         assert all(n <= 6 for r in middle for n in r["neighbours"])  # partial views now
-        time.sleep(1.2)  # the switch cooldown (1 s in these nodes) must pass before the next proposal
-        started[3].command("switch 4 hyparview full-mesh")
-        assert started[3].expect("switched")["topology"]["overlay"] == "full-mesh"
+        for attempt in range(300):  # refused while the switch cooldown (1 s in these nodes) runs: retry
+            started[3].command("switch 4 hyparview full-mesh")
+            try:
+                switched = started[3].expect("switched")
+                break
+            except AssertionError as exc:
+                assert "TopologyCooldown" in str(exc) and attempt < 299, exc
+                time.sleep(0.05)
+        assert switched["topology"]["overlay"] == "full-mesh"
         after = converged(started, "full-mesh", total)
         first.command("callstats")
         stats = first.expect("callstats", 60)

@@ -1,5 +1,5 @@
 """Pure parts of the kubernetes strategy: EndpointSlices -> candidates, the watch cache, selectors, config,
-the token source, and the HTTP client's body framing (fed from memory, no sockets)."""
+the token source, and the splitting of a watch stream into events (fed from memory, no sockets)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 
 from fabric.clock import ManualClock
 from fabric.discovery import ConfigurationError, MalformedInput, registry
-from fabric.discovery._k8s_http import Headers, HttpProtocolError, HttpStream
 from fabric.discovery.kubernetes import (
     EndpointSliceCache,
+    JsonLines,
     KubernetesConfig,
     KubernetesPlugin,
     TokenSource,
@@ -188,38 +188,17 @@ def test_token_source_rereads_after_interval_and_after_invalidate(tmp_path: Path
     asyncio.run(scenario())
 
 
-def _stream(raw: bytes, headers: dict[str, str]) -> HttpStream:
-    reader = asyncio.StreamReader()
-    reader.feed_data(raw)
-    reader.feed_eof()
-    return HttpStream(reader, None, 200, "OK", Headers(headers), idle_timeout=1.0)
-
-
-def test_chunked_bodies_lines_and_framing_errors() -> None:
-    async def scenario() -> None:
-        body = b"7;ext=1\r\n{\"a\":1}\r\n9\r\n\n{\"b\":2}\n\r\n3\r\n{\"c\r\n4\r\n\":3}\r\n0\r\nTrailer: x\r\n\r\n"
-        lines = [line async for line in _stream(body, {"Transfer-Encoding": "chunked"}).lines()]
-        # A record split across chunks is joined; a chunk may end one record and start the next.
-        assert lines == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
-        assert await _stream(b"hello world", {"content-length": "5"}).read_body() == b"hello"
-        assert await _stream(b"until close", {}).read_body() == b"until close"
-        for raw, headers in ((b"zz\r\n", {"Transfer-Encoding": "chunked"}),
-                             (b"5\r\nab", {"Transfer-Encoding": "chunked"}),
-                             (b"abc", {"Content-Length": "10"})):
-            with pytest.raises(HttpProtocolError):
-                await _stream(raw, headers).read_body()
-        with pytest.raises(HttpProtocolError):
-            _stream(b"", {"Content-Length": "x"})
-        with pytest.raises(HttpProtocolError):
-            await _stream(b"0123456789", {}).read_body(max_body=5)
-        silent = HttpStream(asyncio.StreamReader(), None, 200, "OK", Headers(), idle_timeout=0.05)
-        with pytest.raises(TimeoutError):  # a server that stops sending mid-body
-            await silent.read_body()
-
-    asyncio.run(scenario())
-
-
-def test_headers_are_case_insensitive() -> None:
-    headers = Headers({"X-Consul-Index": "5"})
-    assert headers["x-consul-index"] == "5" and "X-CONSUL-INDEX" in headers and 5 not in headers  # type: ignore[operator]
-    assert list(headers) == ["X-Consul-Index"] and len(headers) == 1
+def test_watch_stream_records_split_across_reads_and_bounded() -> None:
+    records = JsonLines(max_line=64)
+    # A record split across reads is joined; a read may end one record and start the next; blank
+    # lines (keep-alives) are skipped; the last record may lack its newline.
+    assert records.feed(b'{"a":1}\n{"b"') == [b'{"a":1}']
+    assert records.feed(b':2}\n\n\r\n{"c') == [b'{"b":2}']
+    assert records.feed(b'":3}') == []
+    assert records.finish() == [b'{"c":3}']
+    assert records.finish() == []
+    with pytest.raises(MalformedInput):  # a server that never ends its record cannot exhaust memory
+        for _ in range(10):
+            records.feed(b"x" * 10)
+    with pytest.raises(MalformedInput):
+        JsonLines(max_line=4).feed(b"12345\n")

@@ -10,6 +10,7 @@ import pytest
 
 from fabric import ConfigError, Node, NodeConfig
 from fabric.transport.memory import AsyncioScheduler, MemoryNetwork
+from tests.support import heartbeat_rounds
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -34,7 +35,7 @@ def test_the_cluster_moves_to_hyparview_at_the_threshold_and_back_with_hysteresi
         for n in nodes:
             await n.start()
         await asyncio.gather(*(n.join([nodes[0].seed], min_members=7, timeout=20) for n in nodes))
-        await asyncio.sleep(1.0)
+        await heartbeat_rounds(nodes, 10)  # >= 1.8 s of the nodes' timers: dwell and the 1 s check passed
         assert all(n.overlay == "full-mesh" for n in nodes)  # 7 < 8: stays a full mesh
         assert all(n.health()["topology"]["history"] == [] for n in nodes)
         extra = make(7)
@@ -54,7 +55,7 @@ def test_the_cluster_moves_to_hyparview_at_the_threshold_and_back_with_hysteresi
         for leaving in (nodes.pop(), nodes.pop()):
             await leaving.stop()
         await until(lambda: all(len(n.alive_members()) == 6 for n in nodes))
-        await asyncio.sleep(1.0)
+        await heartbeat_rounds(nodes, 10)
         assert all(n.overlay == "hyparview" for n in nodes)
         await nodes.pop().stop()
         await until(lambda: all(n.overlay == "full-mesh" for n in nodes) and all(len(n.alive_members()) == 5 for n in nodes))

@@ -1,7 +1,7 @@
 """A local Consul agent stand-in: a real HTTP server on 127.0.0.1 speaking the agent and health APIs.
 
 Consul cannot be installed on these machines, so the ``consul`` strategy is tested against this server
-through py-consul's real request and response code. What it implements, as documented at
+through the plugin's real request and response code. What it implements, as documented at
 developer.hashicorp.com/consul/api-docs (agent/service, agent/check, health, features/blocking):
 
 * ``PUT /v1/agent/service/register`` (keys case-insensitive, CamelCase or snake_case, ``Check`` or
@@ -29,9 +29,11 @@ queues faults for the next health answers (``invalid_json``, ``http500``, ``slow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -64,6 +66,26 @@ class _QuietServer(ThreadingHTTPServer):
     """
 
     tls: ssl.SSLContext | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Handler threads still serving a connection, with its socket; close() ends them (no thread
+        #: outlives a test; clients keep idle connections open for reuse, as a real agent allows).
+        self.active: dict[threading.Thread, Any] = {}
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        self.active[threading.current_thread()] = request
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.active.pop(threading.current_thread(), None)
+
+    def close_connections(self) -> None:
+        """Shut every open connection down (as an agent that stops does) and wait for its thread."""
+        for thread, sock in list(self.active.items()):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            thread.join(timeout=5)
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = super().get_request()
@@ -175,6 +197,7 @@ class FakeConsul:
         if self._threads[0].is_alive():
             self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -492,7 +515,8 @@ class FakeConsul:
                 elif fault == "garbage_index":
                     self._send(200, entries, {**headers, "X-Consul-Index": "not-a-number"})
                 elif fault is not None and fault.startswith("slow:"):
-                    time.sleep(float(fault[5:]))  # a stalled agent; the client must give up on its own
+                    with fake._cond:  # a stalled agent; the client must give up on its own (close wakes it)
+                        fake._cond.wait_for(lambda: fake._closing, timeout=float(fault[5:]))
                     self._send(200, entries, headers)
                 else:
                     self._send(200, entries, headers)
