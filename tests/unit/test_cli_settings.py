@@ -60,7 +60,7 @@ def test_channels_table(tmp_path: Path) -> None:
         ('port = "x"\n', "config file"),
         ("port = 70000\n", "port: 70000 leaves no room"),
         ("colour = 1\n", "colour: unknown setting"),
-        ("[transport]\nwarp = 1\n", "transport.warp: unknown transport setting"),
+        ("[transport]\nwarp = 1\n", "transport.warp: unknown setting"),
         ("[transport]\nlinger_ms = -1\n", "transport.linger_ms: must be >= 0"),
         ('seeds = "x"\n', "seeds: 'x' is not an endpoint"),
         ("http_port = 99999\n", "http_port: must be 0..65535"),
