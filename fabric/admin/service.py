@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
+import enum
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,6 +204,7 @@ class AdminService:
             "http": self.http_url,
             "config": {"bind": cfg.bind, "port": cfg.port, "advertise": cfg.advertise, "insecure": cfg.insecure,
                        "accept_clients": cfg.accept_clients, "metadata": dict(cfg.metadata)},
+            "settings": _plain(dataclasses.asdict(cfg)),
             "admin_ops": self.ops,
         }
 
@@ -528,6 +531,17 @@ class AdminService:
                 await asyncio.wait_for(fut, min(_seconds(req.get("timeout"), 2.0), 30.0))
         changes = [{"seq": s, "at_ms": t, **e} for s, e, t in self._config_log if s > cursor]
         return {"cursor": self._config_seq, "changes": changes}
+
+
+def _plain(value: Any) -> Any:
+    """A config as msgpack-ready data: enums by value, tuples as lists, mappings as dicts."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _seconds(value: Any, default: float | None) -> Any:

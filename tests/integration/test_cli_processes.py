@@ -194,3 +194,31 @@ def test_address_in_use_exits_5() -> None:
         _one_line_error(*run_cli("start", "--name", "clash", "--http-port", http_port), 5, f"http_port: cannot listen on 127.0.0.1:{http_port}")
     finally:
         a.stop()
+
+
+def test_toml_membership_table_and_nested_environment_reach_the_running_node(tmp_path: Path) -> None:
+    """Issue 14, defect 4: a ``[membership]`` table killed the node at start (a raw dict), and
+    ``FOUNDATION_MEMBERSHIP__SUSPECT_TIMEOUT`` was rejected."""
+    config = tmp_path / "node.toml"
+    config.write_text('name = "nested"\npreset = "local"\n[membership]\nsuspect_timeout = 2.5\nheartbeat_interval = 0.3\n'
+                      "[overlay_config.hyparview]\nactive_max = 7\n")
+    env = python_env()
+    env["FOUNDATION_MEMBERSHIP__GOSSIP_FANOUT"] = "4"
+    env["FOUNDATION_CHANNELS__DATA__PARALLELISM"] = "2"
+    child = Child([*cli_command(), "start", "--config", str(config), "--set", "transport.linger_ms=75"], env=env)
+    try:
+        line = child.expect("ready ", timeout=30)
+        seed = dict(item.split("=", 1) for item in line.split()[1:])["seed"]
+        code, out, err = run_cli("status", "--node", seed, "--json")
+        assert code == 0, err
+        settings = json.loads(out)["settings"]
+        assert settings["membership"]["suspect_timeout"] == 2.5
+        assert settings["membership"]["heartbeat_interval"] == 0.3
+        assert settings["membership"]["gossip_fanout"] == 4
+        assert settings["overlay_config"]["hyparview"]["active_max"] == 7
+        assert settings["transport"]["linger_ms"] == 75
+        assert [c["parallelism"] for c in settings["channels"] if c["name"] == "data"] == [2]
+        code, out, err = run_cli("health", "--node", seed)
+        assert code == 0, out + err
+    finally:
+        assert child.stop() == 0
