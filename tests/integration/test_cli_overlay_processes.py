@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.integration.test_cli_harness import NodeProcess, run_cli
+from tests.integration.test_discovery_gossip import free_udp_port
 
 # The `local` preset's documented detection bound (OverlayConfig.local: "a crashed neighbour is failed
 # in about 1.3 s"; MembershipConfig.local the same). Polled with generous slack for a loaded 2-core
@@ -107,3 +108,29 @@ def test_status_topology_and_topology_json_show_the_overlay_after_a_switch() -> 
 def _json_topology(http: str) -> Any:
     with urllib.request.urlopen(f"{http}/topology.json", timeout=10) as response:
         return json.loads(response.read())
+
+
+def test_start_joins_through_a_discovery_strategy() -> None:
+    """``start --discovery``: static (seeds as a strategy) and gossip (UDP multicast on loopback) both
+    feed Node.join(); nobody is given a --seed."""
+    a = NodeProcess("--name", "ds-a", "--preset", "local")
+    b = NodeProcess("--name", "ds-b", "--preset", "local", "--discovery", f"static:{a.seed}")
+    try:
+        _poll("ds-b joined through static discovery",
+              lambda: [m["name"] for m in _json("members", "--node", b.seed) if m["state"] == "alive"] == ["ds-b", "ds-a"],
+              POLL_SLACK)
+    finally:
+        b.stop()
+        a.stop()
+    port = free_udp_port()
+    gossip = ("--preset", "local", "--discovery", "gossip", "--discovery-option", "interface=127.0.0.1",
+              "--discovery-option", f"port={port}", "--discovery-option", "group=239.255.41.7",
+              "--discovery-option", "interval=0.3")
+    nodes = [NodeProcess("--name", f"gs-{i}", *gossip) for i in range(3)]
+    try:
+        for n in nodes:
+            _poll(f"{n.name} sees 3 members through gossip",
+                  lambda n=n: sum(m["state"] == "alive" for m in _json("members", "--node", n.seed)) == 3, POLL_SLACK)
+    finally:
+        for n in nodes:
+            n.stop()
