@@ -12,17 +12,32 @@ import os
 import signal
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+
 from tests.integration.test_cli_harness import NodeProcess, run_cli
+from tests.integration.test_cli_processes import _free_port
+from tests.integration.test_discovery_dns import DOMAIN, Dnsmasq
 from tests.integration.test_discovery_gossip import free_udp_port
+from tests.support import short_tmpdir
 
 # The `local` preset's documented detection bound (OverlayConfig.local: "a crashed neighbour is failed
 # in about 1.3 s"; MembershipConfig.local the same). Polled with generous slack for a loaded 2-core
 # machine: the test waits for the positive condition and never asserts how long it took.
 DETECTION_BOUND = 1.3
 POLL_SLACK = 20.0
+
+
+@pytest.fixture
+def dnsmasq() -> Iterator[Dnsmasq]:
+    with short_tmpdir("ffcli") as workdir:
+        server = Dnsmasq(workdir)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def _json(*args: str) -> Any:
@@ -134,3 +149,22 @@ def test_start_joins_through_a_discovery_strategy() -> None:
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_start_joins_through_dns(dnsmasq: Dnsmasq) -> None:
+    """``start --discovery dns:NAME`` against a real dnsmasq: the A record names the first node's host,
+    the port option its base port."""
+    port = _free_port()
+    a = NodeProcess("--name", "dns-a", "--preset", "local", "--port", str(port))
+    dnsmasq.set_hosts([("127.0.0.1", f"nodes.{DOMAIN}")])
+    dnsmasq.start()
+    b = NodeProcess("--name", "dns-b", "--preset", "local", "--discovery", f"dns:nodes.{DOMAIN}",
+                    "--discovery-option", "nameservers=127.0.0.1", "--discovery-option", f"nameserver_port={dnsmasq.port}",
+                    "--discovery-option", f"port={port}", "--discovery-option", "polling_interval=0.5")
+    try:
+        _poll("dns-b joined through DNS",
+              lambda: [m["name"] for m in _json("members", "--node", b.seed) if m["state"] == "alive"] == ["dns-b", "dns-a"],
+              POLL_SLACK)
+    finally:
+        b.stop()
+        a.stop()
