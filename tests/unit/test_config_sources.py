@@ -217,8 +217,14 @@ LEAVES = _all_leaves()
 
 def test_the_walk_reaches_the_nested_configs() -> None:
     paths = {_key(p) for _s, p, _h, _c in LEAVES}
-    for expected in ("membership.suspect_timeout", "overlay_config.hyparview.active_max", "overlay_config.plumtree.lazy_interval",
-                     "transport.linger_ms", "channels.coordination.parallelism", "metadata.walkkey", "member_expiry", "discovery.query"):
+    hints = typing.get_type_hints(NodeConfig)
+    nested = [f.name for f in dataclasses.fields(NodeConfig) if dataclasses.is_dataclass(_unwrap(hints[f.name])[0])]
+    assert "membership" in nested and "transport" in nested
+    for name in nested:  # every nested config class has its leaves walked
+        assert any(p.startswith(f"{name}.") for p in paths), name
+    assert any(p.count(".") >= 2 and not p.startswith(("channels.", "discovery.")) for p in paths)  # tables in tables
+    for expected in ("membership.suspect_timeout", "transport.linger_ms", "channels.coordination.parallelism",
+                     "metadata.walkkey", "member_expiry", "discovery.query"):
         assert expected in paths
     assert len(LEAVES) > 150
 
@@ -248,7 +254,7 @@ def test_membership_table_from_toml_becomes_the_config_class(tmp_path: Path) -> 
     file = tmp_path / "node.toml"
     file.write_text("[membership]\nsuspect_timeout = 2.5\nheartbeat_interval = 0.5\n")
     node = load(file, environ={"FOUNDATION_MEMBERSHIP__GOSSIP_FANOUT": "5"}).node
-    assert type(node.membership).__name__ == "MembershipConfig"
+    assert dataclasses.is_dataclass(node.membership) and not isinstance(node.membership, dict)
     assert (node.membership.suspect_timeout, node.membership.heartbeat_interval, node.membership.gossip_fanout) == (2.5, 0.5, 5)
 
 
