@@ -196,8 +196,7 @@ class AdminService:
             "services": node.services(),
             "overlay": self.tracker.overlay,
             "topology": self._topology_state(),
-            "members": {state: sum(1 for m in self.tracker.members() if m["state"] == state)
-                        for state in ("alive", "suspect", "down", "left")},
+            "members": dict(collections.Counter(m["state"] for m in self.tracker.members())),
             "expired_members": self.tracker.expired_members,
             "member_expiry_s": self.tracker.expire_after,
             "seeds": self.seed_status(),
