@@ -261,3 +261,17 @@ def test_tracker_shows_membership_states_left_as_left_and_expires_down_and_left(
 def test_tracker_rejects_a_bad_expiry() -> None:
     with pytest.raises(ValueError, match="expire_after"):
         MemberTracker(MemberNode(), expire_after=float("nan"))  # type: ignore[arg-type]
+
+
+def test_imports_point_down_only() -> None:
+    """fabric.http serves what it is given (no admin import); fabric.admin imports neither the HTTP
+    endpoint nor the CLI nor Foundation (the runner, above them all, composes them)."""
+    import subprocess
+    import sys
+
+    checks = [
+        "import sys, fabric.http; assert 'fabric.admin' not in sys.modules",
+        "import sys, fabric.admin; assert not {'fabric.http', 'foundation_cli', 'foundation'} & set(sys.modules)",
+    ]
+    for code in checks:
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
