@@ -180,8 +180,13 @@ def _parse_value(text: str, raw: bool, what: str = "payload") -> Any:
     if text[:1] not in "[{-0123456789tfn\"" or not text:
         return text  # not JSON: the text itself
     depth = max_depth = 0
+    in_string = escaped = False
     for ch in text:  # cheap bound before json.loads, which recurses once per level
-        if ch in "[{":
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
             depth += 1
             max_depth = max(max_depth, depth)
         elif ch in "]}":

@@ -275,3 +275,15 @@ def test_imports_point_down_only() -> None:
     ]
     for code in checks:
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_payload_parsing_bounds_depth_and_integers_but_not_brackets_in_strings() -> None:
+    from foundation_cli.main import Failure, _parse_value
+
+    assert _parse_value('"' + "[" * 100 + '"', False) == "[" * 100  # brackets inside a JSON string
+    assert _parse_value('["a\\"[[", 1]', False) == ['a"[[', 1]
+    assert _parse_value("not json", False) == "not json"
+    assert _parse_value(str(2**64 - 1), False) == 2**64 - 1
+    for bad in ("[" * 65 + "]" * 65, str(2**64), f"[{-(2**63) - 1}]", '{"k": ' + "9" * 30 + "}"):
+        with pytest.raises(Failure):
+            _parse_value(bad, False)
