@@ -1,8 +1,9 @@
 """Entry point of the ``foundation-node`` command.
 
 The CLI parses, calls the library (:mod:`fabric.admin`, :mod:`fabric.settings`,
-:mod:`fabric.topology_view`) and renders; it holds no logic of its own. Every failure is one line on
-stderr, never a traceback. Exit codes (docs/cli.md):
+:mod:`fabric.topology_view`) and renders; what composes a running node (:mod:`.runner`) and ``doctor``
+(:mod:`.doctor`) live beside it. Every failure is one line on stderr, never a traceback. Exit codes
+(docs/cli.md):
 
 ====  ===========================================================================================
 0     success (``start``: stopped cleanly by SIGTERM/SIGINT or ``leave``)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,20 +32,21 @@ from typing import Any
 
 import click
 
-from fabric.admin import (
-    AdminClient,
-    AdminRemoteError,
-    AdminUnreachable,
-    AdminUnsupported,
-    NodeStartError,
-    RunningNode,
-    diagnose,
-    run_node,
-)
+from fabric.admin import AdminClient, AdminRemoteError, AdminUnreachable, AdminUnsupported, NodeStartError
 from fabric.demo import run_demo
 from fabric.errors import ConfigError, FabricError
-from fabric.settings import PRESETS, SettingsError, load
+from fabric.settings import (
+    PRESETS,
+    SettingsError,
+    discovery_config,
+    load,
+    parse_options,
+    parse_strategy,
+)
 from fabric.topology_view import Graph, render_html, to_dot, to_svg, to_text
+
+from .doctor import diagnose
+from .runner import RunningNode, run_node
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -163,14 +166,56 @@ def _dump(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=_json_default)
 
 
-def _parse_value(text: str, raw: bool) -> Any:
-    """Command-line payloads: JSON when it parses (``42``, ``{"a": 1}``), else the text; ``--raw``: bytes."""
+MAX_PAYLOAD_DEPTH = 64
+"""Deepest nesting a command-line payload may have (msgpack and the receiving node refuse deeper)."""
+
+
+def _parse_value(text: str, raw: bool, what: str = "payload") -> Any:
+    """Command-line payloads: JSON when it parses (``42``, ``{"a": 1}``), else the text; ``--raw``: bytes.
+
+    Raises Failure (usage) for JSON nested deeper than :data:`MAX_PAYLOAD_DEPTH` or holding an integer
+    msgpack cannot carry (outside -2**63 .. 2**64-1)."""
     if raw:
         return text.encode()
+    if text[:1] not in "[{-0123456789tfn\"" or not text:
+        return text  # not JSON: the text itself
+    depth = max_depth = 0
+    in_string = escaped = False
+    for ch in text:  # cheap bound before json.loads, which recurses once per level
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            max_depth = max(max_depth, depth)
+        elif ch in "]}":
+            depth -= 1
+    if max_depth > MAX_PAYLOAD_DEPTH:
+        raise Failure(f"{what}: JSON nested {max_depth} levels deep; at most {MAX_PAYLOAD_DEPTH}", EXIT_USAGE)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError):
         return text
+    _check_msgpackable(value, what)
+    return value
+
+
+def _check_msgpackable(value: Any, what: str) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not -(2**63) <= item < 2**64:
+            raise Failure(f"{what}: integer {str(item)[:20]}... does not fit in 64 bits (msgpack's limit)", EXIT_USAGE)
+        if isinstance(item, float) and not math.isfinite(item):
+            continue  # msgpack carries inf and nan
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 # -- start -------------------------------------------------------------------------------------------
@@ -186,7 +231,14 @@ def _parse_value(text: str, raw: bool) -> Any:
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Base port (channel i binds port+i; 0 ephemeral).")
 @click.option("--advertise", default=None, help="Host peers should dial (wildcard binds, NAT).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow non-loopback binds without security.")
-@click.option("--seed", "seeds", multiple=True, metavar="ENDPOINT", help="Static peer to link to (repeatable).")
+@click.option("--seed", "seeds", multiple=True, metavar="ENDPOINT", help="Membership endpoint to join through (repeatable).")
+@click.option("--discovery", default=None, metavar="SPEC",
+              help="Join through a discovery strategy: NAME or NAME:ARG, e.g. dns:nodes.example, mdns, gossip, "
+                   "static:tcp://HOST:PORT, consul:SERVICE, k8s:LABEL_SELECTOR.")
+@click.option("--discovery-option", "discovery_option", multiple=True, metavar="KEY=VALUE",
+              help="An option of the discovery strategy (repeatable; as `discover -o`).")
+@click.option("--member-expiry", type=float, default=None, metavar="SECONDS",
+              help="Seconds a down or left member stays listed (default 300).")
 @click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Serve /metrics and /topology.json (0: any free port).")
 @click.option("--http-host", default=None, help="HTTP endpoint address (default 127.0.0.1).")
 @click.option("--meta", "metadata", multiple=True, metavar="KEY=VALUE", help="Metadata carried in HELLO (repeatable).")
@@ -195,8 +247,10 @@ def _parse_value(text: str, raw: bool) -> Any:
 def start(config_file: str | None, log_level: str, overrides: tuple[str, ...], **flags: Any) -> None:
     """Run a node in the foreground until SIGTERM/SIGINT or `leave` (it then says BYE and exits 0).
 
-    Logs go to stderr; one line `ready name=... id=... seed=... http=...` goes to stdout once the node
-    is bound. Settings: TOML file < FOUNDATION_* environment < flags.
+    The node joins the cluster through --seed endpoints and/or a --discovery strategy (Node.join) and
+    adopts the cluster's overlay. Logs go to stderr; one line `ready name=... id=... seed=... http=...`
+    goes to stdout once the node is bound. Settings: TOML file < FOUNDATION_* environment < flags; any
+    field of the node's configuration is a key (`--set membership.suspect_timeout=2`).
     """
     logging.getLogger().setLevel(getattr(logging, log_level.upper()))
     with _errors():
@@ -306,7 +360,7 @@ def send(node: str | None, timeout: float, payload: str, to: str | None, channel
     """Send a one-way message. PAYLOAD is JSON when it parses, else text."""
     value = _parse_value(payload, raw)
     with _admin(node, timeout) as admin, _errors():
-        if to:
+        if to is not None:  # an empty --to is an error (the node says so), not "the node itself"
             result = admin.op("send", to=to, payload=value, channel=channel, key=key)
             click.echo(f"sent to {result['to']} on {result['channel']}" + ("" if result["queued"] else " (dropped: queue full)"))
         else:
@@ -323,9 +377,9 @@ def send(node: str | None, timeout: float, payload: str, to: str | None, channel
 @click.option("--channel", default="coordination", show_default=True)
 def call(node: str | None, timeout: float, service: str, request: str | None, to: str | None, raw: bool, channel: str) -> None:
     """Call SERVICE with REQUEST (JSON when it parses, else text) and print the reply as JSON."""
-    value: Any = b"" if request is None else _parse_value(request, raw)
+    value: Any = b"" if request is None else _parse_value(request, raw, "request")
     with _admin(node, timeout) as admin, _errors():
-        if to:
+        if to is not None:
             result = admin.op("call", wait=timeout + 2, to=to, service=service, request=value, timeout=timeout, channel=channel)
             reply = result["reply"]
         else:
@@ -416,7 +470,7 @@ def config_get(node: str | None, timeout: float, path: str | None) -> None:
 def config_set(node: str | None, timeout: float, path: str, value: str) -> None:
     """Set PATH to VALUE (JSON when it parses, else text); only runtime-updatable paths are accepted."""
     with _admin(node, timeout) as admin, _errors():
-        result = admin.op("config.set", path=_path(path), value=_parse_value(value, False))
+        result = admin.op("config.set", path=_path(path), value=_parse_value(value, False, "value"))
     click.echo(f"{'.'.join(result['path'])} = {json.dumps(result['value'], default=_json_default)}")
 
 
@@ -439,7 +493,7 @@ def config_watch(node: str | None, timeout: float, count: int | None) -> None:
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Also validate this TOML settings file.")
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=2.0, show_default=True, help="Seconds per probe.")
 @click.option("--max-skew", type=click.FloatRange(0.0), default=1.0, show_default=True, help="Tolerated clock skew in seconds.")
-@click.option("--strategy", default=None, metavar="NAME", help="Also check what this discovery strategy finds (as `discover`).")
+@click.option("--strategy", default=None, metavar="SPEC", help="Also check what this discovery strategy finds (as `discover`).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Discovery strategy option (as `discover`).")
 @click.option("--json", "as_json", is_flag=True)
 def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: float, strategy: str | None,
@@ -450,9 +504,10 @@ def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: 
     if not node and not config_file and not strategy:
         raise Failure("nothing to check: pass --node ENDPOINT, --config FILE and/or --strategy NAME", EXIT_USAGE)
     with _errors():
+        name, strategy_config = _strategy(strategy, options) if strategy else (None, None)
         report = diagnose(node, config_file=config_file, timeout=timeout, max_skew=max_skew,
                           progress=_progress if sys.stderr.isatty() else None,
-                          strategy=strategy, strategy_options=_strategy_options(options))
+                          strategy=name, strategy_options=strategy_config)
     if as_json:
         click.echo(_dump([f.__dict__ for f in report.findings]))
     else:
@@ -467,15 +522,15 @@ def doctor(node: str | None, config_file: str | None, timeout: float, max_skew: 
         sys.exit(EXIT_FAILED)
 
 
-def _strategy_options(options: tuple[str, ...]) -> dict[str, Any]:
-    """``-o KEY=VALUE`` pairs; values read as JSON when they parse."""
-    parsed: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise Failure(f"--option {item!r}: expected KEY=VALUE", EXIT_USAGE)
-        parsed[key.strip()] = _parse_value(value, raw=False)
-    return parsed
+def _strategy(spec: str, options: tuple[str, ...]) -> tuple[str, Any]:
+    """``--strategy NAME[:ARG]`` and ``-o KEY=VALUE`` -> (strategy name, its config), exactly as
+    ``start --discovery`` reads them (:func:`fabric.settings.parse_strategy`). Raises SettingsError."""
+    try:
+        extra = parse_options(options)
+    except SettingsError as exc:  # not KEY=VALUE: a usage error, as for any malformed flag
+        raise Failure(str(exc), EXIT_USAGE) from None
+    name, primary = parse_strategy(spec)
+    return discovery_config(name, {**primary, **extra}, "--strategy")
 
 
 _WHY = {
@@ -490,8 +545,9 @@ _WHY = {
 
 
 @cli.command()
-@click.option("--strategy", required=True, metavar="NAME",
-              help="static, dns, mdns, gossip, consul, kubernetes, multi, or an installed plugin.")
+@click.option("--strategy", required=True, metavar="SPEC",
+              help="NAME or NAME:ARG (as `start --discovery`): static, dns, mdns, gossip, consul, kubernetes (k8s), "
+                   "multi, or an installed plugin.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A strategy option; the value is read as JSON when it parses (-o 'seeds=[\"tcp://h:7946\"]').")
 @click.option("--settle", type=click.FloatRange(0, 60), default=None,
@@ -507,11 +563,14 @@ def discover(strategy: str, options: tuple[str, ...], settle: float | None, prob
     from fabric.discovery import DiscoveryError
     from fabric.discovery.report import discover as run_discover
 
-    parsed = _strategy_options(options)
-    wait = settle if settle is not None else (3.0 if strategy in ("mdns", "gossip") else 0.0)
     with _errors():
         try:
-            report = asyncio.run(run_discover(strategy, parsed, settle=wait, probe=probe, probe_timeout=timeout))
+            name, config = _strategy(strategy, options)
+        except SettingsError as exc:
+            raise Failure(f"discover: {exc}", EXIT_CONFIG) from None
+        wait = settle if settle is not None else (3.0 if name in ("mdns", "gossip") else 0.0)
+        try:
+            report = asyncio.run(run_discover(name, config, settle=wait, probe=probe, probe_timeout=timeout))
         except DiscoveryError as exc:  # unknown strategy, bad options: the caller's configuration
             raise Failure(f"discover: {exc}", EXIT_CONFIG) from None
     if as_json:

@@ -43,13 +43,38 @@ SECTIONS: list[tuple[str, str, str]] = [
     ),
     ("HyParViewConfig", "fabric.membership.overlay_config:HyParViewConfig", "HyParView's views and walks (Partisan's defaults)."),
     ("PlumtreeConfig", "fabric.membership.overlay_config:PlumtreeConfig", "Plumtree's lazy push, grafting and caches."),
+    (
+        "StartSettings (foundation-node start)",
+        "fabric.settings:StartSettings",
+        "What `foundation-node start` runs besides the node's config: keys at the top level of the TOML file, "
+        "`FOUNDATION_<KEY>` variables and flags, like the NodeConfig fields (docs/cli.md). `discovery` is a "
+        "strategy spec (`dns:NAME`, `mdns`, `gossip`, `static:tcp://HOST:PORT`, `consul:SERVICE`, `k8s:SELECTOR`) "
+        "and `discovery.OPTION` any field of that strategy's config (docs/discovery.md).",
+    ),
 ]
 
 HEADER = """# Configuration reference
 
 Generated from the configuration dataclasses by `python -m fabric._configdoc`; do not edit by hand
 (a test compares this file with the code). Every config is a frozen dataclass validated on construction:
-a bad value raises `fabric.ConfigError` naming the field.
+a bad value raises `fabric.ConfigError` naming the field (durations must be finite: `nan` and `inf` are
+refused everywhere; metadata is at most 16 KiB).
+
+## Setting any field from TOML, the environment or flags
+
+`foundation-node start` (`fabric.settings.load`) reaches every field below, nested ones included, by its
+dotted path from `NodeConfig`; the loader walks these dataclasses, so a new field is settable at once:
+
+| source | scalar field | nested config | one channel | metadata |
+|---|---|---|---|---|
+| TOML file | `call_timeout = 2.5` | `[membership]` `suspect_timeout = 2` (or `overlay_config.hyparview.active_max = 8`) | `[channels.data]` `parallelism = 8` (`[[channels]]` replaces the list) | `[metadata]` `zone = "a"` |
+| environment | `FOUNDATION_CALL_TIMEOUT=2.5` | `FOUNDATION_MEMBERSHIP__SUSPECT_TIMEOUT=2` | `FOUNDATION_CHANNELS__DATA__PARALLELISM=8` | `FOUNDATION_METADATA__ZONE=a` |
+| flags | `--set call_timeout=2.5` | `--set membership.suspect_timeout=2` | `--set channels.data.parallelism=8` | `--meta zone=a` |
+
+Precedence: preset < TOML file < environment < flags. Text values are converted to the field's type
+(booleans `true/false/yes/no/on/off/1/0`, lists comma-separated, `none` clears an optional value); a bad
+key or value is one line naming it and its source, e.g.
+`FOUNDATION_MEMBERSHIP__SUSPECT_TIMEOUT: membership.suspect_timeout: expected a number, got 'soon'`.
 """
 
 

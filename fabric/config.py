@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -27,6 +28,25 @@ OVERLAYS = ("full-mesh", "hyparview", "client-server", "static")
 """Overlay names accepted by :attr:`NodeConfig.overlay`."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+MAX_METADATA_BYTES = 16 * 1024
+"""Most bytes of metadata (keys and values, UTF-8) a node may carry: it travels in every HELLO and in
+every membership record about the node, so it must stay small."""
+
+
+def _check_finite(obj: Any, prefix: str) -> None:
+    """Every float field of ``obj`` and of the config dataclasses inside it must be finite: ``nan``
+    passes every ``<= 0`` check and ``inf`` makes every wait endless (issue 14: ``call_timeout=nan``
+    made every call fail). Raises ConfigError naming the field."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{prefix}{f.name}: must be a finite number, got {item!r}")
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                label = getattr(item, "name", None) if isinstance(value, tuple) else None
+                _check_finite(item, f"{prefix}{f.name}.{label + '.' if isinstance(label, str) else ''}")
 
 
 class OnFull(enum.StrEnum):
@@ -93,7 +113,7 @@ class ChannelConfig:
             raise ConfigError(f"channels.{self.name}.parallelism: must be 1..255, got {self.parallelism}")
         if self.kind is ChannelKind.BROADCAST and self.parallelism != 1:
             raise ConfigError(f"channels.{self.name}.parallelism: broadcast channels have one lane")
-        if self.send_timeout <= 0:
+        if not (math.isfinite(self.send_timeout) and self.send_timeout > 0):
             raise ConfigError(f"channels.{self.name}.send_timeout: must be > 0 seconds")
         if self.sndhwm < 1 or self.rcvhwm < 1:
             raise ConfigError(f"channels.{self.name}: sndhwm and rcvhwm must be >= 1")
@@ -369,6 +389,8 @@ class NodeConfig:
             raise ConfigError(f"overlay: {self.overlay!r} is not one of {', '.join(OVERLAYS)}")
         if not 0 <= self.auto_hysteresis < self.auto_threshold:
             raise ConfigError("auto_hysteresis: must be >= 0 and below auto_threshold")
+        if not (math.isfinite(self.topology_cooldown) and self.topology_cooldown >= 0):
+            raise ConfigError(f"topology_cooldown: must be a finite number of seconds >= 0, got {self.topology_cooldown}")
         if not self.auto_dwell >= 0:
             raise ConfigError("auto_dwell: must be >= 0 seconds")
         if self.auto_topology and self.overlay not in ("full-mesh", "hyparview"):
@@ -379,6 +401,12 @@ class NodeConfig:
             raise ConfigError("max_inflight_calls, max_concurrent_requests and handler_threads must be >= 1")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items()):
             raise ConfigError("metadata: keys and values must be strings")
+        if any(not k for k in self.metadata):
+            raise ConfigError("metadata: keys must not be empty")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in self.metadata.items())
+        if size > MAX_METADATA_BYTES:
+            raise ConfigError(f"metadata: {size} bytes; at most {MAX_METADATA_BYTES} bytes of keys and values")
+        _check_finite(self, "")
         scheme, _, rest = self.bind.partition("://")
         if scheme not in ("tcp", "ipc", "inproc") or not rest:
             raise ConfigError(f"bind: {self.bind!r} must be tcp://HOST, ipc:///DIR or inproc://PREFIX")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STATE_COLOURS = {"alive": "#2e7d32", "suspect": "#f9a825", "down": "#c62828"}
+STATE_COLOURS = {"alive": "#2e7d32", "suspect": "#f9a825", "down": "#c62828", "left": "#616161"}
 """Fill colour of a member by state (unknown states are grey)."""
 CHANNEL_COLOURS = {
     "membership": "#757575",

@@ -174,14 +174,14 @@ def test_config_get_set_watch(trio: list[LocalNode]) -> None:
     assert code == EXIT_FAILED and "api_key" in out
 
 
-def test_leave_stops_the_node_and_peers_see_it_down() -> None:
+def test_leave_stops_the_node_and_peers_see_it_left() -> None:
     with local_nodes("one", "two") as (one, two):
         wait_until(lambda: len(one.running.node.peers()) == 1, what="link")  # type: ignore[union-attr]
         code, out = invoke("leave", "--node", two.seed)
         assert code == 0 and "two" in out and "leaving" in out
         assert two.wait_stopped() and two.reason == "leave"
         code, out = invoke("members", "--node", one.seed, "--json")
-        assert [(m["name"], m["state"]) for m in json.loads(out)] == [("one", "alive"), ("two", "down")]
+        assert [(m["name"], m["state"]) for m in json.loads(out)] == [("one", "alive"), ("two", "left")]
 
 
 def test_node_without_admin_service_and_unsupported_ops() -> None:

@@ -176,7 +176,7 @@ def poll_dom(tools: DevTools, expression: str, want: Any, timeout: float = 30.0)
     raise AssertionError(f"DOM never showed {want}; last seen {seen}")
 
 
-def test_live_page_shows_the_cluster_and_a_stopped_member_goes_down(tmp_path: Path) -> None:
+def test_live_page_shows_the_cluster_and_a_stopped_member_as_left(tmp_path: Path) -> None:
     """Also: when the node the page polls stops, the page fails over to another member's endpoint."""
     require_tool("chromium")
     names = ["n1", "n2", "n3", "n4", "n5"]
@@ -201,7 +201,7 @@ def test_live_page_shows_the_cluster_and_a_stopped_member_goes_down(tmp_path: Pa
 
             victim = nodes[3]
             assert victim.stop() == 0  # SIGTERM: the node says BYE and exits 0
-            after = [[n, "down" if n == "n4" else "alive"] for n in names]
+            after = [[n, "left" if n == "n4" else "alive"] for n in names]  # it said BYE: left, not down
             poll_dom(tools, MEMBERS_JS, after)
             poll_dom(tools, SVG_JS, after)
             # not reloaded: the marker set on this document survived
@@ -216,7 +216,7 @@ def test_live_page_shows_the_cluster_and_a_stopped_member_goes_down(tmp_path: Pa
 
             # the page's own source goes away: it switches to another member's endpoint, still no reload
             assert nodes[0].stop() == 0
-            after = [[n, "down" if n in ("n1", "n4") else "alive"] for n in names]
+            after = [[n, "left" if n in ("n1", "n4") else "alive"] for n in names]
             poll_dom(tools, MEMBERS_JS, after)
             assert tools.evaluate("window.__marker") == marker
             assert nodes[0].http not in tools.evaluate("document.getElementById('status').textContent")

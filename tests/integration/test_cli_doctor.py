@@ -16,8 +16,8 @@ import zmq
 from click.testing import CliRunner
 
 from fabric import wire
-from fabric.admin import diagnose, probe_zmtp
 from fabric.wire import MsgType, RejectCode
+from foundation_cli.doctor import diagnose, probe_zmtp
 from foundation_cli.main import EXIT_USAGE, cli
 from tests.integration.test_cli_harness import LocalNode, NodeProcess, local_nodes, wait_until
 

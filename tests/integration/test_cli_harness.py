@@ -1,7 +1,7 @@
 """Shared helpers for the CLI tests (no tests here): in-process nodes run by ``run_node``, and
 ``foundation-node start`` child processes.
 
-In-process nodes run :func:`fabric.admin.run_node` on their own loop thread, exactly as the ``start``
+In-process nodes run :func:`foundation_cli.runner.run_node` on their own loop thread, exactly as the ``start``
 command does (minus signal handlers), so CliRunner tests talk to real nodes over real sockets.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from fabric import NodeConfig
-from fabric.admin import RunningNode, run_node
 from fabric.settings import StartSettings
+from foundation_cli.runner import RunningNode, run_node
 from tests.support import REPO, Child
 
 
@@ -33,7 +33,7 @@ class LocalNode:
         config: NodeConfig | None = None,
     ) -> None:
         self.settings = StartSettings(
-            node=config or NodeConfig.local(name=name), seeds=tuple(seeds), http_port=0 if http else None, seed_retry_max=0.5
+            node=config or NodeConfig.local(name=name), seeds=tuple(seeds), http_port=0 if http else None
         )
         self.clock = clock
         self.running: RunningNode | None = None

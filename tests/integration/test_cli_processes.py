@@ -51,8 +51,8 @@ def test_cluster_of_processes_and_sigterm_says_bye() -> None:
         assert [line.split()[0] for line in out.splitlines()[1:]] == ["pa", "pb", "pc"]
         assert c.stop() == 0  # SIGTERM: clean exit
         stderr = c.child.proc.stderr
-        assert _members(a.seed) == [("pa", "alive"), ("pb", "alive"), ("pc", "down")]
-        assert _members(b.seed) == [("pb", "alive"), ("pa", "alive"), ("pc", "down")]
+        assert _members(a.seed) == [("pa", "alive"), ("pb", "alive"), ("pc", "left")]
+        assert _members(b.seed) == [("pb", "alive"), ("pa", "alive"), ("pc", "left")]
         assert stderr is not None and stderr.closed
     finally:
         for n in (c, b, a):
@@ -88,24 +88,26 @@ def _stop_and_read_stderr(child: Child) -> tuple[int, str]:
 def test_seed_started_later_is_retried_with_progress() -> None:
     port = _free_port()
     seed = f"tcp://127.0.0.1:{port}"
-    early = NodeProcess("--name", "early", "--seed", seed, "--set", "seed_retry_max=0.3", "--set", "connect_timeout=0.3")
+    early = NodeProcess("--name", "early", "--preset", "local", "--seed", seed, "--set", "membership.join_retry_max=0.3")
     late = None
     try:
+        code, out, err = run_cli("status", "--node", early.seed, "--json")
+        st = json.loads(out)
+        assert st["seeds"] == [{"seed": seed, "linked": False, "peer": "", "peer_id": None,
+                                "last_error": "no member from this seed yet"}]
         late = NodeProcess("--name", "late", "--port", str(port))
         assert late.seed == seed
         code, out, err = run_cli("members", "--node", early.seed, "--wait", "2", "--wait-timeout", "20")
         assert code == 0, err
         code, out, err = run_cli("status", "--node", early.seed, "--json")
         st = json.loads(out)
-        assert st["seeds"][0]["linked"] and st["seeds"][0]["attempts"] >= 2
+        assert st["seeds"][0]["linked"] and st["seeds"][0]["peer"] == "late"
     finally:
         if late is not None:
             late.stop()
         code, log = _stop_and_read_stderr(early.child)
     assert code == 0
-    assert f"connecting to seed {seed} (attempt 1)" in log
-    assert f"seed {seed} not reached" in log and "retrying in" in log
-    assert f"linked to seed {seed} (late): 1/1 seeds linked" in log
+    assert f"joining the cluster through 1 seed(s): {seed}" in log
     assert "member late up: 2 members alive" in log
 
 
@@ -192,3 +194,28 @@ def test_address_in_use_exits_5() -> None:
         _one_line_error(*run_cli("start", "--name", "clash", "--http-port", http_port), 5, f"http_port: cannot listen on 127.0.0.1:{http_port}")
     finally:
         a.stop()
+
+
+def test_toml_membership_table_and_nested_environment_reach_the_running_node(tmp_path: Path) -> None:
+    """Issue 14, defect 4: a ``[membership]`` table killed the node at start (a raw dict), and
+    ``FOUNDATION_MEMBERSHIP__SUSPECT_TIMEOUT`` was rejected."""
+    config = tmp_path / "node.toml"
+    config.write_text('name = "nested"\npreset = "local"\n[membership]\nheartbeat_interval = 0.3\nsuspect_timeout = 1.5\n')
+    env = python_env()
+    env["FOUNDATION_MEMBERSHIP__SUSPECT_TIMEOUT"] = "2.5"  # the environment wins over the file
+    env["FOUNDATION_CHANNELS__DATA__PARALLELISM"] = "2"
+    child = Child([*cli_command(), "start", "--config", str(config), "--set", "transport.linger_ms=75"], env=env)
+    try:
+        line = child.expect("ready ", timeout=30)
+        seed = dict(item.split("=", 1) for item in line.split()[1:])["seed"]
+        code, out, err = run_cli("status", "--node", seed, "--json")
+        assert code == 0, err
+        settings = json.loads(out)["settings"]
+        assert settings["membership"]["suspect_timeout"] == 2.5
+        assert settings["membership"]["heartbeat_interval"] == 0.3
+        assert settings["transport"]["linger_ms"] == 75
+        assert [c["parallelism"] for c in settings["channels"] if c["name"] == "data"] == [2]
+        code, out, err = run_cli("health", "--node", seed)
+        assert code == 0, out + err
+    finally:
+        assert child.stop() == 0

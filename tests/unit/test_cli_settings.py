@@ -60,7 +60,7 @@ def test_channels_table(tmp_path: Path) -> None:
         ('port = "x"\n', "config file"),
         ("port = 70000\n", "port: 70000 leaves no room"),
         ("colour = 1\n", "colour: unknown setting"),
-        ("[transport]\nwarp = 1\n", "transport.warp: unknown transport setting"),
+        ("[transport]\nwarp = 1\n", "transport.warp: unknown setting"),
         ("[transport]\nlinger_ms = -1\n", "transport.linger_ms: must be >= 0"),
         ('seeds = "x"\n', "seeds: 'x' is not an endpoint"),
         ("http_port = 99999\n", "http_port: must be 0..65535"),
@@ -127,3 +127,31 @@ def test_check_endpoint(endpoint: str, parsed: tuple[str, str, int | None]) -> N
 def test_check_endpoint_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         check_endpoint(bad, resolve=False)
+
+
+@pytest.mark.parametrize(
+    "spec, strategy, field, value",
+    [
+        ("dns:nodes.example", "dns", "query", "nodes.example"),
+        ("static:tcp://127.0.0.1:7001,tcp://127.0.0.1:7002", "static", "seeds", ("tcp://127.0.0.1:7001", "tcp://127.0.0.1:7002")),
+        ("k8s:app=fabric", "kubernetes", "label_selector", "app=fabric"),
+        ("consul:orders", "consul", "service", "orders"),
+        ("gossip", "gossip", "group", "233.252.1.32"),
+        ("MDNS", "mdns", "announce", True),
+    ],
+)
+def test_discovery_specs(spec: str, strategy: str, field: str, value: object) -> None:
+    settings = load(environ={}, flags={"discovery": spec})
+    assert settings.discovery == strategy
+    assert getattr(settings.discovery_config, field) == value
+
+
+def test_discovery_from_each_source_and_a_later_strategy_drops_earlier_options(tmp_path: Path) -> None:
+    path = write(tmp_path, '[discovery]\nstrategy = "dns"\nquery = "a.example"\nport = 7000\n')
+    assert load(path, environ={}).discovery_config.port == 7000
+    env = {"FOUNDATION_DISCOVERY__PORT": "7100"}
+    assert load(path, environ=env).discovery_config.port == 7100
+    flags = {"discovery_option": ("port=7200",)}
+    assert load(path, environ=env, flags=flags).discovery_config.port == 7200
+    other = load(path, environ={}, flags={"discovery": "gossip"})  # dns's query/port do not leak into gossip
+    assert other.discovery == "gossip" and other.discovery_config.port == 45892

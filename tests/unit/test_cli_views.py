@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fabric import NodeConfig
-from fabric.admin import MemberTracker, parse_zmtp, zmtp_greeting, zmtp_ready
-from fabric.http import render_metrics
+from fabric import NodeConfig, wire
+from fabric.admin import MemberTracker, render_metrics
 from fabric.node import PeerInfo
 from fabric.topology_view import Graph, channel_colour, render_html, to_dot, to_svg, to_text
+from foundation_cli.doctor import parse_zmtp, zmtp_greeting, zmtp_ready
 
 IDS = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(1, 5)]
 
@@ -173,10 +174,10 @@ def peer(i: int, name: str) -> PeerInfo:
                     channels={"membership": ("control", 1)})
 
 
-def test_tracker_marks_departed_peers_down_then_forgets_them() -> None:
+def test_tracker_link_fallback_marks_departed_peers_down_then_expires_them() -> None:
     now = [1000.0]
     node = FakeNode()
-    tracker = MemberTracker(node, clock=lambda: now[0], forget_after=60, keep=2)  # type: ignore[arg-type]
+    tracker = MemberTracker(node, clock=lambda: now[0], expire_after=60, keep=2)  # type: ignore[arg-type]
     b, c = peer(1, "b"), peer(2, "c")
     node.linked = [b, c]
     tracker.on_peer("up", b)
@@ -189,6 +190,7 @@ def test_tracker_marks_departed_peers_down_then_forgets_them() -> None:
     assert view[2]["since_ms"] == 1_000_000
     now[0] += 61
     assert [m["name"] for m in tracker.members()] == ["me", "b"]
+    assert tracker.expired_members == 1
     node.linked = [c]
     tracker.on_peer("up", c)  # came back: no longer listed down
     tracker.on_peer("down", b)
@@ -201,3 +203,87 @@ def test_tracker_bounds_departed_entries() -> None:
     for i, name in enumerate(["x", "y", "z"], 1):
         tracker.on_peer("down", peer(i, name))
     assert [m["name"] for m in tracker.members()] == ["me", "y", "z"]
+
+
+@dataclass
+class FakeMember:
+    node_id: bytes
+    name: str
+    incarnation: int
+    status: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    endpoints: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+
+
+class MemberNode(FakeNode):
+    """A node with a membership view (``members()``) and an overlay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.view: list[FakeMember] = []
+        self.overlay = "hyparview"
+
+    def members(self) -> list[FakeMember]:
+        me = FakeMember(wire.node_id_bytes(IDS[0]), "me", 1, "alive")
+        return [me, *self.view]
+
+
+def member(i: int, name: str, status: str, incarnation: int = 1) -> FakeMember:
+    return FakeMember(wire.node_id_bytes(IDS[i]), name, incarnation, status,
+                      endpoints={"membership": ("control", f"tcp://127.0.0.1:{i}", 1)})
+
+
+def test_tracker_shows_membership_states_left_as_left_and_expires_down_and_left() -> None:
+    now = [5000.0]
+    node = MemberNode()
+    node.linked = [peer(3, "linked-only")]  # linked but not a member: a link is not membership
+    tracker = MemberTracker(node, clock=lambda: now[0], expire_after=300)  # type: ignore[arg-type]
+    node.view = [member(1, "b", "alive"), member(2, "c", "left")]
+    view = tracker.members()
+    assert [(m["name"], m["state"], m.get("reason")) for m in view] == [
+        ("me", "alive", None), ("b", "alive", None), ("c", "left", "left")]
+    assert tracker.overlay == "hyparview"
+    now[0] += 200
+    node.view = [member(1, "b", "down"), member(2, "c", "left")]
+    assert [(m["name"], m["state"]) for m in tracker.members()] == [("me", "alive"), ("b", "down"), ("c", "left")]
+    now[0] += 101  # c has been left for 301 s, b down for 101 s
+    assert [(m["name"], m["state"]) for m in tracker.members()] == [("me", "alive"), ("b", "down")]
+    assert tracker.expired_members == 1
+    now[0] += 200
+    assert [m["name"] for m in tracker.members()] == ["me"]
+    assert tracker.expired_members == 2
+    tracker.members()
+    assert tracker.expired_members == 2  # counted once each
+    node.view = [member(1, "b", "alive", incarnation=2), member(2, "c", "left")]  # b restarted
+    assert [(m["name"], m["state"]) for m in tracker.members()] == [("me", "alive"), ("b", "alive")]
+
+
+def test_tracker_rejects_a_bad_expiry() -> None:
+    with pytest.raises(ValueError, match="expire_after"):
+        MemberTracker(MemberNode(), expire_after=float("nan"))  # type: ignore[arg-type]
+
+
+def test_imports_point_down_only() -> None:
+    """fabric.http serves what it is given (no admin import); fabric.admin imports neither the HTTP
+    endpoint nor the CLI nor Foundation (the runner, above them all, composes them)."""
+    import subprocess
+    import sys
+
+    checks = [
+        "import sys, fabric.http; assert 'fabric.admin' not in sys.modules",
+        "import sys, fabric.admin; assert not {'fabric.http', 'foundation_cli', 'foundation'} & set(sys.modules)",
+    ]
+    for code in checks:
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_payload_parsing_bounds_depth_and_integers_but_not_brackets_in_strings() -> None:
+    from foundation_cli.main import Failure, _parse_value
+
+    assert _parse_value('"' + "[" * 100 + '"', False) == "[" * 100  # brackets inside a JSON string
+    assert _parse_value('["a\\"[[", 1]', False) == ['a"[[', 1]
+    assert _parse_value("not json", False) == "not json"
+    assert _parse_value(str(2**64 - 1), False) == 2**64 - 1
+    for bad in ("[" * 65 + "]" * 65, str(2**64), f"[{-(2**63) - 1}]", '{"k": ' + "9" * 30 + "}"):
+        with pytest.raises(Failure):
+            _parse_value(bad, False)
