@@ -14,8 +14,6 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
-
 from tests.support import REPO
 
 PACKAGES = {"fabric": REPO / "fabric", "foundation": REPO / "foundation", "foundation_cli": REPO / "cli"}
@@ -185,7 +183,6 @@ def test_foundation_has_no_import_cycle() -> None:
     assert cycles == [], _report(cycles)
 
 
-@pytest.mark.xfail(strict=False, reason="fabric/http<->admin cycle is being removed by the admin split")
 def test_fabric_and_cli_have_no_import_cycle() -> None:
     graph = _graph(("fabric", "foundation", "foundation_cli"))
     cycles = _cycles(graph)
