@@ -472,7 +472,7 @@ class Node:
         self._loop = asyncio.get_running_loop()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.config.handler_threads, thread_name_prefix="fabric-svc")
         specs = [c.spec() for c in self.config.channels]
-        prefix = wire.routing_id(self._id_bytes, 0, role=self._role, incarnation=self._incarnation)[:-1]
+        prefix = wire.routing_prefix(self._id_bytes, role=self._role, incarnation=self._incarnation)
         if self._role is Role.CLIENT:
             assert isinstance(self._transport, ZmqTransport), "clients use the ZeroMQ transport"
             self._endpoints = self._transport.bind(specs, self._on_frames, prefix, listen=False)

@@ -473,28 +473,41 @@ ROUTING_CLIENT = 0x02
 """First octet of a client-role peer's routing id."""
 
 
-def routing_id(node_id: bytes, lane: int = 0, *, role: Role = Role.MEMBER, incarnation: int = 0) -> bytes:
-    """The ZeroMQ routing id of a connecting socket: role octet | node id (16) | incarnation (4, low 32
-    bits, big-endian) | lane octet.
+def routing_prefix(node_id: bytes, *, role: Role = Role.MEMBER, incarnation: int = 0) -> bytes:
+    """The part of a connecting socket's routing id that names the node: role octet | node id (16) |
+    incarnation (4, low 32 bits, big-endian). The transport appends the link's generation and the lane
+    (:func:`routing_id`)."""
+    if len(node_id) != NODE_ID_BYTES:
+        raise ValueError("a routing id needs a 16-octet node id")
+    role_octet = ROUTING_CLIENT if role == Role.CLIENT else ROUTING_MEMBER
+    return bytes((role_octet,)) + node_id + (incarnation & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def routing_id(node_id: bytes, lane: int = 0, *, role: Role = Role.MEMBER, incarnation: int = 0,
+               generation: int = 0) -> bytes:
+    """The ZeroMQ routing id of a connecting socket (26 octets): :func:`routing_prefix` | generation (4,
+    big-endian) | lane octet.
 
     The lane keeps the parallel lanes of one peer from evicting each other at a ROUTER. The incarnation
     keeps a restarted process that kept its node id from colliding with the connections its previous
-    process left behind: ROUTERs refuse an in-use routing id (no handover), and libzmq never retries a
-    refused pipe that already holds messages, so the new process would otherwise stay mute there.
+    process left behind, and the generation (new for every link the sender opens) keeps a link reopened
+    to a peer that restarted on the same port from colliding with the sender's own earlier link: ROUTERs
+    refuse an in-use routing id (no handover), and libzmq never retries a refused pipe that already holds
+    messages, so the new link would otherwise stay mute there.
     """
-    if len(node_id) != NODE_ID_BYTES or not 0 <= lane < MAX_LANES:
-        raise ValueError("routing_id needs a 16-octet node id and a lane in 0..255")
-    role_octet = ROUTING_CLIENT if role == Role.CLIENT else ROUTING_MEMBER
-    return bytes((role_octet,)) + node_id + (incarnation & 0xFFFFFFFF).to_bytes(4, "big") + bytes((lane,))
+    if not 0 <= lane < MAX_LANES:
+        raise ValueError("routing_id needs a lane in 0..255")
+    prefix = routing_prefix(node_id, role=role, incarnation=incarnation)
+    return prefix + (generation & 0xFFFFFFFF).to_bytes(4, "big") + bytes((lane,))
 
 
-def parse_routing_id(rid: bytes) -> tuple[Role, bytes, int, int] | None:
-    """Inverse of :func:`routing_id`: ``(role, node_id, incarnation_low32, lane)``; None for ids not
-    shaped like ours (e.g. a foreign DEALER)."""
-    if len(rid) != NODE_ID_BYTES + 6 or rid[0] not in (ROUTING_MEMBER, ROUTING_CLIENT):
+def parse_routing_id(rid: bytes) -> tuple[Role, bytes, int, int, int] | None:
+    """Inverse of :func:`routing_id`: ``(role, node_id, incarnation_low32, generation, lane)``; None for
+    ids not shaped like ours (e.g. a foreign DEALER)."""
+    if len(rid) != NODE_ID_BYTES + 10 or rid[0] not in (ROUTING_MEMBER, ROUTING_CLIENT):
         return None
     role = Role.CLIENT if rid[0] == ROUTING_CLIENT else Role.MEMBER
-    return role, rid[1:17], int.from_bytes(rid[17:21], "big"), rid[-1]
+    return role, rid[1:17], int.from_bytes(rid[17:21], "big"), int.from_bytes(rid[21:25], "big"), rid[-1]
 
 
 def new_node_id() -> bytes:

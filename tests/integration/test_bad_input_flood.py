@@ -3,6 +3,10 @@
 The node under test runs in its own process. A well-behaved peer (this process) streams messages to it
 while raw ZeroMQ sockets inject garbage into every bound endpoint that accepts input. Afterwards: no
 accepted message is lost, the link still works, and each bad-input counter equals the number injected.
+
+Not covered here: a well-formed message that claims another node's id. Until CURVE + ZAP bind a key to
+each node id (issue 16), any connection can claim any source id; routing ids are unique per link
+(docs/protocol.md), so refusing a duplicate routing id is no identity check.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from fabric import Node, NodeConfig, wire
+from fabric import Node, NodeConfig
 from tests.integration.test_node_processes import node_child
 
 SEED = int(os.environ.get("FLOOD_SEED", "20261128"))
@@ -89,15 +93,6 @@ def test_flood_of_bad_input_while_a_stream_flows() -> None:
         async def scenario() -> dict[str, Any]:
             async with Node(NodeConfig.local(name="sender")) as sender:
                 peer = await sender.connect(target.seed)
-                spoofer = zmq.Context.instance().socket(zmq.DEALER)
-                # A DEALER presenting the live sender's routing id on the coordination ROUTER.
-                spoofer.set(
-                    zmq.ROUTING_ID,
-                    wire.routing_id(bytes.fromhex(sender.id.replace("-", "")), 0, incarnation=sender.incarnation),
-                )
-                spoofer.set(zmq.LINGER, 0)
-                spoofer.set(zmq.SNDTIMEO, 1000)
-
                 async def stream() -> None:
                     for channel, count in STREAM.items():
                         for i in range(count):
@@ -115,13 +110,6 @@ def test_flood_of_bad_input_while_a_stream_flows() -> None:
                 ):
                     injections.append(asyncio.to_thread(inject, endpoints[channel], kind, bad_inputs(rng, os.urandom(16))))
                     injections.append(asyncio.to_thread(wrong_socket_types, endpoints[channel], wrong))
-                spoofer.connect(endpoints["coordination"])
-                spoof_frames = wire.send(bytes.fromhex(sender.id.replace("-", "")), "coordination", b"spoof:1", seq=1)
-                for _ in range(100):
-                    try:
-                        spoofer.send_multipart(spoof_frames, zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
                 await asyncio.gather(streaming, *injections)
                 # The stream arrives in full and the link still answers calls.
                 deadline = time.monotonic() + 60
@@ -138,17 +126,16 @@ def test_flood_of_bad_input_while_a_stream_flows() -> None:
                 view = await asyncio.to_thread(target.expect, "members")
                 assert {(m["name"], m["status"]) for m in view["members"]} == {("target", "alive"), ("sender", "alive")}
                 assert {m.name for m in sender.alive_members()} == {"target", "sender"}
-                spoofer.close()
                 return stats
 
         stats = asyncio.run(asyncio.wait_for(scenario(), 240))
     assert stats["tally"] == STREAM, "accepted messages were lost"
-    assert stats["foreign"] == {}, "a spoofed message was delivered"
+    assert stats["foreign"] == {}, "injected input was delivered as a message"
     expected = {category: count * 4 for category, count in PER_ENDPOINT.items()}
     assert stats["errors"] == expected
     assert len(stats["peers"]) == 1
     for channel in ("membership", "coordination", "gossip", "data"):
         conn = stats["transport"]["connections"][channel]
-        # Our injector, the sender's link and the spoofer complete the handshake; every wrong socket
+        # Our injector and the sender's link complete the handshake; every wrong socket
         # type is refused (libzmq reports most as failed handshakes, some only as a disconnect).
         assert conn["accepted"] - conn["handshake_ok"] == WRONG_SOCKET_TYPES, (channel, conn)

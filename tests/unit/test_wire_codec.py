@@ -32,12 +32,15 @@ def test_batch_splits_into_the_original_messages() -> None:
     assert [wire.decode(p).type for p in parts] == [MsgType.SEND] * 5 + [MsgType.CALL]
 
 
-def test_routing_id_carries_role_node_and_lane() -> None:
-    rid = wire.routing_id(SRC, 7, role=Role.CLIENT, incarnation=2**40 + 5)
-    assert rid[0] != 0 and len(rid) == 22
-    assert wire.parse_routing_id(rid) == (Role.CLIENT, SRC, 5, 7)
-    # a restart (new incarnation) never presents the routing id of the previous process
+def test_routing_id_carries_role_node_incarnation_generation_and_lane() -> None:
+    rid = wire.routing_id(SRC, 7, role=Role.CLIENT, incarnation=2**40 + 5, generation=3)
+    assert rid[0] != 0 and len(rid) == 26
+    assert rid.startswith(wire.routing_prefix(SRC, role=Role.CLIENT, incarnation=5))
+    assert wire.parse_routing_id(rid) == (Role.CLIENT, SRC, 5, 3, 7)
+    # a restart (new incarnation) never presents the routing id of the previous process, nor a new link
+    # (new generation) that of an earlier link
     assert wire.routing_id(SRC, 0, incarnation=1) != wire.routing_id(SRC, 0, incarnation=2)
+    assert wire.routing_id(SRC, 0, generation=1) != wire.routing_id(SRC, 0, generation=2)
     assert wire.parse_routing_id(b"\x00abcd") is None
     with pytest.raises(ValueError):
         wire.routing_id(b"short", 0)
