@@ -8,14 +8,19 @@ from .clientserver import ClientServer
 from .config import MembershipConfig, detection_bound
 from .detector import PhiAccrualDetector, logistic_phi, threshold_quantile
 from .errors import BadMembershipMessage, MembershipError
-from .fullmesh import (
-    OPS,
+from .fullmesh import OPS, FullMeshMembership
+from .hyparview import HyParView
+from .overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect, RecordOverlay
+from .overlay_config import HyParViewConfig, OverlayConfig, PlumtreeConfig
+from .plumtree import Plumtree, TreeSend
+from .static import StaticOverlay
+from .types import (
     Connect,
     Contact,
     Dial,
     Disconnect,
     Effect,
-    FullMeshMembership,
+    Endpoints,
     Identity,
     InputEvent,
     Joined,
@@ -35,11 +40,6 @@ from .fullmesh import (
     Tick,
     Traffic,
 )
-from .hyparview import HyParView
-from .overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect, RecordOverlay
-from .overlay_config import HyParViewConfig, OverlayConfig, PlumtreeConfig
-from .plumtree import Plumtree, TreeSend
-from .static import StaticOverlay
 
 __all__ = [
     "OPS",
@@ -62,6 +62,7 @@ __all__ = [
     "Dial",
     "Disconnect",
     "Effect",
+    "Endpoints",
     "FullMeshMembership",
     "Identity",
     "InputEvent",

@@ -12,7 +12,7 @@ same capabilities everywhere:
 * ``send_to(target, payload, ttl)`` reaching any member directly or relayed along the overlay with a hop
   limit (received as :class:`Deliver` with ``relayed=True``).
 
-Inputs and effects use the vocabulary of :mod:`fabric.membership.fullmesh` (``Send``, ``Connect``,
+Inputs and effects use the vocabulary of :mod:`fabric.membership.types` (``Send``, ``Connect``,
 ``Disconnect``, ``Dial`` and the events); this module adds :class:`TreeSend` (a TREE envelope) and
 :class:`Deliver`. Every method takes ``now`` and returns the effects to perform in order.
 
@@ -63,11 +63,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from .detector import PhiAccrualDetector
 from .errors import BadMembershipMessage, MembershipError
-from .fullmesh import (
+from .fullmesh import FullMeshMembership
+from .overlay_config import OverlayConfig
+from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree, TreeSend
+from .types import (
     Connect,
     Dial,
     Disconnect,
-    FullMeshMembership,
     Identity,
     Joined,
     Member,
@@ -80,8 +82,6 @@ from .fullmesh import (
     _check_endpoints,
     _check_meta,
 )
-from .overlay_config import OverlayConfig
-from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree, TreeSend
 
 OP_RELAY = "relay"
 OP_HEARTBEAT = "hb"
