@@ -88,6 +88,16 @@ from typing import Any
 from .config import MembershipConfig
 from .detector import PhiAccrualDetector
 from .errors import MembershipError
+from .health import (
+    OP_INDIRECT_ACK,
+    OP_INDIRECT_PING,
+    OP_PING_REQ,
+    PROBE_OPS,
+    IndirectProbes,
+    LocalHealth,
+    ping_body,
+    suspicion_timeout,
+)
 from .types import (  # re-exported: this vocabulary used to live here, importers keep working
     _WIRE_STATUSES,
     ST_ALIVE,
@@ -127,7 +137,7 @@ from .types import (  # re-exported: this vocabulary used to live here, importer
 OP_HEARTBEAT = "hb"
 OP_JOIN = "join"
 OP_SYNC = "sync"
-OPS = (OP_HEARTBEAT, OP_JOIN, OP_SYNC)
+OPS = (OP_HEARTBEAT, OP_JOIN, OP_SYNC, *PROBE_OPS)
 """Membership ops this implementation sends and understands."""
 
 __all__ = [
@@ -265,6 +275,11 @@ class FullMeshMembership:
         self._scan: tuple[int, float] = (-1, math.inf)
         self._detector_heap: list[tuple[float, bytes]] = []
         self.counters: dict[str, int] = {}
+        self.health = LocalHealth(self.config.local_health_max, self.config.heartbeat_interval)
+        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
+        self._probes = IndirectProbes(self.config.indirect_probes, self.config.probe_timeout)
+        self._due = math.inf  # the deadline the driver was last given: a tick later than it ran late
+        self._recheck_at = math.inf  # after a late tick: when suspicions are looked at again
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -331,6 +346,8 @@ class FullMeshMembership:
     def stats(self) -> dict[str, int]:
         """Counters: messages sent/received per op, bad/unknown input, refutations, declared down ..."""
         out = dict(self.counters)
+        out.update(self._probes.stats())
+        out.update(self.health.stats())
         out["entries"] = len(self._entries)
         out["up"] = sum(1 for e in self._entries.values() if e.up and e.st == ST_ALIVE)
         return out
@@ -508,6 +525,9 @@ class FullMeshMembership:
             if ack and source in self._entries and self._entries[source].st == ST_ALIVE:
                 self._send(effects, source, OP_HEARTBEAT, {"in": self._self.inc})  # a suspecter's probe
             return effects
+        if op in PROBE_OPS:
+            self._receive_probe(source, op, body, inc, now, effects)
+            return effects
         if op == OP_JOIN:
             entry = _entry_from_wire(body.get("m"), now)
             if entry.node_id != source or entry.inc != inc or entry.st != ST_ALIVE:
@@ -570,6 +590,77 @@ class FullMeshMembership:
             self._send(effects, source, OP_SYNC, reply)
         return effects
 
+    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], inc: int, now: float,
+                       effects: list[Effect]) -> None:
+        """The indirect-probe ops (see :mod:`fabric.membership.health`); each is also a sign of life."""
+        me = self._self.inc
+        if op == OP_INDIRECT_PING:
+            seq = ping_body(body)
+            self._count("recv_iping")
+            self._evidence_from(source, inc, now, effects)
+            self._send(effects, source, OP_INDIRECT_ACK, {"in": me, "s": seq})
+            return
+        if op == OP_INDIRECT_ACK:
+            ping_body(body)
+            self._count("recv_iack")
+            self._evidence_from(source, inc, now, effects)
+            for send in self._probes.on_ack(source, body, me):
+                self._send(effects, send.to, send.op, send.body)
+            return
+        if op == OP_PING_REQ:
+            target_id = body.get("t")
+            target = self._entries.get(target_id) if isinstance(target_id, bytes) else None
+            reachable = target is not None and target.st == ST_ALIVE and target.up
+            tid, sends = self._probes.on_request(source, body, me, now, reachable=reachable,
+                                                 scale=self.health.multiplier)
+            self._evidence_from(source, inc, now, effects)
+            if target is not None and target.suspect:
+                # the requester suspects it too: an independent confirmation of our own suspicion
+                self._probes.confirm(tid, source)
+                self._gen += 1
+            for send in sends:
+                self._send(effects, send.to, send.op, send.body)
+            return
+        # OP_PING_RESULT
+        result = self._probes.on_result(source, body)
+        self._count("recv_pres")
+        self._evidence_from(source, inc, now, effects)
+        if result is None:
+            return
+        tid, ok = result
+        entry = self._entries.get(tid)
+        if entry is None or not entry.suspect or entry.st != ST_ALIVE or not entry.up:
+            return
+        if ok:
+            # it answered someone else: alive, whatever our own link to it does
+            self._probes.finish(tid)
+            self._alive_signal(entry, now, effects)
+        else:
+            self._gen += 1  # a confirmation: the suspicion timeout shrinks
+
+    def _suspicion_timeout(self, entry: _Entry) -> float:
+        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
+        cfg = self.config
+        base = suspicion_timeout(cfg.suspect_timeout, cfg.suspect_timeout_max,
+                                 self._probes.confirmations(entry.node_id), cfg.indirect_probes)
+        return base * self.health.multiplier
+
+    def _start_suspicion(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+        before = entry.member()
+        entry.suspect = True
+        entry.suspect_since = now
+        entry.probes_sent = 0
+        self._dirty()
+        self._count("suspicions")
+        effects.append(MemberChanged(entry.member(), before))
+        k = self.config.indirect_probes
+        if k:
+            helpers = [e.node_id for e in self._sorted_entries()
+                       if e is not entry and e.st == ST_ALIVE and e.up and not e.suspect]
+            chosen = self._rng.sample(helpers, min(k, len(helpers)))
+            for send in self._probes.request(entry.node_id, chosen, self._self.inc):
+                self._send(effects, send.to, send.op, send.body)
+
     # -- timers -----------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -587,12 +678,18 @@ class FullMeshMembership:
             entry = self._entries.get(node_id)
             if (entry is not None and entry.st == ST_ALIVE and entry.up and not entry.suspect
                     and entry.detector is not None and entry.detector.suspect_at() == at):
-                deadline = min(deadline, at)
+                deadline = min(deadline, max(at, self._recheck_at) if self._recheck_at != math.inf else at)
                 break
             heapq.heappop(heap)  # stale: a newer sign of life moved it, or the member changed
         if self._scan[0] != self._gen:
             self._scan = (self._gen, self._structural_deadline())
-        return min(deadline, self._scan[1])
+        held = min(self._scan[1], self._probes.next_deadline())
+        if self._recheck_at != math.inf:
+            # after a late tick, suspicions and nacks wait for the recheck (else a deadline already
+            # past would make the driver tick again at once, forever)
+            held = max(held, self._recheck_at)
+        self._due = min(deadline, held)
+        return self._due
 
     def _probe_due(self, entry: _Entry) -> float:
         """When the next direct probe of a suspect is due (spread evenly over ``suspect_timeout``)."""
@@ -605,7 +702,7 @@ class FullMeshMembership:
         for entry in self._entries.values():
             if entry.st == ST_ALIVE:
                 if entry.suspect:
-                    deadline = min(deadline, entry.suspect_since + self.config.suspect_timeout)
+                    deadline = min(deadline, entry.suspect_since + self._suspicion_timeout(entry))
                     if entry.probes_sent < self.config.suspect_probes:
                         deadline = min(deadline, self._probe_due(entry))
             else:
@@ -621,22 +718,36 @@ class FullMeshMembership:
             return []
         effects: list[Effect] = []
         cfg = self.config
+        # Lifeguard: a timer that ran late means this node was starved; the silence it measured is its
+        # own, and the messages that queued meanwhile have not been read yet. Such a tick declares
+        # nothing; suspicions are looked at again once the input had a chance to run (a recheck is
+        # never deferred again, so a chronically late node still detects crashes, only later).
+        due, self._due = self._due, math.inf  # lateness is measured once per deadline handed out
+        if now >= self._recheck_at:
+            self._recheck_at = math.inf
+        elif cfg.local_health_max and due < now:
+            before_score = self.health.score
+            if self.health.timer(due, now) and self._recheck_at == math.inf:
+                self._recheck_at = now + cfg.heartbeat_interval / 2
+            if self.health.score != before_score:
+                self._gen += 1
+        hold = self._recheck_at != math.inf
+        if not hold:  # a helper's nack, too, waits until its own backlog had a chance to run
+            for send in self._probes.tick(now, self._self.inc):
+                self._send(effects, send.to, send.op, send.body)
         # failure detection first, so a heartbeat round never masks a due suspicion
-        for entry in self._sorted_entries():
+        for entry in [] if hold else self._sorted_entries():
             if entry.st != ST_ALIVE or not entry.up or entry.detector is None:
                 continue
             if not entry.suspect:
                 at = entry.detector.suspect_at()
                 if at is not None and at <= now:
-                    before = entry.member()
-                    entry.suspect = True
-                    entry.suspect_since = now
-                    entry.probes_sent = 0
-                    self._dirty()
-                    effects.append(MemberChanged(entry.member(), before))
+                    self._start_suspicion(entry, now, effects)
             if not entry.suspect:
                 continue
-            if now >= entry.suspect_since + cfg.suspect_timeout:
+            if now >= entry.suspect_since + self._suspicion_timeout(entry):
+                if self._probes.finish(entry.node_id):
+                    self.health.worse(now, "missed_nacks")  # helpers we asked stayed silent: our links?
                 self._declare_down(entry, now, "unreachable", effects)
             elif entry.probes_sent < cfg.suspect_probes and now >= self._probe_due(entry):
                 # ask the suspect for an immediate heartbeat: a run of lost heartbeats (random loss)
@@ -743,6 +854,7 @@ class FullMeshMembership:
         if entry.suspect:
             before = entry.member()
             entry.suspect = False
+            self._probes.finish(entry.node_id)
             self._gen += 1
             effects.append(MemberChanged(entry.member(), before))
         self._watch(entry)
@@ -797,6 +909,7 @@ class FullMeshMembership:
             self._declare_down(other, now, "replaced", effects)
 
     def _declare_down(self, entry: _Entry, now: float, reason: str, effects: list[Effect]) -> None:
+        self._probes.finish(entry.node_id)
         was_up = entry.up
         entry.st = ST_DOWN
         entry.suspect = False
@@ -822,6 +935,8 @@ class FullMeshMembership:
         me.changed_at = now
         self._dirty()
         self._count("refuted")
+        if theirs.st == ST_DOWN:
+            self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
         # everyone, down members included: they may be the side that declared us down
         body = {"in": me.inc, "r": 0, "m": [me.to_wire()]}
         for entry in self._sorted_entries():

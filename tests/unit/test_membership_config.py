@@ -32,6 +32,10 @@ def test_presets_are_valid_and_ordered() -> None:
         {"join_retry_initial": 5.0, "join_retry_max": 1.0},
         {"tombstone_ttl": 2.0},
         {"gossip_fanout": True},
+        {"indirect_probes": -1},
+        {"probe_timeout": 0},
+        {"local_health_max": 1.5},
+        {"suspect_timeout": 2.0, "suspect_timeout_max": 1.0},
     ],
 )
 def test_invalid_values_name_the_field(changes: dict[str, object]) -> None:
@@ -41,10 +45,15 @@ def test_invalid_values_name_the_field(changes: dict[str, object]) -> None:
 
 def test_detection_bound_of_the_defaults_by_hand() -> None:
     cfg = MembershipConfig()
-    # no loss, no jitter: mean 1.0 + pause 3.0 + y_8 * max(0.1, 1.0 / 4) + suspect 1.0
-    expected = 1.0 + 3.0 + threshold_quantile(8.0) * 0.25 + 1.0
+    # no loss, no jitter: mean 1.0 + pause 3.0 + y_8 * max(0.1, 1.0 / 4) + the longest suspicion 3.0
+    # (nobody confirms it; with indirect_probes confirmations it is suspect_timeout = 1.0)
+    expected = 1.0 + 3.0 + threshold_quantile(8.0) * 0.25 + 3.0
     assert detection_bound(cfg) == pytest.approx(expected)
-    assert 6.2 < expected < 6.4
+    assert 8.2 < expected < 8.4
+    # an observer with local health score h waits (1 + h) times longer
+    assert cfg.detection_bound(health=2) == pytest.approx(expected + 2 * 3.0)
+    with pytest.raises(ConfigError):
+        cfg.detection_bound(health=cfg.local_health_max + 1)
     # latency, jitter and loss only ever lengthen it
     assert cfg.detection_bound(max_latency=0.1) == pytest.approx(expected + 0.1)
     assert cfg.detection_bound(jitter=0.2) > expected
