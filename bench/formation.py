@@ -38,11 +38,20 @@ BROADCAST_WAIT = 10.0
 """Seconds a node waits for the seed's broadcast before it reports it missing."""
 
 
-async def _child(name: str, seed: str | None, n: int) -> None:
+def _overrides(pairs: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key] = float(value) if "." in value or "e" in value else int(value)
+    return out
+
+
+async def _child(name: str, seed: str | None, n: int, membership: list[str]) -> None:
     from fabric import Node, NodeConfig
     from fabric.errors import JoinTimeout
+    from fabric.membership import MembershipConfig
 
-    node = Node(NodeConfig.local(name=name))
+    node = Node(NodeConfig.local(name=name, membership=MembershipConfig.local(**_overrides(membership))))
     got = asyncio.Event()
     node.subscribe("events", lambda msg: got.set(), inline=True)
     await node.start()
@@ -77,8 +86,10 @@ async def _child(name: str, seed: str | None, n: int) -> None:
     await node.stop()
 
 
-def _spawn(name: str, seed: str | None, n: int) -> subprocess.Popen[str]:
+def _spawn(name: str, seed: str | None, n: int, membership: list[str]) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "bench.formation", "--child", name, "--n", str(n)]
+    for pair in membership:
+        args += ["--membership", pair]
     if seed:
         args += ["--seed", seed]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -99,19 +110,20 @@ def _read(p: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(line))
 
 
-def measure(n: int) -> dict[str, Any]:
+def measure(n: int, membership: list[str] | None = None) -> dict[str, Any]:
     """One formation of ``n`` nodes. Returns ``seconds`` (from "go" to the last node seeing all ``n``;
     None when some node did not within :data:`FORM_TIMEOUT`), ``fewest`` (the fewest members a node
     saw), ``reached`` (how many of the others got the seed's one broadcast) and ``counters`` (membership
     counters summed over the nodes)."""
     procs: list[subprocess.Popen[str]] = []
     try:
-        seed_proc = _spawn("n0", None, n)
+        membership = membership or []
+        seed_proc = _spawn("n0", None, n, membership)
         procs.append(seed_proc)
         assert seed_proc.stdout is not None
         seed = json.loads(seed_proc.stdout.readline())["ready"]
         for i in range(1, n):
-            procs.append(_spawn(f"n{i}", seed, n))
+            procs.append(_spawn(f"n{i}", seed, n, membership))
         for p in procs[1:]:
             assert p.stdout is not None
             json.loads(p.stdout.readline())
@@ -150,19 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.formation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 8, 16])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--membership", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a MembershipConfig.local() field (repeatable), e.g. heartbeat_interval=0.5")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        asyncio.run(_child(args.child, args.seed, args.n))
+        asyncio.run(_child(args.child, args.seed, args.n, args.membership))
         return 0
     print("cluster formation through one seed (real node processes on 127.0.0.1, NodeConfig.local())")
     print(f"{'nodes':>5}  {'median ms':>9}  {'min ms':>7}  {'max ms':>7}  {'formed':>6}  {'bcast':>7}  reps")
     results: dict[int, list[dict[str, Any]]] = {}
     failed = False
     for n in args.sizes:
-        runs = [measure(n) for _ in range(args.reps)]
+        runs = [measure(n, args.membership) for _ in range(args.reps)]
         results[n] = runs
         times = [r["seconds"] * 1000 for r in runs if r["seconds"] is not None]
         reached = min(r["reached"] for r in runs)

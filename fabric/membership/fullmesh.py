@@ -96,7 +96,6 @@ from .health import (
     IndirectProbes,
     LocalHealth,
     ping_body,
-    suspicion_timeout,
 )
 from .types import (  # re-exported: this vocabulary used to live here, importers keep working
     _WIRE_STATUSES,
@@ -641,8 +640,7 @@ class FullMeshMembership:
     def _suspicion_timeout(self, entry: _Entry) -> float:
         """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
         cfg = self.config
-        base = suspicion_timeout(cfg.suspect_timeout, cfg.suspect_timeout_max,
-                                 self._probes.confirmations(entry.node_id), cfg.indirect_probes)
+        base = self._probes.suspicion_timeout(entry.node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
         return base * self.health.multiplier
 
     def _start_suspicion(self, entry: _Entry, now: float, effects: list[Effect]) -> None:

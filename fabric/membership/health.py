@@ -33,8 +33,10 @@ independent confirmations ``c`` arrive (a nack, or another member asking us to p
 
     timeout(c) = max(min, max - (max - min) * log(c + 1) / log(k + 1))      (min = ``suspect_timeout``)
 
-so a member that several others also cannot reach is declared down after ``suspect_timeout``, and one
-only this node suspects gets up to ``suspect_timeout_max`` for its ack to come through.
+with ``k`` the number of helpers actually asked (fewer in a small cluster), so a member that several
+others also cannot reach is declared down after ``suspect_timeout``, and one only this node suspects
+(or that nobody else could be asked about) gets up to ``suspect_timeout_max`` for its ack to come
+through.
 
 Message ops (MEMBERSHIP envelopes; bodies are msgpack maps; all carry ``in``, the sender's incarnation)::
 
@@ -71,7 +73,8 @@ _MAX_SEQ = 2**63 - 1
 
 def suspicion_timeout(minimum: float, maximum: float, confirmations: int, expected: int) -> float:
     """Lifeguard's dynamic suspicion timeout: ``maximum`` with no confirmation, decaying logarithmically
-    to ``minimum`` once ``expected`` independent confirmations arrived (never below ``minimum``)."""
+    to ``minimum`` once ``expected`` independent confirmations arrived (never below ``minimum``;
+    ``expected`` 0 means nothing to wait for: ``minimum``)."""
     if maximum <= minimum or expected <= 0:
         return minimum
     frac = math.log(confirmations + 1) / math.log(expected + 1)
@@ -210,6 +213,15 @@ class IndirectProbes:
         """Independent confirmations of the current suspicion of ``target``."""
         ask = self._asks.get(target)
         return len(ask.confirmations) if ask is not None else 0
+
+    def suspicion_timeout(self, target: bytes, minimum: float, maximum: float) -> float:
+        """The dynamic suspicion timeout of ``target`` (before the local health multiplier): all the
+        helpers actually asked (at most ``k``) confirming brings it down to ``minimum``; with nobody to
+        ask it stays ``maximum``."""
+        ask = self._asks.get(target)
+        if ask is None or not ask.helpers:
+            return maximum
+        return suspicion_timeout(minimum, maximum, len(ask.confirmations), len(ask.helpers))
 
     def pending(self, target: bytes) -> bool:
         """True while a suspicion of ``target`` has an indirect probe open."""

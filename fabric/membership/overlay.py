@@ -64,6 +64,15 @@ from typing import Any, Protocol, runtime_checkable
 from .detector import PhiAccrualDetector
 from .errors import BadMembershipMessage, MembershipError
 from .fullmesh import FullMeshMembership
+from .health import (
+    OP_INDIRECT_ACK,
+    OP_INDIRECT_PING,
+    OP_PING_REQ,
+    PROBE_OPS,
+    IndirectProbes,
+    LocalHealth,
+    ping_body,
+)
 from .overlay_config import OverlayConfig
 from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree, TreeSend
 from .types import (
@@ -380,6 +389,11 @@ class RecordOverlay:
         self._relay_seq = 0
         self._relays_seen: dict[bytes, None] = {}
         self._relay_routes: dict[bytes, bytes] = {}
+        self.health = LocalHealth(cfg.local_health_max, cfg.heartbeat_interval)
+        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
+        self._probes = IndirectProbes(cfg.indirect_probes, cfg.probe_timeout)
+        self._due = math.inf  # the deadline last handed out: a tick later than it ran late
+        self._held = False  # the last heartbeat round ran late and declared nothing
 
     # -- identity and views --------------------------------------------------------------------------
 
@@ -446,6 +460,8 @@ class RecordOverlay:
         """Counters (``sent_<op>`` per op, events, bad input ...) plus Plumtree's (prefixed ``tree_``)."""
         out = dict(self.counters)
         out.update({f"tree_{k}": v for k, v in self.tree.stats().items()})
+        out.update(self._probes.stats())
+        out.update(self.health.stats())
         out["records"] = len(self._records)
         out["neighbours"] = len(self._nbrs)
         return out
@@ -483,6 +499,7 @@ class RecordOverlay:
     def _drop_neighbour(self, node_id: bytes, effects: list[OverlayEffect], *, disconnect: bool = True) -> bool:
         if self._nbrs.pop(node_id, None) is None:
             return False
+        self._probes.finish(node_id)
         self.tree.remove_neighbour(node_id)
         if disconnect:
             effects.append(Disconnect(node_id))
@@ -515,6 +532,7 @@ class RecordOverlay:
         nbr.detector.heartbeat(now)
         if nbr.suspect_since is not None:
             nbr.suspect_since = None
+            self._probes.finish(source)
             rec = self._records.get(source)
             if rec is not None and rec.st == ST_ALIVE:
                 effects.append(MemberChanged(rec.member(), rec.member(True)))
@@ -740,6 +758,10 @@ class RecordOverlay:
             return effects
         if op == OP_SYNC:
             self._receive_sync(source, body, now, effects)
+            self._sign_of_life(source, now, effects)
+            return effects
+        if op in PROBE_OPS:
+            self._receive_probe(source, op, body, now, effects)
             self._sign_of_life(source, now, effects)
             return effects
         if op in self.membership_ops:
@@ -970,9 +992,10 @@ class RecordOverlay:
         if self._leaving:
             return None
         deadline = min(self._next_hb, self._next_sync, self._next_refresh, self._next_sweep, self._next_announce,
-                       self.tree.next_deadline(), self._policy_deadline())
+                       self.tree.next_deadline(), self._policy_deadline(), self._probes.next_deadline())
         if self._dialing:
             deadline = min(deadline, self._next_dial)
+        self._due = deadline
         return deadline
 
     def _policy_deadline(self) -> float:
@@ -986,19 +1009,28 @@ class RecordOverlay:
             return []
         cfg = self.config
         effects: list[OverlayEffect] = []
+        # Lifeguard: a late timer means this node was starved; the silence it measured is its own. A
+        # late heartbeat round declares nothing (the next round does, whatever its own lateness).
+        due, self._due = self._due, math.inf
+        late = bool(cfg.local_health_max) and due < now and self.health.timer(due, now)
+        if not late:
+            for send in self._probes.tick(now, self.incarnation):  # nacks of probes made for others
+                self._send(effects, send.to, send.op, send.body)
         if now >= self._next_hb:
             self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
+            hold = late and not self._held
+            self._held = hold
             for nid in sorted(self._nbrs):
                 nbr = self._nbrs.get(nid)
                 if nbr is None:
                     continue
-                if nbr.detector.phi(now) >= cfg.phi_threshold:
+                if not hold and nbr.detector.phi(now) >= cfg.phi_threshold:
                     if nbr.suspect_since is None:
-                        nbr.suspect_since = now
-                        rec = self._records.get(nid)
-                        if rec is not None and rec.st == ST_ALIVE:
-                            effects.append(MemberChanged(rec.member(True), rec.member()))
-                    if now - nbr.suspect_since >= cfg.suspect_timeout:
+                        self._start_suspicion(nid, nbr, now, effects)
+                    since = now if nbr.suspect_since is None else nbr.suspect_since
+                    if now - since >= self._suspicion_timeout(nid):
+                        if self._probes.finish(nid):
+                            self.health.worse(now, "missed_nacks")
                         self._neighbour_failed(nid, "unreachable", now, effects)
                         continue
                 self._send(effects, nid, OP_HEARTBEAT, {"in": self.incarnation})
@@ -1033,6 +1065,72 @@ class RecordOverlay:
 
     def _policy_tick(self, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: the subclass's timers."""
+
+    def _suspicion_timeout(self, node_id: bytes) -> float:
+        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
+        cfg = self.config
+        base = self._probes.suspicion_timeout(node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
+        return base * self.health.multiplier
+
+    def _start_suspicion(self, nid: bytes, nbr: _Neighbour, now: float, effects: list[OverlayEffect]) -> None:
+        """Phi crossed the threshold for neighbour ``nid``: suspect it and ask other neighbours to probe it."""
+        nbr.suspect_since = now
+        self._count("suspicions")
+        rec = self._records.get(nid)
+        if rec is not None and rec.st == ST_ALIVE:
+            effects.append(MemberChanged(rec.member(True), rec.member()))
+        k = self.config.indirect_probes
+        if k:
+            helpers = [h for h in sorted(self._nbrs) if h != nid and self._nbrs[h].suspect_since is None]
+            for send in self._probes.request(nid, self._rng.sample(helpers, min(k, len(helpers))), self.incarnation):
+                self._send(effects, send.to, send.op, send.body)
+
+    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], now: float,
+                       effects: list[OverlayEffect]) -> None:
+        """The indirect-probe ops (see :mod:`fabric.membership.health`)."""
+        inc = self.incarnation
+        if op == OP_INDIRECT_PING:
+            seq = ping_body(body)
+            self._count("recv_iping")
+            if source not in self._nbrs and "m" in body:
+                # a helper we have no link to: answer over a probe link
+                effects.append(Connect(identity_from_wire(body["m"]), probe=True))
+            self._send(effects, source, OP_INDIRECT_ACK, {"in": inc, "s": seq})
+            return
+        if op == OP_INDIRECT_ACK:
+            ping_body(body)
+            self._count("recv_iack")
+            for send in self._probes.on_ack(source, body, inc):
+                self._send(effects, send.to, send.op, send.body)
+            return
+        if op == OP_PING_REQ:
+            target_id = body.get("t")
+            rec = self._records.get(target_id) if isinstance(target_id, bytes) else None
+            reachable = rec is not None and rec.st == ST_ALIVE
+            tid, sends = self._probes.on_request(source, body, inc, now, reachable=reachable,
+                                                 entry=identity_to_wire(self.local), scale=self.health.multiplier)
+            nbr = self._nbrs.get(tid)
+            if nbr is not None and nbr.suspect_since is not None:
+                self._probes.confirm(tid, source)  # the requester suspects it too
+            if reachable and rec is not None and tid not in self._nbrs:
+                effects.append(Connect(rec.identity, probe=True))
+            for send in sends:
+                self._send(effects, send.to, send.op, send.body)
+            return
+        result = self._probes.on_result(source, body)
+        self._count("recv_pres")
+        if result is None:
+            return
+        tid, ok = result
+        nbr = self._nbrs.get(tid)
+        if ok and nbr is not None and nbr.suspect_since is not None:
+            # it answered someone else: alive, whatever our own link to it does
+            self._probes.finish(tid)
+            nbr.detector.heartbeat(now)
+            nbr.suspect_since = None
+            rec = self._records.get(tid)
+            if rec is not None and rec.st == ST_ALIVE:
+                effects.append(MemberChanged(rec.member(), rec.member(True)))
 
     def _heartbeat_round(self, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: called once per heartbeat round, after the neighbours got theirs."""

@@ -25,7 +25,10 @@ from fabric.membership import (
     Identity,
     MemberDown,
     MembershipConfig,
+    OverlayConfig,
     Send,
+    StaticOverlay,
+    TreeSend,
 )
 from fabric.membership.health import (
     OP_PING_REQ,
@@ -72,15 +75,17 @@ class Slow:
 class Net:
     """A seeded event-driven network of full-mesh cores."""
 
-    config: MembershipConfig
+    config: MembershipConfig | OverlayConfig
     seed: int = 1
     loss: dict[tuple[int, int], float] = field(default_factory=dict)
     slow: dict[int, Slow] = field(default_factory=dict)
+    static: bool = False
+    """Drive :class:`StaticOverlay` cores (every member configured) instead of full-mesh ones."""
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.now = 0.0
-        self.cores: dict[int, FullMeshMembership] = {}
+        self.cores: dict[int, Any] = {}
         self.ids: dict[bytes, int] = {}
         self.crashed: dict[int, float] = {}
         self.downs: list[tuple[float, int, int, str]] = []  # (time, observer, member, reason)
@@ -91,7 +96,14 @@ class Net:
 
     def add(self, n: int) -> None:
         for i in range(n):
-            core = FullMeshMembership(ident(i), self.config, rng=random.Random(self.seed * 1000 + i), now=self.now)
+            rng = random.Random(self.seed * 1000 + i)
+            core: Any
+            if self.static:
+                assert isinstance(self.config, OverlayConfig)
+                core = StaticOverlay(ident(i), [ident(j) for j in range(n)], self.config, rng=rng, now=self.now)
+            else:
+                assert isinstance(self.config, MembershipConfig)
+                core = FullMeshMembership(ident(i), self.config, rng=rng, now=self.now)
             self.cores[i] = core
             self.ids[core.node_id] = i
         seed = self.cores[0].local.endpoints["membership"][1]
@@ -103,11 +115,12 @@ class Net:
 
     def _apply(self, i: int, effects: list[Any]) -> None:
         for e in effects:
-            if isinstance(e, Send):
+            if isinstance(e, Send | TreeSend):
                 j = self.ids.get(e.to)
                 if j is None or self.rng.random() < self.loss.get((i, j), 0.0):
                     continue
-                self._push(self.now + self.rng.uniform(*LATENCY), 1, "msg", j, (i, e.op, e.body))
+                kind = "msg" if isinstance(e, Send) else "tree"
+                self._push(self.now + self.rng.uniform(*LATENCY), 1, kind, j, (i, e.op, e.body))
             elif isinstance(e, Dial):
                 j = next(k for k, c in self.cores.items() if c.local.endpoints["membership"][1] == e.endpoint)
                 if j not in self.crashed:
@@ -152,6 +165,9 @@ class Net:
                 self._apply(i, core.tick(at))
             elif kind == "contact":
                 self._apply(i, core.contact(self.cores[data].local, at))
+            elif kind == "tree":
+                src, op, body = data
+                self._apply(i, core.receive_tree(self.cores[src].node_id, op, body, at))
             else:
                 src, op, body = data
                 self._apply(i, core.receive(self.cores[src].node_id, op, body, at))
@@ -270,6 +286,30 @@ def test_without_indirect_probes_the_one_way_link_flaps_a_healthy_member() -> No
     net.loss = lossy(n, one_way=(2, 3), rate=0.25, seed=1)
     net.run(63.0)
     assert net.false_downs()  # the contrast: node 3 keeps declaring node 2 down
+
+
+@pytest.mark.parametrize("indirect", [3, 0])
+def test_partial_views_ask_other_neighbours_before_failing_one(indirect: int) -> None:
+    """The record overlays (here static: every member a neighbour, each node's own opinion) share the
+    indirect probes: a one-way-broken link does not fail a healthy neighbour; without them it does."""
+    n = 5
+    net = Net(OverlayConfig.local(indirect_probes=indirect), seed=3, static=True)
+    net.add(n)
+    formed(net, n)
+    net.loss = {(2, 3): 1.0}
+    net.run(33.0)
+    flaps = [d for d in net.false_downs() if d[1] == 3 and d[2] == 2]
+    if indirect:
+        assert flaps == []
+        assert net.cores[3].stats()["indirect_acks"] > 0
+    else:
+        assert flaps
+    # a crash is still detected by every neighbour
+    net.crash(4)
+    crashed_at = net.now
+    net.run(crashed_at + 10.0)
+    for i in range(4):
+        assert any(obs == i and m == 4 for _, obs, m, _ in net.downs), i
 
 
 # -- (b) slow nodes ------------------------------------------------------------------------------------
