@@ -1,5 +1,7 @@
 """Membership and overlays (sans-IO): the full-mesh core, HyParView + Plumtree, client-server, static,
-and the phi-accrual failure detector.
+the phi-accrual failure detector, SWIM's indirect probes and Lifeguard's local health
+(:mod:`~fabric.membership.health`), one vocabulary (:mod:`~fabric.membership.types`) and one factory
+(:func:`make_overlay`).
 
 See docs/membership.md (full mesh, failure detection and its bound) and docs/overlays.md (the overlays).
 """
@@ -8,7 +10,9 @@ from .clientserver import ClientServer
 from .config import MembershipConfig, detection_bound
 from .detector import PhiAccrualDetector, logistic_phi, threshold_quantile
 from .errors import BadMembershipMessage, MembershipError
+from .factory import OVERLAY_NAMES, make_overlay
 from .fullmesh import OPS, FullMeshMembership
+from .health import IndirectProbes, LocalHealth, suspicion_timeout
 from .hyparview import HyParView
 from .overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect, RecordOverlay
 from .overlay_config import HyParViewConfig, OverlayConfig, PlumtreeConfig
@@ -43,6 +47,11 @@ from .types import (
 
 __all__ = [
     "OPS",
+    "OVERLAY_NAMES",
+    "IndirectProbes",
+    "LocalHealth",
+    "make_overlay",
+    "suspicion_timeout",
     "ClientServer",
     "Deliver",
     "FullMeshOverlay",
