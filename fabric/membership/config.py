@@ -18,32 +18,22 @@ from .detector import threshold_quantile
 
 
 @dataclass(frozen=True, slots=True)
-class MembershipConfig:
-    """Timers and thresholds of full-mesh membership and its phi-accrual failure detector.
-
-    Every field is validated on construction (:class:`~fabric.errors.ConfigError` names the field).
+class FailureDetectorConfig:
+    """The failure-detector configuration every overlay shares: heartbeats and phi-accrual detection,
+    suspicion (direct and indirect probes, Lifeguard's dynamic timeout and local health) and the join
+    backoff. :class:`MembershipConfig` (full-mesh) and
+    :class:`~fabric.membership.overlay_config.OverlayConfig` (the record overlays) both extend it, so
+    these fields mean the same everywhere. Validated on construction.
     """
 
     heartbeat_interval: float = 1.0
-    """Seconds between two heartbeats to each peer on the ``membership`` channel. Shorter detects
-    crashes sooner (detection time scales with it) at the cost of N-1 messages per interval per node."""
-
-    gossip_interval: float = 1.0
-    """Seconds between two anti-entropy rounds (full-state push-pull with ``gossip_fanout`` peers).
-    Shorter converges faster after loss; each round costs O(members) bytes per target."""
-
-    gossip_fanout: int = 3
-    """Peers contacted per anti-entropy round. With fanout f a change reaches all N nodes in about
-    log_f(N) rounds even without the eager push; higher values cost bandwidth."""
+    """Seconds between two heartbeats to each monitored member (full-mesh: every peer; partial views: the neighbours) on the ``membership`` channel. Shorter detects
+    crashes sooner (detection time scales with it) at the cost of one message per monitored member per interval."""
 
     phi_threshold: float = 8.0
     """Phi at or above which a peer becomes *suspect* (8 = the model puts the chance of a wrong
     suspicion at 1e-8). Higher tolerates more jitter and detects later (Akka uses 8 in a LAN, 10-12
     across regions)."""
-
-    window_size: int = 200
-    """Inter-arrival samples kept per peer. Larger windows are steadier but adapt slower to a change of
-    network conditions."""
 
     min_std_deviation: float = 0.1
     """Floor of the modelled standard deviation, seconds. Keeps a very regular peer from being suspected
@@ -83,6 +73,82 @@ class MembershipConfig:
     protects a starved node's peers better and, on that node only, delays detection up to this many
     times; 0 disables local health awareness."""
 
+    join_retry_initial: float = 0.5
+    """First delay before re-dialling the seeds when a join has not succeeded, seconds."""
+
+    join_retry_max: float = 10.0
+    """Cap of the exponential join backoff (doubling from ``join_retry_initial``), seconds."""
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name in ("heartbeat_interval", "phi_threshold", "min_std_deviation", "probe_timeout", "join_retry_initial",
+                     "join_retry_max"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{owner}.{name} must be a finite number > 0, got {value!r}")
+        for name in ("acceptable_heartbeat_pause", "suspect_timeout", "suspect_timeout_max"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{owner}.{name} must be a finite number >= 0, got {value!r}")
+        for name in ("indirect_probes", "local_health_max"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{owner}.{name} must be an int >= 0, got {value!r}")
+        if self.suspect_timeout_max < self.suspect_timeout:
+            raise ConfigError(f"{owner}.suspect_timeout_max must be >= suspect_timeout")
+        if self.join_retry_max < self.join_retry_initial:
+            raise ConfigError(f"{owner}.join_retry_max must be >= join_retry_initial")
+
+
+DETECTOR_LOCAL: dict[str, Any] = dict(
+    heartbeat_interval=0.2,  # loopback is cheap and reliable
+    min_std_deviation=0.05,
+    # One machine means shared cores: with dozens of node processes on two cores a process is routinely
+    # descheduled for most of a second (bench.formation, 32 processes: with a 0.6 s pause and a 0.2 s
+    # suspicion here, healthy members were declared down 20-80 times while forming), so tolerate 5
+    # missed heartbeats and give a suspicion 0.5-3 s; a crash is still declared in about 2 s.
+    acceptable_heartbeat_pause=1.0,
+    suspect_timeout=0.5,
+    suspect_timeout_max=3.0,
+    probe_timeout=0.2,
+    join_retry_initial=0.1,
+    join_retry_max=2.0,
+)
+"""The ``local()`` preset's failure-detector fields (shared by both config classes)."""
+
+DETECTOR_WAN: dict[str, Any] = dict(
+    heartbeat_interval=2.0,  # halves heartbeat traffic on expensive links
+    phi_threshold=10.0,  # Akka's advice for lossy, jittery links
+    min_std_deviation=0.5,
+    acceptable_heartbeat_pause=10.0,
+    suspect_timeout=5.0,
+    suspect_timeout_max=15.0,
+    probe_timeout=2.0,
+    join_retry_initial=1.0,
+    join_retry_max=60.0,
+)
+"""The ``wan()`` preset's failure-detector fields (shared by both config classes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipConfig(FailureDetectorConfig):
+    """Timers and thresholds of full-mesh membership and its phi-accrual failure detector.
+
+    Every field is validated on construction (:class:`~fabric.errors.ConfigError` names the field).
+    """
+
+    gossip_interval: float = 1.0
+    """Seconds between two anti-entropy rounds (full-state push-pull with ``gossip_fanout`` peers).
+    Shorter converges faster after loss; each round costs O(members) bytes per target."""
+
+    gossip_fanout: int = 3
+    """Peers contacted per anti-entropy round. With fanout f a change reaches all N nodes in about
+    log_f(N) rounds even without the eager push; higher values cost bandwidth."""
+
+    window_size: int = 200
+    """Inter-arrival samples kept per peer. Larger windows are steadier but adapt slower to a change of
+    network conditions."""
+
     suspect_probes: int = 3
     """Direct probes sent to a suspect during ``suspect_timeout`` (a heartbeat with an answer requested,
     spread evenly, the first at once). A live peer answers at once, so a run of randomly lost heartbeats
@@ -104,39 +170,23 @@ class MembershipConfig:
     """Seconds between two probes of one random *down* member (a full-state push to it). The probe is
     how the two sides of a healed partition find each other again; 0 disables it."""
 
-    join_retry_initial: float = 0.5
-    """First delay before re-dialling the seeds when a join has not succeeded, seconds."""
-
-    join_retry_max: float = 10.0
-    """Cap of the exponential join backoff (doubling from ``join_retry_initial``), seconds."""
-
     max_members: int = 4096
     """Most member entries (tombstones included) kept; entries beyond are refused and counted, which
     bounds memory against a peer that gossips garbage identities."""
 
     def __post_init__(self) -> None:
-        positive = ("heartbeat_interval", "gossip_interval", "phi_threshold", "min_std_deviation", "tombstone_ttl",
-                    "grave_ttl", "join_retry_initial", "join_retry_max")
-        for name in positive:
+        FailureDetectorConfig.__post_init__(self)
+        for name in ("gossip_interval", "tombstone_ttl", "grave_ttl"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"MembershipConfig.{name} must be a finite number > 0, got {value!r}")
-        for name in ("acceptable_heartbeat_pause", "suspect_timeout", "probe_down_interval", "suspect_timeout_max",
-                     "probe_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"MembershipConfig.{name} must be a finite number >= 0, got {value!r}")
-        for name, low in (("gossip_fanout", 1), ("window_size", 2), ("max_members", 2), ("suspect_probes", 0),
-                          ("indirect_probes", 0), ("local_health_max", 0)):
+        value = self.probe_down_interval
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"MembershipConfig.probe_down_interval must be a finite number >= 0, got {value!r}")
+        for name, low in (("gossip_fanout", 1), ("window_size", 2), ("max_members", 2), ("suspect_probes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"MembershipConfig.{name} must be an int >= {low}, got {value!r}")
-        if self.join_retry_max < self.join_retry_initial:
-            raise ConfigError("MembershipConfig.join_retry_max must be >= join_retry_initial")
-        if self.probe_timeout <= 0:
-            raise ConfigError(f"MembershipConfig.probe_timeout must be > 0, got {self.probe_timeout!r}")
-        if self.suspect_timeout_max < self.suspect_timeout:
-            raise ConfigError("MembershipConfig.suspect_timeout_max must be >= suspect_timeout")
         if self.tombstone_ttl <= self.suspect_timeout_max + self.acceptable_heartbeat_pause:
             raise ConfigError("MembershipConfig.tombstone_ttl must exceed suspect_timeout_max + acceptable_heartbeat_pause")
 
@@ -150,22 +200,11 @@ class MembershipConfig:
         """Nodes on one machine or in a simulation: 5x faster heartbeats, more tolerance for a descheduled
         process (a crash is declared in about 2 s once others confirm it, at most about 4.5 s)."""
         base: dict[str, Any] = dict(
-            heartbeat_interval=0.2,  # loopback is cheap and reliable
+            DETECTOR_LOCAL,
             gossip_interval=0.2,
-            min_std_deviation=0.05,
-            # One machine means shared cores: with dozens of node processes on two cores a process is
-            # routinely descheduled for most of a second (bench.formation, 32 processes: with 0.6 s and
-            # 0.2 s here, healthy members were declared down 20-80 times while forming), so tolerate 5
-            # missed heartbeats and give a suspicion 0.5-3 s; a crash is still declared in about 2 s.
-            acceptable_heartbeat_pause=1.0,
-            suspect_timeout=0.5,
-            suspect_timeout_max=3.0,
-            probe_timeout=0.2,
             tombstone_ttl=30.0,
             grave_ttl=600.0,
             probe_down_interval=0.5,
-            join_retry_initial=0.1,
-            join_retry_max=2.0,
         )
         base.update(overrides)
         return cls(**base)
@@ -174,19 +213,11 @@ class MembershipConfig:
     def wan(cls, **overrides: Any) -> MembershipConfig:
         """Across regions: latency spikes of seconds are normal, so tolerate more before suspecting."""
         base: dict[str, Any] = dict(
-            heartbeat_interval=2.0,  # halves heartbeat traffic on expensive links
+            DETECTOR_WAN,
             gossip_interval=2.0,
-            phi_threshold=10.0,  # Akka's advice for lossy, jittery links
-            min_std_deviation=0.5,
-            acceptable_heartbeat_pause=10.0,
-            suspect_timeout=5.0,
-            suspect_timeout_max=15.0,
-            probe_timeout=2.0,
             tombstone_ttl=600.0,
             grave_ttl=86400.0,  # regions can stay apart for hours
             probe_down_interval=5.0,
-            join_retry_initial=1.0,
-            join_retry_max=60.0,
         )
         base.update(overrides)
         return cls(**base)

@@ -60,3 +60,23 @@ def test_detection_bound_of_the_defaults_by_hand() -> None:
     assert cfg.detection_bound(drop=0.01) > expected
     with pytest.raises(ConfigError):
         cfg.detection_bound(drop=1.0)
+
+
+def test_one_failure_detector_configuration_for_every_overlay() -> None:
+    from dataclasses import fields
+
+    from fabric.membership import OverlayConfig
+    from fabric.membership.config import FailureDetectorConfig
+
+    shared = {f.name for f in fields(FailureDetectorConfig)}
+    assert {"heartbeat_interval", "phi_threshold", "suspect_timeout", "indirect_probes", "local_health_max"} <= shared
+    for cls in (MembershipConfig, OverlayConfig):
+        assert issubclass(cls, FailureDetectorConfig)
+        for preset in ("local", "lan", "wan"):
+            a, b = getattr(MembershipConfig, preset)(), getattr(OverlayConfig, preset)()
+            assert {n: getattr(a, n) for n in shared} == {n: getattr(b, n) for n in shared}, preset
+    # the shared validation names the concrete class
+    with pytest.raises(ConfigError, match="OverlayConfig.indirect_probes"):
+        OverlayConfig(indirect_probes=-1)
+    with pytest.raises(ConfigError, match="MembershipConfig.suspect_timeout_max"):
+        MembershipConfig(suspect_timeout=2.0, suspect_timeout_max=1.0)
