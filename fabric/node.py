@@ -72,7 +72,6 @@ from .membership import (
     Connect,
     Dial,
     Disconnect,
-    FullMeshMembership,
     Identity,
     Joined,
     Member,
@@ -83,12 +82,10 @@ from .membership import (
     MemberStatus,
     MemberUp,
     Send,
+    make_overlay,
 )
-from .membership.clientserver import ClientServer
-from .membership.hyparview import HyParView
 from .membership.overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect
 from .membership.plumtree import TreeSend
-from .membership.static import StaticOverlay
 from .topology import TopologyCoordinator, TopologyManager, TopologyState
 from .transport.base import ChannelKind, Link, Transport
 from .transport.zmq import ZmqTransport
@@ -1385,15 +1382,8 @@ class Node:
     def _make_overlay(self, identity: Identity, now: float, name: str | None = None) -> Overlay:
         """The overlay core called ``name`` (default ``config.overlay``); all share :class:`Overlay`."""
         cfg = self.config
-        name = name or cfg.overlay
-        rng = random.Random()
-        if name == "hyparview":
-            return HyParView(identity, cfg.overlay_config, rng=rng, now=now)
-        if name == "client-server":
-            return ClientServer(identity, cfg.overlay_role, cfg.overlay_config, rng=rng, now=now)
-        if name == "static":
-            return StaticOverlay(identity, list(cfg.static_members), cfg.overlay_config, rng=rng, now=now)
-        return FullMeshOverlay(FullMeshMembership(identity, cfg.membership, rng=rng, now=now))
+        return make_overlay(name or cfg.overlay, identity, membership=cfg.membership, overlay_config=cfg.overlay_config,
+                            role=cfg.overlay_role, static_members=cfg.static_members, rng=random.Random(), now=now)
 
     @property
     def overlay(self) -> str:

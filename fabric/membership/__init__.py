@@ -1,5 +1,7 @@
 """Membership and overlays (sans-IO): the full-mesh core, HyParView + Plumtree, client-server, static,
-and the phi-accrual failure detector.
+the phi-accrual failure detector, SWIM's indirect probes and Lifeguard's local health
+(:mod:`~fabric.membership.health`), one vocabulary (:mod:`~fabric.membership.types`) and one factory
+(:func:`make_overlay`).
 
 See docs/membership.md (full mesh, failure detection and its bound) and docs/overlays.md (the overlays).
 """
@@ -8,14 +10,21 @@ from .clientserver import ClientServer
 from .config import MembershipConfig, detection_bound
 from .detector import PhiAccrualDetector, logistic_phi, threshold_quantile
 from .errors import BadMembershipMessage, MembershipError
-from .fullmesh import (
-    OPS,
+from .factory import OVERLAY_NAMES, make_overlay
+from .fullmesh import OPS, FullMeshMembership
+from .health import IndirectProbes, LocalHealth, suspicion_timeout
+from .hyparview import HyParView
+from .overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect, RecordOverlay
+from .overlay_config import HyParViewConfig, OverlayConfig, PlumtreeConfig
+from .plumtree import Plumtree, TreeSend
+from .static import StaticOverlay
+from .types import (
     Connect,
     Contact,
     Dial,
     Disconnect,
     Effect,
-    FullMeshMembership,
+    Endpoints,
     Identity,
     InputEvent,
     Joined,
@@ -35,14 +44,14 @@ from .fullmesh import (
     Tick,
     Traffic,
 )
-from .hyparview import HyParView
-from .overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect, RecordOverlay
-from .overlay_config import HyParViewConfig, OverlayConfig, PlumtreeConfig
-from .plumtree import Plumtree, TreeSend
-from .static import StaticOverlay
 
 __all__ = [
     "OPS",
+    "OVERLAY_NAMES",
+    "IndirectProbes",
+    "LocalHealth",
+    "make_overlay",
+    "suspicion_timeout",
     "ClientServer",
     "Deliver",
     "FullMeshOverlay",
@@ -62,6 +71,7 @@ __all__ = [
     "Dial",
     "Disconnect",
     "Effect",
+    "Endpoints",
     "FullMeshMembership",
     "Identity",
     "InputEvent",

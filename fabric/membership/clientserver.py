@@ -32,7 +32,6 @@ import random
 from typing import Any
 
 from .errors import MembershipError
-from .fullmesh import Connect, Disconnect, Identity
 from .overlay import (
     OP_HEARTBEAT,
     OP_SYNC,
@@ -46,6 +45,7 @@ from .overlay import (
     identity_to_wire,
 )
 from .overlay_config import OverlayConfig
+from .types import Connect, Disconnect, Identity
 
 ROLE_KEY = "overlay.role"
 """Identity metadata key holding a node's role in the client-server overlay."""

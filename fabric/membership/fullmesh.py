@@ -79,362 +79,70 @@ core per node, driven from the node's loop.
 
 from __future__ import annotations
 
-import enum
 import heapq
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .config import MembershipConfig
 from .detector import PhiAccrualDetector
-from .errors import BadMembershipMessage, MembershipError
+from .entries import _digest_from_wire, _Entry, _entry_from_wire
+from .errors import MembershipError
+from .health import (
+    OP_INDIRECT_ACK,
+    OP_INDIRECT_PING,
+    OP_PING_REQ,
+    PROBE_OPS,
+    IndirectProbes,
+    LocalHealth,
+    ping_body,
+)
+from .types import (  # re-exported: this vocabulary used to live here, importers keep working
+    ST_ALIVE,
+    ST_DOWN,
+    ST_LEFT,
+    Connect,
+    Contact,
+    Dial,
+    Disconnect,
+    Effect,
+    Endpoints,
+    Identity,
+    InputEvent,
+    Joined,
+    JoinRequest,
+    LeaveRequest,
+    LinkDown,
+    LinkUp,
+    Member,
+    MemberChanged,
+    MemberDown,
+    MemberLeft,
+    MembershipEvent,
+    MemberStatus,
+    MemberUp,
+    Received,
+    Send,
+    Tick,
+    Traffic,
+    _bad,
+    _check_meta,
+    _int,
+)
 
 OP_HEARTBEAT = "hb"
 OP_JOIN = "join"
 OP_SYNC = "sync"
-OPS = (OP_HEARTBEAT, OP_JOIN, OP_SYNC)
+OPS = (OP_HEARTBEAT, OP_JOIN, OP_SYNC, *PROBE_OPS)
 """Membership ops this implementation sends and understands."""
 
-ST_ALIVE = 0
-ST_DOWN = 2
-ST_LEFT = 3
-_WIRE_STATUSES = frozenset((ST_ALIVE, ST_DOWN, ST_LEFT))
-_MAX_INT = 2**63 - 1
-_MAX_STR = 255
-_MAX_META = 64
-_MAX_CHANNELS = 64
-_MAX_META_VALUE = 4096
-
-
-class MemberStatus(enum.StrEnum):
-    """A member's state in this node's view."""
-
-    ALIVE = "alive"
-    """Up, and its failure detector is below the threshold."""
-    SUSPECT = "suspect"
-    """Up, but phi is above the threshold (local opinion; becomes DOWN after ``suspect_timeout``)."""
-    DOWN = "down"
-    """Declared down (by this node or by gossip); terminal for this incarnation."""
-    LEFT = "left"
-    """Left gracefully; terminal for this incarnation."""
-
-
-Endpoints = Mapping[str, tuple[str, str, int]]
-"""channel -> (kind, endpoint, parallelism), as in the wire HELLO ``ep`` map."""
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a node is: what the handshake (HELLO / WELCOME) and the membership entries carry.
-
-    ``metadata`` and ``endpoints`` must not be mutated after construction.
-    """
-
-    node_id: bytes
-    name: str
-    incarnation: int
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    endpoints: Endpoints = field(default_factory=dict)
-
-    @staticmethod
-    def endpoints_from_wire(ep: Mapping[str, Sequence[Any]] | None) -> dict[str, tuple[str, str, int]]:
-        """Convert a wire ``ep`` map (``{channel: [kind, endpoint, parallelism]}``) to :data:`Endpoints`.
-
-        Raises BadMembershipMessage when the map is not of that shape.
-        """
-        return _check_endpoints(ep if ep is not None else {})
-
-    @classmethod
-    def from_header(cls, header: Mapping[str, Any]) -> Identity:
-        """The identity in a decoded HELLO or WELCOME header (keys ``s``, ``nm``, ``in``, ``md``, ``ep``).
-
-        Raises BadMembershipMessage when a field is missing or malformed (``fabric.wire.decode`` has
-        already checked the types of ``s``, ``in``, ``nm``, ``md`` and ``ep`` at the top level).
-        """
-        node_id = header.get("s")
-        if not isinstance(node_id, bytes) or len(node_id) != 16:
-            raise _bad("identity needs a 16-octet node id")
-        return cls(node_id, _str(header.get("nm", ""), "nm"), _int(header.get("in"), "in"),
-                   _check_meta(header.get("md", {})), _check_endpoints(header.get("ep", {})))
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A member as this node sees it (an immutable snapshot)."""
-
-    node_id: bytes
-    name: str
-    incarnation: int
-    status: MemberStatus
-    metadata: Mapping[str, str]
-    endpoints: Endpoints
-
-    def identity(self) -> Identity:
-        """The member's identity (what a ``Connect`` or a new overlay core needs)."""
-        return Identity(self.node_id, self.name, self.incarnation, self.metadata, self.endpoints)
-
-
-# -- effects ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send a MEMBERSHIP message: ``wire.membership(local_id, op, body)`` to ``to`` on the membership channel."""
-
-    to: bytes
-    op: str
-    body: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Connect:
-    """Link to this node (idempotent per channel): ``transport.connect(node_id, endpoints, parallelism)``.
-
-    ``probe=True`` asks for the membership channel only: a link opened for one exchange (a ping, a
-    neighbour request, an answer to a non-neighbour) costs one socket instead of one per channel and lane.
-    A later ``Connect`` without ``probe`` (the node became a neighbour) adds the other channels."""
-
-    identity: Identity
-    probe: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnect:
-    """Close every link to ``node_id`` (the member left, expired, or changed endpoints)."""
-
-    node_id: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Dial:
-    """Perform the HELLO/WELCOME handshake with this seed membership endpoint and report the answer
-    with :meth:`FullMeshMembership.contact`. Failures need no report: the core re-dials with backoff."""
-
-    endpoint: str
-
-
-@dataclass(frozen=True, slots=True)
-class MemberUp:
-    """A member (this incarnation) became up in this node's view. Fires once per (node id, incarnation)."""
-
-    member: Member
-
-
-@dataclass(frozen=True, slots=True)
-class MemberDown:
-    """An up member was declared down. ``reason``: ``"unreachable"`` (our detector), ``"reported"``
-    (gossip), ``"restarted"`` (a newer incarnation appeared), ``"replaced"`` (same name, newer node)."""
-
-    member: Member
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class MemberLeft:
-    """An up member left gracefully."""
-
-    member: Member
-
-
-@dataclass(frozen=True, slots=True)
-class MemberChanged:
-    """An up member's metadata/endpoints changed, or it went alive <-> suspect."""
-
-    member: Member
-    previous: Member
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    """This node has joined: a peer's state lists it alive (fires once)."""
-
-
-MembershipEvent = MemberUp | MemberDown | MemberLeft | MemberChanged | Joined
-Effect = Send | Connect | Disconnect | Dial | MembershipEvent
-
-
-# -- input events, for drivers that prefer one entry point ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JoinRequest:
-    """Input: start joining through these seed membership endpoints."""
-
-    seeds: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """Input: the handshake with a member completed; this is its identity."""
-
-    identity: Identity
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """Input: a MEMBERSHIP message from ``source`` (its ``op`` header and its decoded payload)."""
-
-    source: bytes
-    op: str
-    body: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Traffic:
-    """Input: any other message from ``source`` arrived (a sign of life)."""
-
-    source: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LinkUp:
-    """Input: the transport reports the link to ``node_id`` (re)connected (a hint)."""
-
-    node_id: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LinkDown:
-    """Input: the transport reports the link to ``node_id`` broke (a hint; only phi declares down)."""
-
-    node_id: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LeaveRequest:
-    """Input: leave the cluster gracefully."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Input: timers may be due."""
-
-
-InputEvent = JoinRequest | Contact | Received | Traffic | LinkUp | LinkDown | LeaveRequest | Tick
-
-
-# -- wire validation -------------------------------------------------------------------------------
-
-
-def _bad(message: str) -> BadMembershipMessage:
-    return BadMembershipMessage(message)
-
-
-def _int(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_INT:
-        raise _bad(f"{name} must be an int in 0..2**63-1")
-    return value
-
-
-def _str(value: Any, name: str, limit: int = _MAX_STR) -> str:
-    if not isinstance(value, str) or len(value) > limit:
-        raise _bad(f"{name} must be a str of at most {limit} chars")
-    return value
-
-
-def _check_endpoints(ep: Any) -> dict[str, tuple[str, str, int]]:
-    if not isinstance(ep, dict) or len(ep) > _MAX_CHANNELS:
-        raise _bad("ep must be a map of at most 64 channels")
-    out: dict[str, tuple[str, str, int]] = {}
-    for channel, spec in ep.items():
-        if not isinstance(spec, list | tuple) or len(spec) != 3:
-            raise _bad("ep values must be [kind, endpoint, parallelism]")
-        parallelism = _int(spec[2], "ep parallelism")
-        if not 1 <= parallelism <= 256:
-            raise _bad("ep parallelism must be in 1..256")
-        out[_str(channel, "ep channel")] = (_str(spec[0], "ep kind"), _str(spec[1], "ep endpoint", 1024), parallelism)
-    return out
-
-
-def _check_meta(md: Any) -> dict[str, str]:
-    if not isinstance(md, dict) or len(md) > _MAX_META:
-        raise _bad("md must be a map of at most 64 entries")
-    return {_str(k, "md key"): _str(v, "md value", _MAX_META_VALUE) for k, v in md.items()}
-
-
-class _Entry:
-    """One node's gossip entry plus this node's local view of it."""
-
-    __slots__ = ("node_id", "name", "inc", "st", "mv", "meta", "endpoints", "changed_at", "up", "suspect",
-                 "suspect_since", "probes_sent", "detector")
-
-    def __init__(self, node_id: bytes, name: str, inc: int, st: int, mv: int, meta: dict[str, str],
-                 endpoints: dict[str, tuple[str, str, int]], now: float) -> None:
-        self.node_id = node_id
-        self.name = name
-        self.inc = inc
-        self.st = st
-        self.mv = mv
-        self.meta = meta
-        self.endpoints = endpoints
-        self.changed_at = now
-        self.up = False  # MemberUp fired for this incarnation
-        self.suspect = False
-        self.suspect_since = 0.0
-        self.probes_sent = 0
-        self.detector: PhiAccrualDetector | None = None
-
-    def key(self) -> tuple[int, int, int]:
-        return (self.inc, self.st, self.mv)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "id": self.node_id,
-            "nm": self.name,
-            "in": self.inc,
-            "st": self.st,
-            "mv": self.mv,
-            "md": dict(self.meta),
-            "ep": {ch: list(spec) for ch, spec in self.endpoints.items()},
-        }
-
-    def identity(self) -> Identity:
-        return Identity(self.node_id, self.name, self.inc, dict(self.meta), dict(self.endpoints))
-
-    def member(self) -> Member:
-        if self.st == ST_LEFT:
-            status = MemberStatus.LEFT
-        elif self.st == ST_DOWN:
-            status = MemberStatus.DOWN
-        else:
-            status = MemberStatus.SUSPECT if self.suspect else MemberStatus.ALIVE
-        return Member(self.node_id, self.name, self.inc, status, dict(self.meta), dict(self.endpoints))
-
-
-def _entry_from_wire(raw: Any, now: float) -> _Entry:
-    if not isinstance(raw, dict):
-        raise _bad("member entry must be a map")
-    node_id = raw.get("id")
-    if not isinstance(node_id, bytes) or len(node_id) != 16:
-        raise _bad("entry id must be 16 octets")
-    st = _int(raw.get("st"), "entry st")
-    if st not in _WIRE_STATUSES:
-        raise _bad(f"entry st {st} unknown")
-    return _Entry(
-        node_id,
-        _str(raw.get("nm", ""), "entry nm"),
-        _int(raw.get("in"), "entry in"),
-        st,
-        _int(raw.get("mv", 0), "entry mv"),
-        _check_meta(raw.get("md", {})),
-        _check_endpoints(raw.get("ep", {})),
-        now,
-    )
-
-
-def _digest_from_wire(raw: Any, limit: int) -> dict[bytes, tuple[int, int, int]] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or len(raw) > limit:
-        raise _bad("sync d must be a list of at most max_members + 1 items")
-    out: dict[bytes, tuple[int, int, int]] = {}
-    for item in raw:
-        if not isinstance(item, list) or len(item) != 4 or not isinstance(item[0], bytes) or len(item[0]) != 16:
-            raise _bad("sync d items must be [id (16 octets), in, st, mv]")
-        out[item[0]] = (_int(item[1], "d in"), _int(item[2], "d st"), _int(item[3], "d mv"))
-    return out
+__all__ = [
+    "OPS", "Connect", "Contact", "Dial", "Disconnect", "Effect", "Endpoints", "FullMeshMembership", "Identity",
+    "InputEvent", "JoinRequest", "Joined", "LeaveRequest", "LinkDown", "LinkUp", "Member", "MemberChanged",
+    "MemberDown", "MemberLeft", "MemberStatus", "MemberUp", "MembershipEvent", "Received", "Send", "Tick",
+    "Traffic",
+]
 
 
 class FullMeshMembership:
@@ -481,6 +189,11 @@ class FullMeshMembership:
         self._scan: tuple[int, float] = (-1, math.inf)
         self._detector_heap: list[tuple[float, bytes]] = []
         self.counters: dict[str, int] = {}
+        self.health = LocalHealth(self.config.local_health_max, self.config.heartbeat_interval)
+        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
+        self._probes = IndirectProbes(self.config.indirect_probes, self.config.probe_timeout)
+        self._due = math.inf  # the deadline the driver was last given: a tick later than it ran late
+        self._recheck_at = math.inf  # after a late tick: when suspicions are looked at again
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -547,6 +260,8 @@ class FullMeshMembership:
     def stats(self) -> dict[str, int]:
         """Counters: messages sent/received per op, bad/unknown input, refutations, declared down ..."""
         out = dict(self.counters)
+        out.update(self._probes.stats())
+        out.update(self.health.stats())
         out["entries"] = len(self._entries)
         out["up"] = sum(1 for e in self._entries.values() if e.up and e.st == ST_ALIVE)
         return out
@@ -724,6 +439,9 @@ class FullMeshMembership:
             if ack and source in self._entries and self._entries[source].st == ST_ALIVE:
                 self._send(effects, source, OP_HEARTBEAT, {"in": self._self.inc})  # a suspecter's probe
             return effects
+        if op in PROBE_OPS:
+            self._receive_probe(source, op, body, inc, now, effects)
+            return effects
         if op == OP_JOIN:
             entry = _entry_from_wire(body.get("m"), now)
             if entry.node_id != source or entry.inc != inc or entry.st != ST_ALIVE:
@@ -786,6 +504,76 @@ class FullMeshMembership:
             self._send(effects, source, OP_SYNC, reply)
         return effects
 
+    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], inc: int, now: float,
+                       effects: list[Effect]) -> None:
+        """The indirect-probe ops (see :mod:`fabric.membership.health`); each is also a sign of life."""
+        me = self._self.inc
+        if op == OP_INDIRECT_PING:
+            seq = ping_body(body)
+            self._count("recv_iping")
+            self._evidence_from(source, inc, now, effects)
+            self._send(effects, source, OP_INDIRECT_ACK, {"in": me, "s": seq})
+            return
+        if op == OP_INDIRECT_ACK:
+            ping_body(body)
+            self._count("recv_iack")
+            self._evidence_from(source, inc, now, effects)
+            for send in self._probes.on_ack(source, body, me):
+                self._send(effects, send.to, send.op, send.body)
+            return
+        if op == OP_PING_REQ:
+            target_id = body.get("t")
+            target = self._entries.get(target_id) if isinstance(target_id, bytes) else None
+            reachable = target is not None and target.st == ST_ALIVE and target.up
+            tid, sends = self._probes.on_request(source, body, me, now, reachable=reachable,
+                                                 scale=self.health.multiplier)
+            self._evidence_from(source, inc, now, effects)
+            if target is not None and target.suspect:
+                # the requester suspects it too: an independent confirmation of our own suspicion
+                self._probes.confirm(tid, source)
+                self._gen += 1
+            for send in sends:
+                self._send(effects, send.to, send.op, send.body)
+            return
+        # OP_PING_RESULT
+        result = self._probes.on_result(source, body)
+        self._count("recv_pres")
+        self._evidence_from(source, inc, now, effects)
+        if result is None:
+            return
+        tid, ok = result
+        entry = self._entries.get(tid)
+        if entry is None or not entry.suspect or entry.st != ST_ALIVE or not entry.up:
+            return
+        if ok:
+            # it answered someone else: alive, whatever our own link to it does
+            self._probes.finish(tid)
+            self._alive_signal(entry, now, effects)
+        else:
+            self._gen += 1  # a confirmation: the suspicion timeout shrinks
+
+    def _suspicion_timeout(self, entry: _Entry) -> float:
+        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
+        cfg = self.config
+        base = self._probes.suspicion_timeout(entry.node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
+        return base * self.health.multiplier
+
+    def _start_suspicion(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+        before = entry.member()
+        entry.suspect = True
+        entry.suspect_since = now
+        entry.probes_sent = 0
+        self._dirty()
+        self._count("suspicions")
+        effects.append(MemberChanged(entry.member(), before))
+        k = self.config.indirect_probes
+        if k:
+            helpers = [e.node_id for e in self._sorted_entries()
+                       if e is not entry and e.st == ST_ALIVE and e.up and not e.suspect]
+            chosen = self._rng.sample(helpers, min(k, len(helpers)))
+            for send in self._probes.request(entry.node_id, chosen, self._self.inc):
+                self._send(effects, send.to, send.op, send.body)
+
     # -- timers -----------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -803,12 +591,18 @@ class FullMeshMembership:
             entry = self._entries.get(node_id)
             if (entry is not None and entry.st == ST_ALIVE and entry.up and not entry.suspect
                     and entry.detector is not None and entry.detector.suspect_at() == at):
-                deadline = min(deadline, at)
+                deadline = min(deadline, max(at, self._recheck_at) if self._recheck_at != math.inf else at)
                 break
             heapq.heappop(heap)  # stale: a newer sign of life moved it, or the member changed
         if self._scan[0] != self._gen:
             self._scan = (self._gen, self._structural_deadline())
-        return min(deadline, self._scan[1])
+        held = min(self._scan[1], self._probes.next_deadline())
+        if self._recheck_at != math.inf:
+            # after a late tick, suspicions and nacks wait for the recheck (else a deadline already
+            # past would make the driver tick again at once, forever)
+            held = max(held, self._recheck_at)
+        self._due = min(deadline, held)
+        return self._due
 
     def _probe_due(self, entry: _Entry) -> float:
         """When the next direct probe of a suspect is due (spread evenly over ``suspect_timeout``)."""
@@ -821,7 +615,7 @@ class FullMeshMembership:
         for entry in self._entries.values():
             if entry.st == ST_ALIVE:
                 if entry.suspect:
-                    deadline = min(deadline, entry.suspect_since + self.config.suspect_timeout)
+                    deadline = min(deadline, entry.suspect_since + self._suspicion_timeout(entry))
                     if entry.probes_sent < self.config.suspect_probes:
                         deadline = min(deadline, self._probe_due(entry))
             else:
@@ -837,22 +631,36 @@ class FullMeshMembership:
             return []
         effects: list[Effect] = []
         cfg = self.config
+        # Lifeguard: a timer that ran late means this node was starved; the silence it measured is its
+        # own, and the messages that queued meanwhile have not been read yet. Such a tick declares
+        # nothing; suspicions are looked at again once the input had a chance to run (a recheck is
+        # never deferred again, so a chronically late node still detects crashes, only later).
+        due, self._due = self._due, math.inf  # lateness is measured once per deadline handed out
+        if now >= self._recheck_at:
+            self._recheck_at = math.inf
+        elif cfg.local_health_max and due < now:
+            before_score = self.health.score
+            if self.health.timer(due, now) and self._recheck_at == math.inf:
+                self._recheck_at = now + cfg.heartbeat_interval / 2
+            if self.health.score != before_score:
+                self._gen += 1
+        hold = self._recheck_at != math.inf
+        if not hold:  # a helper's nack, too, waits until its own backlog had a chance to run
+            for send in self._probes.tick(now, self._self.inc):
+                self._send(effects, send.to, send.op, send.body)
         # failure detection first, so a heartbeat round never masks a due suspicion
-        for entry in self._sorted_entries():
+        for entry in [] if hold else self._sorted_entries():
             if entry.st != ST_ALIVE or not entry.up or entry.detector is None:
                 continue
             if not entry.suspect:
                 at = entry.detector.suspect_at()
                 if at is not None and at <= now:
-                    before = entry.member()
-                    entry.suspect = True
-                    entry.suspect_since = now
-                    entry.probes_sent = 0
-                    self._dirty()
-                    effects.append(MemberChanged(entry.member(), before))
+                    self._start_suspicion(entry, now, effects)
             if not entry.suspect:
                 continue
-            if now >= entry.suspect_since + cfg.suspect_timeout:
+            if now >= entry.suspect_since + self._suspicion_timeout(entry):
+                if self._probes.finish(entry.node_id):
+                    self.health.worse(now, "missed_nacks")  # helpers we asked stayed silent: our links?
                 self._declare_down(entry, now, "unreachable", effects)
             elif entry.probes_sent < cfg.suspect_probes and now >= self._probe_due(entry):
                 # ask the suspect for an immediate heartbeat: a run of lost heartbeats (random loss)
@@ -959,6 +767,7 @@ class FullMeshMembership:
         if entry.suspect:
             before = entry.member()
             entry.suspect = False
+            self._probes.finish(entry.node_id)
             self._gen += 1
             effects.append(MemberChanged(entry.member(), before))
         self._watch(entry)
@@ -1013,6 +822,7 @@ class FullMeshMembership:
             self._declare_down(other, now, "replaced", effects)
 
     def _declare_down(self, entry: _Entry, now: float, reason: str, effects: list[Effect]) -> None:
+        self._probes.finish(entry.node_id)
         was_up = entry.up
         entry.st = ST_DOWN
         entry.suspect = False
@@ -1038,6 +848,8 @@ class FullMeshMembership:
         me.changed_at = now
         self._dirty()
         self._count("refuted")
+        if theirs.st == ST_DOWN:
+            self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
         # everyone, down members included: they may be the side that declared us down
         body = {"in": me.inc, "r": 0, "m": [me.to_wire()]}
         for entry in self._sorted_entries():

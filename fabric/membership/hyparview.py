@@ -70,7 +70,6 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .fullmesh import Connect, Disconnect, Identity, Member
 from .overlay import (
     OP_HEARTBEAT,
     OP_SYNC,
@@ -87,6 +86,7 @@ from .overlay import (
     identity_to_wire,
 )
 from .overlay_config import OverlayConfig
+from .types import Connect, Disconnect, Identity, Member
 
 OP_JOIN = "join"
 OP_FORWARD_JOIN = "forward_join"

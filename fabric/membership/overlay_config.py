@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import ConfigError
+from .config import DETECTOR_LOCAL, DETECTOR_WAN, FailureDetectorConfig
 
 
 def _check_positive(owner: object, names: tuple[str, ...], *, allow_zero: bool = False) -> None:
@@ -153,28 +154,13 @@ class PlumtreeConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class OverlayConfig:
+class OverlayConfig(FailureDetectorConfig):
     """Everything a record-based overlay (HyParView, client-server, static) needs.
 
     Membership on these overlays is a set of *records* (one per node id: identity, incarnation,
     version, status) spread over the Plumtree broadcast tree and repaired by anti-entropy; liveness of
     *neighbours* comes from heartbeats and a phi-accrual detector.
     """
-
-    heartbeat_interval: float = 1.0
-    """Seconds between heartbeats to each neighbour (only neighbours: O(view) per node, not O(N))."""
-
-    phi_threshold: float = 8.0
-    """Phi at or above which a neighbour is considered failed (then after ``suspect_timeout``)."""
-
-    min_std_deviation: float = 0.1
-    """Floor of the detector's modelled standard deviation, seconds."""
-
-    acceptable_heartbeat_pause: float = 3.0
-    """Silence tolerated on top of the mean heartbeat interval, seconds; adds to detection time."""
-
-    suspect_timeout: float = 1.0
-    """Seconds a neighbour stays suspect before it is declared failed (and its down record broadcast)."""
 
     announce_interval: float = 0.5
     """Seconds membership changes (joins admitted, failures seen, refutations, metadata) wait to be
@@ -202,12 +188,6 @@ class OverlayConfig:
     relay_ttl: int = 5
     """Default hop limit of a relayed message (Partisan ``relay_ttl`` 5)."""
 
-    join_retry_initial: float = 0.5
-    """First delay before re-dialling the seeds, seconds (doubles up to ``join_retry_max``)."""
-
-    join_retry_max: float = 10.0
-    """Cap of the join backoff, seconds."""
-
     max_members: int = 65536
     """Most records kept (tombstones included); more are refused and counted."""
 
@@ -218,16 +198,11 @@ class OverlayConfig:
     """Plumtree broadcast parameters."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("heartbeat_interval", "phi_threshold", "min_std_deviation", "refresh_interval",
-                               "announce_interval",
-                               "record_ttl", "tombstone_ttl", "sync_interval", "join_retry_initial",
-                               "join_retry_max"))
-        _check_positive(self, ("acceptable_heartbeat_pause", "suspect_timeout"), allow_zero=True)
+        FailureDetectorConfig.__post_init__(self)
+        _check_positive(self, ("refresh_interval", "announce_interval", "record_ttl", "tombstone_ttl", "sync_interval"))
         _check_ints(self, (("relay_ttl", 1), ("max_members", 2)))
         if self.record_ttl <= self.refresh_interval:
             raise ConfigError("OverlayConfig.record_ttl must exceed refresh_interval")
-        if self.join_retry_max < self.join_retry_initial:
-            raise ConfigError("OverlayConfig.join_retry_max must be >= join_retry_initial")
         if not isinstance(self.hyparview, HyParViewConfig) or not isinstance(self.plumtree, PlumtreeConfig):
             raise ConfigError("OverlayConfig.hyparview / plumtree must be HyParViewConfig / PlumtreeConfig")
 
@@ -238,19 +213,14 @@ class OverlayConfig:
 
     @classmethod
     def local(cls, **overrides: Any) -> OverlayConfig:
-        """One machine or a simulation: 5x faster timers (a crashed neighbour is failed in about 1.3 s)."""
+        """One machine or a simulation: 5x faster timers (a crashed neighbour is failed in about 2 s)."""
         base: dict[str, Any] = dict(
-            heartbeat_interval=0.2,
-            min_std_deviation=0.05,
-            acceptable_heartbeat_pause=0.6,
-            suspect_timeout=0.2,
+            DETECTOR_LOCAL,
             announce_interval=0.1,
             refresh_interval=30.0,
             record_ttl=100.0,
             tombstone_ttl=600.0,
             sync_interval=2.0,
-            join_retry_initial=0.1,
-            join_retry_max=2.0,
             hyparview=HyParViewConfig(shuffle_interval=5.0, neighbor_timeout=0.5, promotion_interval=1.0,
                                       probe_interval=2.0),
             plumtree=PlumtreeConfig(lazy_interval=0.2, graft_timeout=0.5, graft_retry=0.25, cache_ttl=30.0,
@@ -263,17 +233,11 @@ class OverlayConfig:
     def wan(cls, **overrides: Any) -> OverlayConfig:
         """Across regions: slower timers, more tolerance for latency spikes."""
         base: dict[str, Any] = dict(
-            heartbeat_interval=2.0,
-            phi_threshold=10.0,
-            min_std_deviation=0.5,
-            acceptable_heartbeat_pause=10.0,
-            suspect_timeout=5.0,
+            DETECTOR_WAN,
             announce_interval=1.0,
             refresh_interval=120.0,
             record_ttl=400.0,
             sync_interval=30.0,
-            join_retry_initial=1.0,
-            join_retry_max=60.0,
             hyparview=HyParViewConfig(shuffle_interval=30.0, neighbor_timeout=10.0, promotion_interval=15.0,
                                       probe_interval=30.0),
             plumtree=PlumtreeConfig(lazy_interval=2.0, graft_timeout=6.0, graft_retry=3.0, cache_ttl=300.0,

@@ -26,7 +26,6 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from .fullmesh import Connect, Dial, Identity, Joined
 from .overlay import (
     OP_HEARTBEAT,
     ST_ALIVE,
@@ -38,6 +37,7 @@ from .overlay import (
     _uint,
 )
 from .overlay_config import OverlayConfig
+from .types import Connect, Dial, Identity, Joined
 
 
 class StaticOverlay(RecordOverlay):

@@ -14,5 +14,8 @@ def test_formation_bench_reports_a_time_per_size() -> None:
         capture_output=True, text=True, timeout=120, cwd=REPO, env=python_env(),
     )
     assert out.returncode == 0, out.stderr
-    row = out.stdout.strip().splitlines()[-1].split()
-    assert row[0] == "3" and float(row[1]) > 0
+    row = next(line.split() for line in out.stdout.splitlines() if line.split()[:1] == ["3"])
+    assert float(row[1]) > 0
+    assert row[4] == "1/1"  # formed in the one repetition
+    assert row[5] == "2/2"  # the seed's broadcast reached both others
+    assert "membership counters" in out.stdout

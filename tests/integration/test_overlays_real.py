@@ -110,9 +110,20 @@ def test_client_server_three_servers_twenty_clients() -> None:
             for k in range(2)
         ]
         started.extend(clients)
-        joined = [g.expect("joined", 120) for g in started]
-        assert joined[0]["neighbours"] == [22, 22, 22]  # every server links to everyone
-        assert all(n == 3 for g in joined[1:] for n in g["neighbours"])  # clients link to the 3 servers only
+        for g in started:
+            g.expect("joined", 120)
+        # "joined" means every member is known; a server's links to the last clients may still be coming
+        # up (each client asks the servers it learns of), so poll the views with a bound
+        deadline = time.monotonic() + 30
+        while True:
+            views = []
+            for g in started:
+                g.command("topology")
+                views.append(g.expect("topology")["neighbours"])
+            if views[0] == [22, 22, 22] or time.monotonic() > deadline:
+                break
+        assert views[0] == [22, 22, 22]  # every server links to everyone
+        assert all(n == 3 for v in views[1:] for n in v)  # clients link to the 3 servers only
         # a client calls a server, and a client in another process (not a neighbour: a link on demand)
         clients[0].command(f"call 4 {servers.ready['ids'][1]}")
         assert clients[0].expect("called")["reply"] == "sn1"

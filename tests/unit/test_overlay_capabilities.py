@@ -243,3 +243,18 @@ def test_through_the_real_wire_codec(kind: str) -> None:
     sim.crash([c.nodes[-1]])
     assert sim.run_until(sim.membership_converged, timeout=30)
     assert "bad" not in sim.dropped
+
+
+def test_make_overlay_builds_every_named_policy() -> None:
+    from fabric.membership import OVERLAY_NAMES, make_overlay
+    from fabric.membership.errors import MembershipError
+
+    me = Identity(b"m" * 16, "me", 1, {}, {"membership": ("control", "sim://me", 1)})
+    built = {name: make_overlay(name, me, role="client", static_members=["sim://other"]) for name in OVERLAY_NAMES}
+    assert isinstance(built["full-mesh"], FullMeshOverlay)
+    assert isinstance(built["hyparview"], HyParView)
+    assert isinstance(built["client-server"], ClientServer)
+    assert isinstance(built["static"], StaticOverlay)
+    assert all(isinstance(core, Overlay) and core.node_id == me.node_id for core in built.values())
+    with pytest.raises(MembershipError, match="unknown overlay"):
+        make_overlay("ring", me)

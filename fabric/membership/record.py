@@ -1,0 +1,848 @@
+"""The record-based overlay core shared by HyParView, client-server and static.
+
+Theory of operation
+-------------------
+Record-based overlays (:class:`RecordOverlay`: HyParView, client-server, static) keep one *record* per
+node id - identity, incarnation ``in``, version ``v``, status ``st`` (0 alive, 2 down, 3 left) - merged
+like a CRDT register on the key ``(in, v, st)``. Only the owner raises its ``v`` (metadata change,
+refutation) or ``in`` (restart); anyone may mark a record down at the key it holds. Records travel as
+Plumtree broadcasts (kind 1) over the overlay's links:
+
+* changes are *announced*: queued for ``announce_interval`` and sent as one Plumtree broadcast (kind 1,
+  a list of records), so a join storm through one seed costs a few broadcasts, not one per joiner;
+* a node's alive record is announced when it joins (by the contact node) and refreshed by the owner
+  every ``refresh_interval``; an alive record not refreshed for ``record_ttl`` expires (down, reason
+  ``"expired"``, local only) - the last-resort backstop for crashes nobody observed;
+* a neighbour's failure (phi on heartbeats, or a :meth:`link_down` report from the transport) marks its
+  record down and announces it (after a random delay, cancelled if another observer's announcement
+  arrives first); a live node that hears itself declared down refutes with ``v + 1``;
+* a leave broadcasts the left record to every neighbour;
+* anti-entropy every ``sync_interval`` with one random neighbour repairs what broadcasts missed (a
+  64-bit summary of the alive records first; the digest and records only when summaries differ).
+
+Staleness of ``members()`` on a partial view: a join or leave is seen everywhere after one broadcast
+(tree depth x latency, plus a lazy round and a graft timeout on a broken branch); a crash after the
+failure detection time of one of its neighbours plus one broadcast; a crash nobody observed after at most
+``record_ttl``. Members that are neighbours can also be SUSPECT (phi over the threshold).
+
+Relay ops (TREE envelopes; body is a msgpack map)::
+
+    op     body                                          meaning
+    relay  {o: bin16, t: bin16, h: int, i: bin28,        to ``t`` from origin ``o``; ``h`` hops left, ``i``
+            n?: int, p: any}                             relay id (exactly-once), ``n`` hops so far
+
+The next hop is ``t`` itself when it is a neighbour, else a learnt route: the neighbour a relay from
+``t`` last came from, or the one that brought ``t``'s latest broadcast (its tree branch); without a
+route, every neighbour but the previous hop (a flood bounded by the hop limit; the relay id makes it
+exactly-once). A relay whose hops run out is dropped and counted (``relay_expired``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .detector import PhiAccrualDetector
+from .errors import BadMembershipMessage, MembershipError
+from .health import (
+    OP_INDIRECT_ACK,
+    OP_INDIRECT_PING,
+    OP_PING_REQ,
+    PROBE_OPS,
+    IndirectProbes,
+    LocalHealth,
+    ping_body,
+)
+from .interface import (
+    OP_HEARTBEAT,
+    OP_RELAY,
+    OP_SYNC,
+    Deliver,
+    OverlayEffect,
+    _bad,
+    _node_id,
+    _uint,
+    identity_from_wire,
+    identity_to_wire,
+)
+from .overlay_config import OverlayConfig
+from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree
+from .records import _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key
+from .relay import Relays
+from .types import (
+    ST_ALIVE,
+    ST_DOWN,
+    ST_LEFT,
+    Connect,
+    Dial,
+    Disconnect,
+    Identity,
+    Joined,
+    Member,
+    MemberChanged,
+    MemberDown,
+    MemberLeft,
+    MemberStatus,
+    MemberUp,
+    Send,
+    _check_meta,
+)
+
+
+class RecordOverlay:
+    """The machinery shared by HyParView, client-server and static (see the module docstring).
+
+    Subclasses decide which neighbours to keep; this class keeps the records, the events, the
+    heartbeats and detectors of the neighbours, Plumtree over the neighbours, anti-entropy, relay,
+    join retries and leave.
+
+    Args:
+        identity: this node.
+        config: timers and bounds (default :meth:`OverlayConfig.lan`).
+        rng: the seeded random source (peer choice, refresh jitter).
+        now: current time.
+
+    Raises:
+        MembershipError: when the node id is not 16 octets.
+    """
+
+    membership_ops: tuple[str, ...] = (OP_HEARTBEAT, OP_SYNC)
+
+    def __init__(self, identity: Identity, config: OverlayConfig | None = None, *,
+                 rng: random.Random | None = None, now: float = 0.0) -> None:
+        if len(identity.node_id) != 16:
+            raise MembershipError("node id must be 16 octets")
+        self.config = config if config is not None else OverlayConfig()
+        self._rng = rng if rng is not None else random.Random(0)
+        self._self = _Record(identity, 0, ST_ALIVE, now)
+        self._records: dict[bytes, _Record] = {}
+        self._summary = _key_hash(identity.node_id, self._self.key())
+        self._nbrs: dict[bytes, _Neighbour] = {}
+        self.tree = Plumtree(identity.node_id, identity.incarnation, self.config.plumtree, now=now)
+        self.counters: dict[str, int] = {}
+        self._joined = False
+        self._leaving = False
+        self._seeds: list[str] = []
+        self._dialing = False
+        self._dial_backoff = self.config.join_retry_initial
+        self._next_dial = math.inf
+        cfg = self.config
+        self._next_hb = now + cfg.heartbeat_interval
+        self._next_sync = now + cfg.sync_interval * (0.5 + self._rng.random())
+        self._next_refresh = now + cfg.refresh_interval * (0.5 + self._rng.random() / 2)
+        self._next_sweep = now + min(cfg.refresh_interval, cfg.record_ttl / 4)
+        self.last_broadcast_id: bytes | None = None
+        """Id of the latest :meth:`broadcast` (matches :attr:`Deliver.msg_id` on the receivers)."""
+        self._life_resolution = self.config.heartbeat_interval / 4
+        self._outbox: dict[bytes, _Record] = {}
+        self._next_announce = math.inf
+        self._relays = Relays(self.config.plumtree.seen_size)
+        self.health = LocalHealth(cfg.local_health_max, cfg.heartbeat_interval)
+        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
+        self._probes = IndirectProbes(cfg.indirect_probes, cfg.probe_timeout)
+        self._due = math.inf  # the deadline last handed out: a tick later than it ran late
+        self._held = False  # the last heartbeat round ran late and declared nothing
+
+    # -- identity and views --------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's id."""
+        return self._self.node_id
+
+    @property
+    def local(self) -> Identity:
+        """This node's identity."""
+        return self._self.identity
+
+    @property
+    def incarnation(self) -> int:
+        """This node's incarnation."""
+        return self._self.identity.incarnation
+
+    @property
+    def joined(self) -> bool:
+        """True once linked into a cluster (or alone by choice)."""
+        return self._joined
+
+    @property
+    def leaving(self) -> bool:
+        """True after :meth:`leave`."""
+        return self._leaving
+
+    def members(self) -> list[Member]:
+        """This node and every record it holds (down/left ones until their tombstones expire), sorted
+        by node id. Neighbours over the phi threshold are SUSPECT."""
+        me = self._self.member() if not self._leaving else Member(
+            self.node_id, self._self.identity.name, self.incarnation, MemberStatus.LEFT,
+            dict(self._self.identity.metadata), dict(self._self.identity.endpoints))
+        out = [me]
+        for rec in self._records.values():
+            nbr = self._nbrs.get(rec.node_id)
+            out.append(rec.member(nbr is not None and nbr.suspect_since is not None))
+        out.sort(key=lambda m: m.node_id)
+        return out
+
+    def member(self, node_id: bytes) -> Member | None:
+        """The member with this id as :meth:`members` lists it, else None."""
+        if node_id == self.node_id:
+            return self._self.member()
+        rec = self._records.get(node_id)
+        return rec.member() if rec is not None else None
+
+    def alive_members(self) -> list[Member]:
+        """Members (this node included) that are ALIVE or SUSPECT."""
+        return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+
+    def neighbours(self) -> list[bytes]:
+        """Node ids of the monitored links (sorted)."""
+        return sorted(self._nbrs)
+
+    def digest(self) -> dict[bytes, tuple[int, int, int]]:
+        """node id -> record key (this node included), for tests."""
+        out = {rid: rec.key() for rid, rec in self._records.items()}
+        out[self.node_id] = self._self.key()
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Counters (``sent_<op>`` per op, events, bad input ...) plus Plumtree's (prefixed ``tree_``)."""
+        out = dict(self.counters)
+        out.update({f"tree_{k}": v for k, v in self.tree.stats().items()})
+        for name, n in self._relays.counters.items():
+            out[name] = out.get(name, 0) + n
+        out.update(self._probes.stats())
+        out.update(self.health.stats())
+        out["records"] = len(self._records)
+        out["neighbours"] = len(self._nbrs)
+        return out
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def _send(self, effects: list[OverlayEffect], to: bytes, op: str, body: dict[str, Any]) -> None:
+        self._count(f"sent_{op}")
+        effects.append(Send(to, op, body))
+
+    # -- neighbours (for subclasses) -----------------------------------------------------------------
+
+    def _add_neighbour(self, identity: Identity, now: float, effects: list[OverlayEffect]) -> None:
+        if identity.node_id in self._nbrs or identity.node_id == self.node_id:
+            return
+        cfg = self.config
+        detector = PhiAccrualDetector(
+            threshold=cfg.phi_threshold, max_sample_size=100, min_std_deviation=cfg.min_std_deviation,
+            acceptable_heartbeat_pause=cfg.acceptable_heartbeat_pause,
+            first_heartbeat_estimate=cfg.heartbeat_interval, min_interval=cfg.heartbeat_interval)
+        detector.heartbeat(now)
+        self._nbrs[identity.node_id] = _Neighbour(identity, detector)
+        self.tree.add_neighbour(identity.node_id, now)
+        effects.append(Connect(identity))
+        rec = self._records.get(identity.node_id)
+        if rec is not None and rec.st != ST_ALIVE:
+            # a link to a member we hold as down (a probe answered, a partition healed): compare state now
+            self._send(effects, identity.node_id, OP_SYNC, {"s": self._summary})
+        if not self._joined:
+            self._joined = True
+            self._dialing = False
+            effects.append(Joined())
+
+    def _drop_neighbour(self, node_id: bytes, effects: list[OverlayEffect], *, disconnect: bool = True) -> bool:
+        if self._nbrs.pop(node_id, None) is None:
+            return False
+        self._probes.finish(node_id)
+        self.tree.remove_neighbour(node_id)
+        if disconnect:
+            effects.append(Disconnect(node_id))
+        return True
+
+    def _neighbour_failed(self, node_id: bytes, reason: str, now: float, effects: list[OverlayEffect]) -> None:
+        """A neighbour is unreachable: drop the link, mark its record down and tell everyone."""
+        if not self._drop_neighbour(node_id, effects):
+            return
+        self._count("neighbour_failed")
+        rec = self._records.get(node_id)
+        if rec is not None and rec.st == ST_ALIVE:
+            self._set_status(rec, ST_DOWN, reason, now, effects)
+            self._broadcast_record(rec, now, effects, observed=True)
+        self._on_neighbour_lost(node_id, True, now, effects)
+
+    def _on_neighbour_lost(self, node_id: bytes, failed: bool, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: a neighbour link went away (``failed``: unreachable, else left / record down)."""
+
+    def _on_record(self, rec: _Record, before: int | None, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: a record was added or changed status (``before``: previous status, None when new)."""
+
+    def _sign_of_life(self, source: bytes, now: float, effects: list[OverlayEffect]) -> bool:
+        nbr = self._nbrs.get(source)
+        if nbr is None:
+            return False
+        last = nbr.detector.last
+        if last is not None and now - last < self._life_resolution and nbr.suspect_since is None:
+            return True  # a burst of messages: one sample per quarter interval is enough for phi
+        nbr.detector.heartbeat(now)
+        if nbr.suspect_since is not None:
+            nbr.suspect_since = None
+            self._probes.finish(source)
+            rec = self._records.get(source)
+            if rec is not None and rec.st == ST_ALIVE:
+                effects.append(MemberChanged(rec.member(), rec.member(True)))
+        rec = self._records.get(source)
+        if rec is not None:
+            rec.seen = now
+        return True
+
+    # -- records -------------------------------------------------------------------------------------
+
+    def _set_status(self, rec: _Record, st: int, reason: str, now: float, effects: list[OverlayEffect]) -> None:
+        before = rec.st
+        self._summary_remove(rec)
+        rec.st = st
+        rec.wire = None
+        rec.changed_at = now
+        rec.reason = reason
+        self._summary_add(rec)
+        if before == ST_ALIVE and st == ST_DOWN:
+            effects.append(MemberDown(rec.member(), reason))
+        elif before == ST_ALIVE and st == ST_LEFT:
+            effects.append(MemberLeft(rec.member()))
+        self._on_record(rec, before, now, effects)
+
+    def _summary_add(self, rec: _Record) -> None:
+        if rec.st == ST_ALIVE:
+            self._summary = (self._summary + _key_hash(rec.node_id, rec.key())) & 0xFFFFFFFFFFFFFFFF
+
+    def _summary_remove(self, rec: _Record) -> None:
+        if rec.st == ST_ALIVE:
+            self._summary = (self._summary - _key_hash(rec.node_id, rec.key())) & 0xFFFFFFFFFFFFFFFF
+
+    def _merge_wire(self, raw: Any, now: float, effects: list[OverlayEffect]) -> bool:
+        """Merge a wire RECORD (parsed in full only when newer than what we hold); True if it changed
+        our state."""
+        node_id, key = _wire_key(raw)
+        queued = self._outbox.get(node_id)
+        if queued is not None and queued is not self._self and key >= queued.key():
+            del self._outbox[node_id]  # someone announced it (or newer) already
+            self._count("announcements_suppressed")
+        held = self._self if node_id == self.node_id else self._records.get(node_id)
+        if held is not None and key <= held.key():
+            if key == held.key() and held is not self._self:
+                held.seen = max(held.seen, now)
+            return False
+        return self._merge(_record_from_wire(raw, now), now, effects)
+
+    def _merge(self, new: _Record, now: float, effects: list[OverlayEffect]) -> bool:
+        """Merge one record; True when it changed our state."""
+        if new.node_id == self.node_id:
+            self._refute(new, now, effects)
+            return False
+        old = self._records.get(new.node_id)
+        if old is None:
+            if len(self._records) >= self.config.max_members:
+                self._count("rejected_full")
+                return False
+            self._records[new.node_id] = new
+            self._summary_add(new)
+            if new.st == ST_ALIVE:
+                effects.append(MemberUp(new.member()))
+            self._on_record(new, None, now, effects)
+            return True
+        if new.key() <= old.key():
+            if new.key() == old.key():
+                old.seen = max(old.seen, now)
+            return False
+        if new.identity.incarnation > old.identity.incarnation or (old.st != ST_ALIVE and new.st == ST_ALIVE):
+            # a new incarnation, or a refutation of a down record: the old one ends, the new one starts
+            if old.st == ST_ALIVE:
+                effects.append(MemberDown(old.member(), "restarted"))
+            self._summary_remove(old)
+            self._records[new.node_id] = new
+            self._summary_add(new)
+            if new.st == ST_ALIVE:
+                effects.append(MemberUp(new.member()))
+            self._on_record(new, old.st, now, effects)
+            return True
+        if new.st != old.st:
+            old.v = new.v
+            old.identity = new.identity
+            self._set_status(old, new.st, "reported", now, effects)
+            return True
+        # same status, newer version: metadata / endpoints
+        before = old.member()
+        self._summary_remove(old)
+        old.v, old.identity, old.wire, old.seen = new.v, new.identity, None, now
+        self._summary_add(old)
+        if before != old.member():
+            effects.append(MemberChanged(old.member(), before))
+        return True
+
+    def _refute(self, theirs: _Record, now: float, effects: list[OverlayEffect]) -> None:
+        me = self._self
+        if theirs.key() <= me.key() or self._leaving:
+            return
+        ident = me.identity
+        if theirs.identity.incarnation > ident.incarnation:
+            ident = Identity(ident.node_id, ident.name, theirs.identity.incarnation + 1, ident.metadata, ident.endpoints)
+            self.tree.set_epoch(ident.incarnation)
+            v = 0
+        else:
+            v = theirs.v + 1
+        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        me.identity, me.v, me.wire = ident, v, None
+        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        self._count("refuted")
+        self._broadcast_record(me, now, effects)
+
+    def _broadcast_record(self, rec: _Record, now: float, effects: list[OverlayEffect], *,
+                          observed: bool = False) -> None:
+        """Queue ``rec`` for the next announcement (one broadcast carries every record queued within
+        ``announce_interval``).
+
+        ``observed``: a failure this node saw, which every other neighbour of the failed node sees at
+        about the same time. The announcement then waits a random extra delay (up to the larger of 4
+        announce intervals and 2 graft timeouts), and is dropped from the queue if someone else's
+        announcement of it arrives first (see :meth:`_merge_wire`): about one broadcast per failure
+        instead of one per observer."""
+        self._outbox[rec.node_id] = rec
+        cfg = self.config
+        delay = cfg.announce_interval
+        if observed:
+            # long enough for the first observer's announcement to reach the others even through a tree
+            # that the failure itself broke (a graft timeout per broken branch)
+            delay += self._rng.random() * max(4 * cfg.announce_interval, 2 * cfg.plumtree.graft_timeout)
+        self._next_announce = min(self._next_announce, now + delay)
+
+    def _announce(self, now: float, effects: list[OverlayEffect]) -> None:
+        self._next_announce = math.inf
+        if not self._outbox:
+            return
+        batch = [rec.to_wire() for _, rec in sorted(self._outbox.items())]
+        self._outbox.clear()
+        self._count("announcements")
+        _, sends = self.tree.broadcast(batch, KIND_RECORD, now)
+        effects.extend(sends)
+
+    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[OverlayEffect]:
+        """Replace this node's metadata (validated like the wire) and broadcast the new record."""
+        me = self._self
+        ident = me.identity
+        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        me.identity = Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)), ident.endpoints)
+        me.v += 1
+        me.wire = None
+        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
+        effects: list[OverlayEffect] = []
+        self._broadcast_record(me, now, effects)
+        return effects
+
+    # -- inputs --------------------------------------------------------------------------------------
+
+    def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
+        """Dial the seeds (re-dialled with backoff until a neighbour link exists); with none, the node is
+        alone and joined at once."""
+        own = {spec[1] for spec in self._self.identity.endpoints.values()}
+        self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
+        if not self._seeds:
+            if self._joined:
+                return []
+            self._joined = True
+            return [Joined()]
+        self._dialing = True
+        self._dial_backoff = self.config.join_retry_initial
+        return self._dial(now)
+
+    def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
+        """See :meth:`Overlay.adopt`: alive records at version 0 (anti-entropy brings newer versions),
+        never announced; records already held are kept."""
+        effects: list[OverlayEffect] = []
+        for m in members:
+            if m.node_id == self.node_id or m.node_id in self._records:
+                continue
+            self._merge(_Record(m.identity(), 0, ST_ALIVE, now), now, effects)
+        self._count("adopted", len(members))
+        return effects
+
+    def _dial(self, now: float) -> list[OverlayEffect]:
+        self._next_dial = now + self._dial_backoff
+        self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
+        self._count("dials", len(self._seeds))
+        return [Dial(seed) for seed in self._seeds]
+
+    def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
+        """The handshake with ``identity`` completed; subclasses decide what to do with it."""
+        return []
+
+    def traffic(self, source: bytes, now: float) -> list[OverlayEffect]:
+        """Any other message from ``source``: a sign of life if it is a neighbour."""
+        effects: list[OverlayEffect] = []
+        if not self._leaving:
+            self._sign_of_life(source, now, effects)
+        return effects
+
+    def link_up(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """A link (re)connected: nothing to do (neighbour links are set up by the protocol)."""
+        return []
+
+    def link_down(self, node_id: bytes, now: float) -> list[OverlayEffect]:
+        """The transport reports the link to a neighbour broke: treat it as failed at once (HyParView's
+        use of TCP as the failure detector)."""
+        effects: list[OverlayEffect] = []
+        if not self._leaving and node_id in self._nbrs:
+            self._count("link_down")
+            self._neighbour_failed(node_id, "unreachable", now, effects)
+        return effects
+
+    def receive(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """A MEMBERSHIP message from ``source`` (also a sign of life).
+
+        Raises BadMembershipMessage (nothing changed) when the body violates the op's schema.
+        """
+        if self._leaving:
+            return []
+        if not isinstance(body, dict):
+            raise _bad(f"{op} body must be a map")
+        effects: list[OverlayEffect] = []
+        if op == OP_HEARTBEAT:
+            self._count("recv_hb")
+            if not self._sign_of_life(source, now, effects):
+                self._on_stray_heartbeat(source, body, now, effects)
+            return effects
+        if op == OP_SYNC:
+            self._receive_sync(source, body, now, effects)
+            self._sign_of_life(source, now, effects)
+            return effects
+        if op in PROBE_OPS:
+            self._receive_probe(source, op, body, now, effects)
+            self._sign_of_life(source, now, effects)
+            return effects
+        if op in self.membership_ops:
+            self._count(f"recv_{op}")
+            self._receive_op(source, op, body, now, effects)
+            self._sign_of_life(source, now, effects)
+            return effects
+        self._count("unknown_op")
+        return effects
+
+    def _receive_op(self, source: bytes, op: str, body: dict[str, Any], now: float,
+                    effects: list[OverlayEffect]) -> None:
+        """Hook: a subclass's own MEMBERSHIP op (listed in ``membership_ops``)."""
+
+    def _on_stray_heartbeat(self, source: bytes, body: dict[str, Any], now: float,
+                            effects: list[OverlayEffect]) -> None:
+        """Hook: a heartbeat from a node that is not a neighbour."""
+        self._count("stray_hb")
+
+    def _receive_sync(self, source: bytes, body: dict[str, Any], now: float, effects: list[OverlayEffect]) -> None:
+        limit = self.config.max_members + 1
+        raw = body.get("m", [])
+        if not isinstance(raw, list) or len(raw) > limit:
+            raise _bad("sync m must be a list of records")
+        for r in raw:
+            _wire_key(r)  # the shape of every record before any change
+        summary = body.get("s")
+        if summary is not None and (not isinstance(summary, int) or isinstance(summary, bool)
+                                    or not 0 <= summary < 2**64):
+            raise _bad("sync s must be a 64-bit unsigned int")
+        digest = body.get("d")
+        if digest is not None and (not isinstance(digest, list) or len(digest) > limit):
+            raise _bad("sync d must be a list")
+        wanted = body.get("w", [])
+        if not isinstance(wanted, list) or len(wanted) > limit:
+            raise _bad("sync w must be a list")
+        parsed: list[tuple[bytes, tuple[int, int, int]]] = []
+        for item in digest or []:
+            if not isinstance(item, list) or len(item) != 4:
+                raise _bad("sync d items must be [id, in, v, st]")
+            parsed.append((_node_id(item[0], "d id"), (_uint(item[1], "d in"), _uint(item[2], "d v"),
+                                                       _uint(item[3], "d st"))))
+        for w in wanted:
+            _node_id(w, "sync w")
+        self._count("recv_sync")
+        repaired = False
+        for r in raw:
+            try:
+                repaired = self._merge_wire(r, now, effects) or repaired
+            except BadMembershipMessage:
+                self._count("bad_record")  # one malformed record does not spoil the others
+        if repaired and source in self._nbrs:
+            # anti-entropy found something the broadcasts missed (view churn drops queued ihaves): more
+            # may be missing, so compare again soon rather than one full interval later
+            self._count("sync_repairs")
+            self._next_sync = min(self._next_sync, now + self.config.sync_interval / 4)
+        if source not in self._nbrs:
+            return
+        if summary is not None and digest is None and summary != self._summary:
+            # step 2: our digest of alive records (plus our own)
+            self._send(effects, source, OP_SYNC, {"d": self._digest()})
+            return
+        out: dict[bytes, _Record] = {}
+        ask: list[bytes] = []
+        if digest is not None:
+            theirs = dict(parsed)
+            for nid, key in parsed:
+                held = self._self if nid == self.node_id else self._records.get(nid)
+                if held is None or held.key() < key:
+                    ask.append(nid)
+                elif held.key() > key:
+                    out[nid] = held
+            for rec in [self._self, *self._records.values()]:
+                if rec.st == ST_ALIVE and rec.node_id not in theirs:
+                    out[rec.node_id] = rec
+        for nid in wanted:
+            held = self._self if nid == self.node_id else self._records.get(nid)
+            if held is not None:
+                out[nid] = held
+        if out or ask:
+            reply: dict[str, Any] = {"m": [r.to_wire() for r in out.values()]}
+            if ask:
+                reply["w"] = ask
+            self._send(effects, source, OP_SYNC, reply)
+
+    def _digest(self) -> list[list[Any]]:
+        recs = [self._self, *(r for r in self._records.values() if r.st == ST_ALIVE)]
+        return [[r.node_id, *r.key()] for r in recs]
+
+    def _state(self) -> list[dict[str, Any]]:
+        """Every alive record we hold plus our own (what a joiner gets)."""
+        return [self._self.to_wire(), *(r.to_wire() for r in self._records.values() if r.st == ST_ALIVE)]
+
+    def receive_tree(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
+        """A TREE message from ``source``: Plumtree ops and relays.
+
+        Raises BadMembershipMessage (nothing changed) when the body violates the op's schema.
+        """
+        if self._leaving:
+            return []
+        effects: list[OverlayEffect] = []
+        if op == OP_RELAY:
+            effects.extend(self._relays.receive(self.node_id, source, body, self._nbrs, self.tree.route))
+            self._sign_of_life(source, now, effects)
+            return effects
+        if op not in TREE_OPS:
+            self._count("unknown_op")
+            return effects
+        linked = source in self._nbrs
+        if op == "gossip" and isinstance(body, dict) and body.get("k") == KIND_RECORD \
+                and not self.tree.has_seen(body.get("i")):
+            # validate the batch's shape before Plumtree remembers and forwards it
+            batch = body.get("p")
+            if not isinstance(batch, list) or len(batch) > self.config.max_members + 1:
+                raise _bad("a record announcement must be a list of records")
+            for raw in batch:
+                _wire_key(raw)
+        sends, delivery = self.tree.receive(source, op, body, now, linked=linked)
+        effects.extend(sends)
+        if delivery is not None:
+            if delivery.kind == KIND_APP:
+                effects.append(Deliver(delivery.origin, delivery.payload, False, delivery.hops, delivery.msg_id))
+            else:
+                for raw in delivery.payload:
+                    try:
+                        self._merge_wire(raw, now, effects)
+                    except BadMembershipMessage:
+                        self._count("bad_record")  # the others in the batch still count
+        self._sign_of_life(source, now, effects)
+        return effects
+
+    def broadcast(self, payload: Any, now: float) -> list[OverlayEffect]:
+        """Broadcast ``payload`` to every live member over the tree (not delivered locally)."""
+        if self._leaving:
+            return []
+        self.last_broadcast_id, sends = self.tree.broadcast(payload, KIND_APP, now)
+        return list(sends)
+
+    def send_to(self, target: bytes, payload: Any, now: float, *, ttl: int | None = None) -> list[OverlayEffect]:
+        """Send ``payload`` to ``target``: directly when it is a neighbour, else relayed hop by hop with at
+        most ``ttl`` hops (default ``relay_ttl``). To this node itself: delivered at once.
+
+        Raises MembershipError when ``ttl`` < 1."""
+        if target == self.node_id:
+            return [Deliver(self.node_id, payload, True, 0)]
+        hops = self.config.relay_ttl if ttl is None else ttl
+        if hops < 1:
+            raise MembershipError("ttl must be >= 1")
+        return list(self._relays.send(self.node_id, self.incarnation, target, payload, hops, self._nbrs, self.tree.route))
+
+    def leave(self, now: float) -> list[OverlayEffect]:
+        """Leave: broadcast the left record to every neighbour (eager and lazy: no lazy round will come),
+        then ignore input. The driver may close the node once the effects are sent."""
+        if self._leaving:
+            return []
+        effects: list[OverlayEffect] = []
+        me = self._self
+        self._summary_remove(me)
+        me.st = ST_LEFT
+        me.wire = None
+        for nid in list(self.tree.lazy):
+            self.tree.lazy.discard(nid)
+            self.tree.eager.add(nid)
+        self._outbox[me.node_id] = me
+        self._announce(now, effects)  # now: no timer runs after a leave
+        self._leaving = True
+        for nid in sorted(self._nbrs):
+            effects.append(Disconnect(nid))
+        self._nbrs.clear()
+        return effects
+
+    # -- timers --------------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next run (None after :meth:`leave`)."""
+        if self._leaving:
+            return None
+        deadline = min(self._next_hb, self._next_sync, self._next_refresh, self._next_sweep, self._next_announce,
+                       self.tree.next_deadline(), self._policy_deadline(), self._probes.next_deadline())
+        if self._dialing:
+            deadline = min(deadline, self._next_dial)
+        self._due = deadline
+        return deadline
+
+    def _policy_deadline(self) -> float:
+        """Hook: the subclass's earliest timer."""
+        return math.inf
+
+    def tick(self, now: float) -> list[OverlayEffect]:
+        """Run every due timer: heartbeats + failure detection, Plumtree rounds, anti-entropy, record
+        refresh and expiry, join retries, and the subclass's timers."""
+        if self._leaving:
+            return []
+        cfg = self.config
+        effects: list[OverlayEffect] = []
+        # Lifeguard: a late timer means this node was starved; the silence it measured is its own. A
+        # late heartbeat round declares nothing (the next round does, whatever its own lateness).
+        due, self._due = self._due, math.inf
+        late = bool(cfg.local_health_max) and due < now and self.health.timer(due, now)
+        if not late:
+            for send in self._probes.tick(now, self.incarnation):  # nacks of probes made for others
+                self._send(effects, send.to, send.op, send.body)
+        if now >= self._next_hb:
+            self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
+            hold = late and not self._held
+            self._held = hold
+            for nid in sorted(self._nbrs):
+                nbr = self._nbrs.get(nid)
+                if nbr is None:
+                    continue
+                if not hold and nbr.detector.phi(now) >= cfg.phi_threshold:
+                    if nbr.suspect_since is None:
+                        self._start_suspicion(nid, nbr, now, effects)
+                    since = now if nbr.suspect_since is None else nbr.suspect_since
+                    if now - since >= self._suspicion_timeout(nid):
+                        if self._probes.finish(nid):
+                            self.health.worse(now, "missed_nacks")
+                        self._neighbour_failed(nid, "unreachable", now, effects)
+                        continue
+                self._send(effects, nid, OP_HEARTBEAT, {"in": self.incarnation})
+            self._heartbeat_round(now, effects)
+        if now >= self._next_announce:
+            self._announce(now, effects)
+        effects.extend(self.tree.tick(now))
+        if now >= self._next_sync:
+            self._next_sync = max(self._next_sync + cfg.sync_interval, now)
+            if self._nbrs:
+                peer = self._rng.choice(sorted(self._nbrs))
+                self._send(effects, peer, OP_SYNC, {"s": self._summary})
+        if now >= self._next_refresh:
+            self._next_refresh = max(self._next_refresh + cfg.refresh_interval, now)
+            if self._nbrs:
+                self._broadcast_record(self._self, now, effects)
+        if now >= self._next_sweep:
+            self._next_sweep = now + min(cfg.refresh_interval, cfg.record_ttl / 4)
+            self._sweep(now, effects)
+        if self._dialing and now >= self._next_dial:
+            if self._nbrs:
+                self._dialing = False
+            else:
+                effects.extend(self._dial(now))
+        elif self._seeds and not self._nbrs and not self._dialing:
+            # every link is gone: start over through the seeds
+            self._dialing = True
+            self._dial_backoff = cfg.join_retry_initial
+            self._next_dial = now
+        self._policy_tick(now, effects)
+        return effects
+
+    def _policy_tick(self, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: the subclass's timers."""
+
+    def _suspicion_timeout(self, node_id: bytes) -> float:
+        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
+        cfg = self.config
+        base = self._probes.suspicion_timeout(node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
+        return base * self.health.multiplier
+
+    def _start_suspicion(self, nid: bytes, nbr: _Neighbour, now: float, effects: list[OverlayEffect]) -> None:
+        """Phi crossed the threshold for neighbour ``nid``: suspect it and ask other neighbours to probe it."""
+        nbr.suspect_since = now
+        self._count("suspicions")
+        rec = self._records.get(nid)
+        if rec is not None and rec.st == ST_ALIVE:
+            effects.append(MemberChanged(rec.member(True), rec.member()))
+        k = self.config.indirect_probes
+        if k:
+            helpers = [h for h in sorted(self._nbrs) if h != nid and self._nbrs[h].suspect_since is None]
+            for send in self._probes.request(nid, self._rng.sample(helpers, min(k, len(helpers))), self.incarnation):
+                self._send(effects, send.to, send.op, send.body)
+
+    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], now: float,
+                       effects: list[OverlayEffect]) -> None:
+        """The indirect-probe ops (see :mod:`fabric.membership.health`)."""
+        inc = self.incarnation
+        if op == OP_INDIRECT_PING:
+            seq = ping_body(body)
+            self._count("recv_iping")
+            if source not in self._nbrs and "m" in body:
+                # a helper we have no link to: answer over a probe link
+                effects.append(Connect(identity_from_wire(body["m"]), probe=True))
+            self._send(effects, source, OP_INDIRECT_ACK, {"in": inc, "s": seq})
+            return
+        if op == OP_INDIRECT_ACK:
+            ping_body(body)
+            self._count("recv_iack")
+            for send in self._probes.on_ack(source, body, inc):
+                self._send(effects, send.to, send.op, send.body)
+            return
+        if op == OP_PING_REQ:
+            target_id = body.get("t")
+            rec = self._records.get(target_id) if isinstance(target_id, bytes) else None
+            reachable = rec is not None and rec.st == ST_ALIVE
+            tid, sends = self._probes.on_request(source, body, inc, now, reachable=reachable,
+                                                 entry=identity_to_wire(self.local), scale=self.health.multiplier)
+            nbr = self._nbrs.get(tid)
+            if nbr is not None and nbr.suspect_since is not None:
+                self._probes.confirm(tid, source)  # the requester suspects it too
+            if reachable and rec is not None and tid not in self._nbrs:
+                effects.append(Connect(rec.identity, probe=True))
+            for send in sends:
+                self._send(effects, send.to, send.op, send.body)
+            return
+        result = self._probes.on_result(source, body)
+        self._count("recv_pres")
+        if result is None:
+            return
+        tid, ok = result
+        nbr = self._nbrs.get(tid)
+        if ok and nbr is not None and nbr.suspect_since is not None:
+            # it answered someone else: alive, whatever our own link to it does
+            self._probes.finish(tid)
+            nbr.detector.heartbeat(now)
+            nbr.suspect_since = None
+            rec = self._records.get(tid)
+            if rec is not None and rec.st == ST_ALIVE:
+                effects.append(MemberChanged(rec.member(), rec.member(True)))
+
+    def _heartbeat_round(self, now: float, effects: list[OverlayEffect]) -> None:
+        """Hook: called once per heartbeat round, after the neighbours got theirs."""
+
+    def _sweep(self, now: float, effects: list[OverlayEffect]) -> None:
+        cfg = self.config
+        for nid in sorted(self._records):
+            rec = self._records[nid]
+            if rec.st == ST_ALIVE:
+                if nid not in self._nbrs and now - rec.seen > cfg.record_ttl:
+                    self._count("expired")
+                    self._set_status(rec, ST_DOWN, "expired", now, effects)
+            elif now - rec.changed_at > cfg.tombstone_ttl:
+                del self._records[nid]
+                self._count("tombstones_expired")
