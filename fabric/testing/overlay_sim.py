@@ -454,6 +454,7 @@ class OverlaySim:
         def hello() -> None:
             if target.crashed or node.crashed or not self._reachable(node, target):
                 return
+            target.links.add(node.node_id)  # the Node links a member that says HELLO (Peers.on_hello)
             target.driver.contact(node.core.local, self.clock.now())
             self.clock.call_later(self.faults.latency, welcome)
 

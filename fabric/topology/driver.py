@@ -172,6 +172,7 @@ class MembershipDriver:
         self._auto_pending: tuple[str, float] | None = None
         self._timer_at = math.inf
         self._traffic_noted: dict[bytes, float] = {}
+        self._told: dict[bytes, float] = {}  # source -> when it was last told the topology (stale sender)
         self._reschedule()
 
     # -- inputs ------------------------------------------------------------------------------------------
@@ -196,8 +197,12 @@ class MembershipDriver:
                     if op == TOPOLOGY_OP:
                         return
                 if sender_epoch < self.topology.state.epoch:
-                    # Spoken in an older topology: the sender switches when it hears our heartbeat.
+                    # Spoken in an older topology: drop it, and tell the sender the current one. A
+                    # node that just joined (configured with another overlay, epoch 0) may have no
+                    # other way to hear it: its first messages are the ones we drop, and the overlay
+                    # we run may send nothing to a node it never heard from.
                     self._count("stale_topology_messages")
+                    self._tell_topology(source, now)
                     return
             core = self.core
             effects = core.receive_tree(source, op, body, now) if tree else core.receive(source, op, body, now)
@@ -206,6 +211,18 @@ class MembershipDriver:
             log.debug("bad membership message from %s: %s", source.hex()[:8], exc)
             return
         self.apply(effects)
+
+    def _tell_topology(self, source: bytes, now: float) -> None:
+        """Send the current topology state to ``source`` (at most once a second per source)."""
+        told = self._told
+        if now - told.get(source, -math.inf) < 1.0:
+            return
+        if len(told) >= 4096:  # bounded: forget the oldest half
+            for key in list(told)[:2048]:
+                del told[key]
+        told[source] = now
+        self._count("topology_told")
+        self.host.send_overlay(source, False, TOPOLOGY_OP, {"tp": self.topology.state.to_wire()})
 
     def note_traffic(self, source: bytes, now: float) -> None:
         """Any other message from ``source``: a sign of life (told to the core at most every 50 ms, which
@@ -220,6 +237,7 @@ class MembershipDriver:
     def forget(self, source: bytes) -> None:
         """``source`` left or its link closed: drop per-source state (bounded memory)."""
         self._traffic_noted.pop(source, None)
+        self._told.pop(source, None)
 
     def link_up(self, node_id: bytes, now: float) -> None:
         """The transport reports the link to ``node_id`` (re)connected."""
