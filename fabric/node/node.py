@@ -194,7 +194,7 @@ class Node(Endpoint):
         adopted here, announced to every linked member and carried in every membership heartbeat, so
         all members converge on it; concurrent proposals are ordered by (epoch, node id). Returns
         :meth:`current_topology`. Raises TopologyConflict (CAS mismatch), TopologyCooldown (too soon
-        after the last switch), ValueError (unknown overlay), NodeStateError (not a running member).
+        after the last switch), ConfigError (a ValueError: unknown overlay), NodeStateError (not a running member).
         """
         self._require_running()
         if self._membership is None or self._loop is None:

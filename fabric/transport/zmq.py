@@ -40,7 +40,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ..config import TransportConfig
-from ..errors import ConfigError, InsecureBindError
+from ..errors import ConfigError, InsecureBindError, ProcessSettingsConflict
 from .base import ChannelKind, ChannelSpec, Link, Receiver, Transport
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,26 @@ _ctx_lock = threading.Lock()
 _ctx: zmq.Context[zmq.Socket[bytes]] | None = None
 _ctx_pid = 0
 _ctx_users = 0
+_ctx_settings: dict[str, Any] | None = None  # the process-wide settings the live context was made with
+
+
+def process_settings(config: TransportConfig) -> dict[str, Any]:
+    """The part of ``config`` that is process-wide (one libzmq context, one allocator per process)."""
+    return {
+        "io_threads": config.io_threads,
+        "max_sockets": config.max_sockets,
+        "malloc_trim_threshold": config.malloc_trim_threshold,
+        "io_thread_nice": list(config.io_thread_nice[: config.io_threads]),
+    }
+
+
+def process_settings_in_force() -> dict[str, Any]:
+    """What this process runs with: the settings of the live shared context (empty when there is none),
+    what ``tune_malloc`` set (``malloc``: None when nothing was changed) and the I/O thread nice values."""
+    with _ctx_lock:
+        live = dict(_ctx_settings) if _ctx is not None and _ctx_pid == os.getpid() and _ctx_settings else {}
+    return {"context": live, "malloc": _malloc_applied if _malloc_pid == os.getpid() else None,
+            "io_thread_nice": dict(io_thread_nice_applied)}
 
 
 _MMAP_THRESHOLD = 32 * 1024 * 1024
@@ -119,16 +139,35 @@ def shared_context(config: TransportConfig | None = None) -> zmq.Context[zmq.Soc
     ``config.io_thread_nice``, see :func:`renice_io_threads`).
 
     A child created by ``fork`` gets a fresh one: a libzmq context must not cross a fork.
+
+    Raises :class:`~fabric.errors.ProcessSettingsConflict` when ``config`` is given and its process-wide
+    settings (:func:`process_settings`) differ from those the live context was created with: they
+    cannot change while it lives, and ignoring the request silently would hide a misconfiguration.
     """
-    global _ctx, _ctx_pid
+    global _ctx, _ctx_pid, _ctx_settings
+    wanted = process_settings(config) if config is not None else None
     config = config or TransportConfig()
     with _ctx_lock:
-        if _ctx is None or _ctx.closed or _ctx_pid != os.getpid():
+        if _ctx is not None and not _ctx.closed and _ctx_pid == os.getpid():
+            if wanted is not None and _ctx_settings is not None and wanted != _ctx_settings:
+                differ = ", ".join(f"{k}={wanted[k]!r} (in force: {_ctx_settings[k]!r})"
+                                   for k in wanted if wanted[k] != _ctx_settings[k])
+                raise ProcessSettingsConflict(
+                    f"transport settings are process-wide and already in force for this process: {differ}; "
+                    "give every node of one process the same values, or run it in its own process")
+        else:
+            applied = _malloc_applied if _malloc_pid == os.getpid() else None
+            if wanted is not None and applied is not None and applied["trim_threshold"] != config.malloc_trim_threshold:
+                # mallopt is applied once per process (an earlier context set it): a new value would be ignored
+                raise ProcessSettingsConflict(
+                    f"transport.malloc_trim_threshold={config.malloc_trim_threshold} but this process already "
+                    f"runs with {applied['trim_threshold']} (applied once per process)")
             tune_malloc(config.malloc_trim_threshold)
             ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=config.io_threads)
             ctx.set(zmq.MAX_SOCKETS, config.max_sockets)
             ctx.set(zmq.THREAD_NAME_PREFIX, _THREAD_NAME_PREFIX)
             _ctx, _ctx_pid = ctx, os.getpid()
+            _ctx_settings = process_settings(config)
             io_thread_nice_applied.clear()
             increments = config.io_thread_nice[: config.io_threads]
             if any(increments):
@@ -182,7 +221,12 @@ def _acquire_context(config: TransportConfig) -> zmq.Context[zmq.Socket[bytes]]:
     global _ctx_users
     with _ctx_lock:
         _ctx_users += 1
-    return shared_context(config)
+    try:
+        return shared_context(config)
+    except BaseException:
+        with _ctx_lock:
+            _ctx_users -= 1
+        raise
 
 
 def _release_context() -> zmq.Context[zmq.Socket[bytes]] | None:
@@ -716,6 +760,7 @@ class ZmqTransport(Transport):
             "links": len(self._links),
             "sockets": len(self._bound) + sum(len(lanes) for socks in self._links.values() for lanes in socks.values()),
             "io_thread_nice": dict(io_thread_nice_applied),
+            "process": process_settings_in_force(),
         }
 
     async def close(self) -> None:
@@ -781,4 +826,5 @@ def _first_reachable_address() -> str:
     return "127.0.0.1"
 
 
-__all__ = ["ZmqTransport", "shared_context", "tune_malloc", "renice_io_threads", "InsecureBindError"]
+__all__ = ["InsecureBindError", "ProcessSettingsConflict", "ZmqTransport", "process_settings", "process_settings_in_force",
+           "renice_io_threads", "shared_context", "tune_malloc"]
