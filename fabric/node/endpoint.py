@@ -31,6 +31,7 @@ from ..errors import (
 from ..membership import (
     MemberStatus,
 )
+from ..topology import TopologyManager
 from ..transport.base import ChannelKind, Link, Transport
 from ..transport.zmq import ZmqTransport
 from ..wire import MsgType, Role
@@ -106,6 +107,11 @@ class Endpoint:
                             forget=self._forget_source, counters=self.counters, errors=self.errors)
         self._member_listeners: list[MemberListener] = []
         self._membership: NodeMembership | None = None  # members, once started
+        # hot-path shortcuts (the parts' tables and the driver's methods, bound once)
+        self._linked = self._peers.linked
+        self._sub_map = self._subs.by_channel
+        self._links: TopologyManager | None = None
+        self._note_traffic: Callable[[bytes, float], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -306,13 +312,13 @@ class Endpoint:
                 key = peer_id_bytes(peer)
             except ValueError as exc:
                 raise Unreachable(f"{peer!r} is not a peer: {exc}", peer=str(peer)) from None
-        linked = self._peers.linked.get(key)
+        linked = self._linked.get(key)
         if (linked is None or linked.probe) and not self._app_link(key):
             raise Unreachable(f"no link to peer {id_text(key)}", peer=id_text(key))
-        m = self._membership
-        if m is not None and m.driver.links.in_use(key):  # no clock read per send to a neighbour
+        links = self._links
+        if links is not None and links.in_use(key):  # no clock read per send to a neighbour
             assert self._loop is not None
-            m.driver.links.touch(key, self._loop.time())
+            links.touch(key, self._loop.time())
         return key
 
     def _app_link(self, key: bytes) -> bool:
@@ -348,7 +354,7 @@ class Endpoint:
         return await self._out.enqueue(link, ch, lane, frames)
 
     def _lane_count(self, link: bytes, ch: ChannelConfig) -> int:
-        peer = self._peers.linked.get(link)
+        peer = self._linked.get(link)
         if peer is not None and ch.name in peer.info.channels:
             return max(1, peer.info.channels[ch.name][1])
         return ch.parallelism
@@ -441,13 +447,14 @@ class Endpoint:
         t = env.type
         h = env.header
         self.channel_counters[channel][1] += 1
-        membership = self._membership
-        if membership is not None:
+        note_traffic = self._note_traffic
+        if note_traffic is not None:
             if t == MsgType.MEMBERSHIP or t == MsgType.TREE:
-                membership.receive(env)
+                assert self._membership is not None
+                self._membership.receive(env)
                 return
             assert self._loop is not None
-            membership.driver.note_traffic(h["s"], self._loop.time())
+            note_traffic(h["s"], self._loop.time())
         if t == MsgType.SEND or t == MsgType.PUBLISH:
             if h["c"] != channel:
                 raise MalformedHeader(f"message for channel {h['c']!r} arrived on {channel!r}")
@@ -460,7 +467,7 @@ class Endpoint:
                 if last is not None and seq > last + 1:
                     self.counters["seq_gaps"] += seq - last - 1
                 self._last_seq[skey] = seq
-            subs = self._subs.by_channel.get(channel)
+            subs = self._sub_map.get(channel)
             if not subs:
                 self.counters["undelivered"] += 1
                 return

@@ -104,6 +104,8 @@ class Node(Endpoint):
             self.config, identity, loop, self._transport, self._peers, self._subs, list(self._channels),
             self._spawn, lambda: self._state == "running", self._member_listeners, self.counters, self.errors,
             self.channel_counters)
+        self._links = self._membership.driver.links
+        self._note_traffic = self._membership.driver.note_traffic
         if self.config.overlay == "static":
             self._membership.rejoin()  # a static overlay knows its members: form with them now
 
