@@ -34,6 +34,7 @@ async def main() -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--overlay", default="hyparview")
+    parser.add_argument("--overlays", default="", help="comma-separated overlay per node (overrides --overlay)")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--seed", default=None)
     parser.add_argument("--roles", default="")
@@ -44,6 +45,7 @@ async def main() -> None:
                         help="overlay timers: local() (5x faster, a few nodes per process) or lan() (the defaults)")
     args = parser.parse_args()
     roles = args.roles.split(",") if args.roles else ["server"] * args.count
+    overlays = args.overlays.split(",") if args.overlays else [args.overlay] * args.count
     nodes: list[Node] = []
     counts: dict[str, int] = {}
     for i in range(args.count):
@@ -52,7 +54,7 @@ async def main() -> None:
         os.makedirs(path, exist_ok=True)
         node = Node(
             NodeConfig.local(
-                name=name, overlay=args.overlay, overlay_role=roles[i], bind=f"ipc://{path}", topology_cooldown=1.0,
+                name=name, overlay=overlays[i], overlay_role=roles[i], bind=f"ipc://{path}", topology_cooldown=1.0,
                 # 10 nodes x 5 channels x peers: many sockets, one shared libzmq context per process
                 transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
                 **({"overlay_config": OverlayConfig.lan()} if args.timers == "lan" else {}),
