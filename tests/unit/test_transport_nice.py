@@ -28,7 +28,7 @@ config = TransportConfig(**json.loads(sys.argv[1]))
 fz.shared_context(config)
 fz.shared_context(config)  # a second user of the context changes nothing
 # libzmq starts its threads with the first socket (shared_context opens one when it renices any)
-want = {f"7/ZMQbg/IO/{i}" for i in range(config.io_threads)} if any(config.io_thread_nice) else set()
+want = {f"7/ZMQbg/IO/{i}" for i in range(config.io_threads)} if any(config.io_thread_nice[:config.io_threads]) else set()
 for _ in range(500):  # bounded: each libzmq thread names itself as it starts, a moment after the context
     threads = {}
     for tid in os.listdir("/proc/self/task"):
