@@ -7,16 +7,19 @@ A :class:`Node` binds one endpoint per channel (see :mod:`fabric.transport.zmq`)
 endpoints, then opens the per-channel, per-lane sockets to it; the peer opens its own sockets back to us
 when it accepts our HELLO, so a link is symmetric.
 
-The parts, each owning one concern (they talk through the callbacks and methods passed at construction):
+:class:`~fabric.node.endpoint.Endpoint` (shared with :class:`~fabric.Client`) composes the parts, each
+owning one concern (they talk through the callbacks and methods passed at construction); ``Node`` adds
+membership, services and broadcast on top:
 
 * :class:`~fabric.node.peers.Peers` — links, client-role peers, the HELLO/WELCOME handshake;
 * :class:`~fabric.node.outbox.Outboxes` — per (peer, channel, lane) queues, batching, flow control;
 * :class:`~fabric.node.calls.Calls` — services, calls, timeouts, ping and clock offset;
 * :class:`~fabric.node.subscriptions.Subscriptions` — handlers and where they run;
 * :class:`~fabric.node.membership.NodeMembership` — hosts the membership driver shared with the
-  simulators (overlay core, topology epochs and switching, link retention), events and ``join``.
+  simulators (:class:`fabric.topology.driver.MembershipDriver`: overlay core, topology epochs and
+  switching, link retention, timers), membership events and ``join``.
 
-Receiving: the transport calls :meth:`Node._on_frames` on the loop thread for every message. Decoding
+Receiving: the transport calls ``Endpoint._on_frames`` on the loop thread for every message. Decoding
 errors are counted per category (``stats()["errors"]``) and dropped. Requests are answered back on the
 connection they came in on (the ROUTER route), which works for members and for client-role peers alike.
 

@@ -187,10 +187,11 @@ class SimNode:
         return True
 
     def linked(self) -> dict[bytes, bool]:
-        return {k: False for k in self.transport._links if isinstance(k, bytes)}
+        return {k: False for k in self.transport.links() if isinstance(k, bytes)}
 
     def linked_identities(self) -> list[Identity]:
-        return [m.identity() for m in self.core.members() if m.node_id in self.transport._links]
+        linked = set(self.transport.links())
+        return [m.identity() for m in self.core.members() if m.node_id in linked]
 
     def link(self, identity: Identity, probe: bool) -> None:
         self.transport.connect(identity.node_id, {ch: spec[1] for ch, spec in identity.endpoints.items()},
