@@ -52,7 +52,6 @@ from ..errors import (
     Unreachable,
 )
 from ..membership import (
-    FullMeshOverlay,
     Identity,
     Member,
     MemberChanged,
@@ -281,9 +280,8 @@ class Node(Endpoint):
         except ValueError:
             return None
         core: Any = self._membership.driver.core
-        if isinstance(core, FullMeshOverlay):
-            core = core.core
-        phi = getattr(core, "phi", None)
+        # the detector lives on the core, or on the engine an adapter wraps (``core.core``)
+        phi = getattr(core, "phi", None) or getattr(getattr(core, "core", None), "phi", None)
         return phi(key, self._loop.time()) if phi is not None else None
 
     @property
