@@ -72,6 +72,7 @@ OverlayFactory = Callable[[str, Identity, float], Overlay]
 """``factory(overlay_name, identity, now)``: builds the overlay core called ``overlay_name``."""
 
 _UP = (MemberStatus.ALIVE, MemberStatus.SUSPECT)
+_SENDS = (Send, TreeSend)  # a tuple: isinstance is faster with it than with a union
 
 
 class DriverHost(Protocol):
@@ -288,7 +289,7 @@ class MembershipDriver:
         """Perform what the overlay core asked for, in order."""
         host = self.host
         for effect in effects:
-            if isinstance(effect, Send | TreeSend):
+            if isinstance(effect, _SENDS):
                 body = effect.body
                 epoch = self.topology.state.epoch
                 if epoch:
