@@ -9,20 +9,29 @@ from .client import Client
 from .config import DEFAULT_CHANNELS, MEMBERSHIP_CHANNEL, ChannelConfig, NodeConfig, OnFull, TransportConfig
 from .errors import (
     BadRequest,
+    BadSignature,
     CallError,
     CallTimeout,
     ConfigError,
     FabricError,
     InsecureBindError,
+    JoinTimeout,
+    MalformedHeader,
     NodeStateError,
     NoSuchService,
     Overloaded,
+    OversizedMessage,
+    ProcessSettingsConflict,
     ProtocolError,
     RemoteHandlerError,
+    TruncatedMessage,
+    UnknownMessageType,
     Unreachable,
+    UnsupportedVersion,
     VersionMismatch,
 )
-from .node import Message, Node, PeerInfo
+from .node import Message, Node, Peer, PeerInfo
+from .topology import TopologyConflict, TopologyCooldown, TopologyError
 from .transport.base import ChannelKind
 
 __version__ = "0.1.0"
@@ -31,6 +40,7 @@ __all__ = [
     "DEFAULT_CHANNELS",
     "MEMBERSHIP_CHANNEL",
     "BadRequest",
+    "BadSignature",
     "BlockingClient",
     "BlockingNode",
     "CallError",
@@ -41,18 +51,29 @@ __all__ = [
     "ConfigError",
     "FabricError",
     "InsecureBindError",
+    "JoinTimeout",
+    "MalformedHeader",
     "Message",
     "Node",
     "NodeConfig",
     "NodeStateError",
     "NoSuchService",
     "OnFull",
+    "OversizedMessage",
     "Overloaded",
+    "Peer",
     "PeerInfo",
+    "ProcessSettingsConflict",
     "ProtocolError",
     "RemoteHandlerError",
+    "TopologyConflict",
+    "TopologyCooldown",
+    "TopologyError",
     "TransportConfig",
+    "TruncatedMessage",
+    "UnknownMessageType",
     "Unreachable",
+    "UnsupportedVersion",
     "VersionMismatch",
     "__version__",
 ]

@@ -1,25 +1,35 @@
 """Blocking facade: run a :class:`~fabric.Node` on an event loop in a background thread.
 
-For synchronous programs (and the Foundation 1.x style API). Every method is safe to call from any
-thread: it hands the coroutine to the node's loop with :func:`asyncio.run_coroutine_threadsafe` and waits
-for the result with a bounded timeout. Handlers registered here are plain functions; they run on worker
-threads (see :mod:`fabric.node`), never on the caller's thread.
+For synchronous programs (and the Foundation 1.x style API). :class:`BlockingNode` has every public
+method and property of :class:`~fabric.Node` with the same name and parameters (coroutines become plain
+methods; tests/unit/test_blocking_surface.py compares the two with ``inspect``), and
+:class:`BlockingClient` the same for :class:`~fabric.Client`. ``start`` and ``stop`` also take a
+``timeout``: the facade owns the loop thread and bounds how long it waits for it.
+
+Every method is safe to call from any thread: it hands the work to the node's loop
+(:func:`asyncio.run_coroutine_threadsafe`) and waits for the result with a bounded timeout. Subscription
+and service handlers registered here are plain functions; they run on worker threads (see
+:mod:`fabric.node`), never on the caller's thread. Membership listeners (``on_member_event``, ``on_up``
+...) and ``on_peer`` listeners run on the node's loop thread: keep them short and never call the blocking
+API from them (that would deadlock; it raises NodeStateError instead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
 from .client import Client
 from .config import NodeConfig
 from .errors import NodeStateError
-from .node import Handler, Node, PeerInfo, Service
+from .membership import Member
+from .node import Handler, MemberListener, Node, Peer, PeerInfo, Service
+from .node.endpoint import Endpoint
 
 T = TypeVar("T")
-N = TypeVar("N", bound=Node)
+N = TypeVar("N", bound=Endpoint)
 
 _MARGIN = 5.0  # seconds beyond an operation's own timeout before the facade gives up waiting
 
@@ -39,6 +49,14 @@ class _Blocking(Generic[N]):
             coro.close()
             raise NodeStateError("blocking call from the node's own loop thread would deadlock; use the async API")
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    def _on_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the plain function ``fn`` on the node's loop (node state belongs to that thread)."""
+
+        async def run() -> T:
+            return fn(*args, **kwargs)
+
+        return self._run(run(), _MARGIN)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the loop thread and the node; returns once it is bound."""
@@ -113,20 +131,34 @@ class _Blocking(Generic[N]):
         """Membership endpoint (the address others join through)."""
         return self.node.seed
 
+    @property
+    def incarnation(self) -> int:
+        """See :attr:`fabric.Node.incarnation`."""
+        return self.node.incarnation
+
+    @property
+    def running(self) -> bool:
+        """See :attr:`fabric.Node.running`."""
+        return self.node.running
+
     # operations
     def connect(self, endpoint: str, *, timeout: float | None = None) -> PeerInfo:
         """See :meth:`fabric.Node.connect`."""
         t = self.node.config.connect_timeout if timeout is None else timeout
         return self._run(self.node.connect(endpoint, timeout=t), t + _MARGIN)
 
-    def send(self, peer: str | PeerInfo, payload: Any, *, channel: str = "coordination", key: Any = None) -> bool:
+    def disconnect(self, peer: Peer) -> None:
+        """See :meth:`fabric.Node.disconnect`."""
+        self._run(self.node.disconnect(peer), _MARGIN)
+
+    def send(self, peer: Peer, payload: Any, *, channel: str = "coordination", key: Any = None) -> bool:
         """See :meth:`fabric.Node.send`."""
         ch = self.node.config.channel(channel)
         return self._run(self.node.send(peer, payload, channel=channel, key=key), ch.send_timeout + _MARGIN)
 
     def call(
         self,
-        peer: str | PeerInfo,
+        peer: Peer,
         service: str,
         request: Any = b"",
         *,
@@ -138,61 +170,119 @@ class _Blocking(Generic[N]):
         t = self.node.config.call_timeout if timeout is None else timeout
         return self._run(self.node.call(peer, service, request, timeout=t, channel=channel, key=key), t + _MARGIN)
 
-    def ping(self, peer: str | PeerInfo, *, timeout: float = 2.0) -> float:
+    def ping(self, peer: Peer, *, timeout: float = 2.0) -> float:
         """See :meth:`fabric.Node.ping`."""
         return self._run(self.node.ping(peer, timeout=timeout), timeout + _MARGIN)
 
-    def subscribe(self, channel: str, handler: Handler, *, topic: bytes | None = None) -> Callable[[], None]:
-        """See :meth:`fabric.Node.subscribe`; ``handler`` runs on a worker thread, in order."""
+    def clock_offset(self, peer: Peer, *, timeout: float = 2.0) -> tuple[float, float]:
+        """See :meth:`fabric.Node.clock_offset`."""
+        return self._run(self.node.clock_offset(peer, timeout=timeout), timeout + _MARGIN)
 
-        async def sub() -> Callable[[], None]:
-            return self.node.subscribe(channel, handler, topic=topic)
-
-        unsubscribe = self._run(sub(), _MARGIN)
+    def subscribe(self, channel: str, handler: Handler, *, topic: bytes | None = None,
+                  inline: bool = False) -> Callable[[], None]:
+        """See :meth:`fabric.Node.subscribe`; ``handler`` runs on a worker thread, in order (with
+        ``inline=True``: on the node's loop thread)."""
+        unsubscribe = self._on_loop(self.node.subscribe, channel, handler, topic=topic, inline=inline)
 
         def blocking_unsubscribe() -> None:
-            async def unsub() -> None:
-                unsubscribe()
-
-            self._run(unsub(), _MARGIN)
+            self._on_loop(unsubscribe)
 
         return blocking_unsubscribe
 
+    def on_peer(self, listener: Callable[[str, PeerInfo], None]) -> None:
+        """See :meth:`fabric.Node.on_peer` (``listener`` runs on the node's loop thread)."""
+        self._on_loop(self.node.on_peer, listener)
+
     def peers(self) -> list[PeerInfo]:
         """See :meth:`fabric.Node.peers`."""
-
-        async def get() -> list[PeerInfo]:
-            return self.node.peers()
-
-        return self._run(get(), _MARGIN)
+        return self._on_loop(self.node.peers)
 
     def stats(self) -> dict[str, Any]:
         """See :meth:`fabric.Node.stats`."""
-
-        async def get() -> dict[str, Any]:
-            return self.node.stats()
-
-        return self._run(get(), _MARGIN)
+        return self._on_loop(self.node.stats)
 
     def health(self) -> dict[str, Any]:
         """See :meth:`fabric.Node.health`."""
-
-        async def get() -> dict[str, Any]:
-            return self.node.health()
-
-        return self._run(get(), _MARGIN)
+        return self._on_loop(self.node.health)
 
 
 class BlockingNode(_Blocking[Node]):
     """A :class:`~fabric.Node` with a synchronous API, safe to call from any thread.
 
     >>> with BlockingNode(NodeConfig.local(name="a")) as node:   # doctest: +SKIP
-    ...     peer = node.connect("tcp://127.0.0.1:7946")
-    ...     node.call(peer.id, "echo", b"hi")
+    ...     node.join([seed], min_members=2)
+    ...     node.call(node.alive_members()[0], "echo", b"hi")
     """
 
     def __init__(self, config: NodeConfig | None = None, *, node: Node | None = None) -> None:
         super().__init__(node or Node(config))
+
+    @property
+    def overlay(self) -> str:
+        """See :attr:`fabric.Node.overlay`."""
+        return self.node.overlay
+
+    @property
+    def joined(self) -> bool:
+        """See :attr:`fabric.Node.joined`."""
+        return self.node.joined
+
+    def join(self, seeds: Sequence[str] = (), *, discovery: Any = None, min_members: int = 1,
+             timeout: float | None = 30.0) -> list[Member]:
+        """See :meth:`fabric.Node.join` (``timeout=None`` waits as long as it takes)."""
+        coro = self.node.join(seeds, discovery=discovery, min_members=min_members, timeout=timeout)
+        loop = self._loop
+        if timeout is None and loop is not None and loop.is_running() and threading.current_thread() is not self._thread:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return self._run(coro, (timeout or 0.0) + _MARGIN)
+
+    def members(self) -> list[Member]:
+        """See :meth:`fabric.Node.members`."""
+        return self._on_loop(self.node.members)
+
+    def alive_members(self) -> list[Member]:
+        """See :meth:`fabric.Node.alive_members`."""
+        return self._on_loop(self.node.alive_members)
+
+    def neighbours(self) -> list[PeerInfo]:
+        """See :meth:`fabric.Node.neighbours`."""
+        return self._on_loop(self.node.neighbours)
+
+    def clients(self) -> list[PeerInfo]:
+        """See :meth:`fabric.Node.clients`."""
+        return self._on_loop(self.node.clients)
+
+    def phi(self, member: Peer) -> float | None:
+        """See :meth:`fabric.Node.phi`."""
+        return self._on_loop(self.node.phi, member)
+
+    def on_member_event(self, listener: MemberListener) -> Callable[[], None]:
+        """See :meth:`fabric.Node.on_member_event` (``listener`` runs on the node's loop thread)."""
+        return self._listener(self.node.on_member_event, listener)
+
+    def on_up(self, listener: Callable[[Member], Any]) -> Callable[[], None]:
+        """See :meth:`fabric.Node.on_up` (``listener`` runs on the node's loop thread)."""
+        return self._listener(self.node.on_up, listener)
+
+    def on_down(self, listener: Callable[[Member, str], Any]) -> Callable[[], None]:
+        """See :meth:`fabric.Node.on_down` (``listener`` runs on the node's loop thread)."""
+        return self._listener(self.node.on_down, listener)
+
+    def on_change(self, listener: Callable[[Member, Member], Any]) -> Callable[[], None]:
+        """See :meth:`fabric.Node.on_change` (``listener`` runs on the node's loop thread)."""
+        return self._listener(self.node.on_change, listener)
+
+    def _listener(self, register: Callable[[Any], Callable[[], None]], listener: Any) -> Callable[[], None]:
+        # Before start the node has no loop yet and registering is plain list work; after, it is loop work.
+        remove = register(listener) if self._loop is None else self._on_loop(register, listener)
+
+        def blocking_remove() -> None:
+            if self._loop is None:
+                remove()
+            else:
+                self._on_loop(remove)
+
+        return blocking_remove
 
     def broadcast(self, payload: Any, *, channel: str = "events", topic: bytes = b"") -> int:
         """See :meth:`fabric.Node.broadcast`."""
@@ -204,11 +294,7 @@ class BlockingNode(_Blocking[Node]):
 
     def current_topology(self) -> dict[str, Any]:
         """See :meth:`fabric.Node.current_topology`."""
-
-        async def get() -> dict[str, Any]:
-            return self.node.current_topology()
-
-        return self._run(get(), _MARGIN)
+        return self._on_loop(self.node.current_topology)
 
     def service(self, name: str) -> Callable[[Service], Service]:
         """Decorator: register a plain function as service ``name`` (runs on the handler pool)."""
@@ -217,6 +303,14 @@ class BlockingNode(_Blocking[Node]):
     def add_service(self, name: str, fn: Service) -> None:
         """See :meth:`fabric.Node.add_service`."""
         self.node.add_service(name, fn)
+
+    def remove_service(self, name: str) -> None:
+        """See :meth:`fabric.Node.remove_service`."""
+        self.node.remove_service(name)
+
+    def services(self) -> list[str]:
+        """See :meth:`fabric.Node.services`."""
+        return self.node.services()
 
 
 class BlockingClient(_Blocking[Client]):

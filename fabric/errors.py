@@ -1,6 +1,8 @@
 """The fabric's exception tree: one root, subclasses split by blame.
 
-* :class:`ConfigError` — our caller passed a bad configuration (raised at construction time).
+* :class:`ConfigError` — our caller passed a bad configuration (raised at construction time); the one
+  configuration error class: every other one (``SettingsError``, discovery's ``ConfigurationError``,
+  :class:`ProcessSettingsConflict`, :class:`InsecureBindError`) subclasses it. It is also a ValueError.
 * :class:`ProtocolError` — a peer sent bytes we cannot accept; the node counts and drops them, it never
   crashes on them. Subclasses name the category (the node keeps one counter per category).
 * :class:`CallError` — an RPC failed; each subclass has a stable numeric ``code`` that travels on the wire
@@ -17,6 +19,13 @@ class FabricError(Exception):
 
 class ConfigError(FabricError, ValueError):
     """A configuration value is invalid; the message names the field."""
+
+
+class ProcessSettingsConflict(ConfigError):
+    """A node asked for process-wide transport settings (``TransportConfig.io_threads``, ``max_sockets``,
+    ``malloc_trim_threshold``, ``io_thread_nice``) that differ from the ones already in force in this
+    process: they are applied once per process, while the shared libzmq context lives (see
+    docs/guide.md, "Process-wide settings")."""
 
 
 class InsecureBindError(ConfigError):

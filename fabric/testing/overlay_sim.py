@@ -3,9 +3,14 @@
 Theory of operation
 -------------------
 An :class:`OverlaySim` owns a :class:`~fabric.clock.ManualClock`, one seeded :class:`random.Random` and a
-set of :class:`SimOverlayNode`. Each node wraps one overlay core (anything implementing
-:class:`~fabric.membership.overlay.Overlay`: full-mesh, HyParView, client-server, static) and performs its
-effects the way ``fabric.Node`` does:
+set of :class:`SimOverlayNode`. Each node runs one :class:`~fabric.topology.driver.MembershipDriver` - the
+same effect interpreter ``fabric.Node`` uses - around an overlay core (anything implementing
+:class:`~fabric.membership.overlay.Overlay`: full-mesh, HyParView, client-server, static), and is its
+:class:`~fabric.topology.driver.DriverHost` in memory. So the simulation models what the Node does:
+topology epochs (every overlay message carries ``tp`` once the epoch is above 0, stale ones are dropped),
+live overlay switches (:meth:`OverlaySim.switch`, adopted from peers, or automatic by size with
+``auto=``), event de-duplication across a switch, link retention, and (with ``reconcile=``) the
+topology manager's link repair. Effects:
 
 * ``Send`` / ``TreeSend`` travel to the peer as MEMBERSHIP / TREE messages, only over a link the node
   holds (``Connect`` / ``Disconnect``; a send without a link is dropped and counted ``unlinked``, as the
@@ -16,7 +21,10 @@ effects the way ``fabric.Node`` does:
   then the dialer links to the seed and gets ``contact(seed)``.
 * Membership events and :class:`~fabric.membership.overlay.Deliver` go to :attr:`OverlaySim.log` and
   :attr:`OverlaySim.deliveries`.
-* One timer per node at ``core.next_deadline()``.
+* One timer per node at the driver's deadline.
+
+Switching needs a core factory per overlay name (``factories={"full-mesh": ..., "hyparview": ...}``);
+the plain ``factory`` argument names its overlay ``overlay`` (default ``"custom"``).
 
 Bodies are passed as Python objects (msgpack-native maps, shared by reference: the cores never mutate a
 body they sent or received), which is what makes 1,000 nodes fit in seconds. With ``codec=True`` every
@@ -44,20 +52,18 @@ from .. import wire
 from ..clock import ManualClock, TimerHandle
 from ..errors import ConfigError, ProtocolError
 from ..membership.fullmesh import (
-    Connect,
-    Dial,
-    Disconnect,
     Identity,
     Joined,
     MemberChanged,
     MemberDown,
     MemberLeft,
+    MembershipEvent,
     MemberStatus,
     MemberUp,
-    Send,
 )
 from ..membership.overlay import Deliver, Overlay, OverlayEffect
-from ..membership.plumtree import TreeSend
+from ..topology.driver import AutoTopology, MembershipDriver
+from ..topology.manager import TopologyManager
 
 OverlayFactory = Callable[[Identity, random.Random, float], Overlay]
 """Builds one node's overlay core from its identity, its seeded random source and the current time."""
@@ -98,16 +104,18 @@ class EventRecord:
 
 
 class SimOverlayNode:
-    """One simulated node (create with :meth:`OverlaySim.spawn`).
+    """One simulated node (create with :meth:`OverlaySim.spawn`); the
+    :class:`~fabric.topology.driver.DriverHost` of its driver.
 
     Attributes:
         name, node_id, endpoint: who it is (the endpoint is ``sim://<name>``).
-        core: the overlay core.
+        driver: the membership driver (overlay core, topology epochs, switching).
+        core: the current overlay core (it changes on a topology switch).
         links: node ids it holds a link to.
         crashed: True after :meth:`OverlaySim.crash` (it then processes nothing).
     """
 
-    __slots__ = ("sim", "name", "node_id", "endpoint", "core", "links", "crashed", "_timer", "identity", "factory")
+    __slots__ = ("sim", "name", "node_id", "endpoint", "driver", "links", "crashed", "_timer", "identity", "factory")
 
     def __init__(self, sim: OverlaySim, name: str, node_id: bytes, factory: OverlayFactory,
                  metadata: dict[str, str] | None = None, incarnation: int = 1) -> None:
@@ -118,58 +126,78 @@ class SimOverlayNode:
         self.identity = Identity(node_id, name, incarnation, dict(metadata or {}),
                                  {"membership": ("control", self.endpoint, 1)})
         self.factory = factory
-        self.core: Overlay = factory(self.identity, random.Random(sim.rng.getrandbits(64)), sim.clock.now())
         self.links: set[bytes] = set()
         self.crashed = False
         self._timer: TimerHandle | None = None
+        rng = random.Random(sim.rng.getrandbits(64))
+
+        def build(overlay: str, identity: Identity, now: float) -> Overlay:
+            make = factory if overlay == sim.overlay else sim.factories.get(overlay)
+            if make is None:
+                raise ConfigError(f"OverlaySim has no factory for overlay {overlay!r}")
+            return make(identity, rng, now)
+
+        self.driver = MembershipDriver(
+            self, self.identity, sim.overlay, build, tuple(dict.fromkeys([sim.overlay, *sim.factories])),
+            sim.clock.now(), cooldown=sim.cooldown, auto=sim.auto,
+            links=TopologyManager(idle_close=sim.settle, stray_grace=sim.settle, interval=sim.reconcile),
+            settle=sim.settle, counters=sim.driver_counters, errors=sim.driver_counters)
 
     def __repr__(self) -> str:
         return f"SimOverlayNode({self.name})"
 
+    @property
+    def core(self) -> Overlay:
+        """The current overlay core."""
+        return self.driver.core
+
     def execute(self, effects: Sequence[OverlayEffect]) -> None:
         """Perform effects (those a test got from ``self.core`` directly, too)."""
-        sim = self.sim
-        for effect in effects:
-            if isinstance(effect, TreeSend):
-                sim._transmit(self, effect.to, True, effect.op, effect.body)
-            elif isinstance(effect, Send):
-                sim._transmit(self, effect.to, False, effect.op, effect.body)
-            elif isinstance(effect, Connect):
-                self.links.add(effect.identity.node_id)
-            elif isinstance(effect, Disconnect):
-                self.links.discard(effect.node_id)
-            elif isinstance(effect, Dial):
-                sim._dial(self, effect.endpoint)
-            elif isinstance(effect, Deliver):
-                sim._deliver(self, effect)
-            else:
-                sim._record(self, effect)
-        self._reschedule()
+        self.driver.apply(effects)
 
-    def _reschedule(self) -> None:
-        if self.crashed:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            return
-        deadline = self.core.next_deadline()
-        timer = self._timer
-        if deadline is None:
-            if timer is not None:
-                timer.cancel()
-                self._timer = None
-            return
-        if timer is not None and not timer.cancelled and timer.when <= deadline:
-            return  # the earlier timer ticks, and the tick reschedules
-        if timer is not None:
-            timer.cancel()
-        self._timer = self.sim.clock.call_at(max(deadline, self.sim.clock.now()), self._on_timer)
+    # -- DriverHost ------------------------------------------------------------------------------------
+
+    def send_overlay(self, to: bytes, tree: bool, op: str, body: dict[str, Any]) -> bool | None:
+        return self.sim._transmit(self, to, tree, op, body)
+
+    def linked(self) -> dict[bytes, bool]:
+        return dict.fromkeys(self.links, False)
+
+    def linked_identities(self) -> list[Identity]:
+        by_id = self.sim.by_id
+        return [by_id[k].core.local for k in sorted(self.links) if k in by_id]
+
+    def link(self, identity: Identity, probe: bool) -> None:
+        self.links.add(identity.node_id)
+
+    def unlink(self, node_id: bytes, reason: str) -> None:
+        self.links.discard(node_id)
+        self.driver.links.forget(node_id)
+
+    def dial(self, endpoint: str) -> None:
+        self.sim._dial(self, endpoint)
+
+    def deliver(self, effect: Deliver) -> None:
+        self.sim._deliver(self, effect)
+
+    def member_event(self, event: MembershipEvent) -> None:
+        self.sim._record(self, event)
+
+    def set_timer(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.sim.clock.call_at(max(at, self.sim.clock.now()), self._on_timer)
+
+    def _stop(self) -> None:
+        self.driver.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.crashed:
-            return
-        self.execute(self.core.tick(self.sim.clock.now()))
+        if not self.crashed:
+            self.driver.on_timer(self.sim.clock.now())
 
 
 class OverlaySim:
@@ -181,10 +209,20 @@ class OverlaySim:
         faults: network behaviour.
         codec: pass every message through the real wire codec (slower).
         link_down_on_crash: a crash also reports ``link_down`` to the crashed node's linked peers.
+        overlay: the name of ``factory``'s overlay (what topology states call it).
+        factories: cores of other overlays by name, for live switches (:meth:`switch`).
+        auto: automatic switching by size (needs ``reconcile``: it is decided on the reconcile pass).
+        reconcile: seconds between two link reconciliations per node (None: never; reconciling reads
+            every node's membership, which costs time at 1,000 nodes).
+        cooldown: seconds between two topology switches.
+        settle: seconds after a switch during which inherited links are held and members up before the
+            switch are not announced again (the Node uses 60).
     """
 
     def __init__(self, seed: int | None, factory: OverlayFactory, *, faults: NetFaults | None = None,
-                 codec: bool = False, link_down_on_crash: bool = False) -> None:
+                 codec: bool = False, link_down_on_crash: bool = False, overlay: str = "custom",
+                 factories: dict[str, OverlayFactory] | None = None, auto: AutoTopology | None = None,
+                 reconcile: float | None = None, cooldown: float = 10.0, settle: float = 60.0) -> None:
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         self.seed = seed
@@ -196,6 +234,14 @@ class OverlaySim:
         self.faults = faults if faults is not None else NetFaults()
         self.codec = codec
         self.link_down_on_crash = link_down_on_crash
+        self.overlay = overlay
+        self.factories: dict[str, OverlayFactory] = {overlay: factory, **(factories or {})}
+        self.auto = auto
+        self.reconcile = math.inf if reconcile is None else reconcile
+        self.cooldown = cooldown
+        self.settle = settle
+        self.driver_counters: dict[str, int] = {}
+        """The drivers' counters summed over every node (``stale_topology_messages``, ``bad_membership``...)."""
         self.nodes: dict[str, SimOverlayNode] = {}
         self.by_id: dict[bytes, SimOverlayNode] = {}
         self.by_endpoint: dict[str, SimOverlayNode] = {}
@@ -232,12 +278,16 @@ class OverlaySim:
             self.by_id[node.node_id] = node
             self.by_endpoint[node.endpoint] = node
             out.append(node)
-            node._reschedule()
         return out
 
     def join(self, node: SimOverlayNode, seeds: Iterable[SimOverlayNode]) -> None:
         """``node`` joins through ``seeds`` now (an empty list: it starts alone)."""
         node.execute(node.core.join([s.endpoint for s in seeds], self.clock.now()))
+
+    def switch(self, node: SimOverlayNode, overlay: str, *, expected: str | None = None) -> int:
+        """``node`` proposes a live switch of the whole cluster to ``overlay`` (``Node.switch_topology``);
+        returns the new epoch. Raises as :meth:`~fabric.topology.TopologyCoordinator.propose`."""
+        return node.driver.propose(overlay, self.clock.now(), expected=expected).epoch
 
     def join_storm(self, seed: SimOverlayNode, nodes: Iterable[SimOverlayNode], *, spread: float) -> None:
         """``seed`` starts alone; every other node joins through it at a random instant in [0, spread]."""
@@ -295,7 +345,7 @@ class OverlaySim:
         crashed = []
         for node in nodes:
             node.crashed = True
-            node._reschedule()
+            node._stop()
             crashed.append(node)
         if self.link_down_on_crash:
             for node in crashed:
@@ -314,13 +364,12 @@ class OverlaySim:
         self.nodes[node.name] = fresh
         self.by_id[fresh.node_id] = fresh
         self.by_endpoint[fresh.endpoint] = fresh
-        fresh._reschedule()
         self.join(fresh, seeds)
         return fresh
 
     def _link_down(self, peer: SimOverlayNode, node_id: bytes) -> None:
         if not peer.crashed:
-            peer.execute(peer.core.link_down(node_id, self.clock.now()))
+            peer.driver.link_down(node_id, self.clock.now())
 
     def partition(self, *groups: Iterable[SimOverlayNode]) -> None:
         """Split the network between these groups (unlisted nodes form one more group)."""
@@ -339,7 +388,7 @@ class OverlaySim:
 
     # -- network -------------------------------------------------------------------------------------
 
-    def _transmit(self, src: SimOverlayNode, to: bytes, tree: bool, op: str, body: dict[str, Any]) -> None:
+    def _transmit(self, src: SimOverlayNode, to: bytes, tree: bool, op: str, body: dict[str, Any]) -> bool | None:
         key = ("tree." if tree else "membership.") + op
         self.sent[key] = self.sent.get(key, 0) + 1
         if tree and op == "gossip":
@@ -351,14 +400,14 @@ class OverlaySim:
                 counter[mid] = counter.get(mid, 0) + 1
         if to not in src.links:
             self.dropped["unlinked"] = self.dropped.get("unlinked", 0) + 1
-            return
+            return None
         dst = self.by_id.get(to)
         faults = self.faults
         if dst is None:
-            return
+            return True
         if faults.drop and self.net_rng.random() < faults.drop:
             self.dropped["drop"] = self.dropped.get("drop", 0) + 1
-            return
+            return True
         payload: Any = body
         if self.codec:
             mtype = wire.MsgType.TREE if tree else wire.MsgType.MEMBERSHIP
@@ -374,6 +423,7 @@ class OverlaySim:
         # run() interleaves it with the clock's timers in time order
         self._seq += 1
         heapq.heappush(self._msgs, (at, self._seq, src, dst, tree, op, payload))
+        return True
 
     def _arrive(self, src: SimOverlayNode, dst: SimOverlayNode, tree: bool, op: str, payload: Any) -> None:
         if dst.crashed:
@@ -382,20 +432,18 @@ class OverlaySim:
         if not self._reachable(src, dst):
             self.dropped["partition"] = self.dropped.get("partition", 0) + 1
             return
-        now = self.clock.now()
         try:
             if self.codec:
                 env = wire.decode(payload)
                 op = env.header["op"]
                 body = wire.unpackb(env.payload)
                 tree = env.type == wire.MsgType.TREE
-            else:
+            else:  # the driver pops ``tp``, but it made that dict for this one message
                 body = payload
-            effects = (dst.core.receive_tree if tree else dst.core.receive)(src.node_id, op, body, now)
         except ProtocolError:
             self.dropped["bad"] = self.dropped.get("bad", 0) + 1
             return
-        dst.execute(effects)
+        dst.driver.receive(src.node_id, tree, op, body, self.clock.now())
 
     def _dial(self, node: SimOverlayNode, endpoint: str) -> None:
         # the handshake runs on clock timers (rare) rather than the message heap
@@ -406,14 +454,15 @@ class OverlaySim:
         def hello() -> None:
             if target.crashed or node.crashed or not self._reachable(node, target):
                 return
-            target.execute(target.core.contact(node.core.local, self.clock.now()))
+            target.links.add(node.node_id)  # the Node links a member that says HELLO (Peers.on_hello)
+            target.driver.contact(node.core.local, self.clock.now())
             self.clock.call_later(self.faults.latency, welcome)
 
         def welcome() -> None:
             if target.crashed or node.crashed or not self._reachable(node, target):
                 return
             node.links.add(target.node_id)
-            node.execute(node.core.contact(target.core.local, self.clock.now()))
+            node.driver.contact(target.core.local, self.clock.now())
 
         self.clock.call_later(self.faults.latency, hello)
 

@@ -5,15 +5,16 @@ Theory of operation
 A :class:`Simulation` owns a :class:`~fabric.clock.ManualClock`, a seeded :class:`random.Random` and a
 :class:`~fabric.transport.memory.MemoryNetwork`. Each :class:`SimNode` is what a ``fabric.Node`` is
 minus the event loop: a :class:`~fabric.transport.memory.MemoryTransport` bound on the ``membership``
-channel, a :class:`~fabric.membership.fullmesh.FullMeshMembership` core, and a small driver that
+channel, a :class:`~fabric.membership.fullmesh.FullMeshMembership` core, and the
+:class:`~fabric.topology.driver.MembershipDriver` (the Node's effect interpreter) whose host it is:
 
-* encodes every :class:`~fabric.membership.fullmesh.Send` with :func:`fabric.wire.membership` and
-  decodes every arrival with :func:`fabric.wire.decode` / :func:`fabric.wire.unpackb` (bad input is
-  counted, never raised);
-* performs :class:`~fabric.membership.fullmesh.Dial` as the real handshake: HELLO on the seed's
-  membership endpoint, WELCOME back through the seed's ROUTER (``respond``), then ``core.contact``;
-* performs Connect / Disconnect on the transport, and records membership events in :attr:`Simulation.log`;
-* keeps one timer on the clock at ``core.next_deadline()``.
+* it encodes every overlay message with :func:`fabric.wire.membership` and decodes every arrival with
+  :func:`fabric.wire.decode` / :func:`fabric.wire.unpackb` (bad input is counted, never raised);
+* it performs a ``Dial`` as the real handshake: HELLO on the seed's membership endpoint, WELCOME back
+  through the seed's ROUTER (``respond``), then ``contact``;
+* it performs Connect / Disconnect on the transport, and records membership events in
+  :attr:`Simulation.log`;
+* the driver keeps one timer on the clock.
 
 Everything random (node ids, gossip targets, network faults) comes from the one seed, and the clock
 breaks ties in scheduling order, so one seed always replays the same run: the same event log, message
@@ -22,18 +23,17 @@ for message. The seed is printed when the simulation is created (pytest shows it
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .. import wire
 from ..clock import ManualClock, TimerHandle
-from ..errors import ProtocolError
+from ..errors import ConfigError, ProtocolError
 from ..membership.config import MembershipConfig
 from ..membership.fullmesh import (
-    Connect,
-    Dial,
-    Disconnect,
     Effect,
     FullMeshMembership,
     Identity,
@@ -42,10 +42,13 @@ from ..membership.fullmesh import (
     MemberChanged,
     MemberDown,
     MemberLeft,
+    MembershipEvent,
     MemberStatus,
     MemberUp,
-    Send,
 )
+from ..membership.overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect
+from ..topology.driver import MembershipDriver
+from ..topology.manager import TopologyManager
 from ..transport.base import ChannelKind, ChannelSpec, Link
 from ..transport.memory import Faults, MemoryNetwork, MemoryTransport
 
@@ -107,7 +110,15 @@ class SimNode:
         self.core = FullMeshMembership(identity, sim.config, rng=random.Random(sim.rng.getrandbits(64)),
                                        now=sim.clock.now())
         self._timer: TimerHandle | None = None
-        self._reschedule()
+
+        def build(overlay: str, ident: Identity, now: float) -> Overlay:
+            if overlay != "full-mesh" or ident is not identity:
+                raise ConfigError("a Simulation runs full-mesh only; switch overlays in an OverlaySim")
+            return FullMeshOverlay(self.core)
+
+        # The link manager never reconciles here (interval inf): a full-mesh core links every member itself.
+        self.driver = MembershipDriver(self, identity, "full-mesh", build, ("full-mesh",), sim.clock.now(),
+                                       links=TopologyManager(interval=math.inf), errors=self.errors)
 
     def __repr__(self) -> str:
         return f"SimNode({self.name}, inc={self.core.incarnation})"
@@ -139,86 +150,92 @@ class SimNode:
         if not self.active:
             return
         now = self.sim.clock.now()
+        driver = self.driver
         try:
             env = wire.decode(frames)
-            core = self.core
             if env.type == wire.MsgType.HELLO:
                 if route is None or env.header.get("ro") != wire.Role.MEMBER:
                     return
                 ident = Identity.from_header(env.header)
-                me = core.local
+                me = self.core.local
                 self.transport.respond(channel, route, wire.welcome(
                     me.node_id, version=wire.PROTOCOL_VERSION, incarnation=me.incarnation, name=me.name,
                     endpoints={ch: list(spec) for ch, spec in me.endpoints.items()}, meta=me.metadata))
-                effects: list[Effect] = core.contact(ident, now)
+                driver.contact(ident, now)
             elif env.type == wire.MsgType.WELCOME:
                 if isinstance(link, tuple) and link[:1] == ("dial",):
                     self.transport.disconnect(link)
-                effects = core.contact(Identity.from_header(env.header), now)
-            elif env.type == wire.MsgType.MEMBERSHIP:
+                driver.contact(Identity.from_header(env.header), now)
+            elif env.type == wire.MsgType.MEMBERSHIP or env.type == wire.MsgType.TREE:
                 body = wire.unpackb(env.payload)
-                effects = core.receive(env.source, env.header["op"], body, now)
+                driver.receive(env.source, env.type == wire.MsgType.TREE, env.header["op"], body, now)
             else:
-                effects = core.traffic(env.source, now)
+                driver.note_traffic(env.source, now)
         except ProtocolError as exc:
             self._count_error(exc.category)
-            return
-        self._execute(effects)
 
-    def _execute(self, effects: Sequence[Effect]) -> None:
-        now = self.sim.clock.now()
-        for effect in effects:
-            if isinstance(effect, Send):
-                if effect.to not in self.transport._links:
-                    self._count_error("unlinked_send")
-                    continue
-                frames = wire.membership(self.node_id, effect.op, effect.body)
-                if not self.transport.send(effect.to, MEMBERSHIP_CHANNEL, 0, frames):
-                    self._count_error("hwm_full")
-            elif isinstance(effect, Connect):
-                ident = effect.identity
-                self.transport.connect(ident.node_id, {ch: spec[1] for ch, spec in ident.endpoints.items()},
-                                       {ch: spec[2] for ch, spec in ident.endpoints.items()})
-            elif isinstance(effect, Disconnect):
-                self.transport.disconnect(effect.node_id)
-            elif isinstance(effect, Dial):
-                link = ("dial", effect.endpoint)
-                self.transport.disconnect(link)
-                # lane 255 in the routing id, as fabric.Node does: the handshake link never collides with
-                # the lane-0 link that replaces it at the seed's ROUTER
-                self.transport.connect(link, {MEMBERSHIP_CHANNEL: effect.endpoint}, routing_lane=HANDSHAKE_LANE)
-                me = self.core.local
-                self.transport.send(link, MEMBERSHIP_CHANNEL, 0, wire.hello(
-                    me.node_id, role=wire.Role.MEMBER, incarnation=me.incarnation, name=me.name,
-                    endpoints={ch: list(spec) for ch, spec in me.endpoints.items()}, meta=me.metadata))
-            else:
-                self.sim._record(now, self, effect)
-        self._reschedule()
+    # -- DriverHost ------------------------------------------------------------------------------------
 
-    def _reschedule(self) -> None:
-        if not self.active:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            return
-        deadline = self.core.next_deadline()
+    def send_overlay(self, to: bytes, tree: bool, op: str, body: dict[str, Any]) -> bool | None:
+        if to not in self.transport._links:
+            self._count_error("unlinked_send")
+            return None
+        mtype = wire.MsgType.TREE if tree else wire.MsgType.MEMBERSHIP
+        if not self.transport.send(to, MEMBERSHIP_CHANNEL, 0, wire.membership(self.node_id, op, body, mtype=mtype)):
+            self._count_error("hwm_full")
+            return False
+        return True
+
+    def linked(self) -> dict[bytes, bool]:
+        return {k: False for k in self.transport.links() if isinstance(k, bytes)}
+
+    def linked_identities(self) -> list[Identity]:
+        linked = set(self.transport.links())
+        return [m.identity() for m in self.core.members() if m.node_id in linked]
+
+    def link(self, identity: Identity, probe: bool) -> None:
+        self.transport.connect(identity.node_id, {ch: spec[1] for ch, spec in identity.endpoints.items()},
+                               {ch: spec[2] for ch, spec in identity.endpoints.items()})
+
+    def unlink(self, node_id: bytes, reason: str) -> None:
+        self.transport.disconnect(node_id)
+
+    def dial(self, endpoint: str) -> None:
+        link = ("dial", endpoint)
+        self.transport.disconnect(link)
+        # lane 255 in the routing id, as fabric.Node does: the handshake link never collides with
+        # the lane-0 link that replaces it at the seed's ROUTER
+        self.transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint}, routing_lane=HANDSHAKE_LANE)
+        me = self.core.local
+        self.transport.send(link, MEMBERSHIP_CHANNEL, 0, wire.hello(
+            me.node_id, role=wire.Role.MEMBER, incarnation=me.incarnation, name=me.name,
+            endpoints={ch: list(spec) for ch, spec in me.endpoints.items()}, meta=me.metadata))
+
+    def deliver(self, effect: Deliver) -> None:
+        self.sim.deliveries.append((self.name, effect.origin, effect.payload))
+
+    def member_event(self, event: MembershipEvent) -> None:
+        self.sim._record(self.sim.clock.now(), self, event)
+
+    def set_timer(self, at: float) -> None:
         if self._timer is not None:
-            if deadline is not None and self._timer.when == deadline and not self._timer.cancelled:
-                return
+            self._timer.cancel()
+        self._timer = self.sim.clock.call_at(at, self._on_timer)
+
+    def _stop(self) -> None:
+        self.driver.stop()
+        if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if deadline is not None:
-            self._timer = self.sim.clock.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        if not self.active:
-            return
-        self._execute(self.core.tick(self.sim.clock.now()))
+        if self.active:
+            self.driver.on_timer(self.sim.clock.now())
 
-    def apply(self, effects: Sequence[Effect]) -> None:
+    def apply(self, effects: Sequence[Effect | OverlayEffect]) -> None:
         """Perform effects a test obtained from ``self.core`` directly (e.g. ``core.set_metadata``)."""
-        self._execute(effects)
+        self.driver.apply(effects)
 
 
 class Simulation:
@@ -243,6 +260,8 @@ class Simulation:
         self.network = MemoryNetwork(self.clock, rng=random.Random(self.rng.getrandbits(64)), faults=faults)
         self.nodes: dict[str, SimNode] = {}
         self.log: list[LogRecord] = []
+        self.deliveries: list[tuple[str, bytes, Any]] = []
+        """(receiver name, origin id, payload) per broadcast delivered."""
         self._seeds: list[str] = []
         self._counter = 0
         self._instances = 0
@@ -264,7 +283,7 @@ class Simulation:
     def join(self, node: SimNode, seeds: Iterable[SimNode | str]) -> None:
         """Make ``node`` join through ``seeds`` (nodes or membership endpoints)."""
         endpoints = [s.endpoint if isinstance(s, SimNode) else s for s in seeds]
-        node._execute(node.core.join(endpoints, self.clock.now()))
+        node.driver.join(endpoints, self.clock.now())
 
     def join_all(self, seed: SimNode, nodes: Iterable[SimNode] | None = None) -> None:
         """Every node (default: all) joins through ``seed``; the seed itself starts alone."""
@@ -316,7 +335,7 @@ class Simulation:
         """Kill ``node`` (like ``kill -9``): it stops sending, receiving and running timers."""
         node.crashed = True
         self.network.crash(node.name)
-        node._reschedule()
+        node._stop()
 
     def restart(self, node: SimNode, *, new_id: bool = False) -> SimNode:
         """Start a new process in place of crashed (or live: it is crashed first) ``node``: same name and
@@ -333,14 +352,14 @@ class Simulation:
 
     def leave(self, node: SimNode) -> None:
         """``node`` leaves gracefully; its transport closes once its goodbyes are delivered."""
-        node._execute(node.core.leave(self.clock.now()))
+        node.driver.leave(self.clock.now())
         node.left = True
-        node._reschedule()
+        node._stop()
         self.clock.call_later(self.network.faults.max_delay + 1.0, node.transport.close_now)
 
     # -- observing ---------------------------------------------------------------------------------
 
-    def _record(self, now: float, observer: SimNode, event: Effect) -> None:
+    def _record(self, now: float, observer: SimNode, event: Effect | MembershipEvent) -> None:
         if isinstance(event, Joined):
             rec = LogRecord(now, observer.name, observer.instance, observer.core.incarnation, "joined", "", b"", -1, "")
         else:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FabricError
+from ..errors import ConfigError, FabricError
 
 
 class TopologyError(FabricError):
@@ -77,7 +77,7 @@ class TopologyCoordinator:
     def __init__(self, node_id: bytes, overlay: str, overlays: tuple[str, ...], *, cooldown: float = 10.0,
                  now: float = 0.0) -> None:
         if overlay not in overlays:
-            raise ValueError(f"unknown overlay {overlay!r}")
+            raise ConfigError(f"unknown overlay {overlay!r}")
         self.node_id = node_id
         self.overlays = overlays
         self.cooldown = cooldown
@@ -89,11 +89,11 @@ class TopologyCoordinator:
     def propose(self, overlay: str, now: float, *, expected: str | tuple[str, int] | None = None) -> TopologyState:
         """Adopt ``overlay`` as a new epoch proposed by this node and return the state to announce.
 
-        Raises ValueError (unknown overlay), TopologyConflict (``expected`` does not match the current
+        Raises ConfigError (a ValueError: unknown overlay), TopologyConflict (``expected`` does not match the current
         overlay, or overlay and epoch), TopologyCooldown (within ``cooldown`` of the last switch).
         """
         if overlay not in self.overlays:
-            raise ValueError(f"unknown overlay {overlay!r}; known: {', '.join(self.overlays)}")
+            raise ConfigError(f"unknown overlay {overlay!r}; known: {', '.join(self.overlays)}")
         if expected is not None:
             want_overlay, want_epoch = (expected, None) if isinstance(expected, str) else expected
             if want_overlay != self.state.overlay or (want_epoch is not None and want_epoch != self.state.epoch):

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .coordinator import TopologyError
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class TopologyManager:
         interval: seconds between two reconciliations (> 0); :meth:`due` says when.
 
     Raises:
-        TopologyError: a parameter is not a positive number.
+        ConfigError: a parameter is not a positive number.
     """
 
     def __init__(self, *, idle_close: float = 60.0, stray_grace: float = 60.0, repair_backoff: float = 5.0,
@@ -63,7 +63,7 @@ class TopologyManager:
         for name, value in (("idle_close", idle_close), ("stray_grace", stray_grace),
                             ("repair_backoff", repair_backoff), ("interval", interval)):
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-                raise TopologyError(f"TopologyManager.{name} must be a number > 0, got {value!r}")
+                raise ConfigError(f"TopologyManager.{name} must be a number > 0, got {value!r}")
         self.idle_close = float(idle_close)
         self.stray_grace = float(stray_grace)
         self.repair_backoff = float(repair_backoff)

@@ -185,7 +185,7 @@ def test_slow_handlers_do_not_delay_liveness_traffic() -> None:
 
 
 def test_client_records_stay_bounded_when_clients_vanish_without_bye(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fabric.node as node_module
+    import fabric.node.peers as node_module  # where client records are bounded
     from fabric import wire
 
     monkeypatch.setattr(node_module, "MAX_CLIENTS", 10)

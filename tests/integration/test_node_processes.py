@@ -203,7 +203,7 @@ def test_every_call_error_is_raised_as_documented() -> None:
                 with pytest.raises(Unreachable):
                     await node.connect("tcp://127.0.0.1:1", timeout=0.3)
                 # BAD_REQUEST: a request whose msgpack payload is invalid
-                import fabric.node as node_module
+                import fabric.node.calls as node_module  # where calls encode their requests
 
                 real = node_module.encode_value
                 node_module.encode_value = lambda value: (b"\xc1", wire.ContentType.MSGPACK)

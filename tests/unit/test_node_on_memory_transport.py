@@ -60,7 +60,8 @@ def test_probe_link_holds_the_membership_channel_only_and_grows_when_the_applica
         await a.disconnect(b.id)  # forget the neighbour link, as if b were any non-neighbour member
         m = next(m for m in a.members() if m.name == "b")
         identity = Identity(m.node_id, m.name, m.incarnation, m.metadata, m.endpoints)
-        a._apply([Connect(identity, probe=True)])
+        assert a._membership is not None
+        a._membership.driver.apply([Connect(identity, probe=True)])
         link = identity.node_id
         assert a._transport.connected_channels(link) == ["membership"]
         assert a.stats()["counters"]["probe_links_opened"] >= 1

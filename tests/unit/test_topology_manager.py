@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fabric.topology import TopologyError, TopologyManager
+from fabric.errors import ConfigError
+from fabric.topology import TopologyManager
 
 A, B, C, D = (bytes([i]) * 16 for i in range(1, 5))
 
@@ -70,5 +71,5 @@ def test_switch_holds_every_current_link_for_one_idle_period_and_state_stays_bou
 
 @pytest.mark.parametrize("name", ["idle_close", "stray_grace", "repair_backoff", "interval"])
 def test_bad_parameters_are_refused(name: str) -> None:
-    with pytest.raises(TopologyError, match=name):
+    with pytest.raises(ConfigError, match=name):
         TopologyManager(**{name: 0})

@@ -21,16 +21,25 @@ from tests.support import python_env
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux-only")
 
 _PROBE = """
-import json, os, sys
+import json, os, sys, time
 from fabric import TransportConfig
 from fabric.transport import zmq as fz
 config = TransportConfig(**json.loads(sys.argv[1]))
 fz.shared_context(config)
 fz.shared_context(config)  # a second user of the context changes nothing
-threads = {}
-for tid in os.listdir("/proc/self/task"):
-    with open(f"/proc/self/task/{tid}/comm") as f:
-        threads[f.read().strip()] = os.getpriority(os.PRIO_PROCESS, int(tid))
+# libzmq starts its threads with the first socket (shared_context opens one when it renices any)
+want = {f"7/ZMQbg/IO/{i}" for i in range(config.io_threads)} if any(config.io_thread_nice[:config.io_threads]) else set()
+for _ in range(500):  # bounded: each libzmq thread names itself as it starts, a moment after the context
+    threads = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                threads[f.read().strip()] = os.getpriority(os.PRIO_PROCESS, int(tid))
+        except OSError:
+            continue
+    if want <= set(threads):
+        break
+    time.sleep(0.002)
 print(json.dumps({"applied": fz.io_thread_nice_applied, "threads": threads, "base": os.getpriority(os.PRIO_PROCESS, 0)}))
 """
 
