@@ -132,6 +132,11 @@ class _Blocking(Generic[N]):
         return self.node.seed
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The background event loop the wrapped node runs on (see :attr:`fabric.Node.loop`)."""
+        return self.node.loop
+
+    @property
     def incarnation(self) -> int:
         """See :attr:`fabric.Node.incarnation`."""
         return self.node.incarnation

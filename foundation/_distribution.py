@@ -1,12 +1,11 @@
 """Foundation 2.0 distribution entry points: ``foundation.attach(node)`` and ``foundation.BEAM.Distribution``.
 
 The 1.x-style API is synchronous. ``attach`` takes a :class:`fabric.BlockingNode` (any thread may call) or
-a :class:`fabric.Node`. An async Node runs on an asyncio loop that the fabric does not expose, so
-``attach`` records it: call ``attach(node)`` from a coroutine on the node's loop, or pass ``loop=``. The
-synchronous calls then run the Node's coroutines on that loop from any other thread (from inside the loop,
-await the Node's methods directly).
+a :class:`fabric.Node`. An async Node's calls run on its event loop (``Node.loop``, or ``loop=``, or the
+loop ``attach`` is called from): the synchronous calls run the Node's coroutines on that loop from any
+other thread (from inside the loop, await the Node's methods directly).
 
-Only the node's public API is used: ``name``, ``switch_topology(*args, expected_epoch=)`` and
+Only the node's public API is used: ``name``, ``loop``, ``switch_topology(*args, expected_epoch=)`` and
 ``current_topology()`` (async on ``Node`` for the switch, synchronous on ``BlockingNode``).
 """
 
@@ -72,11 +71,11 @@ def attach(node: Any, *, app: FoundationApp | None = None, loop: asyncio.Abstrac
     Args:
         node: a started :class:`fabric.BlockingNode` or :class:`fabric.Node`.
         app: the app to attach to.
-        loop: the event loop an async ``Node`` runs on (default: the running loop, when ``attach`` is
-            called from a coroutine). Ignored for a BlockingNode.
+        loop: the event loop an async ``Node`` runs on (default: ``node.loop`` once the node started,
+            else the running loop when ``attach`` is called from a coroutine). Ignored for a BlockingNode.
     """
     target = app or default_app()
-    _ATTACHED[target] = _Attached(node, loop or _running_loop())
+    _ATTACHED[target] = _Attached(node, loop or getattr(node, "loop", None) or _running_loop())
     target.node = node
     target.node_name = str(getattr(node, "name", "nonode@nohost"))
 

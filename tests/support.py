@@ -14,6 +14,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,29 @@ def short_tmpdir(prefix: str = "ff") -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port_range(span: int = 5) -> int:
+    """A base port with ``span`` free ports after it (checked by binding; the OS may reuse them later)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + span >= 65535:
+            continue
+        try:
+            socks = []
+            for i in range(span):
+                t = socket.socket()
+                socks.append(t)
+                t.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no free port range")
 
 
 def python_env() -> dict[str, str]:

@@ -122,6 +122,12 @@ class Endpoint:
         return dict(self._endpoints)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop that ran :meth:`start` (None before): every coroutine of this node must be
+        awaited on it, and other threads reach the node with ``asyncio.run_coroutine_threadsafe``."""
+        return self._loop
+
+    @property
     def incarnation(self) -> int:
         """This node's incarnation: wall-clock ms at construction, raised by membership when the node
         refutes a false report of its death (it then speaks as a new incarnation)."""

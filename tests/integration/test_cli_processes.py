@@ -5,34 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 from pathlib import Path
 
 from tests.integration.test_cli_harness import NodeProcess, cli_command, run_cli
-from tests.support import Child, python_env
-
-
-def _free_port(span: int = 5) -> int:
-    """A base port with ``span`` free ports after it (checked by binding; the OS may reuse them later)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + span >= 65535:
-            continue
-        try:
-            socks = []
-            for i in range(span):
-                t = socket.socket()
-                socks.append(t)
-                t.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
-    raise RuntimeError("no free port range")
+from tests.support import Child, free_port_range, python_env
 
 
 def _members(seed: str) -> list[tuple[str, str]]:
@@ -86,7 +62,7 @@ def _stop_and_read_stderr(child: Child) -> tuple[int, str]:
 
 
 def test_seed_started_later_is_retried_with_progress() -> None:
-    port = _free_port()
+    port = free_port_range()
     seed = f"tcp://127.0.0.1:{port}"
     early = NodeProcess("--name", "early", "--preset", "local", "--seed", seed, "--set", "membership.join_retry_max=0.3")
     late = None

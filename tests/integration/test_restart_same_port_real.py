@@ -9,40 +9,15 @@ Three restarts in a row, on a control and a bulk channel.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from typing import Any
 
 from tests.integration.test_membership_processes import BOUND
 from tests.integration.test_node_processes import NodeChild, node_child
+from tests.support import free_port_range
 
 CHANNELS = 5  # membership, coordination, gossip, data, events: channel i binds port + i
-
-
-def free_port_range(count: int) -> int:
-    """A base port with ``count`` consecutive free ports on 127.0.0.1 (checked by binding each)."""
-    for _ in range(200):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-        probe.close()
-        if base + count >= 65535:
-            continue
-        socks = []
-        try:
-            for i in range(count):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def tally(child: NodeChild, channel: str) -> int:
