@@ -7,6 +7,7 @@ CI (``CI=true``) runs as root with ``ip`` and ``nft`` installed by ``.ci/run``: 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -70,3 +71,37 @@ def test_partition_then_heal_re_merges(network: NamespaceNetwork, tmp_path: Path
         assert c.wait_until(lambda: c.views()["h2"] == ["h2"] and c.views()["h0"] == ["h0", "h1"], 30) is not None
         c.heal()
         assert c.wait_converged(60, ["h0", "h1", "h2"]) is not None, c.views()
+
+
+def test_cli_names_the_mode_and_reports_unsupported_scenarios_in_loopback_mode(tmp_path: Path) -> None:
+    import sys
+
+    from tests.support import python_env
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fabric.testing.chaos", "--quick", "--mode", "loopback", "--only", "a,b", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=python_env(),
+    )
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in lines[:2]] == ["a-partition-3-2", "b-one-way-and-loss"]
+    assert all("mode=loopback" in line and "lost 0" in line and "SKIPPED: not supported in loopback mode" in line for line in lines[:2])
+    assert lines[-1].startswith("chaos summary: mode=loopback") and "0/2 ran" in lines[-1]
+    assert json.loads((tmp_path / "summary.json").read_text())["skipped"] == 2
+    bad = subprocess.run([sys.executable, "-m", "fabric.testing.chaos", "--only", "z", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, env=python_env())
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "unknown scenario" in bad.stderr
+
+
+def test_example_runs_and_reports_no_loss() -> None:
+    import sys
+
+    from tests.support import REPO, python_env
+
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "chaos_kill_restart.py")], capture_output=True,
+                          text=True, timeout=120, env=python_env())
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] in ("mode: namespaces", "mode: loopback")
+    assert "None" not in done.stdout, done.stdout  # every wait converged
+    assert lines[-1].startswith("acknowledged writes ") and lines[-1].endswith(", lost 0, duplicates 0"), lines[-1]

@@ -349,16 +349,27 @@ def _skew(ctx: Context) -> None:
     t_fault = real_time()
     out: dict[str, Any] = {}
     for label, skew in (("behind", -s.skew_s), ("ahead", s.skew_s)):
+        before = _incarnation_seen(c, 0, names[victim])
         c.kill(victim)
         started = real_time()
         c.restart(victim, skew=skew)
         merged = m.wait(ctx.all_see(names), 45.0)
-        out[label] = {"skew_s": skew, "incarnation": c.hosts[victim].ready.get("incarnation"),
+        out[label] = {"skew_s": skew, "previous_incarnation": before,
+                      "started_incarnation": c.hosts[victim].ready.get("incarnation"),
+                      "incarnation_seen_after": _incarnation_seen(c, 0, names[victim]),
                       "rejoin_s": None if merged is None else round(merged - started, 2)}
         ctx.passed.append((f"readmitted with clock {label}", merged is not None))
     t_heal = real_time()
     ctx.result.update(fault_s=round(t_heal - t_fault, 2), skewed=names[victim], restarts=out)
     ctx.windows.update(during_fault=(t_fault, t_heal), outside_detection=(t_fault, t_heal))
+
+
+def _incarnation_seen(c: Cluster, observer: int, subject: str) -> int | None:
+    reply = c.command(observer, "members")
+    for entry in reply["members"] if reply else []:
+        if entry["name"] == subject:
+            return int(entry["incarnation"])
+    return None
 
 
 @dataclass(frozen=True)
@@ -463,6 +474,10 @@ def summary_line(report: dict[str, Any]) -> str:
             parts.append(f"{label} {report[key]}s" if report[key] is not None else f"{label} NEVER")
     if "false_down" in report:
         parts.append(f"max-unseen {report['false_down']['max_s']}s (bound {report['documented_bound_s']}s)")
+    for label, r in report.get("restarts", {}).items():
+        parts.append(f"rejoin-clock-{label} {r['rejoin_s']}s")
+    if "statuses_seen" in report:
+        parts.append("seen " + ">".join(report["statuses_seen"]))
     if avail.get("outside_detection") is not None:
         parts.append(f"avail {avail['outside_detection']}%")
     if avail.get("majority_writes_outside_detection") is not None:
