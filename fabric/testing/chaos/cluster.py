@@ -1,8 +1,12 @@
 """The chaos cluster harness: N test hosts as real OS processes, and the faults to inflict on them.
 
->>> with Cluster(3, network=LoopbackNetwork()) as c:      # doctest: +SKIP
-...     c.start(); c.wait_converged(60)
-...     c.kill(2); c.restart(2)
+Example::
+
+    with Cluster(3, network=LoopbackNetwork()) as c:
+        c.start()
+        c.wait_converged(60)
+        c.kill(2)
+        c.restart(2)
 
 Each host is a ``python -m fabric.testing.chaos.host`` process (see :mod:`.host`) with a fixed identity
 (name ``hI``, node id, address, base port, data directory), so :meth:`Cluster.restart` brings back the same
@@ -145,13 +149,16 @@ class Cluster:
         self._req = 0
         self._req_lock = threading.Lock()  # the monitor thread and the scenario both send commands
         self._closed = False
-        hosts: list[HostProcess] = []
-        for i in range(size):
-            self.network.add_host(i)
-            address = self.network.address(i)
-            port = 7100 if self.mode == "namespaces" else _free_port_base(address)
-            hosts.append(HostProcess(i, f"h{i}", str(uuid.uuid4()), address, port, os.path.join(self.data_root, f"h{i}")))
-        self.hosts = hosts
+        self.hosts: list[HostProcess] = []
+        try:
+            for i in range(size):
+                self.network.add_host(i)
+                address = self.network.address(i)
+                port = 7100 if self.mode == "namespaces" else _free_port_base(address)
+                self.hosts.append(HostProcess(i, f"h{i}", str(uuid.uuid4()), address, port, os.path.join(self.data_root, f"h{i}")))
+        except BaseException:
+            self.close()  # no half-built network left behind
+            raise
         atexit.register(self.close)
 
     # -- lifecycle -----------------------------------------------------------------------------------
