@@ -275,6 +275,7 @@ def _oneway(ctx: Context) -> None:
     ctx.result.update(
         fault_s=round(t_heal - t_fault, 2), faults=["one-way h1->h0 dropped", "20% loss h2<->h3"],
         false_down=fd, documented_bound_s=round(bound, 2),
+        statuses_seen={n: m.statuses_seen(n, t_fault) for n in names[:4]},
         remerge_s=None if merged is None else round(merged - t_heal, 2),
     )
     ctx.windows.update(during_fault=(t_fault, t_heal), outside_detection=(t_fault, t_heal))
