@@ -178,7 +178,8 @@ def _slope_kb_per_min(samples: Sequence[tuple[float, int]]) -> float | None:
 
 
 def rss_report(rss: Sequence[tuple[float, dict[str, int | None]]], warmup: float = 0.2) -> dict[str, Any]:
-    """Per host: first/last/max VmRSS (kB) and least-squares slope (kB/min) after the first ``warmup`` share."""
+    """Per host: first/last/max VmRSS (kB), least-squares slope (kB/min) after the first ``warmup`` share of
+    the run and over its second half (where a leak shows and warm-up growth does not)."""
     out: dict[str, Any] = {}
     if not rss:
         return out
@@ -190,8 +191,10 @@ def rss_report(rss: Sequence[tuple[float, dict[str, int | None]]], warmup: float
         if not vals:
             continue
         late = [(t, x) for t, x in vals if t >= cut]
+        second_half = [(t, x) for t, x in vals if t >= (t0 + t1) / 2]
         out[name] = {"first_kb": vals[0][1], "last_kb": vals[-1][1], "max_kb": max(x for _, x in vals),
-                     "slope_kb_per_min": _slope_kb_per_min(late), "samples": len(vals)}
+                     "slope_kb_per_min": _slope_kb_per_min(late),
+                     "slope_second_half_kb_per_min": _slope_kb_per_min(second_half), "samples": len(vals)}
     return out
 
 
@@ -484,8 +487,10 @@ def summary_line(report: dict[str, Any]) -> str:
     if avail.get("majority_writes_outside_detection") is not None:
         parts.append(f"majority w/r {avail['majority_writes_outside_detection']}/{avail['majority_reads_outside_detection']}%")
     slopes = [v["slope_kb_per_min"] for v in report.get("rss", {}).values() if v.get("slope_kb_per_min") is not None]
+    halves = [v["slope_second_half_kb_per_min"] for v in report.get("rss", {}).values()
+              if v.get("slope_second_half_kb_per_min") is not None]
     if slopes and report["scenario"].startswith("e-"):
-        parts.append(f"rss-slope max {max(slopes)} kB/min")
+        parts.append(f"rss-slope max {max(slopes)} kB/min" + (f" (second half {max(halves)})" if halves else ""))
     failed = [k for k, v in report.get("criteria", {}).items() if not v]
     verdict = "PASS" if report.get("passed") else "FAIL (" + "; ".join(failed) + ")"
     return f"{head} " + " ".join(parts) + f" {verdict}"
