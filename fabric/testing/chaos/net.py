@@ -132,6 +132,7 @@ class NamespaceNetwork(Network):
         self._hosts: set[int] = set()
         self._closed = False
         self._netem: str | None = None
+        self._netem_hosts: set[int] = set()
         atexit.register(self.close)
         try:
             _run([self.ip, "netns", "add", self.bridge_ns])
@@ -182,9 +183,9 @@ class NamespaceNetwork(Network):
     def heal(self) -> None:
         for i in sorted(self._hosts):
             self._nft(i, f"flush chain inet {TABLE} input\n")
-        if self._netem is not None:
-            for i in sorted(self._hosts):
-                _run([*self.exec_prefix(i), self.tc or "tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
+        for i in sorted(self._netem_hosts):
+            _run([*self.exec_prefix(i), self.tc or "tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
+        self._netem_hosts.clear()
 
     def netem_status(self) -> str:
         if self._netem is None:
@@ -207,6 +208,7 @@ class NamespaceNetwork(Network):
         if status != "available":
             raise ChaosNetError(f"netem: {status}")
         _run([*self.exec_prefix(index), self.tc or "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", *spec.split()])
+        self._netem_hosts.add(index)
 
     def close(self) -> None:
         if self._closed:

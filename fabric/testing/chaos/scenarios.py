@@ -63,6 +63,10 @@ FULL = Sizes(partition_hosts=5, partition_s=30, oneway_hosts=5, oneway_s=30, pau
              churn_s=120, soak_hosts=3, soak_s=600, skew_s=600, rate=10)
 
 
+NETEM_SPEC = "delay 20ms 10ms duplicate 2% reorder 10% 50%"
+"""What scenario (b) adds on one link where the kernel has netem."""
+
+
 class Monitor:
     """Background poller: every ``interval`` s each host's alive view and member statuses, RSS every ``rss_every``."""
 
@@ -262,13 +266,21 @@ def _partition(ctx: Context) -> None:
 
 
 def _oneway(ctx: Context) -> None:
-    """(b) h1 -> h0 dropped (one way) and 20 % loss between h2 and h3: every host stays healthy; reports how
-    long any observer did not see a healthy member alive, against the documented detection bound."""
+    """(b) h1 -> h0 dropped (one way), 20 % loss between h2 and h3 and, where the kernel has netem and there
+    are 5 hosts, delay/duplication/reordering on h4's link: every host stays healthy; reports how long any
+    observer did not see a healthy member alive, against the documented detection bound."""
     c, m, s = ctx.cluster, ctx.monitor, ctx.sizes
     names = c.names
+    faults = ["one-way h1->h0 dropped", "20% loss h2<->h3"]
     t_fault = real_time()
     c.partition([1], [0], one_way=True)
     c.loss(2, 3, 20)
+    netem = c.network.netem_status()
+    if netem == "available" and len(names) > 4:
+        c.network.netem(4, NETEM_SPEC)  # delay, duplication and reordering on h4's link
+        faults.append(f"netem on h4: {NETEM_SPEC}")
+    else:
+        faults.append(f"netem: {netem} (no delay/duplication/reordering)")
     time.sleep(s.oneway_s)
     t_heal = real_time()
     c.heal()
@@ -276,7 +288,7 @@ def _oneway(ctx: Context) -> None:
     fd = m.false_down(t_fault, t_heal, names)
     bound = MembershipConfig.local().detection_bound(drop=0.2)
     ctx.result.update(
-        fault_s=round(t_heal - t_fault, 2), faults=["one-way h1->h0 dropped", "20% loss h2<->h3"],
+        fault_s=round(t_heal - t_fault, 2), faults=faults,
         false_down=fd, documented_bound_s=round(bound, 2),
         statuses_seen={n: m.statuses_seen(n, t_fault) for n in names[:4]},
         remerge_s=None if merged is None else round(merged - t_heal, 2),
@@ -480,8 +492,11 @@ def summary_line(report: dict[str, Any]) -> str:
         parts.append(f"max-unseen {report['false_down']['max_s']}s (bound {report['documented_bound_s']}s)")
     for label, r in report.get("restarts", {}).items():
         parts.append(f"rejoin-clock-{label} {r['rejoin_s']}s")
-    if "statuses_seen" in report:
-        parts.append("seen " + ">".join(report["statuses_seen"]))
+    seen = report.get("statuses_seen")
+    if isinstance(seen, list):
+        parts.append("seen " + ">".join(seen))
+    elif isinstance(seen, dict):
+        parts += [f"{name} seen {'>'.join(v)}" for name, v in seen.items() if len(v) > 1]
     if avail.get("outside_detection") is not None:
         parts.append(f"avail {avail['outside_detection']}%")
     if avail.get("majority_writes_outside_detection") is not None:
