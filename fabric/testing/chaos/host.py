@@ -66,7 +66,8 @@ class Host:
         os.makedirs(args.data_dir, exist_ok=True)
         self.history = HistoryWriter(os.path.join(args.data_dir, "history.jsonl"))
         self.receipts = HistoryWriter(os.path.join(args.data_dir, "receipts.jsonl"))
-        self.received = sum(1 for _ in open(os.path.join(args.data_dir, "receipts.jsonl"), encoding="utf-8"))
+        with open(os.path.join(args.data_dir, "receipts.jsonl"), encoding="utf-8") as f:
+            self.received = sum(1 for _ in f)  # what chaos.read reports, across restarts
         loopback = args.address.startswith("127.")
         self.node = Node(
             NodeConfig.local(
