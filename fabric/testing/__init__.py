@@ -10,6 +10,9 @@ True
 
 ``OverlaySim`` runs the overlays (HyParView, client-server, static, full-mesh) at 1,000 nodes; see
 docs/overlays.md. See docs/testing.md.
+
+``fabric.testing.chaos`` (imported on its own) runs real node processes in network namespaces under
+partitions, loss, kill -9, pauses, churn and clock skew; see docs/chaos.md.
 """
 
 from ..transport.memory import Faults, MemoryNetwork, MemoryTransport
