@@ -1,7 +1,8 @@
 """The chaos suite at CI sizes (``--quick``) on real processes: scenarios (a)-(f) in network namespaces,
 and the process-fault scenarios again in loopback mode. Asserts what must hold in every run -- no lost
 acknowledged write, no duplicate, membership re-merged after every fault -- and prints each report line
-(times and availability are measured and reported, not asserted). Bounded to about 6 minutes.
+(times and availability are measured and reported, not asserted, except (b)'s documented bound on how long
+a healthy member may be seen as not alive). Bounded to about 6 minutes.
 
 CI runs as root with ``ip`` and ``nft`` (``.ci/run``); a missing tool fails there.
 """
@@ -34,6 +35,10 @@ def _check(report: dict[str, Any], out: Path) -> None:
         assert not report["split_brain_after_heal"], report
     if key in ("b", "c", "d"):
         assert report["remerge_s"] is not None, report
+    if key == "b":
+        # indirect probes (SWIM ping-req) keep a member behind a one-way cut or a lossy link from being
+        # declared down: every criterion of (b), its documented bound included, must hold
+        assert report["passed"], report
     if key == "c":
         assert report["criteria"]["readmitted without restart"], report
     if key == "f":
