@@ -33,6 +33,7 @@ from .errors import (
 from .node import Message, Node, Peer, PeerInfo
 from .topology import TopologyConflict, TopologyCooldown, TopologyError
 from .transport.base import ChannelKind
+from .transport.faults import FaultPolicy
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "FabricError",
+    "FaultPolicy",
     "InsecureBindError",
     "JoinTimeout",
     "MalformedHeader",

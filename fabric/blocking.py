@@ -27,6 +27,7 @@ from .errors import NodeStateError
 from .membership import Member
 from .node import Handler, MemberListener, Node, Peer, PeerInfo, Service
 from .node.endpoint import Endpoint
+from .transport.faults import FaultPolicy
 
 T = TypeVar("T")
 N = TypeVar("N", bound=Endpoint)
@@ -205,6 +206,10 @@ class _Blocking(Generic[N]):
     def stats(self) -> dict[str, Any]:
         """See :meth:`fabric.Node.stats`."""
         return self._on_loop(self.node.stats)
+
+    def set_transport_faults(self, policy: FaultPolicy | None) -> None:
+        """See :meth:`fabric.Node.set_transport_faults`."""
+        self._on_loop(self.node.set_transport_faults, policy)
 
     def health(self) -> dict[str, Any]:
         """See :meth:`fabric.Node.health`."""

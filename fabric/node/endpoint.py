@@ -33,6 +33,7 @@ from ..membership import (
 )
 from ..topology import TopologyManager
 from ..transport.base import ChannelKind, Link, Transport
+from ..transport.faults import FaultPolicy
 from ..transport.zmq import ZmqTransport
 from ..wire import MsgType, Role
 from ..wire.types import K_CT
@@ -531,6 +532,16 @@ class Endpoint:
             ok = False
         if not ok:
             self.counters["reply_undeliverable"] += 1
+
+    # -- fault injection -----------------------------------------------------------------------------
+
+    def set_transport_faults(self, policy: FaultPolicy | None) -> None:
+        """Put a per-peer :class:`~fabric.transport.faults.FaultPolicy` in force on this node's transport
+        (None turns fault injection off): drop or randomly lose what this node sends to, or receives from,
+        chosen peers, e.g. ``FaultPolicy(drop_from=[peer_id])`` for a one-way partition. Changeable at any
+        time; the drops are counted in ``stats()["transport"]`` (``fault_dropped_out``, ``fault_dropped_in``).
+        Available in every build, off by default. See docs/chaos.md."""
+        self._transport.set_faults(policy)
 
     # -- introspection -------------------------------------------------------------------------------
 

@@ -33,7 +33,12 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .faults import FaultPolicy
 
 
 class ChannelKind(enum.StrEnum):
@@ -193,6 +198,11 @@ class Transport(ABC):
     def connected_channels(self, link: Link) -> list[str]:
         """The channels ``link`` has connecting sockets for (empty when unknown): :meth:`connect` with more
         endpoints adds channels to a link that has some."""
+
+    def set_faults(self, policy: FaultPolicy | None) -> None:
+        """Put a per-peer :class:`~fabric.transport.faults.FaultPolicy` in force (None: off). Both
+        shipped transports implement it; this default raises ConfigError for a transport that has none."""
+        raise ConfigError(f"{type(self).__name__} has no per-peer fault injection")
 
     @abstractmethod
     def stats(self) -> dict[str, Any]:

@@ -42,13 +42,15 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from ..errors import ConfigError
 from .base import ChannelKind, ChannelSpec, Link, LinkGenerations, Receiver, Transport
+from .faults import FaultInjector, FaultPolicy, Faults, arrival_peer, route_peer
 
 SCHEME = "mem://"
+
+__all__ = ["SCHEME", "AsyncioScheduler", "Cancellable", "Faults", "MemoryNetwork", "MemoryTransport", "Scheduler"]
 
 
 class Cancellable(Protocol):
@@ -88,42 +90,6 @@ class AsyncioScheduler:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         """``loop.call_later(delay, callback)``."""
         return self._loop.call_later(max(0.0, delay), callback)
-
-
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """Network faults, drawn per message from the network's seeded random source.
-
-    All times in seconds, probabilities in [0, 1].
-    """
-
-    latency: float = 0.0
-    """Base one-way delay of every message."""
-    jitter: float = 0.0
-    """Extra delay, uniform in [0, jitter]. FIFO pipes still deliver in order (a message waits for the
-    one before it)."""
-    drop: float = 0.0
-    """Probability that a message is lost."""
-    duplicate: float = 0.0
-    """Probability that a message is delivered twice."""
-    reorder: float = 0.0
-    """Probability that a message leaves its pipe's FIFO and gets an extra delay in [0, reorder_delay]."""
-    reorder_delay: float = 0.05
-    """Largest extra delay of a reordered message."""
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"Faults.{f.name} must be a finite number >= 0, got {value!r}")
-        for name in ("drop", "duplicate", "reorder"):
-            if getattr(self, name) > 1:
-                raise ConfigError(f"Faults.{name} is a probability in [0, 1]")
-
-    @property
-    def max_delay(self) -> float:
-        """Largest one-way delay these faults can give a message that is not stuck behind another."""
-        return self.latency + self.jitter + (self.reorder_delay if self.reorder else 0.0)
 
 
 class _Pipe:
@@ -333,13 +299,32 @@ class MemoryTransport(Transport):
         self._reply_pipes: dict[tuple[str, bytes], tuple[_Conn, _Pipe]] = {}
         self._pub_pipes: dict[tuple[str, int], tuple[_Conn, _Pipe]] = {}
         self.counters: dict[str, int] = {}
+        self._faults: FaultInjector | None = None
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
+    def set_faults(self, policy: FaultPolicy | None) -> None:
+        """This node's per-peer :class:`~fabric.transport.faults.FaultPolicy` (None: off), applied as by the
+        ZeroMQ transport: outbound in :meth:`send`/:meth:`respond` (``fault_dropped_out``), inbound before
+        the receiver (``fault_dropped_in``). On top of the network-wide :class:`Faults` and partitions."""
+        self._faults = None if policy is None or policy.empty else FaultInjector(policy)
+
+    @property
+    def faults(self) -> FaultPolicy | None:
+        """The per-peer fault policy in force, None when off."""
+        return self._faults.policy if self._faults is not None else None
+
     def _deliver_to_receiver(self, channel: str, frames: list[bytes], route: bytes | None, link: Link | None) -> None:
         if self._receiver is None:
             return
+        faults = self._faults
+        if faults is not None:
+            spec = self._specs.get(channel)
+            broadcast = spec is not None and spec.kind == ChannelKind.BROADCAST
+            if faults.drop_in(arrival_peer(frames, route, link, broadcast)):
+                self._count("fault_dropped_in")
+                return
         self._count(f"in_msgs.{channel}")
         self._count(f"in_bytes.{channel}", sum(len(f) for f in frames))
         self._receiver(channel, frames, route, link)
@@ -466,6 +451,9 @@ class MemoryTransport(Transport):
             self._count("hwm_full")
             self.network._count("hwm_full")
             return False
+        if self._faults is not None and self._faults.drop_out(link):
+            self._count("fault_dropped_out")
+            return True
         self._count(f"out_msgs.{channel}")
         self._count(f"out_bytes.{channel}", sum(len(f) for f in frames))
         if self.crashed:
@@ -506,6 +494,9 @@ class MemoryTransport(Transport):
         if conn is None or conn.owner.closed:
             self._count("respond_unroutable")
             return False
+        if self._faults is not None and self._faults.drop_out(route_peer(route)):
+            self._count("fault_dropped_out")
+            return True
         key = (channel, bytes(route))
         held = self._reply_pipes.get(key)
         if held is not None and held[0] is conn and not held[1].closed:
@@ -593,7 +584,8 @@ class MemoryTransport(Transport):
 
     def stats(self) -> dict[str, Any]:
         """Per-channel ``in_msgs.<ch>``, ``in_bytes.<ch>``, ``out_msgs.<ch>``, ``out_bytes.<ch>``,
-        ``hwm_full``, ``pub_hwm_dropped``, ``respond_unroutable``."""
+        ``hwm_full``, ``pub_hwm_dropped``, ``respond_unroutable``, ``fault_dropped_out``/``fault_dropped_in``
+        (the per-peer fault policy's drops)."""
         return dict(self.counters)
 
     def close_now(self) -> None:

@@ -23,6 +23,14 @@ bulk        PULL                         PUSH per lane
 All sockets of one process share one libzmq context (inproc:// needs that, and 50 nodes in a process
 must not start 100 I/O threads); each channel pins its sockets to an I/O thread with ZMQ_AFFINITY so bulk
 transfers do not delay control traffic.
+
+Fault injection (:meth:`ZmqTransport.set_faults`, a :class:`~fabric.transport.faults.FaultPolicy`) is
+part of every build and off by default: while no policy is set, a send and a received message cost one
+``is None`` check more. With a policy, a message to a peer in ``drop_to`` (or lost to ``loss_to``) is
+counted as ``fault_dropped_out`` and not sent (``send``/``respond`` still return True, as for a message lost
+on the wire); a message read from a peer in ``drop_from`` (or lost to ``loss_from``) is counted as
+``fault_dropped_in`` and never reaches the receiver. Delay, duplication and reordering are not injected on
+real sockets (the in-memory transport's :class:`~fabric.transport.faults.Faults` has them).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from zmq.utils.monitor import parse_monitor_message
 from ..config import TransportConfig
 from ..errors import ConfigError, InsecureBindError, ProcessSettingsConflict
 from .base import ChannelKind, ChannelSpec, Link, LinkGenerations, Receiver, Transport
+from .faults import FaultInjector, FaultPolicy, arrival_peer, route_peer
 from .process import (
     _acquire_context,
     _release_context,
@@ -139,12 +148,27 @@ class ZmqTransport(Transport):
         self._endpoints: dict[str, str] = {}
         self._closed = False
         self._monitors: dict[str, zmq.Socket[bytes]] = {}
-        self.counters: dict[str, int] = {"recv_frames": 0, "sent": 0, "send_full": 0, "respond_unroutable": 0}
+        self.counters: dict[str, int] = {"recv_frames": 0, "sent": 0, "send_full": 0, "respond_unroutable": 0,
+                                         "fault_dropped_out": 0, "fault_dropped_in": 0}
+        self._faults: FaultInjector | None = None
         self.connection_events: dict[str, dict[str, int]] = {}
         """Per bound channel: ``accepted``, ``handshake_ok``, ``handshake_failed``, ``disconnected``.
         ``accepted - handshake_ok - handshake_failed`` is the number of connections that never completed
         the ZMTP handshake (e.g. a foreign socket type, which libzmq drops without an event of its own)
         or are still completing it."""
+
+    # -- fault injection -----------------------------------------------------------------------------
+
+    def set_faults(self, policy: FaultPolicy | None) -> None:
+        """Put ``policy`` in force at once (replacing any earlier one, with a fresh random source from its
+        seed), or remove fault injection with None (an empty policy counts as None). Call it on the loop
+        thread. See the module docstring for what is dropped where."""
+        self._faults = None if policy is None or policy.empty else FaultInjector(policy)
+
+    @property
+    def faults(self) -> FaultPolicy | None:
+        """The fault policy in force, None when fault injection is off."""
+        return self._faults.policy if self._faults is not None else None
 
     # -- setup ---------------------------------------------------------------------------------------
 
@@ -359,7 +383,9 @@ class ZmqTransport(Transport):
         recv = sock.recv
         channel, link = s.channel, s.link
         router = s.kind is ChannelKind.CONTROL and link is None
+        broadcast = s.kind is ChannelKind.BROADCAST
         copy = s.copy
+        faults = self._faults
         budget = self.config.recv_budget
         byte_budget = self.config.recv_budget_bytes
         nbytes = 0
@@ -388,13 +414,17 @@ class ZmqTransport(Transport):
                 # Bulk: the head frame is small (copy it); payload frames stay zero-copy memoryviews.
                 frames = [frames[0].bytes, *(f.buffer for f in frames[1:])]
                 nbytes += sum(len(f) for f in frames)
-            try:
-                if router:
-                    receiver(channel, frames[1:], frames[0], None)
-                else:
-                    receiver(channel, frames, None, link)
-            except Exception:  # a bug above us must not stop the socket's reader
-                log.exception("receiver failed on channel %s", channel)
+            if faults is not None and faults.drop_in(arrival_peer(frames, frames[0] if router else None, link, broadcast)):
+                # dropped before the node sees it; the budget below still counts it
+                self.counters["fault_dropped_in"] += 1
+            else:
+                try:
+                    if router:
+                        receiver(channel, frames[1:], frames[0], None)
+                    else:
+                        receiver(channel, frames, None, link)
+                except Exception:  # a bug above us must not stop the socket's reader
+                    log.exception("receiver failed on channel %s", channel)
             if s.closed:
                 return
             if n >= budget or nbytes >= byte_budget:
@@ -508,8 +538,12 @@ class ZmqTransport(Transport):
         return lanes[lane % len(lanes)]
 
     def send(self, link: Link, channel: str, lane: int, frames: Sequence[Any]) -> bool:
-        """Non-blocking send on a link's lane; False when the lane is at its high-water mark."""
+        """Non-blocking send on a link's lane; False when the lane is at its high-water mark. A message
+        the fault policy drops is counted (``fault_dropped_out``) and reported as sent."""
         s = self._lane_sock(link, channel, lane)
+        if self._faults is not None and self._faults.drop_out(link):
+            self.counters["fault_dropped_out"] += 1
+            return True
         try:
             _send_frames(s.sock, frames, s.kind is not ChannelKind.BULK)
         except zmq.Again:
@@ -549,6 +583,9 @@ class ZmqTransport(Transport):
     def respond(self, channel: str, route: bytes, frames: Sequence[Any]) -> bool:
         """Send through the bound ROUTER of ``channel`` to ``route``; False when unroutable or full."""
         s = self._bound[channel]
+        if self._faults is not None and self._faults.drop_out(route_peer(route)):
+            self.counters["fault_dropped_out"] += 1
+            return True
         try:
             _send_frames(s.sock, [route, *frames], True)
         except zmq.Again:
@@ -576,9 +613,11 @@ class ZmqTransport(Transport):
         return True
 
     def stats(self) -> dict[str, Any]:
-        """Counters plus the number of links and sockets."""
+        """Counters (``fault_dropped_out``/``fault_dropped_in``: messages the fault policy dropped) plus
+        the number of links and sockets and the fault policy in force (``faults``: None when off)."""
         return {
             **self.counters,
+            "faults": self._faults.policy.describe() if self._faults is not None else None,
             "connections": {c: dict(v) for c, v in self.connection_events.items()},
             "links": len(self._links),
             "sockets": len(self._bound) + sum(len(lanes) for socks in self._links.values() for lanes in socks.values()),
