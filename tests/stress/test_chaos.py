@@ -1,5 +1,6 @@
 """The chaos suite at CI sizes (``--quick``) on real processes: scenarios (a)-(f) in network namespaces,
-and the process-fault scenarios again in loopback mode. Asserts what must hold in every run -- no lost
+and again in loopback mode: the process faults, and the partition and loss scenarios (a) and (b) with the
+faults injected by the hosts' ZeroMQ transports (``FaultPolicy``). Asserts what must hold in every run -- no lost
 acknowledged write, no duplicate, membership re-merged after every fault -- and prints each report line
 (times and availability are measured and reported, not asserted, except (b)'s documented bound on how long
 a healthy member may be seen as not alive). Bounded to about 6 minutes.
@@ -57,8 +58,11 @@ def test_quick_scenario_in_namespaces(key: str, tmp_path: Path) -> None:
     _check(report, tmp_path)
 
 
-@pytest.mark.parametrize("key", ["c", "d"])
-def test_quick_process_faults_in_loopback_mode(key: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["a", "b", "c", "d"])
+def test_quick_scenarios_in_loopback_mode(key: str, tmp_path: Path) -> None:
     report = run_scenario(key, QUICK, LoopbackNetwork, tmp_path)
     assert report["mode"] == "loopback"
+    if key in ("a", "b"):
+        assert report["network_faults"] == "transport", report
+        assert "faults-by=transport" in summary_line(report)
     _check(report, tmp_path)

@@ -56,15 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r["scenario"] for r in ran if not r.get("passed")]
     mode = reports[0]["mode"] if reports else args.mode
     netem = next((r["netem"] for r in ran if "netem" in r), "not checked")
+    faults_by = next((r["network_faults"] for r in reports if "network_faults" in r), None)
     summary = {
-        "mode": mode, "netem": netem, "size": "quick" if args.quick else "full", "scenarios": len(reports),
+        "mode": mode, "network_faults": faults_by, "netem": netem, "size": "quick" if args.quick else "full", "scenarios": len(reports),
         "ran": len(ran), "skipped": len(reports) - len(ran), "passed": len(ran) - len(failed), "failed": failed,
         "lost": sum(int(r.get("lost", 0)) for r in reports), "duplicates": sum(int(r.get("duplicates", 0)) for r in reports),
         "wall_s": round(time.monotonic() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(
-        f"chaos summary: mode={mode} size={summary['size']} netem: {netem}; {summary['ran']}/{summary['scenarios']} ran, "
+        f"chaos summary: mode={mode}{' (network faults by ' + faults_by + ')' if faults_by else ''} "
+        f"size={summary['size']} netem: {netem}; {summary['ran']}/{summary['scenarios']} ran, "
         f"{summary['passed']} passed, {len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}, "
         f"{summary['skipped']} skipped; lost {summary['lost']} duplicates {summary['duplicates']} in {summary['wall_s']}s"
     )

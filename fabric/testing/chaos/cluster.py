@@ -159,6 +159,7 @@ class Cluster:
         except BaseException:
             self.close()  # no half-built network left behind
             raise
+        self.network.attach(self.command, self.names)  # loopback mode tells hosts about network faults
         atexit.register(self.close)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -241,6 +242,7 @@ class Cluster:
                 if left <= 0:
                     raise ClusterError(f"{h.name} not ready within {timeout:g}s")
                 h._cond.wait(min(left, 0.5))
+        self.network.host_started(h.index)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start every host that is not running and wait until each has bound its endpoints."""

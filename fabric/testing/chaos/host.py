@@ -8,7 +8,10 @@ Run as ``python -m fabric.testing.chaos.host --name h0 --node-id UUID --address 
 * stdin commands ``{"req": N, "cmd": C, ...}``, each answered by one ``{"req": N, ...}`` line:
   ``members`` -> ``{"alive": [names], "members": [{"name", "status", "incarnation"}]}``;
   ``workload`` with ``rate`` (operations per second, 0 stops) -> ``{"rate": R}``;
-  ``stats`` -> ``{"stats": node.stats(), "health": node.health()}``; ``quit`` stops the node and exits 0.
+  ``stats`` -> ``{"stats": node.stats(), "health": node.health()}``; ``faults`` with ``drop_from`` /
+  ``drop_to`` (host names) and ``loss_from`` / ``loss_to`` (host name or ``"*"`` -> probability) puts that
+  :class:`~fabric.FaultPolicy` on the node's transport (no fields: clears it) -> ``{"faults": policy or
+  None}`` (loopback mode's partitions and loss); ``quit`` stops the node and exits 0.
 
 The node serves ``chaos.record`` (writes a :class:`~.history.Receipt`, then replies: the acknowledged
 operation) and ``chaos.read`` (returns how many receipts this host holds), and records every ``send`` on
@@ -33,6 +36,7 @@ import os
 import random
 import sys
 import time
+import zlib
 from typing import Any
 
 from .history import Event, HistoryWriter, Receipt, real_time
@@ -160,6 +164,25 @@ class Host:
         await self.node.join(self.args.seed, min_members=1, timeout=None)
         _emit({"event": "joined", "t": real_time()})
 
+    def _faults(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Apply a ``faults`` command: host names -> node ids, a seed of its own per host and run."""
+        from fabric import FaultPolicy
+
+        def ids(names: Any) -> list[str]:
+            return [self.peers[n] for n in names]
+
+        def probs(raw: Any) -> dict[str, float]:
+            return {(k if k == "*" else self.peers[k]): float(v) for k, v in dict(raw).items()}
+
+        try:
+            policy = FaultPolicy(drop_from=ids(cmd.get("drop_from", [])), drop_to=ids(cmd.get("drop_to", [])),
+                                 loss_from=probs(cmd.get("loss_from", {})), loss_to=probs(cmd.get("loss_to", {})),
+                                 seed=zlib.crc32(f"{self.args.seed_value}:{self.name}:{self.args.run}:faults".encode()))
+        except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+            return {"error": f"bad faults command: {type(exc).__name__}: {exc}"}
+        self.node.set_transport_faults(policy)
+        return {"faults": None if policy.empty else policy.describe()}
+
     def _members(self) -> dict[str, Any]:
         members = self.node.members()
         return {
@@ -200,6 +223,8 @@ class Host:
                 elif name == "workload":
                     self._set_rate(float(cmd.get("rate", 0)))
                     _emit({"req": req, "rate": self.rate})
+                elif name == "faults":
+                    _emit({"req": req, **self._faults(cmd)})
                 elif name == "stats":
                     _emit({"req": req, "stats": self.node.stats(), "health": self.node.health()})
                 else:

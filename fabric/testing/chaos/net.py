@@ -19,8 +19,13 @@ reordering) needs the ``sch_netem`` qdisc; :meth:`NamespaceNetwork.netem_status`
 and every report says whether it was there.
 
 :class:`LoopbackNetwork` is the fallback without namespaces: host ``i`` binds ``127.0.0.(I+10)``.
-Partitions and loss are not supported there (the fabric's transport has no public fault hooks); the
-scenarios that need them report "not supported in loopback mode".
+Partitions and loss are injected by the fabric's transport there: the network keeps the same rules (what
+each host drops from whom, and the loss per link) and sends each affected host a ``faults`` command, which
+puts a :class:`~fabric.FaultPolicy` on its node's ZeroMQ transport (``drop_from`` / ``loss_from``: the
+receiving side drops, as the namespaces' input chains do). A host that restarts gets its rules again as
+soon as it is ready (:meth:`Network.host_started`); until then (a fraction of a second) it is unfiltered.
+The difference from nftables: messages are dropped, not packets, so TCP never sees a fault (a one-way cut
+stays one-way for every connection), and netem is not available.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import atexit
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["ChaosNetError", "LoopbackNetwork", "NamespaceNetwork", "Network", "namespaces_possible", "tool"]
 
@@ -67,6 +73,15 @@ class Network:
 
     mode = "abstract"
     supports_partitions = False
+    fault_injection = "none"
+    """How partitions and loss are made: ``nftables`` (namespaces), ``transport`` (loopback), ``none``."""
+
+    def attach(self, command: Callable[..., dict[str, Any] | None], names: Sequence[str]) -> None:
+        """The cluster's :meth:`~.cluster.Cluster.command` and host names (for networks that tell hosts
+        about faults)."""
+
+    def host_started(self, index: int) -> None:
+        """Host ``index`` (re)started and is ready: re-apply whatever it must enforce itself."""
 
     def address(self, index: int) -> str:
         """IPv4 address host ``index`` binds."""
@@ -103,9 +118,18 @@ class Network:
 
 
 class LoopbackNetwork(Network):
-    """Hosts are processes on 127.0.0.x of the caller's own loopback; only process faults apply."""
+    """Hosts are processes on 127.0.0.x of the caller's own loopback; partitions and loss are injected by
+    each host's transport (see the module docstring), process faults as everywhere."""
 
     mode = "loopback"
+    supports_partitions = True
+    fault_injection = "transport"
+
+    def __init__(self) -> None:
+        self._blocked: set[tuple[int, int]] = set()  # (source, target): target drops what source sends
+        self._loss: dict[tuple[int, int], int] = {}  # (source, target) -> percent target drops
+        self._command: Callable[..., dict[str, Any] | None] | None = None
+        self._names: list[str] = []
 
     def address(self, index: int) -> str:
         return f"127.0.0.{index + 10}"
@@ -113,12 +137,58 @@ class LoopbackNetwork(Network):
     def exec_prefix(self, index: int) -> list[str]:
         return []
 
+    def attach(self, command: Callable[..., dict[str, Any] | None], names: Sequence[str]) -> None:
+        self._command = command
+        self._names = list(names)
+
+    def policy(self, index: int) -> dict[str, Any]:
+        """The ``faults`` command fields host ``index`` enforces (empty: none)."""
+        out: dict[str, Any] = {}
+        drop = sorted(self._names[s] for s, t in self._blocked if t == index)
+        loss = {self._names[s]: p / 100 for (s, t), p in sorted(self._loss.items()) if t == index}
+        if drop:
+            out["drop_from"] = drop
+        if loss:
+            out["loss_from"] = loss
+        return out
+
+    def _push(self, index: int) -> None:
+        if self._command is None:
+            raise ChaosNetError("loopback faults need a cluster (Cluster attaches itself to its network)")
+        reply = self._command(index, "faults", **self.policy(index))
+        if reply is not None and "error" in reply:  # None: the host is down or paused; host_started re-applies
+            raise ChaosNetError(f"h{index}: {reply['error']}")
+
+    def block(self, sources: Sequence[int], targets: Sequence[int]) -> None:
+        for t in targets:
+            self._blocked.update((s, t) for s in sources if s != t)
+            self._push(t)
+
+    def loss(self, a: int, b: int, percent: int) -> None:
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent: {percent} is not in 0..100")
+        self._loss[(a, b)] = self._loss[(b, a)] = percent
+        self._push(a)
+        self._push(b)
+
+    def heal(self) -> None:
+        touched = {t for _s, t in self._blocked} | {t for _s, t in self._loss}
+        self._blocked.clear()
+        self._loss.clear()
+        for t in sorted(touched):
+            self._push(t)
+
+    def host_started(self, index: int) -> None:
+        if self.policy(index):
+            self._push(index)
+
 
 class NamespaceNetwork(Network):
     """One namespace per host on a private bridge; faults are nftables rules in the hosts' namespaces."""
 
     mode = "namespaces"
     supports_partitions = True
+    fault_injection = "nftables"
 
     def __init__(self, prefix: str | None = None) -> None:
         ok, why = namespaces_possible()

@@ -415,6 +415,8 @@ def run_scenario(key: str, sizes: Sizes, make_network: Callable[[], Network], da
     sc = SCENARIOS[key]
     network = make_network()
     report: dict[str, Any] = {"scenario": f"{key}-{sc.name}", "mode": network.mode, "doc": (sc.body.__doc__ or "").strip()}
+    if sc.needs_network_faults:
+        report["network_faults"] = network.fault_injection
     if sc.needs_network_faults and not network.supports_partitions:
         network.close()
         report.update(supported=False, reason=f"not supported in {network.mode} mode (no network fault injection)",
@@ -478,6 +480,8 @@ def run_scenario(key: str, sizes: Sizes, make_network: Callable[[], Network], da
 def summary_line(report: dict[str, Any]) -> str:
     """One line for a report: scenario, mode, counts, times, availability, verdict (always has ``lost N``)."""
     head = f"{report['scenario']:<22} mode={report['mode']:<10}"
+    if "network_faults" in report:
+        head += f" faults-by={report['network_faults']}"
     if not report.get("supported", True):
         return f"{head} ops 0 lost 0 SKIPPED: {report['reason']}"
     avail = report.get("availability_pct", {})
