@@ -39,6 +39,18 @@ def test_topology_example_switches_by_hand_and_automatically() -> None:
     assert "full-mesh -> hyparview at epoch 3: auto: 8 members >= auto_threshold 8" in lines[3]
 
 
+def test_transport_faults_example_partitions_and_heals() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "transport_faults.py")], capture_output=True, text=True, timeout=120,
+        env=python_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "formed: ['n0', 'n1', 'n2']"
+    assert lines[1].startswith("partitioned: n0 sees ['n0'] n1 sees ['n1', 'n2']") and "messages dropped at n1" in lines[1]
+    assert lines[2] == "healed: every node sees ['n0', 'n1', 'n2']"
+
+
 def test_demo_exercises_every_channel_kind_and_exits_zero() -> None:
     result = CliRunner().invoke(cli, ["demo", "--bulk-mib", "2"])
     assert result.exit_code == 0, result.output

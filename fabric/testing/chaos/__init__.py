@@ -2,7 +2,7 @@
 
 * :class:`Cluster` -- N hosts (``python -m fabric.testing.chaos.host``: one fabric Node + a workload client
   each) on a :class:`NamespaceNetwork` (one network namespace per host on a private bridge, nftables
-  faults) or a :class:`LoopbackNetwork` (127.0.0.x; process faults only). Faults: ``partition`` (also
+  faults) or a :class:`LoopbackNetwork` (127.0.0.x; partitions and loss injected by each host's transport). Faults: ``partition`` (also
   one-way), ``loss``, netem where the kernel has it, ``kill`` (-9), ``restart`` (same identity, ports and
   data dir; optionally with a skewed clock), ``pause``/``resume`` (SIGSTOP/SIGCONT).
 * :mod:`.history` / :mod:`.checkers` -- the JSON-lines histories every host writes and pure checkers over
