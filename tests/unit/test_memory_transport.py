@@ -341,3 +341,25 @@ def test_notify_writable_calls_back_once_when_room_frees_or_the_link_closes() ->
         return calls
 
     assert asyncio.run(scenario()) == ["idle", "freed", "closed"]
+
+
+def test_per_node_fault_policy_drops_to_and_from_chosen_peers() -> None:
+    from fabric.transport.faults import FaultPolicy
+
+    clock, _, nodes = make()
+    (a, _a_in, _), (b, b_in, b_eps) = nodes["a"], nodes["b"]
+    a_id, b_id = bytes([0]) * 16, bytes([1]) * 16  # the node ids inside make()'s routing prefixes
+    a.connect(b_id, {"ctl": b_eps["ctl"]})
+    a.set_faults(FaultPolicy(drop_to=[b_id]))
+    assert a.faults is not None and a.send(b_id, "ctl", 0, [b"lost"])  # "sent", then lost
+    clock.advance(0)
+    assert b_in.items == [] and a.stats()["fault_dropped_out"] == 1
+    a.set_faults(None)
+    b.set_faults(FaultPolicy(drop_from=[a_id]))  # inbound: the sender named by the routing id
+    assert a.send(b_id, "ctl", 0, [b"lost too"])
+    clock.advance(0)
+    assert b_in.items == [] and b.stats()["fault_dropped_in"] == 1
+    b.set_faults(None)
+    assert b.faults is None and a.send(b_id, "ctl", 0, [b"arrives"])
+    clock.advance(0)
+    assert b_in.payloads() == [b"arrives"]
