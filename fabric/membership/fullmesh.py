@@ -79,6 +79,7 @@ core per node, driven from the node's loop.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import random
@@ -87,7 +88,6 @@ from typing import Any
 
 from .config import MembershipConfig
 from .detector import PhiAccrualDetector
-from .entries import _digest_from_wire, _Entry, _entry_from_wire
 from .errors import MembershipError
 from .health import (
     OP_INDIRECT_ACK,
@@ -98,6 +98,7 @@ from .health import (
     LocalHealth,
     ping_body,
 )
+from .records import _digest_from_wire, _Record, _record_from_wire, mesh_wire, refute_key
 from .types import (  # re-exported: this vocabulary used to live here, importers keep working
     ST_ALIVE,
     ST_DOWN,
@@ -164,9 +165,9 @@ class FullMeshMembership:
             raise MembershipError("node id must be 16 octets")
         self.config = config if config is not None else MembershipConfig()
         self._rng = rng if rng is not None else random.Random(0)
-        self._self = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
-                            dict(identity.metadata), dict(identity.endpoints), now)
-        self._entries: dict[bytes, _Entry] = {}
+        self._self = _Record(Identity(identity.node_id, identity.name, identity.incarnation,
+                                      dict(identity.metadata), dict(identity.endpoints)), 0, ST_ALIVE, now)
+        self._entries: dict[bytes, _Record] = {}
         self._evidence: dict[bytes, int] = {}  # node id -> highest incarnation heard from it directly
         self._sync_asked: dict[bytes, float] = {}
         self._next_hb = now + self.config.heartbeat_interval
@@ -200,7 +201,7 @@ class FullMeshMembership:
     @property
     def local(self) -> Identity:
         """This node's current identity (the incarnation grows when it refutes a false down)."""
-        return self._self.identity()
+        return self._self.identity
 
     @property
     def node_id(self) -> bytes:
@@ -210,7 +211,7 @@ class FullMeshMembership:
     @property
     def incarnation(self) -> int:
         """This node's current incarnation."""
-        return self._self.inc
+        return self._self.incarnation
 
     @property
     def joined(self) -> bool:
@@ -225,9 +226,7 @@ class FullMeshMembership:
     def members(self) -> list[Member]:
         """This node and every member that has been up in its view (down/left until their tombstones
         expire), sorted by node id."""
-        out = [self._self.member()] if not self._leaving else [
-            Member(self._self.node_id, self._self.name, self._self.inc, MemberStatus.LEFT,
-                   dict(self._self.meta), dict(self._self.endpoints))]
+        out = [self._self.member()]  # LEFT after leave()
         out.extend(e.member() for e in self._entries.values() if e.up)
         out.sort(key=lambda m: m.node_id)
         return out
@@ -274,7 +273,7 @@ class FullMeshMembership:
         self._digest_cache = None
         self._gen += 1
 
-    def _watch(self, entry: _Entry) -> None:
+    def _watch(self, entry: _Record) -> None:
         assert entry.detector is not None
         at = entry.detector.suspect_at()
         if at is not None:
@@ -314,7 +313,7 @@ class FullMeshMembership:
 
         Returns one :class:`Dial` per seed; with no seed left the node is alone and joined at once.
         """
-        own = {spec[1] for spec in self._self.endpoints.values()}
+        own = {spec[1] for spec in self._self.identity.endpoints.values()}
         self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
         if not self._seeds:
             if self._joined:
@@ -338,16 +337,15 @@ class FullMeshMembership:
         """
         if self._leaving or identity.node_id == self._self.node_id:
             return []
-        candidate = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
-                           dict(identity.metadata), dict(identity.endpoints), now)
+        candidate = _Record(identity, 0, ST_ALIVE, now)
         effects: list[Effect] = []
         self._merge(candidate, now, effects, origin=True)
         self._evidence_from(identity.node_id, identity.incarnation, now, effects)
         entry = self._entries.get(identity.node_id)
-        if self._dialing and entry is not None and entry.st != ST_LEFT and entry.inc == identity.incarnation:
+        if self._dialing and entry is not None and entry.st != ST_LEFT and entry.incarnation == identity.incarnation:
             # also to a seed we hold as down (a long partition): its answer carries our own down entry,
             # if it has one, and we refute; either way both sides re-merge
-            self._send(effects, identity.node_id, OP_JOIN, {"in": self._self.inc, "m": self._self.to_wire()})
+            self._send(effects, identity.node_id, OP_JOIN, {"in": self._self.incarnation, "m": mesh_wire(self._self)})
         return effects
 
     def adopt(self, identities: Sequence[Identity], now: float) -> list[Effect]:
@@ -361,8 +359,7 @@ class FullMeshMembership:
         for identity in identities:
             if identity.node_id == self._self.node_id:
                 continue
-            candidate = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
-                               dict(identity.metadata), dict(identity.endpoints), now)
+            candidate = _Record(identity, 0, ST_ALIVE, now)
             self._merge(candidate, now, effects, origin=False)
             self._evidence_from(identity.node_id, identity.incarnation, now, effects)
         self._count("adopted", len(identities))
@@ -401,7 +398,7 @@ class FullMeshMembership:
         self._self.changed_at = now
         self._dirty()
         effects: list[Effect] = []
-        body = {"in": self._self.inc, "r": 0, "m": [self._self.to_wire()]}
+        body = {"in": self._self.incarnation, "r": 0, "m": [mesh_wire(self._self)]}
         for entry in self._sorted_entries():
             if entry.st == ST_ALIVE:
                 self._send(effects, entry.node_id, OP_SYNC, body)
@@ -410,8 +407,10 @@ class FullMeshMembership:
     def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[Effect]:
         """Replace this node's metadata (raises BadMembershipMessage if it is not str -> str within the
         limits) and push it to every peer."""
-        self._self.meta = _check_meta(dict(metadata))
-        self._self.mv += 1
+        ident = self._self.identity
+        self._self.identity = Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)),
+                                       ident.endpoints)
+        self._self.v += 1
         self._dirty()
         effects: list[Effect] = []
         self._push([self._self], effects)
@@ -437,20 +436,20 @@ class FullMeshMembership:
             self._evidence_from(source, inc, now, effects)
             ack = body.get("a", 0)
             if ack and source in self._entries and self._entries[source].st == ST_ALIVE:
-                self._send(effects, source, OP_HEARTBEAT, {"in": self._self.inc})  # a suspecter's probe
+                self._send(effects, source, OP_HEARTBEAT, {"in": self._self.incarnation})  # a suspecter's probe
             return effects
         if op in PROBE_OPS:
             self._receive_probe(source, op, body, inc, now, effects)
             return effects
         if op == OP_JOIN:
-            entry = _entry_from_wire(body.get("m"), now)
-            if entry.node_id != source or entry.inc != inc or entry.st != ST_ALIVE:
+            entry = _record_from_wire(body.get("m"), now)
+            if entry.node_id != source or entry.incarnation != inc or entry.st != ST_ALIVE:
                 raise _bad("join entry must be the sender's own alive entry")
             self._count("recv_join")
             self._merge(entry, now, effects, origin=True)
             self._evidence_from(source, inc, now, effects)
             if self._entries.get(source) is not None:
-                self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 0, "m": self._state()})
+                self._send(effects, source, OP_SYNC, {"in": self._self.incarnation, "r": 0, "m": self._state()})
             return effects
         # OP_SYNC
         limit = self.config.max_members + 1
@@ -465,7 +464,7 @@ class FullMeshMembership:
         if not isinstance(wanted, list) or len(wanted) > limit or \
                 not all(isinstance(w, bytes) and len(w) == 16 for w in wanted):
             raise _bad("sync w must be a list of at most max_members + 1 node ids")
-        entries = [_entry_from_wire(item, now) for item in raw]  # validate all before changing anything
+        entries = [_record_from_wire(item, now) for item in raw]  # validate all before changing anything
         self._count("recv_sync")
         theirs: dict[bytes, tuple[int, int, int]] = {}
         for entry in entries:
@@ -484,7 +483,7 @@ class FullMeshMembership:
         peer = self._entries.get(source)
         if peer is None or peer.st == ST_LEFT or not (want_reply or digest is not None or wanted):
             return effects
-        out: dict[bytes, _Entry] = {}
+        out: dict[bytes, _Record] = {}
         ask: list[bytes] = []
         if want_reply:  # ``m`` was the sender's full state: answer with what it lacks
             out.update((e.node_id, e) for e in self._all_entries() if theirs.get(e.node_id, (-1, -1, -1)) < e.key())
@@ -498,7 +497,7 @@ class FullMeshMembership:
             if held is not None:
                 out[nid] = held
         if out or ask:
-            reply: dict[str, Any] = {"in": self._self.inc, "m": [e.to_wire() for e in out.values()]}
+            reply: dict[str, Any] = {"in": self._self.incarnation, "m": [mesh_wire(e) for e in out.values()]}
             if ask:
                 reply["w"] = ask
             self._send(effects, source, OP_SYNC, reply)
@@ -507,7 +506,7 @@ class FullMeshMembership:
     def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], inc: int, now: float,
                        effects: list[Effect]) -> None:
         """The indirect-probe ops (see :mod:`fabric.membership.health`); each is also a sign of life."""
-        me = self._self.inc
+        me = self._self.incarnation
         if op == OP_INDIRECT_PING:
             seq = ping_body(body)
             self._count("recv_iping")
@@ -552,13 +551,13 @@ class FullMeshMembership:
         else:
             self._gen += 1  # a confirmation: the suspicion timeout shrinks
 
-    def _suspicion_timeout(self, entry: _Entry) -> float:
+    def _suspicion_timeout(self, entry: _Record) -> float:
         """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
         cfg = self.config
         base = self._probes.suspicion_timeout(entry.node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
         return base * self.health.multiplier
 
-    def _start_suspicion(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+    def _start_suspicion(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         before = entry.member()
         entry.suspect = True
         entry.suspect_since = now
@@ -571,7 +570,7 @@ class FullMeshMembership:
             helpers = [e.node_id for e in self._sorted_entries()
                        if e is not entry and e.st == ST_ALIVE and e.up and not e.suspect]
             chosen = self._rng.sample(helpers, min(k, len(helpers)))
-            for send in self._probes.request(entry.node_id, chosen, self._self.inc):
+            for send in self._probes.request(entry.node_id, chosen, self._self.incarnation):
                 self._send(effects, send.to, send.op, send.body)
 
     # -- timers -----------------------------------------------------------------------------------
@@ -604,7 +603,7 @@ class FullMeshMembership:
         self._due = min(deadline, held)
         return self._due
 
-    def _probe_due(self, entry: _Entry) -> float:
+    def _probe_due(self, entry: _Record) -> float:
         """When the next direct probe of a suspect is due (spread evenly over ``suspect_timeout``)."""
         return entry.suspect_since + entry.probes_sent * self.config.suspect_timeout / max(1, self.config.suspect_probes)
 
@@ -646,7 +645,7 @@ class FullMeshMembership:
                 self._gen += 1
         hold = self._recheck_at != math.inf
         if not hold:  # a helper's nack, too, waits until its own backlog had a chance to run
-            for send in self._probes.tick(now, self._self.inc):
+            for send in self._probes.tick(now, self._self.incarnation):
                 self._send(effects, send.to, send.op, send.body)
         # failure detection first, so a heartbeat round never masks a due suspicion
         for entry in [] if hold else self._sorted_entries():
@@ -668,7 +667,7 @@ class FullMeshMembership:
                 entry.probes_sent += 1
                 self._dirty()
                 self._count("suspect_probes")
-                self._send(effects, entry.node_id, OP_HEARTBEAT, {"in": self._self.inc, "a": 1})
+                self._send(effects, entry.node_id, OP_HEARTBEAT, {"in": self._self.incarnation, "a": 1})
         # tombstone expiry: the entry shrinks to a grave (node id -> last dead incarnation and status)
         for entry in self._sorted_entries():
             if entry.st != ST_ALIVE and now >= entry.changed_at + cfg.tombstone_ttl:
@@ -680,13 +679,13 @@ class FullMeshMembership:
                     effects.append(Disconnect(entry.node_id))
                 self._count("tombstones_expired")
                 if len(self._graves) < cfg.max_members:
-                    self._graves[entry.node_id] = (entry.inc, entry.st, now + cfg.grave_ttl)
+                    self._graves[entry.node_id] = (entry.incarnation, entry.st, now + cfg.grave_ttl)
         if self._graves and now >= self._next_grave_sweep:
             self._next_grave_sweep = now + cfg.tombstone_ttl
             self._graves = {k: v for k, v in self._graves.items() if v[2] > now}
         alive = [e for e in self._sorted_entries() if e.st == ST_ALIVE]
         if now >= self._next_hb:
-            hb: dict[str, Any] = {"in": self._self.inc}
+            hb: dict[str, Any] = {"in": self._self.incarnation}
             for entry in alive:
                 self._send(effects, entry.node_id, OP_HEARTBEAT, hb)
             self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
@@ -702,7 +701,7 @@ class FullMeshMembership:
             if down:
                 target = self._rng.choice(down)
                 self._count("probes")
-                self._send(effects, target.node_id, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
+                self._send(effects, target.node_id, OP_SYNC, {"in": self._self.incarnation, "r": 1, "m": self._state()})
             self._next_probe = max(self._next_probe + cfg.probe_down_interval, now)
             self._gen += 1
         # seeds: keep dialling until joined, and again when every peer is gone
@@ -719,7 +718,7 @@ class FullMeshMembership:
         # handshake with it now and then; contact + gossip re-merge the two sides
         if self._seeds and not self._dialing and now >= self._next_seed_check:
             self._next_seed_check = now + cfg.join_retry_max
-            live = {spec[1] for e in alive if e.up for spec in e.endpoints.values()}
+            live = {spec[1] for e in alive if e.up for spec in e.identity.endpoints.values()}
             for seed in self._seeds:
                 if seed not in live:
                     self._count("seed_checks")
@@ -728,40 +727,40 @@ class FullMeshMembership:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _sorted_entries(self) -> list[_Entry]:
+    def _sorted_entries(self) -> list[_Record]:
         # deterministic order (dict order depends on arrival order, which is itself deterministic in a
         # seeded simulation, but sorting makes the order independent of history)
         return [self._entries[k] for k in sorted(self._entries)]
 
-    def _all_entries(self) -> list[_Entry]:
+    def _all_entries(self) -> list[_Record]:
         return [self._self, *self._sorted_entries()]
 
     def _gossip_body(self) -> dict[str, Any]:
         """An anti-entropy opener: our own entry (so the peer can answer even if it never heard of us)
         and the digest of our whole state."""
         if self._digest_cache is None:
-            self._digest_cache = [[e.node_id, e.inc, e.st, e.mv] for e in self._all_entries()]
-        return {"in": self._self.inc, "m": [self._self.to_wire()], "d": self._digest_cache}
+            self._digest_cache = [[e.node_id, e.incarnation, e.st, e.v] for e in self._all_entries()]
+        return {"in": self._self.incarnation, "m": [mesh_wire(self._self)], "d": self._digest_cache}
 
     def _state(self) -> list[dict[str, Any]]:
         if self._state_cache is None:
-            self._state_cache = [e.to_wire() for e in self._all_entries()]
+            self._state_cache = [mesh_wire(e) for e in self._all_entries()]
         return self._state_cache
 
     def _send(self, effects: list[Effect], to: bytes, op: str, body: dict[str, Any]) -> None:
         self._count(f"sent_{op}")
         effects.append(Send(to, op, body))
 
-    def _push(self, changed: list[_Entry], effects: list[Effect]) -> None:
+    def _push(self, changed: list[_Record], effects: list[Effect]) -> None:
         """Eager push of entries this node originated a change for, to every peer believed alive."""
         if not changed:
             return
-        body = {"in": self._self.inc, "r": 0, "m": [e.to_wire() for e in changed]}
+        body = {"in": self._self.incarnation, "r": 0, "m": [mesh_wire(e) for e in changed]}
         for entry in self._sorted_entries():
             if entry.st == ST_ALIVE and entry.node_id not in {c.node_id for c in changed}:
                 self._send(effects, entry.node_id, OP_SYNC, body)
 
-    def _alive_signal(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+    def _alive_signal(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         assert entry.detector is not None
         entry.detector.heartbeat(now)
         if entry.suspect:
@@ -779,19 +778,19 @@ class FullMeshMembership:
             return
         if inc > self._evidence.get(source, -1):
             self._evidence[source] = inc
-        if inc == entry.inc and entry.st == ST_ALIVE:
+        if inc == entry.incarnation and entry.st == ST_ALIVE:
             if entry.up:
                 self._alive_signal(entry, now, effects)
             else:
                 self._mark_up(entry, now, effects)
-        elif inc > entry.inc:
+        elif inc > entry.incarnation:
             # It restarted (or refuted) and we have not seen the new entry yet: ask it, at most once
             # per gossip interval.
             if now >= self._sync_asked.get(source, -1e300) + self.config.gossip_interval and entry.st != ST_LEFT:
                 self._sync_asked[source] = now
                 self._send(effects, source, OP_SYNC, self._gossip_body())
 
-    def _mark_up(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+    def _mark_up(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         cfg = self.config
         entry.up = True
         entry.suspect = False
@@ -813,7 +812,7 @@ class FullMeshMembership:
         if not entry.name:
             return
         for other in self._sorted_entries():
-            if other is entry or other.name != entry.name or other.st != ST_ALIVE or other.inc >= entry.inc:
+            if other is entry or other.name != entry.name or other.st != ST_ALIVE or other.incarnation >= entry.incarnation:
                 continue
             last = other.detector.last if other.detector is not None else None
             if last is not None and now - last <= cfg.heartbeat_interval:
@@ -821,7 +820,7 @@ class FullMeshMembership:
                 continue
             self._declare_down(other, now, "replaced", effects)
 
-    def _declare_down(self, entry: _Entry, now: float, reason: str, effects: list[Effect]) -> None:
+    def _declare_down(self, entry: _Record, now: float, reason: str, effects: list[Effect]) -> None:
         self._probes.finish(entry.node_id)
         was_up = entry.up
         entry.st = ST_DOWN
@@ -834,29 +833,31 @@ class FullMeshMembership:
             effects.append(MemberDown(entry.member(), reason))
         self._push([entry], effects)
 
-    def _refute(self, theirs: _Entry, now: float, effects: list[Effect]) -> None:
+    def _refute(self, theirs: _Record, now: float, effects: list[Effect]) -> None:
         me = self._self
-        if theirs.key() <= me.key():
-            if theirs.inc == me.inc and theirs.st == ST_ALIVE and not self._joined:
+        key = refute_key(me.key(), theirs.key())
+        if key is None:
+            if theirs.incarnation == me.incarnation and theirs.st == ST_ALIVE and not self._joined:
                 # a peer lists us alive: we are in the cluster
                 self._joined = True
                 self._dialing = False
                 effects.append(Joined())
             return
-        me.inc = max(me.inc, theirs.inc) + 1
-        me.mv = 0
+        ident = me.identity
+        me.identity = Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints)
+        me.v = key[2]
         me.changed_at = now
         self._dirty()
         self._count("refuted")
         if theirs.st == ST_DOWN:
             self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
         # everyone, down members included: they may be the side that declared us down
-        body = {"in": me.inc, "r": 0, "m": [me.to_wire()]}
+        body = {"in": me.incarnation, "r": 0, "m": [mesh_wire(me)]}
         for entry in self._sorted_entries():
             if entry.st != ST_LEFT:
                 self._send(effects, entry.node_id, OP_SYNC, body)
 
-    def _merge(self, new: _Entry, now: float, effects: list[Effect], *, origin: bool) -> None:
+    def _merge(self, new: _Record, now: float, effects: list[Effect], *, origin: bool) -> None:
         """Merge one gossiped entry. ``origin``: this node admitted it (join/contact) and pushes it."""
         if new.node_id == self._self.node_id:
             self._refute(new, now, effects)
@@ -867,22 +868,23 @@ class FullMeshMembership:
                 self._count("rejected_full")
                 return
             grave = self._graves.pop(new.node_id, None)
-            if grave is not None and new.inc <= grave[0]:
+            if grave is not None and new.incarnation <= grave[0]:
                 # an incarnation we buried (a partition that outlived the tombstone, or stale gossip):
                 # it becomes a tombstone again, never up. If the node is in fact alive, probes and sync
                 # answers now carry its down entry to it, and it refutes with a new incarnation.
                 self._count("buried_claims")
-                new.inc, new.st, new.mv = grave[0], grave[1], 0
+                new.identity = dataclasses.replace(new.identity, incarnation=grave[0])
+                new.st, new.v = grave[1], 0
                 self._entries[new.node_id] = new
                 self._dirty()
                 if new.st == ST_DOWN:
-                    effects.append(Connect(new.identity()))
+                    effects.append(Connect(new.identity))
                 return
             self._entries[new.node_id] = new
             self._dirty()
             if new.st == ST_ALIVE:
-                effects.append(Connect(new.identity()))
-                if self._evidence.get(new.node_id) == new.inc:
+                effects.append(Connect(new.identity))
+                if self._evidence.get(new.node_id) == new.incarnation:
                     self._mark_up(new, now, effects)
                 if origin:
                     self._push([new], effects)
@@ -890,7 +892,7 @@ class FullMeshMembership:
         if new.key() <= old.key():
             return
         self._dirty()
-        if new.inc > old.inc:
+        if new.incarnation > old.incarnation:
             # a newer incarnation supersedes the old one entirely
             if old.up and old.st == ST_ALIVE:
                 old.st = ST_DOWN
@@ -899,8 +901,8 @@ class FullMeshMembership:
                 effects.append(Disconnect(old.node_id))
             self._entries[new.node_id] = new
             if new.st == ST_ALIVE:
-                effects.append(Connect(new.identity()))
-                if self._evidence.get(new.node_id) == new.inc:
+                effects.append(Connect(new.identity))
+                if self._evidence.get(new.node_id) == new.incarnation:
                     self._mark_up(new, now, effects)
             if origin:
                 self._push([new], effects)
@@ -909,8 +911,8 @@ class FullMeshMembership:
         if new.st != old.st:
             before_up = old.up and old.st == ST_ALIVE
             old.st = new.st
-            old.mv = new.mv
-            old.meta = new.meta
+            old.v = new.v
+            old.identity = new.identity
             old.changed_at = now
             old.suspect = False
             old.detector = None
@@ -922,13 +924,11 @@ class FullMeshMembership:
                 effects.append(Disconnect(old.node_id))
             return
         before = old.member()
-        endpoints_changed = old.endpoints != new.endpoints
-        old.mv = new.mv
-        old.meta = new.meta
-        old.name = new.name
-        old.endpoints = new.endpoints
+        endpoints_changed = old.identity.endpoints != new.identity.endpoints
+        old.v = new.v
+        old.identity = new.identity
         if endpoints_changed and old.st == ST_ALIVE:
             effects.append(Disconnect(old.node_id))
-            effects.append(Connect(old.identity()))
+            effects.append(Connect(old.identity))
         if old.up and old.st == ST_ALIVE and before != old.member():
             effects.append(MemberChanged(old.member(), before))

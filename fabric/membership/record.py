@@ -3,10 +3,9 @@
 Theory of operation
 -------------------
 Record-based overlays (:class:`RecordOverlay`: HyParView, client-server, static) keep one *record* per
-node id - identity, incarnation ``in``, version ``v``, status ``st`` (0 alive, 2 down, 3 left) - merged
-like a CRDT register on the key ``(in, v, st)``. Only the owner raises its ``v`` (metadata change,
-refutation) or ``in`` (restart); anyone may mark a record down at the key it holds. Records travel as
-Plumtree broadcasts (kind 1) over the overlay's links:
+node id - the member-record CRDT of :mod:`fabric.membership.records`, the same one the full-mesh core
+merges: key ``(in, st, v)``, down and left terminal for an incarnation, refutation with a new
+incarnation. Records travel as Plumtree broadcasts (kind 1) over the overlay's links:
 
 * changes are *announced*: queued for ``announce_interval`` and sent as one Plumtree broadcast (kind 1,
   a list of records), so a join storm through one seed costs a few broadcasts, not one per joiner;
@@ -15,7 +14,8 @@ Plumtree broadcasts (kind 1) over the overlay's links:
   ``"expired"``, local only) - the last-resort backstop for crashes nobody observed;
 * a neighbour's failure (phi on heartbeats, or a :meth:`link_down` report from the transport) marks its
   record down and announces it (after a random delay, cancelled if another observer's announcement
-  arrives first); a live node that hears itself declared down refutes with ``v + 1``;
+  arrives first); a live node that hears itself declared down refutes with a new incarnation
+  (:func:`~fabric.membership.records.refute_key`);
 * a leave broadcasts the left record to every neighbour;
 * anti-entropy every ``sync_interval`` with one random neighbour repairs what broadcasts missed (a
   64-bit summary of the alive records first; the digest and records only when summaries differ).
@@ -69,7 +69,7 @@ from .interface import (
 )
 from .overlay_config import OverlayConfig
 from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree
-from .records import _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key
+from .records import _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key, refute_key
 from .relay import Relays
 from .types import (
     ST_ALIVE,
@@ -352,8 +352,9 @@ class RecordOverlay:
             if new.key() == old.key():
                 old.seen = max(old.seen, now)
             return False
-        if new.identity.incarnation > old.identity.incarnation or (old.st != ST_ALIVE and new.st == ST_ALIVE):
-            # a new incarnation, or a refutation of a down record: the old one ends, the new one starts
+        if new.identity.incarnation > old.identity.incarnation:
+            # a new incarnation (a restart, or the owner's refutation of a down record): the old one
+            # ends, the new one starts
             if old.st == ST_ALIVE:
                 effects.append(MemberDown(old.member(), "restarted"))
             self._summary_remove(old)
@@ -379,15 +380,15 @@ class RecordOverlay:
 
     def _refute(self, theirs: _Record, now: float, effects: list[OverlayEffect]) -> None:
         me = self._self
-        if theirs.key() <= me.key() or self._leaving:
+        key = refute_key(me.key(), theirs.key())
+        if key is None or self._leaving:
             return
         ident = me.identity
-        if theirs.identity.incarnation > ident.incarnation:
-            ident = Identity(ident.node_id, ident.name, theirs.identity.incarnation + 1, ident.metadata, ident.endpoints)
-            self.tree.set_epoch(ident.incarnation)
-            v = 0
-        else:
-            v = theirs.v + 1
+        ident = Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints)
+        self.tree.set_epoch(ident.incarnation)
+        v = key[2]
+        if theirs.st == ST_DOWN:
+            self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
         self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
         me.identity, me.v, me.wire = ident, v, None
         self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
@@ -554,8 +555,9 @@ class RecordOverlay:
         for item in digest or []:
             if not isinstance(item, list) or len(item) != 4:
                 raise _bad("sync d items must be [id, in, v, st]")
-            parsed.append((_node_id(item[0], "d id"), (_uint(item[1], "d in"), _uint(item[2], "d v"),
-                                                       _uint(item[3], "d st"))))
+            # wire order [id, in, v, st]; the merge key is (in, st, v)
+            parsed.append((_node_id(item[0], "d id"), (_uint(item[1], "d in"), _uint(item[3], "d st"),
+                                                       _uint(item[2], "d v"))))
         for w in wanted:
             _node_id(w, "sync w")
         self._count("recv_sync")
@@ -601,7 +603,7 @@ class RecordOverlay:
 
     def _digest(self) -> list[list[Any]]:
         recs = [self._self, *(r for r in self._records.values() if r.st == ST_ALIVE)]
-        return [[r.node_id, *r.key()] for r in recs]
+        return [[r.node_id, r.incarnation, r.v, r.st] for r in recs]  # wire order: [id, in, v, st]
 
     def _state(self) -> list[dict[str, Any]]:
         """Every alive record we hold plus our own (what a joiner gets)."""
