@@ -83,22 +83,20 @@ import dataclasses
 import heapq
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .config import MembershipConfig
 from .detector import PhiAccrualDetector
-from .errors import MembershipError
+from .engine import MemberEngine, reconcile
 from .health import (
     OP_INDIRECT_ACK,
     OP_INDIRECT_PING,
     OP_PING_REQ,
     PROBE_OPS,
-    IndirectProbes,
-    LocalHealth,
     ping_body,
 )
-from .records import _digest_from_wire, _Record, _record_from_wire, mesh_wire, refute_key
+from .records import Key, _digest_from_wire, _Record, _record_from_wire, mesh_wire
 from .types import (  # re-exported: this vocabulary used to live here, importers keep working
     ST_ALIVE,
     ST_DOWN,
@@ -128,7 +126,6 @@ from .types import (  # re-exported: this vocabulary used to live here, importer
     Tick,
     Traffic,
     _bad,
-    _check_meta,
     _int,
 )
 
@@ -146,8 +143,10 @@ __all__ = [
 ]
 
 
-class FullMeshMembership:
-    """The full-mesh membership core of one node (see the module docstring).
+class FullMeshMembership(MemberEngine[MembershipConfig]):
+    """The full-mesh policy of the membership engine (see the module docstring): every alive member is
+    a neighbour, changes are pushed straight to each, anti-entropy is digest push-pull; a member is up
+    only with direct evidence of its incarnation.
 
     Args:
         identity: this node (its incarnation may grow later by refutation: read :attr:`local`).
@@ -161,27 +160,15 @@ class FullMeshMembership:
 
     def __init__(self, identity: Identity, config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
-        if len(identity.node_id) != 16:
-            raise MembershipError("node id must be 16 octets")
-        self.config = config if config is not None else MembershipConfig()
-        self._rng = rng if rng is not None else random.Random(0)
-        self._self = _Record(Identity(identity.node_id, identity.name, identity.incarnation,
-                                      dict(identity.metadata), dict(identity.endpoints)), 0, ST_ALIVE, now)
-        self._entries: dict[bytes, _Record] = {}
+        super().__init__(identity, config if config is not None else MembershipConfig(), rng=rng, now=now)
         self._evidence: dict[bytes, int] = {}  # node id -> highest incarnation heard from it directly
         self._sync_asked: dict[bytes, float] = {}
         self._next_hb = now + self.config.heartbeat_interval
         self._next_gossip = now + self.config.gossip_interval
         self._next_probe = now + self.config.probe_down_interval
-        self._seeds: list[str] = []
-        self._dialing = False
-        self._dial_backoff = self.config.join_retry_initial
-        self._next_dial = now
         self._next_seed_check = now + self.config.join_retry_max
         self._graves: dict[bytes, tuple[int, int, float]] = {}  # node id -> (incarnation, st, forget at)
         self._next_grave_sweep = now
-        self._joined = False
-        self._leaving = False
         self._state_cache: list[dict[str, Any]] | None = None
         self._digest_cache: list[list[Any]] | None = None
         # next_deadline() without an O(members) scan per message: detector crossing times sit in a heap
@@ -189,84 +176,26 @@ class FullMeshMembership:
         self._gen = 0
         self._scan: tuple[int, float] = (-1, math.inf)
         self._detector_heap: list[tuple[float, bytes]] = []
-        self.counters: dict[str, int] = {}
-        self.health = LocalHealth(self.config.local_health_max, self.config.heartbeat_interval)
-        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
-        self._probes = IndirectProbes(self.config.indirect_probes, self.config.probe_timeout)
-        self._due = math.inf  # the deadline the driver was last given: a tick later than it ran late
         self._recheck_at = math.inf  # after a late tick: when suspicions are looked at again
 
     # -- properties -------------------------------------------------------------------------------
 
-    @property
-    def local(self) -> Identity:
-        """This node's current identity (the incarnation grows when it refutes a false down)."""
-        return self._self.identity
-
-    @property
-    def node_id(self) -> bytes:
-        """This node's id."""
-        return self._self.node_id
-
-    @property
-    def incarnation(self) -> int:
-        """This node's current incarnation."""
-        return self._self.incarnation
-
-    @property
-    def joined(self) -> bool:
-        """True once a peer's state listed this node alive (or when there was no seed to join)."""
-        return self._joined
-
-    @property
-    def leaving(self) -> bool:
-        """True after :meth:`leave`."""
-        return self._leaving
-
-    def members(self) -> list[Member]:
-        """This node and every member that has been up in its view (down/left until their tombstones
-        expire), sorted by node id."""
-        out = [self._self.member()]  # LEFT after leave()
-        out.extend(e.member() for e in self._entries.values() if e.up)
-        out.sort(key=lambda m: m.node_id)
-        return out
-
-    def member(self, node_id: bytes) -> Member | None:
-        """The member with this id as :meth:`members` would list it, else None."""
-        if node_id == self._self.node_id:
-            return self._self.member()
-        entry = self._entries.get(node_id)
-        return entry.member() if entry is not None and entry.up else None
-
-    def alive_members(self) -> list[Member]:
-        """Members (this node included) whose status is ALIVE or SUSPECT."""
-        return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
-
-    def digest(self) -> dict[bytes, tuple[int, int, int]]:
-        """The gossip state as node id -> merge key ``(incarnation, st, mv)`` (this node included).
-
-        Two nodes that have exchanged all their state have equal digests (for tests and debugging).
-        """
-        return {e.node_id: e.key() for e in self._all_entries()}
-
     def phi(self, node_id: bytes, now: float) -> float | None:
         """Current phi of an up member, None when it has no detector."""
-        entry = self._entries.get(node_id)
+        entry = self._records.get(node_id)
         if entry is None or entry.detector is None:
             return None
         return entry.detector.phi(now)
 
+    def _listed(self, rec: _Record) -> bool:
+        return rec.up  # a gossiped claim is listed only once this node had direct evidence of it
+
     def stats(self) -> dict[str, int]:
         """Counters: messages sent/received per op, bad/unknown input, refutations, declared down ..."""
-        out = dict(self.counters)
-        out.update(self._probes.stats())
-        out.update(self.health.stats())
-        out["entries"] = len(self._entries)
-        out["up"] = sum(1 for e in self._entries.values() if e.up and e.st == ST_ALIVE)
+        out = super().stats()
+        out["entries"] = len(self._records)
+        out["up"] = sum(1 for e in self._records.values() if e.up and e.st == ST_ALIVE)
         return out
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
 
     def _dirty(self) -> None:
         self._state_cache = None
@@ -278,9 +207,9 @@ class FullMeshMembership:
         at = entry.detector.suspect_at()
         if at is not None:
             heapq.heappush(self._detector_heap, (at, entry.node_id))
-        if len(self._detector_heap) > 8 * len(self._entries) + 64:
+        if len(self._detector_heap) > 8 * len(self._records) + 64:
             # a driver that rarely asks next_deadline(): rebuild from the live detectors
-            self._detector_heap = [(e.detector.suspect_at() or 0.0, e.node_id) for e in self._entries.values()
+            self._detector_heap = [(e.detector.suspect_at() or 0.0, e.node_id) for e in self._records.values()
                                    if e.detector is not None and e.st == ST_ALIVE and e.up and not e.suspect]
             heapq.heapify(self._detector_heap)
 
@@ -308,28 +237,6 @@ class FullMeshMembership:
 
     # -- inputs -----------------------------------------------------------------------------------
 
-    def join(self, seeds: Sequence[str], now: float) -> list[Effect]:
-        """Start joining through ``seeds`` (membership endpoints; our own endpoint is skipped).
-
-        Returns one :class:`Dial` per seed; with no seed left the node is alone and joined at once.
-        """
-        own = {spec[1] for spec in self._self.identity.endpoints.values()}
-        self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
-        if not self._seeds:
-            if self._joined:
-                return []
-            self._joined = True
-            return [Joined()]
-        self._dialing = not self._joined
-        self._dial_backoff = self.config.join_retry_initial
-        return self._dial(now) if self._dialing else []
-
-    def _dial(self, now: float) -> list[Effect]:
-        self._next_dial = now + self._dial_backoff
-        self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
-        self._count("dials", len(self._seeds))
-        return [Dial(seed) for seed in self._seeds]
-
     def contact(self, identity: Identity, now: float) -> list[Effect]:
         """The handshake with ``identity`` completed (it is direct evidence of that incarnation).
 
@@ -341,7 +248,7 @@ class FullMeshMembership:
         effects: list[Effect] = []
         self._merge(candidate, now, effects, origin=True)
         self._evidence_from(identity.node_id, identity.incarnation, now, effects)
-        entry = self._entries.get(identity.node_id)
+        entry = self._records.get(identity.node_id)
         if self._dialing and entry is not None and entry.st != ST_LEFT and entry.incarnation == identity.incarnation:
             # also to a seed we hold as down (a long partition): its answer carries our own down entry,
             # if it has one, and we refute; either way both sides re-merge
@@ -369,7 +276,7 @@ class FullMeshMembership:
         """Any non-membership message from ``source`` arrived: a sign of life for its current incarnation."""
         if self._leaving:
             return []
-        entry = self._entries.get(source)
+        entry = self._records.get(source)
         effects: list[Effect] = []
         if entry is not None and entry.up and entry.st == ST_ALIVE:
             self._alive_signal(entry, now, effects)
@@ -377,7 +284,7 @@ class FullMeshMembership:
 
     def link_up(self, node_id: bytes, now: float) -> list[Effect]:
         """A link (re)connected: exchange state with the peer at once instead of waiting for gossip."""
-        entry = self._entries.get(node_id)
+        entry = self._records.get(node_id)
         effects: list[Effect] = []
         if not self._leaving and entry is not None and entry.st != ST_LEFT:
             self._send(effects, node_id, OP_SYNC, self._gossip_body())
@@ -404,18 +311,6 @@ class FullMeshMembership:
                 self._send(effects, entry.node_id, OP_SYNC, body)
         return effects
 
-    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[Effect]:
-        """Replace this node's metadata (raises BadMembershipMessage if it is not str -> str within the
-        limits) and push it to every peer."""
-        ident = self._self.identity
-        self._self.identity = Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)),
-                                       ident.endpoints)
-        self._self.v += 1
-        self._dirty()
-        effects: list[Effect] = []
-        self._push([self._self], effects)
-        return effects
-
     def receive(self, source: bytes, op: str, body: Any, now: float) -> list[Effect]:
         """A MEMBERSHIP message from ``source``. It is also a sign of life: do not call :meth:`traffic`
         for it.
@@ -435,7 +330,7 @@ class FullMeshMembership:
             self._count("recv_hb")
             self._evidence_from(source, inc, now, effects)
             ack = body.get("a", 0)
-            if ack and source in self._entries and self._entries[source].st == ST_ALIVE:
+            if ack and source in self._records and self._records[source].st == ST_ALIVE:
                 self._send(effects, source, OP_HEARTBEAT, {"in": self._self.incarnation})  # a suspecter's probe
             return effects
         if op in PROBE_OPS:
@@ -448,7 +343,7 @@ class FullMeshMembership:
             self._count("recv_join")
             self._merge(entry, now, effects, origin=True)
             self._evidence_from(source, inc, now, effects)
-            if self._entries.get(source) is not None:
+            if self._records.get(source) is not None:
                 self._send(effects, source, OP_SYNC, {"in": self._self.incarnation, "r": 0, "m": self._state()})
             return effects
         # OP_SYNC
@@ -480,20 +375,19 @@ class FullMeshMembership:
                 self._joined = True
                 self._dialing = False
                 effects.append(Joined())
-        peer = self._entries.get(source)
+        peer = self._records.get(source)
         if peer is None or peer.st == ST_LEFT or not (want_reply or digest is not None or wanted):
             return effects
         out: dict[bytes, _Record] = {}
         ask: list[bytes] = []
+        ours = {e.node_id: e for e in self._all_entries()}
         if want_reply:  # ``m`` was the sender's full state: answer with what it lacks
-            out.update((e.node_id, e) for e in self._all_entries() if theirs.get(e.node_id, (-1, -1, -1)) < e.key())
-        if digest is not None:  # a digest of the sender's state: send what it lacks, ask for what we lack
-            ours = {e.node_id: e for e in self._all_entries()}
-            out.update((nid, e) for nid, e in ours.items() if digest.get(nid, (-1, -1, -1)) < e.key())
-            ask = [nid for nid, key in digest.items()
-                   if nid not in ours or ours[nid].key() < key]
+            out.update(reconcile(ours, theirs, complete=True)[0])
+        if digest is not None:  # a digest of the sender's whole state: send what it lacks, ask what we lack
+            more, ask = reconcile(ours, digest, complete=True)
+            out.update(more)
         for nid in wanted:
-            held = self._self if nid == self._self.node_id else self._entries.get(nid)
+            held = self._self if nid == self._self.node_id else self._records.get(nid)
             if held is not None:
                 out[nid] = held
         if out or ask:
@@ -522,7 +416,7 @@ class FullMeshMembership:
             return
         if op == OP_PING_REQ:
             target_id = body.get("t")
-            target = self._entries.get(target_id) if isinstance(target_id, bytes) else None
+            target = self._records.get(target_id) if isinstance(target_id, bytes) else None
             reachable = target is not None and target.st == ST_ALIVE and target.up
             tid, sends = self._probes.on_request(source, body, me, now, reachable=reachable,
                                                  scale=self.health.multiplier)
@@ -541,7 +435,7 @@ class FullMeshMembership:
         if result is None:
             return
         tid, ok = result
-        entry = self._entries.get(tid)
+        entry = self._records.get(tid)
         if entry is None or not entry.suspect or entry.st != ST_ALIVE or not entry.up:
             return
         if ok:
@@ -550,12 +444,6 @@ class FullMeshMembership:
             self._alive_signal(entry, now, effects)
         else:
             self._gen += 1  # a confirmation: the suspicion timeout shrinks
-
-    def _suspicion_timeout(self, entry: _Record) -> float:
-        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
-        cfg = self.config
-        base = self._probes.suspicion_timeout(entry.node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
-        return base * self.health.multiplier
 
     def _start_suspicion(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         before = entry.member()
@@ -587,7 +475,7 @@ class FullMeshMembership:
         heap = self._detector_heap
         while heap:
             at, node_id = heap[0]
-            entry = self._entries.get(node_id)
+            entry = self._records.get(node_id)
             if (entry is not None and entry.st == ST_ALIVE and entry.up and not entry.suspect
                     and entry.detector is not None and entry.detector.suspect_at() == at):
                 deadline = min(deadline, max(at, self._recheck_at) if self._recheck_at != math.inf else at)
@@ -611,10 +499,10 @@ class FullMeshMembership:
         """Earliest suspect timeout, tombstone expiry or probe (changes only with the state)."""
         deadline = math.inf
         probe = self.config.probe_down_interval > 0
-        for entry in self._entries.values():
+        for entry in self._records.values():
             if entry.st == ST_ALIVE:
                 if entry.suspect:
-                    deadline = min(deadline, entry.suspect_since + self._suspicion_timeout(entry))
+                    deadline = min(deadline, entry.suspect_since + self._suspicion_timeout(entry.node_id))
                     if entry.probes_sent < self.config.suspect_probes:
                         deadline = min(deadline, self._probe_due(entry))
             else:
@@ -657,7 +545,7 @@ class FullMeshMembership:
                     self._start_suspicion(entry, now, effects)
             if not entry.suspect:
                 continue
-            if now >= entry.suspect_since + self._suspicion_timeout(entry):
+            if now >= entry.suspect_since + self._suspicion_timeout(entry.node_id):
                 if self._probes.finish(entry.node_id):
                     self.health.worse(now, "missed_nacks")  # helpers we asked stayed silent: our links?
                 self._declare_down(entry, now, "unreachable", effects)
@@ -671,7 +559,7 @@ class FullMeshMembership:
         # tombstone expiry: the entry shrinks to a grave (node id -> last dead incarnation and status)
         for entry in self._sorted_entries():
             if entry.st != ST_ALIVE and now >= entry.changed_at + cfg.tombstone_ttl:
-                del self._entries[entry.node_id]
+                del self._records[entry.node_id]
                 self._evidence.pop(entry.node_id, None)
                 self._sync_asked.pop(entry.node_id, None)
                 self._dirty()
@@ -730,7 +618,7 @@ class FullMeshMembership:
     def _sorted_entries(self) -> list[_Record]:
         # deterministic order (dict order depends on arrival order, which is itself deterministic in a
         # seeded simulation, but sorting makes the order independent of history)
-        return [self._entries[k] for k in sorted(self._entries)]
+        return [self._records[k] for k in sorted(self._records)]
 
     def _all_entries(self) -> list[_Record]:
         return [self._self, *self._sorted_entries()]
@@ -746,10 +634,6 @@ class FullMeshMembership:
         if self._state_cache is None:
             self._state_cache = [mesh_wire(e) for e in self._all_entries()]
         return self._state_cache
-
-    def _send(self, effects: list[Effect], to: bytes, op: str, body: dict[str, Any]) -> None:
-        self._count(f"sent_{op}")
-        effects.append(Send(to, op, body))
 
     def _push(self, changed: list[_Record], effects: list[Effect]) -> None:
         """Eager push of entries this node originated a change for, to every peer believed alive."""
@@ -773,7 +657,7 @@ class FullMeshMembership:
 
     def _evidence_from(self, source: bytes, inc: int, now: float, effects: list[Effect]) -> None:
         """Direct traffic from ``source`` speaking as incarnation ``inc``."""
-        entry = self._entries.get(source)
+        entry = self._records.get(source)
         if entry is None:
             return
         if inc > self._evidence.get(source, -1):
@@ -833,25 +717,24 @@ class FullMeshMembership:
             effects.append(MemberDown(entry.member(), reason))
         self._push([entry], effects)
 
-    def _refute(self, theirs: _Record, now: float, effects: list[Effect]) -> None:
-        me = self._self
-        key = refute_key(me.key(), theirs.key())
-        if key is None:
-            if theirs.incarnation == me.incarnation and theirs.st == ST_ALIVE and not self._joined:
+    def _refute(self, theirs: _Record, now: float, effects: list[Effect]) -> bool:
+        if theirs.key() <= self._self.key():
+            if theirs.incarnation == self._self.incarnation and theirs.st == ST_ALIVE and not self._joined:
                 # a peer lists us alive: we are in the cluster
                 self._joined = True
                 self._dialing = False
                 effects.append(Joined())
-            return
-        ident = me.identity
-        me.identity = Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints)
-        me.v = key[2]
-        me.changed_at = now
+            return False
+        return super()._refute(theirs, now, effects)
+
+    def _own_record_changed(self, before: Key, now: float, effects: list[Effect]) -> None:
+        """Push our changed record: a refutation (new incarnation) to everyone, down members included
+        (they may be the side that declared us down); a metadata change to every live member."""
         self._dirty()
-        self._count("refuted")
-        if theirs.st == ST_DOWN:
-            self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
-        # everyone, down members included: they may be the side that declared us down
+        me = self._self
+        if me.incarnation == before[0]:
+            self._push([me], effects)
+            return
         body = {"in": me.incarnation, "r": 0, "m": [mesh_wire(me)]}
         for entry in self._sorted_entries():
             if entry.st != ST_LEFT:
@@ -862,9 +745,9 @@ class FullMeshMembership:
         if new.node_id == self._self.node_id:
             self._refute(new, now, effects)
             return
-        old = self._entries.get(new.node_id)
+        old = self._records.get(new.node_id)
         if old is None:
-            if len(self._entries) >= self.config.max_members:
+            if len(self._records) >= self.config.max_members:
                 self._count("rejected_full")
                 return
             grave = self._graves.pop(new.node_id, None)
@@ -875,12 +758,12 @@ class FullMeshMembership:
                 self._count("buried_claims")
                 new.identity = dataclasses.replace(new.identity, incarnation=grave[0])
                 new.st, new.v = grave[1], 0
-                self._entries[new.node_id] = new
+                self._records[new.node_id] = new
                 self._dirty()
                 if new.st == ST_DOWN:
                     effects.append(Connect(new.identity))
                 return
-            self._entries[new.node_id] = new
+            self._records[new.node_id] = new
             self._dirty()
             if new.st == ST_ALIVE:
                 effects.append(Connect(new.identity))
@@ -899,7 +782,7 @@ class FullMeshMembership:
                 effects.append(MemberDown(old.member(), "restarted"))
             if old.st != ST_LEFT:
                 effects.append(Disconnect(old.node_id))
-            self._entries[new.node_id] = new
+            self._records[new.node_id] = new
             if new.st == ST_ALIVE:
                 effects.append(Connect(new.identity))
                 if self._evidence.get(new.node_id) == new.incarnation:

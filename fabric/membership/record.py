@@ -41,18 +41,17 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .detector import PhiAccrualDetector
+from .engine import MemberEngine, reconcile
 from .errors import BadMembershipMessage, MembershipError
 from .health import (
     OP_INDIRECT_ACK,
     OP_INDIRECT_PING,
     OP_PING_REQ,
     PROBE_OPS,
-    IndirectProbes,
-    LocalHealth,
     ping_body,
 )
 from .interface import (
@@ -69,14 +68,13 @@ from .interface import (
 )
 from .overlay_config import OverlayConfig
 from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree
-from .records import _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key, refute_key
+from .records import Key, _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key
 from .relay import Relays
 from .types import (
     ST_ALIVE,
     ST_DOWN,
     ST_LEFT,
     Connect,
-    Dial,
     Disconnect,
     Identity,
     Joined,
@@ -84,19 +82,18 @@ from .types import (
     MemberChanged,
     MemberDown,
     MemberLeft,
-    MemberStatus,
     MemberUp,
-    Send,
-    _check_meta,
 )
 
 
-class RecordOverlay:
-    """The machinery shared by HyParView, client-server and static (see the module docstring).
+class RecordOverlay(MemberEngine[OverlayConfig]):
+    """The partial-view policy of the membership engine, shared by HyParView, client-server and static
+    (see the module docstring).
 
-    Subclasses decide which neighbours to keep; this class keeps the records, the events, the
-    heartbeats and detectors of the neighbours, Plumtree over the neighbours, anti-entropy, relay,
-    join retries and leave.
+    The engine (:class:`~fabric.membership.engine.MemberEngine`) keeps the records, the owner's rules,
+    joining and the failure-handling configuration; this class monitors the neighbours (heartbeats and
+    detectors), spreads records with Plumtree over them, runs summary-first anti-entropy, relays and
+    leaves. Subclasses decide which neighbours to keep.
 
     Args:
         identity: this node.
@@ -109,25 +106,14 @@ class RecordOverlay:
     """
 
     membership_ops: tuple[str, ...] = (OP_HEARTBEAT, OP_SYNC)
+    redial_when_joined = True  # join() links to the seeds' neighbourhood even when already linked
 
     def __init__(self, identity: Identity, config: OverlayConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
-        if len(identity.node_id) != 16:
-            raise MembershipError("node id must be 16 octets")
-        self.config = config if config is not None else OverlayConfig()
-        self._rng = rng if rng is not None else random.Random(0)
-        self._self = _Record(identity, 0, ST_ALIVE, now)
-        self._records: dict[bytes, _Record] = {}
+        super().__init__(identity, config if config is not None else OverlayConfig(), rng=rng, now=now)
         self._summary = _key_hash(identity.node_id, self._self.key())
         self._nbrs: dict[bytes, _Neighbour] = {}
         self.tree = Plumtree(identity.node_id, identity.incarnation, self.config.plumtree, now=now)
-        self.counters: dict[str, int] = {}
-        self._joined = False
-        self._leaving = False
-        self._seeds: list[str] = []
-        self._dialing = False
-        self._dial_backoff = self.config.join_retry_initial
-        self._next_dial = math.inf
         cfg = self.config
         self._next_hb = now + cfg.heartbeat_interval
         self._next_sync = now + cfg.sync_interval * (0.5 + self._rng.random())
@@ -139,91 +125,27 @@ class RecordOverlay:
         self._outbox: dict[bytes, _Record] = {}
         self._next_announce = math.inf
         self._relays = Relays(self.config.plumtree.seen_size)
-        self.health = LocalHealth(cfg.local_health_max, cfg.heartbeat_interval)
-        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
-        self._probes = IndirectProbes(cfg.indirect_probes, cfg.probe_timeout)
-        self._due = math.inf  # the deadline last handed out: a tick later than it ran late
         self._held = False  # the last heartbeat round ran late and declared nothing
 
     # -- identity and views --------------------------------------------------------------------------
-
-    @property
-    def node_id(self) -> bytes:
-        """This node's id."""
-        return self._self.node_id
-
-    @property
-    def local(self) -> Identity:
-        """This node's identity."""
-        return self._self.identity
-
-    @property
-    def incarnation(self) -> int:
-        """This node's incarnation."""
-        return self._self.identity.incarnation
-
-    @property
-    def joined(self) -> bool:
-        """True once linked into a cluster (or alone by choice)."""
-        return self._joined
-
-    @property
-    def leaving(self) -> bool:
-        """True after :meth:`leave`."""
-        return self._leaving
-
-    def members(self) -> list[Member]:
-        """This node and every record it holds (down/left ones until their tombstones expire), sorted
-        by node id. Neighbours over the phi threshold are SUSPECT."""
-        me = self._self.member() if not self._leaving else Member(
-            self.node_id, self._self.identity.name, self.incarnation, MemberStatus.LEFT,
-            dict(self._self.identity.metadata), dict(self._self.identity.endpoints))
-        out = [me]
-        for rec in self._records.values():
-            nbr = self._nbrs.get(rec.node_id)
-            out.append(rec.member(nbr is not None and nbr.suspect_since is not None))
-        out.sort(key=lambda m: m.node_id)
-        return out
-
-    def member(self, node_id: bytes) -> Member | None:
-        """The member with this id as :meth:`members` lists it, else None."""
-        if node_id == self.node_id:
-            return self._self.member()
-        rec = self._records.get(node_id)
-        return rec.member() if rec is not None else None
-
-    def alive_members(self) -> list[Member]:
-        """Members (this node included) that are ALIVE or SUSPECT."""
-        return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
 
     def neighbours(self) -> list[bytes]:
         """Node ids of the monitored links (sorted)."""
         return sorted(self._nbrs)
 
-    def digest(self) -> dict[bytes, tuple[int, int, int]]:
-        """node id -> record key (this node included), for tests."""
-        out = {rid: rec.key() for rid, rec in self._records.items()}
-        out[self.node_id] = self._self.key()
-        return out
+    def _suspected(self, rec: _Record) -> bool:
+        nbr = self._nbrs.get(rec.node_id)
+        return nbr is not None and nbr.suspect_since is not None
 
     def stats(self) -> dict[str, int]:
-        """Counters (``sent_<op>`` per op, events, bad input ...) plus Plumtree's (prefixed ``tree_``)."""
-        out = dict(self.counters)
+        """The engine's counters plus Plumtree's (prefixed ``tree_``) and the relays'."""
+        out = super().stats()
         out.update({f"tree_{k}": v for k, v in self.tree.stats().items()})
         for name, n in self._relays.counters.items():
             out[name] = out.get(name, 0) + n
-        out.update(self._probes.stats())
-        out.update(self.health.stats())
         out["records"] = len(self._records)
         out["neighbours"] = len(self._nbrs)
         return out
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def _send(self, effects: list[OverlayEffect], to: bytes, op: str, body: dict[str, Any]) -> None:
-        self._count(f"sent_{op}")
-        effects.append(Send(to, op, body))
 
     # -- neighbours (for subclasses) -----------------------------------------------------------------
 
@@ -378,21 +300,14 @@ class RecordOverlay:
             effects.append(MemberChanged(old.member(), before))
         return True
 
-    def _refute(self, theirs: _Record, now: float, effects: list[OverlayEffect]) -> None:
+    def _own_record_changed(self, before: Key, now: float, effects: list[OverlayEffect]) -> None:
+        """This node's record changed (refutation, metadata): keep the summary, move Plumtree to the new
+        epoch after a new incarnation, and announce the record."""
         me = self._self
-        key = refute_key(me.key(), theirs.key())
-        if key is None or self._leaving:
-            return
-        ident = me.identity
-        ident = Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints)
-        self.tree.set_epoch(ident.incarnation)
-        v = key[2]
-        if theirs.st == ST_DOWN:
-            self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
-        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        me.identity, me.v, me.wire = ident, v, None
-        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        self._count("refuted")
+        self._summary = (self._summary - _key_hash(me.node_id, before) + _key_hash(me.node_id, me.key())) \
+            & 0xFFFFFFFFFFFFFFFF
+        if me.incarnation != before[0]:
+            self.tree.set_epoch(me.incarnation)
         self._broadcast_record(me, now, effects)
 
     def _broadcast_record(self, rec: _Record, now: float, effects: list[OverlayEffect], *,
@@ -424,34 +339,7 @@ class RecordOverlay:
         _, sends = self.tree.broadcast(batch, KIND_RECORD, now)
         effects.extend(sends)
 
-    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[OverlayEffect]:
-        """Replace this node's metadata (validated like the wire) and broadcast the new record."""
-        me = self._self
-        ident = me.identity
-        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        me.identity = Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)), ident.endpoints)
-        me.v += 1
-        me.wire = None
-        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        effects: list[OverlayEffect] = []
-        self._broadcast_record(me, now, effects)
-        return effects
-
     # -- inputs --------------------------------------------------------------------------------------
-
-    def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
-        """Dial the seeds (re-dialled with backoff until a neighbour link exists); with none, the node is
-        alone and joined at once."""
-        own = {spec[1] for spec in self._self.identity.endpoints.values()}
-        self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
-        if not self._seeds:
-            if self._joined:
-                return []
-            self._joined = True
-            return [Joined()]
-        self._dialing = True
-        self._dial_backoff = self.config.join_retry_initial
-        return self._dial(now)
 
     def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
         """See :meth:`Overlay.adopt`: alive records at version 0 (anti-entropy brings newer versions),
@@ -463,12 +351,6 @@ class RecordOverlay:
             self._merge(_Record(m.identity(), 0, ST_ALIVE, now), now, effects)
         self._count("adopted", len(members))
         return effects
-
-    def _dial(self, now: float) -> list[OverlayEffect]:
-        self._next_dial = now + self._dial_backoff
-        self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
-        self._count("dials", len(self._seeds))
-        return [Dial(seed) for seed in self._seeds]
 
     def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
         """The handshake with ``identity`` completed; subclasses decide what to do with it."""
@@ -580,17 +462,8 @@ class RecordOverlay:
             return
         out: dict[bytes, _Record] = {}
         ask: list[bytes] = []
-        if digest is not None:
-            theirs = dict(parsed)
-            for nid, key in parsed:
-                held = self._self if nid == self.node_id else self._records.get(nid)
-                if held is None or held.key() < key:
-                    ask.append(nid)
-                elif held.key() > key:
-                    out[nid] = held
-            for rec in [self._self, *self._records.values()]:
-                if rec.st == ST_ALIVE and rec.node_id not in theirs:
-                    out[rec.node_id] = rec
+        if digest is not None:  # it lists the peer's alive records only
+            out, ask = reconcile({self.node_id: self._self, **self._records}, dict(parsed), complete=False)
         for nid in wanted:
             held = self._self if nid == self.node_id else self._records.get(nid)
             if held is not None:
@@ -767,12 +640,6 @@ class RecordOverlay:
 
     def _policy_tick(self, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: the subclass's timers."""
-
-    def _suspicion_timeout(self, node_id: bytes) -> float:
-        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
-        cfg = self.config
-        base = self._probes.suspicion_timeout(node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
-        return base * self.health.multiplier
 
     def _start_suspicion(self, nid: bytes, nbr: _Neighbour, now: float, effects: list[OverlayEffect]) -> None:
         """Phi crossed the threshold for neighbour ``nid``: suspect it and ask other neighbours to probe it."""
