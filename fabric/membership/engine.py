@@ -35,6 +35,7 @@ Hooks a policy implements: :meth:`_own_record_changed` (tell everyone this node'
 
 from __future__ import annotations
 
+import abc
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,27 @@ from .config import FailureDetectorConfig
 from .errors import MembershipError
 from .health import IndirectProbes, LocalHealth
 from .records import NO_KEY, Key, _Record, refute_key
-from .types import ST_ALIVE, ST_DOWN, Dial, Effect, Identity, Joined, Member, MemberStatus, Send, _check_meta
+from .types import (
+    ST_ALIVE,
+    ST_DOWN,
+    Contact,
+    Dial,
+    Effect,
+    Identity,
+    InputEvent,
+    Joined,
+    JoinRequest,
+    LeaveRequest,
+    LinkDown,
+    LinkUp,
+    Member,
+    MemberStatus,
+    Received,
+    Send,
+    Tick,
+    Traffic,
+    _check_meta,
+)
 
 ConfigT = TypeVar("ConfigT", bound=FailureDetectorConfig)
 
@@ -71,7 +92,7 @@ def reconcile(ours: Mapping[bytes, _Record], theirs: Mapping[bytes, Key], *,
     return out, ask
 
 
-class MemberEngine(Generic[ConfigT]):
+class MemberEngine(abc.ABC, Generic[ConfigT]):
     """The state and rules every membership core shares (see the module docstring).
 
     Args:
@@ -182,6 +203,56 @@ class MemberEngine(Generic[ConfigT]):
     def _send(self, effects: list[Any], to: bytes, op: str, body: dict[str, Any]) -> None:
         self._count(f"sent_{op}")
         effects.append(Send(to, op, body))
+
+    # -- inputs (each policy implements them; see fabric.membership.interface.Overlay) ------------------
+
+    @abc.abstractmethod
+    def contact(self, identity: Identity, now: float) -> list[Any]:
+        """The handshake with ``identity`` completed."""
+
+    @abc.abstractmethod
+    def receive(self, source: bytes, op: str, body: Any, now: float) -> list[Any]:
+        """A MEMBERSHIP message from ``source``."""
+
+    @abc.abstractmethod
+    def traffic(self, source: bytes, now: float) -> list[Any]:
+        """Any other message from ``source`` (a sign of life)."""
+
+    @abc.abstractmethod
+    def link_up(self, node_id: bytes, now: float) -> list[Any]:
+        """The transport reports the link to ``node_id`` (re)connected."""
+
+    @abc.abstractmethod
+    def link_down(self, node_id: bytes, now: float) -> list[Any]:
+        """The transport reports the link to ``node_id`` broke."""
+
+    @abc.abstractmethod
+    def leave(self, now: float) -> list[Any]:
+        """Leave the cluster gracefully."""
+
+    @abc.abstractmethod
+    def tick(self, now: float) -> list[Any]:
+        """Run every timer due at ``now``."""
+
+    def handle(self, event: InputEvent, now: float) -> list[Any]:
+        """Dispatch an input event to the method of the same meaning; returns its effects."""
+        if isinstance(event, Received):
+            return self.receive(event.source, event.op, event.body, now)
+        if isinstance(event, Traffic):
+            return self.traffic(event.source, now)
+        if isinstance(event, Tick):
+            return self.tick(now)
+        if isinstance(event, Contact):
+            return self.contact(event.identity, now)
+        if isinstance(event, JoinRequest):
+            return self.join(event.seeds, now)
+        if isinstance(event, LinkUp):
+            return self.link_up(event.node_id, now)
+        if isinstance(event, LinkDown):
+            return self.link_down(event.node_id, now)
+        if isinstance(event, LeaveRequest):
+            return self.leave(now)
+        raise TypeError(f"unknown membership input {event!r}")
 
     # -- the owner's rules -----------------------------------------------------------------------------
 

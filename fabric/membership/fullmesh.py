@@ -1,18 +1,24 @@
-"""Full-mesh membership as a sans-IO core: every node links to and monitors every other node.
+"""Full-mesh membership: the policy of the membership engine in which every node links to and monitors
+every other node.
 
 Theory of operation
 -------------------
-State. Each node holds one *entry* per known node id: identity (name, incarnation, metadata, endpoints)
-plus a gossip status ``st``: 0 alive, 2 down, 3 left, and a metadata version ``mv``. Entries merge like a
-CRDT register per node id: the one with the larger key ``(incarnation, st, mv)`` wins. So down and left
-are terminal *for an incarnation*, only the owner can raise its own incarnation or metadata version,
-and stale gossip can never bring an old incarnation back.
+State (the engine's, :mod:`fabric.membership.engine`). Each node holds one *entry* - the member record of
+:mod:`fabric.membership.records`, the same CRDT every overlay merges - per known node id: identity (name,
+incarnation, metadata, endpoints) plus a gossip status ``st``: 0 alive, 2 down, 3 left, and a metadata
+version ``v``. Records merge like a CRDT register per node id: the one with the larger key
+``(incarnation, st, v)`` wins. So down and left are terminal *for an incarnation*, only the owner can
+raise its own incarnation or metadata version, and stale gossip can never bring an old incarnation back.
+
+What this policy adds to the engine: neighbours are every alive member (each one monitored by its own
+detector), a changed record is pushed straight to each, anti-entropy is digest push-pull, and a member
+is up only with direct evidence of its incarnation; tombstones, graves and name replacement.
 
 Dissemination (push + anti-entropy). A node that *originates* a change (a seed accepting a join, an
 observer declaring a peer down, a leave, a refutation, a metadata change) pushes the changed entries at
 once to every peer it links to (full mesh: it links to all). Loss is repaired by push-pull
 anti-entropy: every ``gossip_interval`` a node sends ``gossip_fanout`` random peers a *digest* of its
-state (``sync`` with ``d`` = ``[id, in, st, mv]`` per entry, plus its own entry); the receiver answers
+state (``sync`` with ``d`` = ``[id, in, st, v]`` per entry, plus its own entry); the receiver answers
 with the entries it holds newer or the sender lacks (``m``) and the ids it wants (``w``); the opener
 sends those. Three messages at most, one in steady state. Digests are O(members) but a quarter of the
 full state; that is fine for a full mesh, whose heartbeats are O(members) anyway.
@@ -60,12 +66,14 @@ Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a m
                                                       suspecter's probe, answer with a heartbeat at once
     join   {in: int, m: ENTRY}                        ask a seed to admit the sender (``m`` = its entry)
     sync   {in: int, m?: [ENTRY], r?: int,            merge ``m``; r=1: ``m`` is the sender's full state,
-            d?: [[id, in, st, mv]], w?: [id]}         answer with what it lacks; d: digest of the sender's
+            d?: [[id, in, st, v]], w?: [id]}          answer with what it lacks; d: digest of the sender's
                                                       state, answer with what it lacks (m) and the ids we
                                                       want (w); w: answer with those entries
 
-    ENTRY = {id: bin16, nm: str, in: int, st: int (0 alive, 2 down, 3 left), mv: int,
+    ENTRY = {id: bin16, nm: str, in: int, st: int (0 alive, 2 down, 3 left), v: int, mv: int,
              md: {str: str}, ep: {channel: [kind: str, endpoint: str, parallelism: int]}}
+
+ENTRY is the overlays' RECORD; ``mv`` repeats ``v`` for full-mesh peers of earlier versions (either is read).
 
 Unknown ops are ignored and counted (append-only rule); unknown body keys are ignored. A body that
 violates the schema raises :class:`~fabric.membership.errors.BadMembershipMessage` and changes nothing.
@@ -214,26 +222,6 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             heapq.heapify(self._detector_heap)
 
     # -- single entry point -----------------------------------------------------------------------
-
-    def handle(self, event: InputEvent, now: float) -> list[Effect]:
-        """Dispatch an input event to the method of the same meaning; returns its effects."""
-        if isinstance(event, Received):
-            return self.receive(event.source, event.op, event.body, now)
-        if isinstance(event, Traffic):
-            return self.traffic(event.source, now)
-        if isinstance(event, Tick):
-            return self.tick(now)
-        if isinstance(event, Contact):
-            return self.contact(event.identity, now)
-        if isinstance(event, JoinRequest):
-            return self.join(event.seeds, now)
-        if isinstance(event, LinkUp):
-            return self.link_up(event.node_id, now)
-        if isinstance(event, LinkDown):
-            return self.link_down(event.node_id, now)
-        if isinstance(event, LeaveRequest):
-            return self.leave(now)
-        raise TypeError(f"unknown membership input {event!r}")
 
     # -- inputs -----------------------------------------------------------------------------------
 
