@@ -137,3 +137,34 @@ def test_reconcile_complete_and_alive_only_digests() -> None:
     assert set(out) == {PEER} and ask == []
     out, ask = reconcile(ours, {OTHER: (1, ST_ALIVE, 0)}, complete=False)
     assert set(out) == {PEER, OTHER} and ask == []
+
+
+def test_a_false_failure_report_on_hyparview_is_refuted_cluster_wide() -> None:
+    # a neighbour's link "breaks" while the node is alive (HyParView takes link-down as a failure): the
+    # down record is announced, the node hears it and refutes with incarnation 2, and every node ends with
+    # it alive at incarnation 2 - one MemberDown for incarnation 1, one MemberUp for 2, per observer
+    from fabric.membership.hyparview import HyParView
+    from fabric.membership.types import MemberStatus
+    from fabric.testing.overlay_sim import OverlaySim
+
+    cfg = OverlayConfig.local()
+    sim = OverlaySim(5, lambda i, rng, now: HyParView(i, cfg, rng=rng, now=now))
+    nodes = sim.spawn(12)
+    sim.join_storm(nodes[0], nodes, spread=2.0)
+    assert sim.run_until(lambda: sim.membership_converged() and sim.healed(), timeout=60)
+    victim = nodes[5]
+    reporter = next(n for n in nodes if victim.node_id in n.core.neighbours())
+    start = len(sim.log)
+    reporter.execute(reporter.core.link_down(victim.node_id, sim.now))
+
+    def refuted_everywhere() -> bool:
+        return all(any(m.node_id == victim.node_id and m.incarnation == 2 and m.status is MemberStatus.ALIVE
+                       for m in n.core.members()) for n in nodes)
+
+    assert sim.run_until(lambda: refuted_everywhere() and sim.healed(), timeout=60)
+    assert victim.core.local.incarnation == 2 and victim.core.stats()["refuted"] == 1
+    log = [r for r in sim.log[start:] if r.subject == victim.node_id and r.kind in ("up", "down")]
+    for observer in {r.observer for r in log}:
+        mine = [(r.kind, r.incarnation) for r in log if r.observer == observer]
+        assert mine.count(("up", 1)) == 0 and mine.count(("up", 2)) <= 1 and mine.count(("down", 1)) <= 1
+    assert sum(1 for r in log if r.kind == "up" and r.incarnation == 2) == sum(1 for r in log if r.kind == "down")
