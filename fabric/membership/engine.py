@@ -8,8 +8,9 @@ failure-detector configuration, one join procedure, one views API.
 * **the owner's rules**: :meth:`MemberEngine._refute` (a record about this node with a larger key: take
   the incarnation ``max(mine, theirs) + 1``) and :meth:`MemberEngine.set_metadata` (``v + 1``);
 * **failure handling**: the detector configuration (:class:`~fabric.membership.config.FailureDetectorConfig`),
-  SWIM's indirect probes and Lifeguard's local health (:mod:`fabric.membership.health`) and the dynamic
-  suspicion timeout;
+  SWIM's indirect probes - the ``preq`` / ``iping`` / ``iack`` / ``pres`` ops are handled here once,
+  :meth:`MemberEngine._receive_probe` - and Lifeguard's local health (:mod:`fabric.membership.health`),
+  and the dynamic suspicion timeout;
 * **joining**: seeds dialled with exponential backoff (``join_retry_initial`` .. ``join_retry_max``);
 * **anti-entropy reconciliation** (:func:`reconcile`): what to send and what to ask for, given a peer's
   digest;
@@ -30,7 +31,9 @@ static              the configured members           as HyParView
 ==================  ===============================  ==================================================
 
 Hooks a policy implements: :meth:`_own_record_changed` (tell everyone this node's record changed),
-:meth:`_suspected` (is an alive record locally suspect) and :meth:`_listed` (does ``members()`` show it).
+:meth:`_suspected` (is an alive record locally suspect), :meth:`_listed` (does ``members()`` show it), and
+for the probes :meth:`_linked`, :meth:`_probe_entry`, :meth:`_heard`, :meth:`_reachable`,
+:meth:`_is_suspect`, :meth:`_suspicion_cleared` and :meth:`_suspicion_confirmed`.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from typing import Any, Generic, TypeVar
 
 from .config import FailureDetectorConfig
 from .errors import MembershipError
-from .health import IndirectProbes, LocalHealth
+from .health import OP_INDIRECT_ACK, OP_INDIRECT_PING, OP_PING_REQ, IndirectProbes, LocalHealth, ping_body
+from .interface import identity_from_wire
 from .records import NO_KEY, Key, _Record, refute_key
 from .types import (
     ST_ALIVE,
     ST_DOWN,
+    Connect,
     Contact,
     Dial,
     Effect,
@@ -313,6 +318,83 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         return [Dial(seed) for seed in self._seeds]
 
     # -- failure handling ------------------------------------------------------------------------------
+
+    def _linked(self, node_id: bytes) -> bool:
+        """Hook: whether this node holds a link to ``node_id`` (else a probe link is opened to answer)."""
+        return True
+
+    def _probe_entry(self) -> dict[str, Any] | None:
+        """Hook: our identity for the ``iping`` of a helper that may have no link to us (None: it has)."""
+        return None
+
+    def _heard(self, source: bytes, inc: int, now: float, effects: list[Any]) -> None:
+        """Hook: a probe op from ``source`` speaking as incarnation ``inc`` (a sign of life)."""
+
+    def _reachable(self, rec: _Record) -> bool:
+        """Hook: whether this node can probe the member on someone's behalf."""
+        return rec.st == ST_ALIVE
+
+    def _is_suspect(self, node_id: bytes) -> bool:
+        """Hook: whether this node suspects ``node_id`` (an alive member it monitors)."""
+        return False
+
+    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[Any]) -> None:
+        """Hook: a helper reached the suspect ``node_id``: it is alive, whatever our own link to it does."""
+
+    def _suspicion_confirmed(self, node_id: bytes) -> None:
+        """Hook: another member suspects ``node_id`` too (the suspicion timeout shrinks)."""
+
+    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], inc: int, now: float,
+                       effects: list[Any]) -> None:
+        """The indirect-probe ops (SWIM's ping-req, :mod:`fabric.membership.health`), the same for every
+        policy; ``inc``: the sender's incarnation (the body's ``in``). Each op is also a sign of life."""
+        me = self.incarnation
+        if op == OP_INDIRECT_PING:
+            seq = ping_body(body)
+            self._count("recv_iping")
+            self._heard(source, inc, now, effects)
+            if not self._linked(source) and "m" in body:
+                # a helper we have no link to: answer over a probe link
+                effects.append(Connect(identity_from_wire(body["m"]), probe=True))
+            self._send(effects, source, OP_INDIRECT_ACK, {"in": me, "s": seq})
+            return
+        if op == OP_INDIRECT_ACK:
+            ping_body(body)
+            self._count("recv_iack")
+            self._heard(source, inc, now, effects)
+            for send in self._probes.on_ack(source, body, me):
+                self._send(effects, send.to, send.op, send.body)
+            return
+        if op == OP_PING_REQ:
+            target_id = body.get("t")
+            rec = self._records.get(target_id) if isinstance(target_id, bytes) else None
+            reachable = rec is not None and self._reachable(rec)
+            tid, sends = self._probes.on_request(source, body, me, now, reachable=reachable,
+                                                 entry=self._probe_entry(), scale=self.health.multiplier)
+            self._heard(source, inc, now, effects)
+            if self._is_suspect(tid):
+                # the requester suspects it too: an independent confirmation of our own suspicion
+                self._probes.confirm(tid, source)
+                self._suspicion_confirmed(tid)
+            if reachable and rec is not None and not self._linked(tid):
+                effects.append(Connect(rec.identity, probe=True))
+            for send in sends:
+                self._send(effects, send.to, send.op, send.body)
+            return
+        # OP_PING_RESULT
+        result = self._probes.on_result(source, body)
+        self._count("recv_pres")
+        self._heard(source, inc, now, effects)
+        if result is None:
+            return
+        tid, ok = result
+        if not self._is_suspect(tid):
+            return
+        if ok:
+            self._probes.finish(tid)
+            self._suspicion_cleared(tid, now, effects)
+        else:
+            self._suspicion_confirmed(tid)  # a nack: one more member cannot reach it either
 
     def _suspicion_timeout(self, node_id: bytes) -> float:
         """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""

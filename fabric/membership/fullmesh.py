@@ -98,11 +98,7 @@ from .config import MembershipConfig
 from .detector import PhiAccrualDetector
 from .engine import MemberEngine, reconcile
 from .health import (
-    OP_INDIRECT_ACK,
-    OP_INDIRECT_PING,
-    OP_PING_REQ,
     PROBE_OPS,
-    ping_body,
 )
 from .records import Key, _digest_from_wire, _Record, _record_from_wire, mesh_wire
 from .types import (  # re-exported: this vocabulary used to live here, importers keep working
@@ -385,53 +381,23 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             self._send(effects, source, OP_SYNC, reply)
         return effects
 
-    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], inc: int, now: float,
-                       effects: list[Effect]) -> None:
-        """The indirect-probe ops (see :mod:`fabric.membership.health`); each is also a sign of life."""
-        me = self._self.incarnation
-        if op == OP_INDIRECT_PING:
-            seq = ping_body(body)
-            self._count("recv_iping")
-            self._evidence_from(source, inc, now, effects)
-            self._send(effects, source, OP_INDIRECT_ACK, {"in": me, "s": seq})
-            return
-        if op == OP_INDIRECT_ACK:
-            ping_body(body)
-            self._count("recv_iack")
-            self._evidence_from(source, inc, now, effects)
-            for send in self._probes.on_ack(source, body, me):
-                self._send(effects, send.to, send.op, send.body)
-            return
-        if op == OP_PING_REQ:
-            target_id = body.get("t")
-            target = self._records.get(target_id) if isinstance(target_id, bytes) else None
-            reachable = target is not None and target.st == ST_ALIVE and target.up
-            tid, sends = self._probes.on_request(source, body, me, now, reachable=reachable,
-                                                 scale=self.health.multiplier)
-            self._evidence_from(source, inc, now, effects)
-            if target is not None and target.suspect:
-                # the requester suspects it too: an independent confirmation of our own suspicion
-                self._probes.confirm(tid, source)
-                self._gen += 1
-            for send in sends:
-                self._send(effects, send.to, send.op, send.body)
-            return
-        # OP_PING_RESULT
-        result = self._probes.on_result(source, body)
-        self._count("recv_pres")
+    # probe hooks of the engine's indirect probes: every member is linked; evidence is per incarnation
+
+    def _heard(self, source: bytes, inc: int, now: float, effects: list[Effect]) -> None:
         self._evidence_from(source, inc, now, effects)
-        if result is None:
-            return
-        tid, ok = result
-        entry = self._records.get(tid)
-        if entry is None or not entry.suspect or entry.st != ST_ALIVE or not entry.up:
-            return
-        if ok:
-            # it answered someone else: alive, whatever our own link to it does
-            self._probes.finish(tid)
-            self._alive_signal(entry, now, effects)
-        else:
-            self._gen += 1  # a confirmation: the suspicion timeout shrinks
+
+    def _reachable(self, rec: _Record) -> bool:
+        return rec.st == ST_ALIVE and rec.up
+
+    def _is_suspect(self, node_id: bytes) -> bool:
+        entry = self._records.get(node_id)
+        return entry is not None and entry.suspect and entry.st == ST_ALIVE and entry.up
+
+    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[Effect]) -> None:
+        self._alive_signal(self._records[node_id], now, effects)
+
+    def _suspicion_confirmed(self, node_id: bytes) -> None:
+        self._gen += 1  # the suspicion timeout shrinks: recompute the deadline
 
     def _start_suspicion(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         before = entry.member()

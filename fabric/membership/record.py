@@ -48,11 +48,7 @@ from .detector import PhiAccrualDetector
 from .engine import MemberEngine, reconcile
 from .errors import BadMembershipMessage, MembershipError
 from .health import (
-    OP_INDIRECT_ACK,
-    OP_INDIRECT_PING,
-    OP_PING_REQ,
     PROBE_OPS,
-    ping_body,
 )
 from .interface import (
     OP_HEARTBEAT,
@@ -63,7 +59,6 @@ from .interface import (
     _bad,
     _node_id,
     _uint,
-    identity_from_wire,
     identity_to_wire,
 )
 from .overlay_config import OverlayConfig
@@ -396,7 +391,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
             self._sign_of_life(source, now, effects)
             return effects
         if op in PROBE_OPS:
-            self._receive_probe(source, op, body, now, effects)
+            self._receive_probe(source, op, body, body.get("in", 0), now, effects)
             self._sign_of_life(source, now, effects)
             return effects
         if op in self.membership_ops:
@@ -654,52 +649,25 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
             for send in self._probes.request(nid, self._rng.sample(helpers, min(k, len(helpers))), self.incarnation):
                 self._send(effects, send.to, send.op, send.body)
 
-    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], now: float,
-                       effects: list[OverlayEffect]) -> None:
-        """The indirect-probe ops (see :mod:`fabric.membership.health`)."""
-        inc = self.incarnation
-        if op == OP_INDIRECT_PING:
-            seq = ping_body(body)
-            self._count("recv_iping")
-            if source not in self._nbrs and "m" in body:
-                # a helper we have no link to: answer over a probe link
-                effects.append(Connect(identity_from_wire(body["m"]), probe=True))
-            self._send(effects, source, OP_INDIRECT_ACK, {"in": inc, "s": seq})
-            return
-        if op == OP_INDIRECT_ACK:
-            ping_body(body)
-            self._count("recv_iack")
-            for send in self._probes.on_ack(source, body, inc):
-                self._send(effects, send.to, send.op, send.body)
-            return
-        if op == OP_PING_REQ:
-            target_id = body.get("t")
-            rec = self._records.get(target_id) if isinstance(target_id, bytes) else None
-            reachable = rec is not None and rec.st == ST_ALIVE
-            tid, sends = self._probes.on_request(source, body, inc, now, reachable=reachable,
-                                                 entry=identity_to_wire(self.local), scale=self.health.multiplier)
-            nbr = self._nbrs.get(tid)
-            if nbr is not None and nbr.suspect_since is not None:
-                self._probes.confirm(tid, source)  # the requester suspects it too
-            if reachable and rec is not None and tid not in self._nbrs:
-                effects.append(Connect(rec.identity, probe=True))
-            for send in sends:
-                self._send(effects, send.to, send.op, send.body)
-            return
-        result = self._probes.on_result(source, body)
-        self._count("recv_pres")
-        if result is None:
-            return
-        tid, ok = result
-        nbr = self._nbrs.get(tid)
-        if ok and nbr is not None and nbr.suspect_since is not None:
-            # it answered someone else: alive, whatever our own link to it does
-            self._probes.finish(tid)
-            nbr.detector.heartbeat(now)
-            nbr.suspect_since = None
-            rec = self._records.get(tid)
-            if rec is not None and rec.st == ST_ALIVE:
-                effects.append(MemberChanged(rec.member(), rec.member(True)))
+    # probe hooks of the engine's indirect probes: only neighbours are linked and monitored
+
+    def _linked(self, node_id: bytes) -> bool:
+        return node_id in self._nbrs
+
+    def _probe_entry(self) -> dict[str, Any] | None:
+        return identity_to_wire(self.local)
+
+    def _is_suspect(self, node_id: bytes) -> bool:
+        nbr = self._nbrs.get(node_id)
+        return nbr is not None and nbr.suspect_since is not None
+
+    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[OverlayEffect]) -> None:
+        nbr = self._nbrs[node_id]
+        nbr.detector.heartbeat(now)
+        nbr.suspect_since = None
+        rec = self._records.get(node_id)
+        if rec is not None and rec.st == ST_ALIVE:
+            effects.append(MemberChanged(rec.member(False), rec.member(True)))
 
     def _heartbeat_round(self, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: called once per heartbeat round, after the neighbours got theirs."""
