@@ -184,6 +184,10 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         rec = self._records.get(node_id)
         return rec.member(self._suspected(rec)) if rec is not None and self._listed(rec) else None
 
+    @abc.abstractmethod
+    def neighbours(self) -> list[bytes]:
+        """Node ids of the members this node links to and monitors (sorted): the policy's choice."""
+
     def alive_members(self) -> list[Member]:
         """Members (this node included) that are ALIVE or SUSPECT."""
         return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]

@@ -191,6 +191,10 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             return None
         return entry.detector.phi(now)
 
+    def neighbours(self) -> list[bytes]:
+        """Every up member other than this node (full mesh: everyone is a neighbour)."""
+        return sorted(nid for nid, rec in self._records.items() if rec.up and rec.st == ST_ALIVE)
+
     def _listed(self, rec: _Record) -> bool:
         return rec.up  # a gossiped claim is listed only once this node had direct evidence of it
 

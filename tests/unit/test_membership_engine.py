@@ -168,3 +168,16 @@ def test_a_false_failure_report_on_hyparview_is_refuted_cluster_wide() -> None:
         mine = [(r.kind, r.incarnation) for r in log if r.observer == observer]
         assert mine.count(("up", 1)) == 0 and mine.count(("up", 2)) <= 1 and mine.count(("down", 1)) <= 1
     assert sum(1 for r in log if r.kind == "up" and r.incarnation == 2) == sum(1 for r in log if r.kind == "down")
+
+
+def test_policies_differ_in_their_neighbours() -> None:
+    # full-mesh: every up member is a neighbour; a gossiped claim without direct evidence is not
+    mesh = FullMeshMembership(ident(ME, "me"), MembershipConfig.local(), now=0.0)
+    mesh.receive(PEER, "sync", {"in": 1, "r": 0, "m": [claim(OTHER, "o", 1, ST_ALIVE)]}, 0.0)
+    assert mesh.neighbours() == []
+    mesh.contact(ident(OTHER, "o"), 0.0)
+    assert mesh.neighbours() == [OTHER]
+    # a partial view: only the links it chose, whatever records it holds
+    hv = core("hyparview")
+    hv.receive(PEER, "sync", {"m": [claim(OTHER, "o", 1, ST_ALIVE)]}, 0.0)
+    assert OTHER in hv.digest() and hv.neighbours() == []
