@@ -39,6 +39,7 @@ for the probes :meth:`_linked`, :meth:`_probe_entry`, :meth:`_heard`, :meth:`_re
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -133,6 +134,8 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
         self._probes = IndirectProbes(config.indirect_probes, config.probe_timeout)
         self._due = math.inf  # the deadline last handed out: a tick later than it ran late
+        self._graves: dict[bytes, tuple[int, int, float]] = {}  # node id -> (incarnation, st, forget at)
+        self._next_grave_sweep = now
 
     # -- identity and views ----------------------------------------------------------------------------
 
@@ -297,6 +300,33 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         self._set_own(Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)),
                                ident.endpoints), self._self.v + 1, now, effects)
         return effects
+
+    # -- tombstones and graves -------------------------------------------------------------------------
+
+    def _bury(self, rec: _Record, now: float, *, ttl: float, cap: int) -> None:
+        """An expired tombstone shrinks to a grave (node id -> last dead incarnation and status), kept
+        ``ttl`` seconds, at most ``cap`` graves."""
+        if len(self._graves) < cap:
+            self._graves[rec.node_id] = (rec.incarnation, rec.st, now + ttl)
+
+    def _unbury(self, new: _Record) -> bool:
+        """A claim about a node id this node holds no record of. If it is for an incarnation we buried (a
+        partition that outlived the tombstone, or stale gossip) it becomes a tombstone again, at the
+        grave's key - never up - and True is returned; if the node is in fact alive, sync answers then
+        carry its down record to it and it refutes with a new incarnation."""
+        grave = self._graves.pop(new.node_id, None)
+        if grave is None or new.incarnation > grave[0]:
+            return False
+        self._count("buried_claims")
+        new.identity = dataclasses.replace(new.identity, incarnation=grave[0])
+        new.st, new.v = grave[1], 0
+        return True
+
+    def _sweep_graves(self, now: float, every: float) -> None:
+        """Forget graves past their time (looked at once per ``every`` seconds)."""
+        if self._graves and now >= self._next_grave_sweep:
+            self._next_grave_sweep = now + every
+            self._graves = {k: v for k, v in self._graves.items() if v[2] > now}
 
     # -- joining ---------------------------------------------------------------------------------------
 

@@ -87,7 +87,6 @@ core per node, driven from the node's loop.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 import random
@@ -171,8 +170,6 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
         self._next_gossip = now + self.config.gossip_interval
         self._next_probe = now + self.config.probe_down_interval
         self._next_seed_check = now + self.config.join_retry_max
-        self._graves: dict[bytes, tuple[int, int, float]] = {}  # node id -> (incarnation, st, forget at)
-        self._next_grave_sweep = now
         self._state_cache: list[dict[str, Any]] | None = None
         self._digest_cache: list[list[Any]] | None = None
         # next_deadline() without an O(members) scan per message: detector crossing times sit in a heap
@@ -524,11 +521,8 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
                 if entry.st == ST_DOWN:
                     effects.append(Disconnect(entry.node_id))
                 self._count("tombstones_expired")
-                if len(self._graves) < cfg.max_members:
-                    self._graves[entry.node_id] = (entry.incarnation, entry.st, now + cfg.grave_ttl)
-        if self._graves and now >= self._next_grave_sweep:
-            self._next_grave_sweep = now + cfg.tombstone_ttl
-            self._graves = {k: v for k, v in self._graves.items() if v[2] > now}
+                self._bury(entry, now, ttl=cfg.grave_ttl, cap=cfg.max_members)
+        self._sweep_graves(now, cfg.tombstone_ttl)
         alive = [e for e in self._sorted_entries() if e.st == ST_ALIVE]
         if now >= self._next_hb:
             hb: dict[str, Any] = {"in": self._self.incarnation}
@@ -708,14 +702,8 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             if len(self._records) >= self.config.max_members:
                 self._count("rejected_full")
                 return
-            grave = self._graves.pop(new.node_id, None)
-            if grave is not None and new.incarnation <= grave[0]:
-                # an incarnation we buried (a partition that outlived the tombstone, or stale gossip):
-                # it becomes a tombstone again, never up. If the node is in fact alive, probes and sync
-                # answers now carry its down entry to it, and it refutes with a new incarnation.
-                self._count("buried_claims")
-                new.identity = dataclasses.replace(new.identity, incarnation=grave[0])
-                new.st, new.v = grave[1], 0
+            if self._unbury(new):
+                # a buried incarnation: a tombstone again, never up (probes carry its down entry to it)
                 self._records[new.node_id] = new
                 self._dirty()
                 if new.st == ST_DOWN:

@@ -259,6 +259,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
             if len(self._records) >= self.config.max_members:
                 self._count("rejected_full")
                 return False
+            self._unbury(new)  # a claim for an incarnation whose tombstone expired stays down
             self._records[new.node_id] = new
             self._summary_add(new)
             if new.st == ST_ALIVE:
@@ -683,3 +684,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
             elif now - rec.changed_at > cfg.tombstone_ttl:
                 del self._records[nid]
                 self._count("tombstones_expired")
+                # a grave outlives the tombstone by another tombstone_ttl: a stale alive claim of that
+                # incarnation (a node partitioned away that long) never brings it back up
+                self._bury(rec, now, ttl=cfg.tombstone_ttl, cap=cfg.max_members)
+        self._sweep_graves(now, cfg.tombstone_ttl)

@@ -181,3 +181,23 @@ def test_policies_differ_in_their_neighbours() -> None:
     hv = core("hyparview")
     hv.receive(PEER, "sync", {"m": [claim(OTHER, "o", 1, ST_ALIVE)]}, 0.0)
     assert OTHER in hv.digest() and hv.neighbours() == []
+
+
+@pytest.mark.parametrize("kind", ["hyparview", "client-server"])
+def test_partial_views_keep_graves_like_full_mesh(kind: str) -> None:
+    # a tombstone that expired leaves a grave: a stale alive claim of that incarnation stays down
+    engine = core(kind)
+    cfg = OverlayConfig.local()
+    engine.receive(PEER, "sync", sync(kind, [claim(OTHER, "o", 1, ST_ALIVE)]), 0.0)
+    engine.receive(PEER, "sync", sync(kind, [claim(OTHER, "o", 1, ST_DOWN)]), 0.0)
+    t = 0.0
+    while OTHER in engine.digest() and t < 3 * cfg.tombstone_ttl:
+        t += 10.0
+        engine.tick(t)
+    assert OTHER not in engine.digest() and engine.stats()["tombstones_expired"] == 1
+    effects = engine.receive(PEER, "sync", sync(kind, [claim(OTHER, "o", 1, ST_ALIVE, 4)]), t)
+    assert engine.digest()[OTHER] == (1, ST_DOWN, 0) and not [e for e in effects if isinstance(e, MemberUp)]
+    assert engine.stats()["buried_claims"] == 1
+    # a new incarnation is a new member
+    effects = engine.receive(PEER, "sync", sync(kind, [claim(OTHER, "o", 2, ST_ALIVE)]), t)
+    assert [e.member.incarnation for e in effects if isinstance(e, MemberUp)] == [2]
