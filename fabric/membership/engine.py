@@ -11,6 +11,8 @@ failure-detector configuration, one join procedure, one views API.
   SWIM's indirect probes - the ``preq`` / ``iping`` / ``iack`` / ``pres`` ops are handled here once,
   :meth:`MemberEngine._receive_probe` - and Lifeguard's local health (:mod:`fabric.membership.health`),
   and the dynamic suspicion timeout;
+* **graves**: an expired tombstone leaves its node id and last incarnation behind for a while, so a
+  stale alive claim of a buried incarnation becomes a tombstone again, never a member;
 * **joining**: seeds dialled with exponential backoff (``join_retry_initial`` .. ``join_retry_max``);
 * **anti-entropy reconciliation** (:func:`reconcile`): what to send and what to ask for, given a peer's
   digest;
