@@ -9,6 +9,7 @@ See docs/membership.md (full mesh, failure detection and its bound) and docs/ove
 from .clientserver import ClientServer
 from .config import MembershipConfig, detection_bound
 from .detector import PhiAccrualDetector, logistic_phi, threshold_quantile
+from .engine import MemberEngine
 from .errors import BadMembershipMessage, MembershipError
 from .factory import OVERLAY_NAMES, make_overlay
 from .fullmesh import OPS, FullMeshMembership
@@ -83,6 +84,7 @@ __all__ = [
     "Member",
     "MemberChanged",
     "MemberDown",
+    "MemberEngine",
     "MemberLeft",
     "MemberStatus",
     "MemberUp",

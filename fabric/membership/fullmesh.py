@@ -1,18 +1,24 @@
-"""Full-mesh membership as a sans-IO core: every node links to and monitors every other node.
+"""Full-mesh membership: the policy of the membership engine in which every node links to and monitors
+every other node.
 
 Theory of operation
 -------------------
-State. Each node holds one *entry* per known node id: identity (name, incarnation, metadata, endpoints)
-plus a gossip status ``st``: 0 alive, 2 down, 3 left, and a metadata version ``mv``. Entries merge like a
-CRDT register per node id: the one with the larger key ``(incarnation, st, mv)`` wins. So down and left
-are terminal *for an incarnation*, only the owner can raise its own incarnation or metadata version,
-and stale gossip can never bring an old incarnation back.
+State (the engine's, :mod:`fabric.membership.engine`). Each node holds one *entry* - the member record of
+:mod:`fabric.membership.records`, the same CRDT every overlay merges - per known node id: identity (name,
+incarnation, metadata, endpoints) plus a gossip status ``st``: 0 alive, 2 down, 3 left, and a metadata
+version ``v``. Records merge like a CRDT register per node id: the one with the larger key
+``(incarnation, st, v)`` wins. So down and left are terminal *for an incarnation*, only the owner can
+raise its own incarnation or metadata version, and stale gossip can never bring an old incarnation back.
+
+What this policy adds to the engine: neighbours are every alive member (each one monitored by its own
+detector), a changed record is pushed straight to each, anti-entropy is digest push-pull, and a member
+is up only with direct evidence of its incarnation; tombstones, graves and name replacement.
 
 Dissemination (push + anti-entropy). A node that *originates* a change (a seed accepting a join, an
 observer declaring a peer down, a leave, a refutation, a metadata change) pushes the changed entries at
 once to every peer it links to (full mesh: it links to all). Loss is repaired by push-pull
 anti-entropy: every ``gossip_interval`` a node sends ``gossip_fanout`` random peers a *digest* of its
-state (``sync`` with ``d`` = ``[id, in, st, mv]`` per entry, plus its own entry); the receiver answers
+state (``sync`` with ``d`` = ``[id, in, st, v]`` per entry, plus its own entry); the receiver answers
 with the entries it holds newer or the sender lacks (``m``) and the ids it wants (``w``); the opener
 sends those. Three messages at most, one in steady state. Digests are O(members) but a quarter of the
 full state; that is fine for a full mesh, whose heartbeats are O(members) anyway.
@@ -60,12 +66,14 @@ Message ops (MEMBERSHIP envelopes on the ``membership`` channel; the body is a m
                                                       suspecter's probe, answer with a heartbeat at once
     join   {in: int, m: ENTRY}                        ask a seed to admit the sender (``m`` = its entry)
     sync   {in: int, m?: [ENTRY], r?: int,            merge ``m``; r=1: ``m`` is the sender's full state,
-            d?: [[id, in, st, mv]], w?: [id]}         answer with what it lacks; d: digest of the sender's
+            d?: [[id, in, st, v]], w?: [id]}          answer with what it lacks; d: digest of the sender's
                                                       state, answer with what it lacks (m) and the ids we
                                                       want (w); w: answer with those entries
 
-    ENTRY = {id: bin16, nm: str, in: int, st: int (0 alive, 2 down, 3 left), mv: int,
+    ENTRY = {id: bin16, nm: str, in: int, st: int (0 alive, 2 down, 3 left), v: int, mv: int,
              md: {str: str}, ep: {channel: [kind: str, endpoint: str, parallelism: int]}}
+
+ENTRY is the overlays' RECORD; ``mv`` repeats ``v`` for full-mesh peers of earlier versions (either is read).
 
 Unknown ops are ignored and counted (append-only rule); unknown body keys are ignored. A body that
 violates the schema raises :class:`~fabric.membership.errors.BadMembershipMessage` and changes nothing.
@@ -82,22 +90,16 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .config import MembershipConfig
 from .detector import PhiAccrualDetector
-from .entries import _digest_from_wire, _Entry, _entry_from_wire
-from .errors import MembershipError
+from .engine import MemberEngine, reconcile
 from .health import (
-    OP_INDIRECT_ACK,
-    OP_INDIRECT_PING,
-    OP_PING_REQ,
     PROBE_OPS,
-    IndirectProbes,
-    LocalHealth,
-    ping_body,
 )
+from .records import Key, _digest_from_wire, _Record, _record_from_wire, mesh_wire
 from .types import (  # re-exported: this vocabulary used to live here, importers keep working
     ST_ALIVE,
     ST_DOWN,
@@ -127,7 +129,6 @@ from .types import (  # re-exported: this vocabulary used to live here, importer
     Tick,
     Traffic,
     _bad,
-    _check_meta,
     _int,
 )
 
@@ -145,8 +146,10 @@ __all__ = [
 ]
 
 
-class FullMeshMembership:
-    """The full-mesh membership core of one node (see the module docstring).
+class FullMeshMembership(MemberEngine[MembershipConfig]):
+    """The full-mesh policy of the membership engine (see the module docstring): every alive member is
+    a neighbour, changes are pushed straight to each, anti-entropy is digest push-pull; a member is up
+    only with direct evidence of its incarnation.
 
     Args:
         identity: this node (its incarnation may grow later by refutation: read :attr:`local`).
@@ -160,27 +163,13 @@ class FullMeshMembership:
 
     def __init__(self, identity: Identity, config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
-        if len(identity.node_id) != 16:
-            raise MembershipError("node id must be 16 octets")
-        self.config = config if config is not None else MembershipConfig()
-        self._rng = rng if rng is not None else random.Random(0)
-        self._self = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
-                            dict(identity.metadata), dict(identity.endpoints), now)
-        self._entries: dict[bytes, _Entry] = {}
+        super().__init__(identity, config if config is not None else MembershipConfig(), rng=rng, now=now)
         self._evidence: dict[bytes, int] = {}  # node id -> highest incarnation heard from it directly
         self._sync_asked: dict[bytes, float] = {}
         self._next_hb = now + self.config.heartbeat_interval
         self._next_gossip = now + self.config.gossip_interval
         self._next_probe = now + self.config.probe_down_interval
-        self._seeds: list[str] = []
-        self._dialing = False
-        self._dial_backoff = self.config.join_retry_initial
-        self._next_dial = now
         self._next_seed_check = now + self.config.join_retry_max
-        self._graves: dict[bytes, tuple[int, int, float]] = {}  # node id -> (incarnation, st, forget at)
-        self._next_grave_sweep = now
-        self._joined = False
-        self._leaving = False
         self._state_cache: list[dict[str, Any]] | None = None
         self._digest_cache: list[list[Any]] | None = None
         # next_deadline() without an O(members) scan per message: detector crossing times sit in a heap
@@ -188,148 +177,50 @@ class FullMeshMembership:
         self._gen = 0
         self._scan: tuple[int, float] = (-1, math.inf)
         self._detector_heap: list[tuple[float, bytes]] = []
-        self.counters: dict[str, int] = {}
-        self.health = LocalHealth(self.config.local_health_max, self.config.heartbeat_interval)
-        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
-        self._probes = IndirectProbes(self.config.indirect_probes, self.config.probe_timeout)
-        self._due = math.inf  # the deadline the driver was last given: a tick later than it ran late
         self._recheck_at = math.inf  # after a late tick: when suspicions are looked at again
 
     # -- properties -------------------------------------------------------------------------------
 
-    @property
-    def local(self) -> Identity:
-        """This node's current identity (the incarnation grows when it refutes a false down)."""
-        return self._self.identity()
-
-    @property
-    def node_id(self) -> bytes:
-        """This node's id."""
-        return self._self.node_id
-
-    @property
-    def incarnation(self) -> int:
-        """This node's current incarnation."""
-        return self._self.inc
-
-    @property
-    def joined(self) -> bool:
-        """True once a peer's state listed this node alive (or when there was no seed to join)."""
-        return self._joined
-
-    @property
-    def leaving(self) -> bool:
-        """True after :meth:`leave`."""
-        return self._leaving
-
-    def members(self) -> list[Member]:
-        """This node and every member that has been up in its view (down/left until their tombstones
-        expire), sorted by node id."""
-        out = [self._self.member()] if not self._leaving else [
-            Member(self._self.node_id, self._self.name, self._self.inc, MemberStatus.LEFT,
-                   dict(self._self.meta), dict(self._self.endpoints))]
-        out.extend(e.member() for e in self._entries.values() if e.up)
-        out.sort(key=lambda m: m.node_id)
-        return out
-
-    def member(self, node_id: bytes) -> Member | None:
-        """The member with this id as :meth:`members` would list it, else None."""
-        if node_id == self._self.node_id:
-            return self._self.member()
-        entry = self._entries.get(node_id)
-        return entry.member() if entry is not None and entry.up else None
-
-    def alive_members(self) -> list[Member]:
-        """Members (this node included) whose status is ALIVE or SUSPECT."""
-        return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
-
-    def digest(self) -> dict[bytes, tuple[int, int, int]]:
-        """The gossip state as node id -> merge key ``(incarnation, st, mv)`` (this node included).
-
-        Two nodes that have exchanged all their state have equal digests (for tests and debugging).
-        """
-        return {e.node_id: e.key() for e in self._all_entries()}
-
     def phi(self, node_id: bytes, now: float) -> float | None:
         """Current phi of an up member, None when it has no detector."""
-        entry = self._entries.get(node_id)
+        entry = self._records.get(node_id)
         if entry is None or entry.detector is None:
             return None
         return entry.detector.phi(now)
 
+    def neighbours(self) -> list[bytes]:
+        """Every up member other than this node (full mesh: everyone is a neighbour)."""
+        return sorted(nid for nid, rec in self._records.items() if rec.up and rec.st == ST_ALIVE)
+
+    def _listed(self, rec: _Record) -> bool:
+        return rec.up  # a gossiped claim is listed only once this node had direct evidence of it
+
     def stats(self) -> dict[str, int]:
         """Counters: messages sent/received per op, bad/unknown input, refutations, declared down ..."""
-        out = dict(self.counters)
-        out.update(self._probes.stats())
-        out.update(self.health.stats())
-        out["entries"] = len(self._entries)
-        out["up"] = sum(1 for e in self._entries.values() if e.up and e.st == ST_ALIVE)
+        out = super().stats()
+        out["entries"] = len(self._records)
+        out["up"] = sum(1 for e in self._records.values() if e.up and e.st == ST_ALIVE)
         return out
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
 
     def _dirty(self) -> None:
         self._state_cache = None
         self._digest_cache = None
         self._gen += 1
 
-    def _watch(self, entry: _Entry) -> None:
+    def _watch(self, entry: _Record) -> None:
         assert entry.detector is not None
         at = entry.detector.suspect_at()
         if at is not None:
             heapq.heappush(self._detector_heap, (at, entry.node_id))
-        if len(self._detector_heap) > 8 * len(self._entries) + 64:
+        if len(self._detector_heap) > 8 * len(self._records) + 64:
             # a driver that rarely asks next_deadline(): rebuild from the live detectors
-            self._detector_heap = [(e.detector.suspect_at() or 0.0, e.node_id) for e in self._entries.values()
+            self._detector_heap = [(e.detector.suspect_at() or 0.0, e.node_id) for e in self._records.values()
                                    if e.detector is not None and e.st == ST_ALIVE and e.up and not e.suspect]
             heapq.heapify(self._detector_heap)
 
     # -- single entry point -----------------------------------------------------------------------
 
-    def handle(self, event: InputEvent, now: float) -> list[Effect]:
-        """Dispatch an input event to the method of the same meaning; returns its effects."""
-        if isinstance(event, Received):
-            return self.receive(event.source, event.op, event.body, now)
-        if isinstance(event, Traffic):
-            return self.traffic(event.source, now)
-        if isinstance(event, Tick):
-            return self.tick(now)
-        if isinstance(event, Contact):
-            return self.contact(event.identity, now)
-        if isinstance(event, JoinRequest):
-            return self.join(event.seeds, now)
-        if isinstance(event, LinkUp):
-            return self.link_up(event.node_id, now)
-        if isinstance(event, LinkDown):
-            return self.link_down(event.node_id, now)
-        if isinstance(event, LeaveRequest):
-            return self.leave(now)
-        raise TypeError(f"unknown membership input {event!r}")
-
     # -- inputs -----------------------------------------------------------------------------------
-
-    def join(self, seeds: Sequence[str], now: float) -> list[Effect]:
-        """Start joining through ``seeds`` (membership endpoints; our own endpoint is skipped).
-
-        Returns one :class:`Dial` per seed; with no seed left the node is alone and joined at once.
-        """
-        own = {spec[1] for spec in self._self.endpoints.values()}
-        self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
-        if not self._seeds:
-            if self._joined:
-                return []
-            self._joined = True
-            return [Joined()]
-        self._dialing = not self._joined
-        self._dial_backoff = self.config.join_retry_initial
-        return self._dial(now) if self._dialing else []
-
-    def _dial(self, now: float) -> list[Effect]:
-        self._next_dial = now + self._dial_backoff
-        self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
-        self._count("dials", len(self._seeds))
-        return [Dial(seed) for seed in self._seeds]
 
     def contact(self, identity: Identity, now: float) -> list[Effect]:
         """The handshake with ``identity`` completed (it is direct evidence of that incarnation).
@@ -338,16 +229,15 @@ class FullMeshMembership:
         """
         if self._leaving or identity.node_id == self._self.node_id:
             return []
-        candidate = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
-                           dict(identity.metadata), dict(identity.endpoints), now)
+        candidate = _Record(identity, 0, ST_ALIVE, now)
         effects: list[Effect] = []
         self._merge(candidate, now, effects, origin=True)
         self._evidence_from(identity.node_id, identity.incarnation, now, effects)
-        entry = self._entries.get(identity.node_id)
-        if self._dialing and entry is not None and entry.st != ST_LEFT and entry.inc == identity.incarnation:
+        entry = self._records.get(identity.node_id)
+        if self._dialing and entry is not None and entry.st != ST_LEFT and entry.incarnation == identity.incarnation:
             # also to a seed we hold as down (a long partition): its answer carries our own down entry,
             # if it has one, and we refute; either way both sides re-merge
-            self._send(effects, identity.node_id, OP_JOIN, {"in": self._self.inc, "m": self._self.to_wire()})
+            self._send(effects, identity.node_id, OP_JOIN, {"in": self._self.incarnation, "m": mesh_wire(self._self)})
         return effects
 
     def adopt(self, identities: Sequence[Identity], now: float) -> list[Effect]:
@@ -361,8 +251,7 @@ class FullMeshMembership:
         for identity in identities:
             if identity.node_id == self._self.node_id:
                 continue
-            candidate = _Entry(identity.node_id, identity.name, identity.incarnation, ST_ALIVE, 0,
-                               dict(identity.metadata), dict(identity.endpoints), now)
+            candidate = _Record(identity, 0, ST_ALIVE, now)
             self._merge(candidate, now, effects, origin=False)
             self._evidence_from(identity.node_id, identity.incarnation, now, effects)
         self._count("adopted", len(identities))
@@ -372,7 +261,7 @@ class FullMeshMembership:
         """Any non-membership message from ``source`` arrived: a sign of life for its current incarnation."""
         if self._leaving:
             return []
-        entry = self._entries.get(source)
+        entry = self._records.get(source)
         effects: list[Effect] = []
         if entry is not None and entry.up and entry.st == ST_ALIVE:
             self._alive_signal(entry, now, effects)
@@ -380,7 +269,7 @@ class FullMeshMembership:
 
     def link_up(self, node_id: bytes, now: float) -> list[Effect]:
         """A link (re)connected: exchange state with the peer at once instead of waiting for gossip."""
-        entry = self._entries.get(node_id)
+        entry = self._records.get(node_id)
         effects: list[Effect] = []
         if not self._leaving and entry is not None and entry.st != ST_LEFT:
             self._send(effects, node_id, OP_SYNC, self._gossip_body())
@@ -401,20 +290,10 @@ class FullMeshMembership:
         self._self.changed_at = now
         self._dirty()
         effects: list[Effect] = []
-        body = {"in": self._self.inc, "r": 0, "m": [self._self.to_wire()]}
+        body = {"in": self._self.incarnation, "r": 0, "m": [mesh_wire(self._self)]}
         for entry in self._sorted_entries():
             if entry.st == ST_ALIVE:
                 self._send(effects, entry.node_id, OP_SYNC, body)
-        return effects
-
-    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[Effect]:
-        """Replace this node's metadata (raises BadMembershipMessage if it is not str -> str within the
-        limits) and push it to every peer."""
-        self._self.meta = _check_meta(dict(metadata))
-        self._self.mv += 1
-        self._dirty()
-        effects: list[Effect] = []
-        self._push([self._self], effects)
         return effects
 
     def receive(self, source: bytes, op: str, body: Any, now: float) -> list[Effect]:
@@ -436,21 +315,21 @@ class FullMeshMembership:
             self._count("recv_hb")
             self._evidence_from(source, inc, now, effects)
             ack = body.get("a", 0)
-            if ack and source in self._entries and self._entries[source].st == ST_ALIVE:
-                self._send(effects, source, OP_HEARTBEAT, {"in": self._self.inc})  # a suspecter's probe
+            if ack and source in self._records and self._records[source].st == ST_ALIVE:
+                self._send(effects, source, OP_HEARTBEAT, {"in": self._self.incarnation})  # a suspecter's probe
             return effects
         if op in PROBE_OPS:
             self._receive_probe(source, op, body, inc, now, effects)
             return effects
         if op == OP_JOIN:
-            entry = _entry_from_wire(body.get("m"), now)
-            if entry.node_id != source or entry.inc != inc or entry.st != ST_ALIVE:
+            entry = _record_from_wire(body.get("m"), now)
+            if entry.node_id != source or entry.incarnation != inc or entry.st != ST_ALIVE:
                 raise _bad("join entry must be the sender's own alive entry")
             self._count("recv_join")
             self._merge(entry, now, effects, origin=True)
             self._evidence_from(source, inc, now, effects)
-            if self._entries.get(source) is not None:
-                self._send(effects, source, OP_SYNC, {"in": self._self.inc, "r": 0, "m": self._state()})
+            if self._records.get(source) is not None:
+                self._send(effects, source, OP_SYNC, {"in": self._self.incarnation, "r": 0, "m": self._state()})
             return effects
         # OP_SYNC
         limit = self.config.max_members + 1
@@ -465,7 +344,7 @@ class FullMeshMembership:
         if not isinstance(wanted, list) or len(wanted) > limit or \
                 not all(isinstance(w, bytes) and len(w) == 16 for w in wanted):
             raise _bad("sync w must be a list of at most max_members + 1 node ids")
-        entries = [_entry_from_wire(item, now) for item in raw]  # validate all before changing anything
+        entries = [_record_from_wire(item, now) for item in raw]  # validate all before changing anything
         self._count("recv_sync")
         theirs: dict[bytes, tuple[int, int, int]] = {}
         for entry in entries:
@@ -481,84 +360,47 @@ class FullMeshMembership:
                 self._joined = True
                 self._dialing = False
                 effects.append(Joined())
-        peer = self._entries.get(source)
+        peer = self._records.get(source)
         if peer is None or peer.st == ST_LEFT or not (want_reply or digest is not None or wanted):
             return effects
-        out: dict[bytes, _Entry] = {}
+        out: dict[bytes, _Record] = {}
         ask: list[bytes] = []
+        ours = {e.node_id: e for e in self._all_entries()}
         if want_reply:  # ``m`` was the sender's full state: answer with what it lacks
-            out.update((e.node_id, e) for e in self._all_entries() if theirs.get(e.node_id, (-1, -1, -1)) < e.key())
-        if digest is not None:  # a digest of the sender's state: send what it lacks, ask for what we lack
-            ours = {e.node_id: e for e in self._all_entries()}
-            out.update((nid, e) for nid, e in ours.items() if digest.get(nid, (-1, -1, -1)) < e.key())
-            ask = [nid for nid, key in digest.items()
-                   if nid not in ours or ours[nid].key() < key]
+            out.update(reconcile(ours, theirs, complete=True)[0])
+        if digest is not None:  # a digest of the sender's whole state: send what it lacks, ask what we lack
+            more, ask = reconcile(ours, digest, complete=True)
+            out.update(more)
         for nid in wanted:
-            held = self._self if nid == self._self.node_id else self._entries.get(nid)
+            held = self._self if nid == self._self.node_id else self._records.get(nid)
             if held is not None:
                 out[nid] = held
         if out or ask:
-            reply: dict[str, Any] = {"in": self._self.inc, "m": [e.to_wire() for e in out.values()]}
+            reply: dict[str, Any] = {"in": self._self.incarnation, "m": [mesh_wire(e) for e in out.values()]}
             if ask:
                 reply["w"] = ask
             self._send(effects, source, OP_SYNC, reply)
         return effects
 
-    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], inc: int, now: float,
-                       effects: list[Effect]) -> None:
-        """The indirect-probe ops (see :mod:`fabric.membership.health`); each is also a sign of life."""
-        me = self._self.inc
-        if op == OP_INDIRECT_PING:
-            seq = ping_body(body)
-            self._count("recv_iping")
-            self._evidence_from(source, inc, now, effects)
-            self._send(effects, source, OP_INDIRECT_ACK, {"in": me, "s": seq})
-            return
-        if op == OP_INDIRECT_ACK:
-            ping_body(body)
-            self._count("recv_iack")
-            self._evidence_from(source, inc, now, effects)
-            for send in self._probes.on_ack(source, body, me):
-                self._send(effects, send.to, send.op, send.body)
-            return
-        if op == OP_PING_REQ:
-            target_id = body.get("t")
-            target = self._entries.get(target_id) if isinstance(target_id, bytes) else None
-            reachable = target is not None and target.st == ST_ALIVE and target.up
-            tid, sends = self._probes.on_request(source, body, me, now, reachable=reachable,
-                                                 scale=self.health.multiplier)
-            self._evidence_from(source, inc, now, effects)
-            if target is not None and target.suspect:
-                # the requester suspects it too: an independent confirmation of our own suspicion
-                self._probes.confirm(tid, source)
-                self._gen += 1
-            for send in sends:
-                self._send(effects, send.to, send.op, send.body)
-            return
-        # OP_PING_RESULT
-        result = self._probes.on_result(source, body)
-        self._count("recv_pres")
+    # probe hooks of the engine's indirect probes: every member is linked; evidence is per incarnation
+
+    def _heard(self, source: bytes, inc: int, now: float, effects: list[Effect]) -> None:
         self._evidence_from(source, inc, now, effects)
-        if result is None:
-            return
-        tid, ok = result
-        entry = self._entries.get(tid)
-        if entry is None or not entry.suspect or entry.st != ST_ALIVE or not entry.up:
-            return
-        if ok:
-            # it answered someone else: alive, whatever our own link to it does
-            self._probes.finish(tid)
-            self._alive_signal(entry, now, effects)
-        else:
-            self._gen += 1  # a confirmation: the suspicion timeout shrinks
 
-    def _suspicion_timeout(self, entry: _Entry) -> float:
-        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
-        cfg = self.config
-        base = self._probes.suspicion_timeout(entry.node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
-        return base * self.health.multiplier
+    def _reachable(self, rec: _Record) -> bool:
+        return rec.st == ST_ALIVE and rec.up
 
-    def _start_suspicion(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+    def _is_suspect(self, node_id: bytes) -> bool:
+        entry = self._records.get(node_id)
+        return entry is not None and entry.suspect and entry.st == ST_ALIVE and entry.up
+
+    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[Effect]) -> None:
+        self._alive_signal(self._records[node_id], now, effects)
+
+    def _suspicion_confirmed(self, node_id: bytes) -> None:
+        self._gen += 1  # the suspicion timeout shrinks: recompute the deadline
+
+    def _start_suspicion(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         before = entry.member()
         entry.suspect = True
         entry.suspect_since = now
@@ -571,7 +413,7 @@ class FullMeshMembership:
             helpers = [e.node_id for e in self._sorted_entries()
                        if e is not entry and e.st == ST_ALIVE and e.up and not e.suspect]
             chosen = self._rng.sample(helpers, min(k, len(helpers)))
-            for send in self._probes.request(entry.node_id, chosen, self._self.inc):
+            for send in self._probes.request(entry.node_id, chosen, self._self.incarnation):
                 self._send(effects, send.to, send.op, send.body)
 
     # -- timers -----------------------------------------------------------------------------------
@@ -588,7 +430,7 @@ class FullMeshMembership:
         heap = self._detector_heap
         while heap:
             at, node_id = heap[0]
-            entry = self._entries.get(node_id)
+            entry = self._records.get(node_id)
             if (entry is not None and entry.st == ST_ALIVE and entry.up and not entry.suspect
                     and entry.detector is not None and entry.detector.suspect_at() == at):
                 deadline = min(deadline, max(at, self._recheck_at) if self._recheck_at != math.inf else at)
@@ -604,7 +446,7 @@ class FullMeshMembership:
         self._due = min(deadline, held)
         return self._due
 
-    def _probe_due(self, entry: _Entry) -> float:
+    def _probe_due(self, entry: _Record) -> float:
         """When the next direct probe of a suspect is due (spread evenly over ``suspect_timeout``)."""
         return entry.suspect_since + entry.probes_sent * self.config.suspect_timeout / max(1, self.config.suspect_probes)
 
@@ -612,10 +454,10 @@ class FullMeshMembership:
         """Earliest suspect timeout, tombstone expiry or probe (changes only with the state)."""
         deadline = math.inf
         probe = self.config.probe_down_interval > 0
-        for entry in self._entries.values():
+        for entry in self._records.values():
             if entry.st == ST_ALIVE:
                 if entry.suspect:
-                    deadline = min(deadline, entry.suspect_since + self._suspicion_timeout(entry))
+                    deadline = min(deadline, entry.suspect_since + self._suspicion_timeout(entry.node_id))
                     if entry.probes_sent < self.config.suspect_probes:
                         deadline = min(deadline, self._probe_due(entry))
             else:
@@ -646,7 +488,7 @@ class FullMeshMembership:
                 self._gen += 1
         hold = self._recheck_at != math.inf
         if not hold:  # a helper's nack, too, waits until its own backlog had a chance to run
-            for send in self._probes.tick(now, self._self.inc):
+            for send in self._probes.tick(now, self._self.incarnation):
                 self._send(effects, send.to, send.op, send.body)
         # failure detection first, so a heartbeat round never masks a due suspicion
         for entry in [] if hold else self._sorted_entries():
@@ -658,7 +500,7 @@ class FullMeshMembership:
                     self._start_suspicion(entry, now, effects)
             if not entry.suspect:
                 continue
-            if now >= entry.suspect_since + self._suspicion_timeout(entry):
+            if now >= entry.suspect_since + self._suspicion_timeout(entry.node_id):
                 if self._probes.finish(entry.node_id):
                     self.health.worse(now, "missed_nacks")  # helpers we asked stayed silent: our links?
                 self._declare_down(entry, now, "unreachable", effects)
@@ -668,25 +510,22 @@ class FullMeshMembership:
                 entry.probes_sent += 1
                 self._dirty()
                 self._count("suspect_probes")
-                self._send(effects, entry.node_id, OP_HEARTBEAT, {"in": self._self.inc, "a": 1})
+                self._send(effects, entry.node_id, OP_HEARTBEAT, {"in": self._self.incarnation, "a": 1})
         # tombstone expiry: the entry shrinks to a grave (node id -> last dead incarnation and status)
         for entry in self._sorted_entries():
             if entry.st != ST_ALIVE and now >= entry.changed_at + cfg.tombstone_ttl:
-                del self._entries[entry.node_id]
+                del self._records[entry.node_id]
                 self._evidence.pop(entry.node_id, None)
                 self._sync_asked.pop(entry.node_id, None)
                 self._dirty()
                 if entry.st == ST_DOWN:
                     effects.append(Disconnect(entry.node_id))
                 self._count("tombstones_expired")
-                if len(self._graves) < cfg.max_members:
-                    self._graves[entry.node_id] = (entry.inc, entry.st, now + cfg.grave_ttl)
-        if self._graves and now >= self._next_grave_sweep:
-            self._next_grave_sweep = now + cfg.tombstone_ttl
-            self._graves = {k: v for k, v in self._graves.items() if v[2] > now}
+                self._bury(entry, now, ttl=cfg.grave_ttl, cap=cfg.max_members)
+        self._sweep_graves(now, cfg.tombstone_ttl)
         alive = [e for e in self._sorted_entries() if e.st == ST_ALIVE]
         if now >= self._next_hb:
-            hb: dict[str, Any] = {"in": self._self.inc}
+            hb: dict[str, Any] = {"in": self._self.incarnation}
             for entry in alive:
                 self._send(effects, entry.node_id, OP_HEARTBEAT, hb)
             self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
@@ -702,7 +541,7 @@ class FullMeshMembership:
             if down:
                 target = self._rng.choice(down)
                 self._count("probes")
-                self._send(effects, target.node_id, OP_SYNC, {"in": self._self.inc, "r": 1, "m": self._state()})
+                self._send(effects, target.node_id, OP_SYNC, {"in": self._self.incarnation, "r": 1, "m": self._state()})
             self._next_probe = max(self._next_probe + cfg.probe_down_interval, now)
             self._gen += 1
         # seeds: keep dialling until joined, and again when every peer is gone
@@ -719,7 +558,7 @@ class FullMeshMembership:
         # handshake with it now and then; contact + gossip re-merge the two sides
         if self._seeds and not self._dialing and now >= self._next_seed_check:
             self._next_seed_check = now + cfg.join_retry_max
-            live = {spec[1] for e in alive if e.up for spec in e.endpoints.values()}
+            live = {spec[1] for e in alive if e.up for spec in e.identity.endpoints.values()}
             for seed in self._seeds:
                 if seed not in live:
                     self._count("seed_checks")
@@ -728,40 +567,36 @@ class FullMeshMembership:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _sorted_entries(self) -> list[_Entry]:
+    def _sorted_entries(self) -> list[_Record]:
         # deterministic order (dict order depends on arrival order, which is itself deterministic in a
         # seeded simulation, but sorting makes the order independent of history)
-        return [self._entries[k] for k in sorted(self._entries)]
+        return [self._records[k] for k in sorted(self._records)]
 
-    def _all_entries(self) -> list[_Entry]:
+    def _all_entries(self) -> list[_Record]:
         return [self._self, *self._sorted_entries()]
 
     def _gossip_body(self) -> dict[str, Any]:
         """An anti-entropy opener: our own entry (so the peer can answer even if it never heard of us)
         and the digest of our whole state."""
         if self._digest_cache is None:
-            self._digest_cache = [[e.node_id, e.inc, e.st, e.mv] for e in self._all_entries()]
-        return {"in": self._self.inc, "m": [self._self.to_wire()], "d": self._digest_cache}
+            self._digest_cache = [[e.node_id, e.incarnation, e.st, e.v] for e in self._all_entries()]
+        return {"in": self._self.incarnation, "m": [mesh_wire(self._self)], "d": self._digest_cache}
 
     def _state(self) -> list[dict[str, Any]]:
         if self._state_cache is None:
-            self._state_cache = [e.to_wire() for e in self._all_entries()]
+            self._state_cache = [mesh_wire(e) for e in self._all_entries()]
         return self._state_cache
 
-    def _send(self, effects: list[Effect], to: bytes, op: str, body: dict[str, Any]) -> None:
-        self._count(f"sent_{op}")
-        effects.append(Send(to, op, body))
-
-    def _push(self, changed: list[_Entry], effects: list[Effect]) -> None:
+    def _push(self, changed: list[_Record], effects: list[Effect]) -> None:
         """Eager push of entries this node originated a change for, to every peer believed alive."""
         if not changed:
             return
-        body = {"in": self._self.inc, "r": 0, "m": [e.to_wire() for e in changed]}
+        body = {"in": self._self.incarnation, "r": 0, "m": [mesh_wire(e) for e in changed]}
         for entry in self._sorted_entries():
             if entry.st == ST_ALIVE and entry.node_id not in {c.node_id for c in changed}:
                 self._send(effects, entry.node_id, OP_SYNC, body)
 
-    def _alive_signal(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+    def _alive_signal(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         assert entry.detector is not None
         entry.detector.heartbeat(now)
         if entry.suspect:
@@ -774,24 +609,24 @@ class FullMeshMembership:
 
     def _evidence_from(self, source: bytes, inc: int, now: float, effects: list[Effect]) -> None:
         """Direct traffic from ``source`` speaking as incarnation ``inc``."""
-        entry = self._entries.get(source)
+        entry = self._records.get(source)
         if entry is None:
             return
         if inc > self._evidence.get(source, -1):
             self._evidence[source] = inc
-        if inc == entry.inc and entry.st == ST_ALIVE:
+        if inc == entry.incarnation and entry.st == ST_ALIVE:
             if entry.up:
                 self._alive_signal(entry, now, effects)
             else:
                 self._mark_up(entry, now, effects)
-        elif inc > entry.inc:
+        elif inc > entry.incarnation:
             # It restarted (or refuted) and we have not seen the new entry yet: ask it, at most once
             # per gossip interval.
             if now >= self._sync_asked.get(source, -1e300) + self.config.gossip_interval and entry.st != ST_LEFT:
                 self._sync_asked[source] = now
                 self._send(effects, source, OP_SYNC, self._gossip_body())
 
-    def _mark_up(self, entry: _Entry, now: float, effects: list[Effect]) -> None:
+    def _mark_up(self, entry: _Record, now: float, effects: list[Effect]) -> None:
         cfg = self.config
         entry.up = True
         entry.suspect = False
@@ -813,7 +648,7 @@ class FullMeshMembership:
         if not entry.name:
             return
         for other in self._sorted_entries():
-            if other is entry or other.name != entry.name or other.st != ST_ALIVE or other.inc >= entry.inc:
+            if other is entry or other.name != entry.name or other.st != ST_ALIVE or other.incarnation >= entry.incarnation:
                 continue
             last = other.detector.last if other.detector is not None else None
             if last is not None and now - last <= cfg.heartbeat_interval:
@@ -821,7 +656,7 @@ class FullMeshMembership:
                 continue
             self._declare_down(other, now, "replaced", effects)
 
-    def _declare_down(self, entry: _Entry, now: float, reason: str, effects: list[Effect]) -> None:
+    def _declare_down(self, entry: _Record, now: float, reason: str, effects: list[Effect]) -> None:
         self._probes.finish(entry.node_id)
         was_up = entry.up
         entry.st = ST_DOWN
@@ -834,55 +669,51 @@ class FullMeshMembership:
             effects.append(MemberDown(entry.member(), reason))
         self._push([entry], effects)
 
-    def _refute(self, theirs: _Entry, now: float, effects: list[Effect]) -> None:
-        me = self._self
-        if theirs.key() <= me.key():
-            if theirs.inc == me.inc and theirs.st == ST_ALIVE and not self._joined:
+    def _refute(self, theirs: _Record, now: float, effects: list[Effect]) -> bool:
+        if theirs.key() <= self._self.key():
+            if theirs.incarnation == self._self.incarnation and theirs.st == ST_ALIVE and not self._joined:
                 # a peer lists us alive: we are in the cluster
                 self._joined = True
                 self._dialing = False
                 effects.append(Joined())
-            return
-        me.inc = max(me.inc, theirs.inc) + 1
-        me.mv = 0
-        me.changed_at = now
+            return False
+        return super()._refute(theirs, now, effects)
+
+    def _own_record_changed(self, before: Key, now: float, effects: list[Effect]) -> None:
+        """Push our changed record: a refutation (new incarnation) to everyone, down members included
+        (they may be the side that declared us down); a metadata change to every live member."""
         self._dirty()
-        self._count("refuted")
-        if theirs.st == ST_DOWN:
-            self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
-        # everyone, down members included: they may be the side that declared us down
-        body = {"in": me.inc, "r": 0, "m": [me.to_wire()]}
+        me = self._self
+        if me.incarnation == before[0]:
+            self._push([me], effects)
+            return
+        body = {"in": me.incarnation, "r": 0, "m": [mesh_wire(me)]}
         for entry in self._sorted_entries():
             if entry.st != ST_LEFT:
                 self._send(effects, entry.node_id, OP_SYNC, body)
 
-    def _merge(self, new: _Entry, now: float, effects: list[Effect], *, origin: bool) -> None:
+    def _merge(self, new: _Record, now: float, effects: list[Effect], *, origin: bool) -> None:
         """Merge one gossiped entry. ``origin``: this node admitted it (join/contact) and pushes it."""
         if new.node_id == self._self.node_id:
             self._refute(new, now, effects)
             return
-        old = self._entries.get(new.node_id)
+        old = self._records.get(new.node_id)
         if old is None:
-            if len(self._entries) >= self.config.max_members:
+            if len(self._records) >= self.config.max_members:
                 self._count("rejected_full")
                 return
-            grave = self._graves.pop(new.node_id, None)
-            if grave is not None and new.inc <= grave[0]:
-                # an incarnation we buried (a partition that outlived the tombstone, or stale gossip):
-                # it becomes a tombstone again, never up. If the node is in fact alive, probes and sync
-                # answers now carry its down entry to it, and it refutes with a new incarnation.
-                self._count("buried_claims")
-                new.inc, new.st, new.mv = grave[0], grave[1], 0
-                self._entries[new.node_id] = new
+            if self._unbury(new):
+                # a buried incarnation: a tombstone again, never up (probes carry its down entry to it)
+                self._records[new.node_id] = new
                 self._dirty()
                 if new.st == ST_DOWN:
-                    effects.append(Connect(new.identity()))
+                    effects.append(Connect(new.identity))
                 return
-            self._entries[new.node_id] = new
+            self._records[new.node_id] = new
             self._dirty()
             if new.st == ST_ALIVE:
-                effects.append(Connect(new.identity()))
-                if self._evidence.get(new.node_id) == new.inc:
+                effects.append(Connect(new.identity))
+                if self._evidence.get(new.node_id) == new.incarnation:
                     self._mark_up(new, now, effects)
                 if origin:
                     self._push([new], effects)
@@ -890,17 +721,17 @@ class FullMeshMembership:
         if new.key() <= old.key():
             return
         self._dirty()
-        if new.inc > old.inc:
+        if new.incarnation > old.incarnation:
             # a newer incarnation supersedes the old one entirely
             if old.up and old.st == ST_ALIVE:
                 old.st = ST_DOWN
                 effects.append(MemberDown(old.member(), "restarted"))
             if old.st != ST_LEFT:
                 effects.append(Disconnect(old.node_id))
-            self._entries[new.node_id] = new
+            self._records[new.node_id] = new
             if new.st == ST_ALIVE:
-                effects.append(Connect(new.identity()))
-                if self._evidence.get(new.node_id) == new.inc:
+                effects.append(Connect(new.identity))
+                if self._evidence.get(new.node_id) == new.incarnation:
                     self._mark_up(new, now, effects)
             if origin:
                 self._push([new], effects)
@@ -909,8 +740,8 @@ class FullMeshMembership:
         if new.st != old.st:
             before_up = old.up and old.st == ST_ALIVE
             old.st = new.st
-            old.mv = new.mv
-            old.meta = new.meta
+            old.v = new.v
+            old.identity = new.identity
             old.changed_at = now
             old.suspect = False
             old.detector = None
@@ -922,13 +753,11 @@ class FullMeshMembership:
                 effects.append(Disconnect(old.node_id))
             return
         before = old.member()
-        endpoints_changed = old.endpoints != new.endpoints
-        old.mv = new.mv
-        old.meta = new.meta
-        old.name = new.name
-        old.endpoints = new.endpoints
+        endpoints_changed = old.identity.endpoints != new.identity.endpoints
+        old.v = new.v
+        old.identity = new.identity
         if endpoints_changed and old.st == ST_ALIVE:
             effects.append(Disconnect(old.node_id))
-            effects.append(Connect(old.identity()))
+            effects.append(Connect(old.identity))
         if old.up and old.st == ST_ALIVE and before != old.member():
             effects.append(MemberChanged(old.member(), before))

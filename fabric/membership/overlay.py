@@ -88,9 +88,8 @@ class FullMeshOverlay:
         return self.core.alive_members()
 
     def neighbours(self) -> list[bytes]:
-        """Every up member other than this node."""
-        me = self.core.node_id
-        return sorted(m.node_id for m in self.core.alive_members() if m.node_id != me)
+        """Every up member other than this node (see :meth:`FullMeshMembership.neighbours`)."""
+        return self.core.neighbours()
 
     def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
         """See :meth:`FullMeshMembership.join`."""

@@ -3,10 +3,9 @@
 Theory of operation
 -------------------
 Record-based overlays (:class:`RecordOverlay`: HyParView, client-server, static) keep one *record* per
-node id - identity, incarnation ``in``, version ``v``, status ``st`` (0 alive, 2 down, 3 left) - merged
-like a CRDT register on the key ``(in, v, st)``. Only the owner raises its ``v`` (metadata change,
-refutation) or ``in`` (restart); anyone may mark a record down at the key it holds. Records travel as
-Plumtree broadcasts (kind 1) over the overlay's links:
+node id - the member-record CRDT of :mod:`fabric.membership.records`, the same one the full-mesh core
+merges: key ``(in, st, v)``, down and left terminal for an incarnation, refutation with a new
+incarnation. Records travel as Plumtree broadcasts (kind 1) over the overlay's links:
 
 * changes are *announced*: queued for ``announce_interval`` and sent as one Plumtree broadcast (kind 1,
   a list of records), so a join storm through one seed costs a few broadcasts, not one per joiner;
@@ -15,7 +14,8 @@ Plumtree broadcasts (kind 1) over the overlay's links:
   ``"expired"``, local only) - the last-resort backstop for crashes nobody observed;
 * a neighbour's failure (phi on heartbeats, or a :meth:`link_down` report from the transport) marks its
   record down and announces it (after a random delay, cancelled if another observer's announcement
-  arrives first); a live node that hears itself declared down refutes with ``v + 1``;
+  arrives first); a live node that hears itself declared down refutes with a new incarnation
+  (:func:`~fabric.membership.records.refute_key`);
 * a leave broadcasts the left record to every neighbour;
 * anti-entropy every ``sync_interval`` with one random neighbour repairs what broadcasts missed (a
   64-bit summary of the alive records first; the digest and records only when summaries differ).
@@ -41,19 +41,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .detector import PhiAccrualDetector
+from .engine import MemberEngine, reconcile
 from .errors import BadMembershipMessage, MembershipError
 from .health import (
-    OP_INDIRECT_ACK,
-    OP_INDIRECT_PING,
-    OP_PING_REQ,
     PROBE_OPS,
-    IndirectProbes,
-    LocalHealth,
-    ping_body,
 )
 from .interface import (
     OP_HEARTBEAT,
@@ -64,19 +59,17 @@ from .interface import (
     _bad,
     _node_id,
     _uint,
-    identity_from_wire,
     identity_to_wire,
 )
 from .overlay_config import OverlayConfig
 from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree
-from .records import _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key
+from .records import Key, _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key
 from .relay import Relays
 from .types import (
     ST_ALIVE,
     ST_DOWN,
     ST_LEFT,
     Connect,
-    Dial,
     Disconnect,
     Identity,
     Joined,
@@ -84,19 +77,18 @@ from .types import (
     MemberChanged,
     MemberDown,
     MemberLeft,
-    MemberStatus,
     MemberUp,
-    Send,
-    _check_meta,
 )
 
 
-class RecordOverlay:
-    """The machinery shared by HyParView, client-server and static (see the module docstring).
+class RecordOverlay(MemberEngine[OverlayConfig]):
+    """The partial-view policy of the membership engine, shared by HyParView, client-server and static
+    (see the module docstring).
 
-    Subclasses decide which neighbours to keep; this class keeps the records, the events, the
-    heartbeats and detectors of the neighbours, Plumtree over the neighbours, anti-entropy, relay,
-    join retries and leave.
+    The engine (:class:`~fabric.membership.engine.MemberEngine`) keeps the records, the owner's rules,
+    joining and the failure-handling configuration; this class monitors the neighbours (heartbeats and
+    detectors), spreads records with Plumtree over them, runs summary-first anti-entropy, relays and
+    leaves. Subclasses decide which neighbours to keep.
 
     Args:
         identity: this node.
@@ -109,25 +101,14 @@ class RecordOverlay:
     """
 
     membership_ops: tuple[str, ...] = (OP_HEARTBEAT, OP_SYNC)
+    redial_when_joined = True  # join() links to the seeds' neighbourhood even when already linked
 
     def __init__(self, identity: Identity, config: OverlayConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
-        if len(identity.node_id) != 16:
-            raise MembershipError("node id must be 16 octets")
-        self.config = config if config is not None else OverlayConfig()
-        self._rng = rng if rng is not None else random.Random(0)
-        self._self = _Record(identity, 0, ST_ALIVE, now)
-        self._records: dict[bytes, _Record] = {}
+        super().__init__(identity, config if config is not None else OverlayConfig(), rng=rng, now=now)
         self._summary = _key_hash(identity.node_id, self._self.key())
         self._nbrs: dict[bytes, _Neighbour] = {}
         self.tree = Plumtree(identity.node_id, identity.incarnation, self.config.plumtree, now=now)
-        self.counters: dict[str, int] = {}
-        self._joined = False
-        self._leaving = False
-        self._seeds: list[str] = []
-        self._dialing = False
-        self._dial_backoff = self.config.join_retry_initial
-        self._next_dial = math.inf
         cfg = self.config
         self._next_hb = now + cfg.heartbeat_interval
         self._next_sync = now + cfg.sync_interval * (0.5 + self._rng.random())
@@ -139,91 +120,27 @@ class RecordOverlay:
         self._outbox: dict[bytes, _Record] = {}
         self._next_announce = math.inf
         self._relays = Relays(self.config.plumtree.seen_size)
-        self.health = LocalHealth(cfg.local_health_max, cfg.heartbeat_interval)
-        """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
-        self._probes = IndirectProbes(cfg.indirect_probes, cfg.probe_timeout)
-        self._due = math.inf  # the deadline last handed out: a tick later than it ran late
         self._held = False  # the last heartbeat round ran late and declared nothing
 
     # -- identity and views --------------------------------------------------------------------------
-
-    @property
-    def node_id(self) -> bytes:
-        """This node's id."""
-        return self._self.node_id
-
-    @property
-    def local(self) -> Identity:
-        """This node's identity."""
-        return self._self.identity
-
-    @property
-    def incarnation(self) -> int:
-        """This node's incarnation."""
-        return self._self.identity.incarnation
-
-    @property
-    def joined(self) -> bool:
-        """True once linked into a cluster (or alone by choice)."""
-        return self._joined
-
-    @property
-    def leaving(self) -> bool:
-        """True after :meth:`leave`."""
-        return self._leaving
-
-    def members(self) -> list[Member]:
-        """This node and every record it holds (down/left ones until their tombstones expire), sorted
-        by node id. Neighbours over the phi threshold are SUSPECT."""
-        me = self._self.member() if not self._leaving else Member(
-            self.node_id, self._self.identity.name, self.incarnation, MemberStatus.LEFT,
-            dict(self._self.identity.metadata), dict(self._self.identity.endpoints))
-        out = [me]
-        for rec in self._records.values():
-            nbr = self._nbrs.get(rec.node_id)
-            out.append(rec.member(nbr is not None and nbr.suspect_since is not None))
-        out.sort(key=lambda m: m.node_id)
-        return out
-
-    def member(self, node_id: bytes) -> Member | None:
-        """The member with this id as :meth:`members` lists it, else None."""
-        if node_id == self.node_id:
-            return self._self.member()
-        rec = self._records.get(node_id)
-        return rec.member() if rec is not None else None
-
-    def alive_members(self) -> list[Member]:
-        """Members (this node included) that are ALIVE or SUSPECT."""
-        return [m for m in self.members() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
 
     def neighbours(self) -> list[bytes]:
         """Node ids of the monitored links (sorted)."""
         return sorted(self._nbrs)
 
-    def digest(self) -> dict[bytes, tuple[int, int, int]]:
-        """node id -> record key (this node included), for tests."""
-        out = {rid: rec.key() for rid, rec in self._records.items()}
-        out[self.node_id] = self._self.key()
-        return out
+    def _suspected(self, rec: _Record) -> bool:
+        nbr = self._nbrs.get(rec.node_id)
+        return nbr is not None and nbr.suspect_since is not None
 
     def stats(self) -> dict[str, int]:
-        """Counters (``sent_<op>`` per op, events, bad input ...) plus Plumtree's (prefixed ``tree_``)."""
-        out = dict(self.counters)
+        """The engine's counters plus Plumtree's (prefixed ``tree_``) and the relays'."""
+        out = super().stats()
         out.update({f"tree_{k}": v for k, v in self.tree.stats().items()})
         for name, n in self._relays.counters.items():
             out[name] = out.get(name, 0) + n
-        out.update(self._probes.stats())
-        out.update(self.health.stats())
         out["records"] = len(self._records)
         out["neighbours"] = len(self._nbrs)
         return out
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def _send(self, effects: list[OverlayEffect], to: bytes, op: str, body: dict[str, Any]) -> None:
-        self._count(f"sent_{op}")
-        effects.append(Send(to, op, body))
 
     # -- neighbours (for subclasses) -----------------------------------------------------------------
 
@@ -342,6 +259,7 @@ class RecordOverlay:
             if len(self._records) >= self.config.max_members:
                 self._count("rejected_full")
                 return False
+            self._unbury(new)  # a claim for an incarnation whose tombstone expired stays down
             self._records[new.node_id] = new
             self._summary_add(new)
             if new.st == ST_ALIVE:
@@ -352,8 +270,9 @@ class RecordOverlay:
             if new.key() == old.key():
                 old.seen = max(old.seen, now)
             return False
-        if new.identity.incarnation > old.identity.incarnation or (old.st != ST_ALIVE and new.st == ST_ALIVE):
-            # a new incarnation, or a refutation of a down record: the old one ends, the new one starts
+        if new.identity.incarnation > old.identity.incarnation:
+            # a new incarnation (a restart, or the owner's refutation of a down record): the old one
+            # ends, the new one starts
             if old.st == ST_ALIVE:
                 effects.append(MemberDown(old.member(), "restarted"))
             self._summary_remove(old)
@@ -377,21 +296,14 @@ class RecordOverlay:
             effects.append(MemberChanged(old.member(), before))
         return True
 
-    def _refute(self, theirs: _Record, now: float, effects: list[OverlayEffect]) -> None:
+    def _own_record_changed(self, before: Key, now: float, effects: list[OverlayEffect]) -> None:
+        """This node's record changed (refutation, metadata): keep the summary, move Plumtree to the new
+        epoch after a new incarnation, and announce the record."""
         me = self._self
-        if theirs.key() <= me.key() or self._leaving:
-            return
-        ident = me.identity
-        if theirs.identity.incarnation > ident.incarnation:
-            ident = Identity(ident.node_id, ident.name, theirs.identity.incarnation + 1, ident.metadata, ident.endpoints)
-            self.tree.set_epoch(ident.incarnation)
-            v = 0
-        else:
-            v = theirs.v + 1
-        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        me.identity, me.v, me.wire = ident, v, None
-        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        self._count("refuted")
+        self._summary = (self._summary - _key_hash(me.node_id, before) + _key_hash(me.node_id, me.key())) \
+            & 0xFFFFFFFFFFFFFFFF
+        if me.incarnation != before[0]:
+            self.tree.set_epoch(me.incarnation)
         self._broadcast_record(me, now, effects)
 
     def _broadcast_record(self, rec: _Record, now: float, effects: list[OverlayEffect], *,
@@ -423,34 +335,7 @@ class RecordOverlay:
         _, sends = self.tree.broadcast(batch, KIND_RECORD, now)
         effects.extend(sends)
 
-    def set_metadata(self, metadata: Mapping[str, str], now: float) -> list[OverlayEffect]:
-        """Replace this node's metadata (validated like the wire) and broadcast the new record."""
-        me = self._self
-        ident = me.identity
-        self._summary = (self._summary - _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        me.identity = Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)), ident.endpoints)
-        me.v += 1
-        me.wire = None
-        self._summary = (self._summary + _key_hash(me.node_id, me.key())) & 0xFFFFFFFFFFFFFFFF
-        effects: list[OverlayEffect] = []
-        self._broadcast_record(me, now, effects)
-        return effects
-
     # -- inputs --------------------------------------------------------------------------------------
-
-    def join(self, seeds: Sequence[str], now: float) -> list[OverlayEffect]:
-        """Dial the seeds (re-dialled with backoff until a neighbour link exists); with none, the node is
-        alone and joined at once."""
-        own = {spec[1] for spec in self._self.identity.endpoints.values()}
-        self._seeds = [s for s in dict.fromkeys(seeds) if s not in own]
-        if not self._seeds:
-            if self._joined:
-                return []
-            self._joined = True
-            return [Joined()]
-        self._dialing = True
-        self._dial_backoff = self.config.join_retry_initial
-        return self._dial(now)
 
     def adopt(self, members: Sequence[Member], now: float) -> list[OverlayEffect]:
         """See :meth:`Overlay.adopt`: alive records at version 0 (anti-entropy brings newer versions),
@@ -462,12 +347,6 @@ class RecordOverlay:
             self._merge(_Record(m.identity(), 0, ST_ALIVE, now), now, effects)
         self._count("adopted", len(members))
         return effects
-
-    def _dial(self, now: float) -> list[OverlayEffect]:
-        self._next_dial = now + self._dial_backoff
-        self._dial_backoff = min(self._dial_backoff * 2, self.config.join_retry_max)
-        self._count("dials", len(self._seeds))
-        return [Dial(seed) for seed in self._seeds]
 
     def contact(self, identity: Identity, now: float) -> list[OverlayEffect]:
         """The handshake with ``identity`` completed; subclasses decide what to do with it."""
@@ -513,7 +392,7 @@ class RecordOverlay:
             self._sign_of_life(source, now, effects)
             return effects
         if op in PROBE_OPS:
-            self._receive_probe(source, op, body, now, effects)
+            self._receive_probe(source, op, body, body.get("in", 0), now, effects)
             self._sign_of_life(source, now, effects)
             return effects
         if op in self.membership_ops:
@@ -554,8 +433,9 @@ class RecordOverlay:
         for item in digest or []:
             if not isinstance(item, list) or len(item) != 4:
                 raise _bad("sync d items must be [id, in, v, st]")
-            parsed.append((_node_id(item[0], "d id"), (_uint(item[1], "d in"), _uint(item[2], "d v"),
-                                                       _uint(item[3], "d st"))))
+            # wire order [id, in, v, st]; the merge key is (in, st, v)
+            parsed.append((_node_id(item[0], "d id"), (_uint(item[1], "d in"), _uint(item[3], "d st"),
+                                                       _uint(item[2], "d v"))))
         for w in wanted:
             _node_id(w, "sync w")
         self._count("recv_sync")
@@ -578,17 +458,8 @@ class RecordOverlay:
             return
         out: dict[bytes, _Record] = {}
         ask: list[bytes] = []
-        if digest is not None:
-            theirs = dict(parsed)
-            for nid, key in parsed:
-                held = self._self if nid == self.node_id else self._records.get(nid)
-                if held is None or held.key() < key:
-                    ask.append(nid)
-                elif held.key() > key:
-                    out[nid] = held
-            for rec in [self._self, *self._records.values()]:
-                if rec.st == ST_ALIVE and rec.node_id not in theirs:
-                    out[rec.node_id] = rec
+        if digest is not None:  # it lists the peer's alive records only
+            out, ask = reconcile({self.node_id: self._self, **self._records}, dict(parsed), complete=False)
         for nid in wanted:
             held = self._self if nid == self.node_id else self._records.get(nid)
             if held is not None:
@@ -601,7 +472,7 @@ class RecordOverlay:
 
     def _digest(self) -> list[list[Any]]:
         recs = [self._self, *(r for r in self._records.values() if r.st == ST_ALIVE)]
-        return [[r.node_id, *r.key()] for r in recs]
+        return [[r.node_id, r.incarnation, r.v, r.st] for r in recs]  # wire order: [id, in, v, st]
 
     def _state(self) -> list[dict[str, Any]]:
         """Every alive record we hold plus our own (what a joiner gets)."""
@@ -766,12 +637,6 @@ class RecordOverlay:
     def _policy_tick(self, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: the subclass's timers."""
 
-    def _suspicion_timeout(self, node_id: bytes) -> float:
-        """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
-        cfg = self.config
-        base = self._probes.suspicion_timeout(node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
-        return base * self.health.multiplier
-
     def _start_suspicion(self, nid: bytes, nbr: _Neighbour, now: float, effects: list[OverlayEffect]) -> None:
         """Phi crossed the threshold for neighbour ``nid``: suspect it and ask other neighbours to probe it."""
         nbr.suspect_since = now
@@ -785,52 +650,25 @@ class RecordOverlay:
             for send in self._probes.request(nid, self._rng.sample(helpers, min(k, len(helpers))), self.incarnation):
                 self._send(effects, send.to, send.op, send.body)
 
-    def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], now: float,
-                       effects: list[OverlayEffect]) -> None:
-        """The indirect-probe ops (see :mod:`fabric.membership.health`)."""
-        inc = self.incarnation
-        if op == OP_INDIRECT_PING:
-            seq = ping_body(body)
-            self._count("recv_iping")
-            if source not in self._nbrs and "m" in body:
-                # a helper we have no link to: answer over a probe link
-                effects.append(Connect(identity_from_wire(body["m"]), probe=True))
-            self._send(effects, source, OP_INDIRECT_ACK, {"in": inc, "s": seq})
-            return
-        if op == OP_INDIRECT_ACK:
-            ping_body(body)
-            self._count("recv_iack")
-            for send in self._probes.on_ack(source, body, inc):
-                self._send(effects, send.to, send.op, send.body)
-            return
-        if op == OP_PING_REQ:
-            target_id = body.get("t")
-            rec = self._records.get(target_id) if isinstance(target_id, bytes) else None
-            reachable = rec is not None and rec.st == ST_ALIVE
-            tid, sends = self._probes.on_request(source, body, inc, now, reachable=reachable,
-                                                 entry=identity_to_wire(self.local), scale=self.health.multiplier)
-            nbr = self._nbrs.get(tid)
-            if nbr is not None and nbr.suspect_since is not None:
-                self._probes.confirm(tid, source)  # the requester suspects it too
-            if reachable and rec is not None and tid not in self._nbrs:
-                effects.append(Connect(rec.identity, probe=True))
-            for send in sends:
-                self._send(effects, send.to, send.op, send.body)
-            return
-        result = self._probes.on_result(source, body)
-        self._count("recv_pres")
-        if result is None:
-            return
-        tid, ok = result
-        nbr = self._nbrs.get(tid)
-        if ok and nbr is not None and nbr.suspect_since is not None:
-            # it answered someone else: alive, whatever our own link to it does
-            self._probes.finish(tid)
-            nbr.detector.heartbeat(now)
-            nbr.suspect_since = None
-            rec = self._records.get(tid)
-            if rec is not None and rec.st == ST_ALIVE:
-                effects.append(MemberChanged(rec.member(), rec.member(True)))
+    # probe hooks of the engine's indirect probes: only neighbours are linked and monitored
+
+    def _linked(self, node_id: bytes) -> bool:
+        return node_id in self._nbrs
+
+    def _probe_entry(self) -> dict[str, Any] | None:
+        return identity_to_wire(self.local)
+
+    def _is_suspect(self, node_id: bytes) -> bool:
+        nbr = self._nbrs.get(node_id)
+        return nbr is not None and nbr.suspect_since is not None
+
+    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[OverlayEffect]) -> None:
+        nbr = self._nbrs[node_id]
+        nbr.detector.heartbeat(now)
+        nbr.suspect_since = None
+        rec = self._records.get(node_id)
+        if rec is not None and rec.st == ST_ALIVE:
+            effects.append(MemberChanged(rec.member(False), rec.member(True)))
 
     def _heartbeat_round(self, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: called once per heartbeat round, after the neighbours got theirs."""
@@ -846,3 +684,7 @@ class RecordOverlay:
             elif now - rec.changed_at > cfg.tombstone_ttl:
                 del self._records[nid]
                 self._count("tombstones_expired")
+                # a grave outlives the tombstone by another tombstone_ttl: a stale alive claim of that
+                # incarnation (a node partitioned away that long) never brings it back up
+                self._bury(rec, now, ttl=cfg.tombstone_ttl, cap=cfg.max_members)
+        self._sweep_graves(now, cfg.tombstone_ttl)

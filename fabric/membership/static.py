@@ -37,7 +37,7 @@ from .overlay import (
     _uint,
 )
 from .overlay_config import OverlayConfig
-from .types import Connect, Dial, Identity, Joined
+from .types import Connect, Dial, Identity, Joined, MemberUp
 
 
 class StaticOverlay(RecordOverlay):
@@ -135,6 +135,16 @@ class StaticOverlay(RecordOverlay):
             return True
         return super()._merge(new, now, effects)
 
+    def _revive(self, rec: _Record, identity: Identity, now: float, effects: list[OverlayEffect]) -> None:
+        """Bring a member this node alone held as down back up at the same key it had while alive."""
+        self._summary_remove(rec)
+        fresh = _Record(identity, rec.v, ST_ALIVE, now)
+        self._records[rec.node_id] = fresh
+        self._summary_add(fresh)
+        self._count("revived")
+        effects.append(MemberUp(fresh.member()))
+        self._on_record(fresh, rec.st, now, effects)
+
     def _on_stray_heartbeat(self, source: bytes, body: dict[str, Any], now: float,
                             effects: list[OverlayEffect]) -> None:
         configured = self._configured.get(source)
@@ -149,8 +159,10 @@ class StaticOverlay(RecordOverlay):
         if rec is None or inc > rec.identity.incarnation:
             self._merge(_Record(identity, 0, ST_ALIVE, now), now, effects)
         elif rec.st == ST_DOWN:
-            # heard again after our detector gave up on it: up again (a local decision)
-            self._merge(_Record(identity, rec.v + 1, ST_ALIVE, now), now, effects)
+            # heard again after our detector gave up on it: up again. A local decision (the down record
+            # was never announced), so the record is replaced here rather than merged: no alive claim
+            # beats a down one within an incarnation (see fabric.membership.records)
+            self._revive(rec, identity, now, effects)
         elif rec.st != ST_ALIVE:
             return  # it left
         self._add_neighbour(identity, now, effects)

@@ -1,9 +1,10 @@
-"""Properties of the member-record CRDT of both membership cores (full-mesh entries and overlay records).
+"""Properties of the one member-record CRDT (fabric.membership.records) that every membership core merges.
 
-The state is a map node id -> merge key; merging a set of claims must be commutative (any order),
-associative (any grouping into messages), idempotent (duplicates change nothing), the winner per node id
-must be the largest key claimed, and a live node's refutation must always win over any stale down
-claim about it.
+The state is a map node id -> merge key ``(in, st, v)``; merging a set of claims must be commutative (any
+order), associative (any grouping into messages), idempotent (duplicates change nothing), the winner per
+node id must be the largest key claimed, a live node's refutation must always win over any stale down
+claim about it - and the full-mesh core and a record overlay (HyParView) must reach the *same* state from
+the same claims (one CRDT, not two).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ ME = b"\x01" * 16
 SENDER = b"\x02" * 16
 IDS = [bytes([i]) * 16 for i in range(3, 7)]
 
-# full-mesh ENTRY: key (in, st, mv); overlay RECORD: key (in, v, st)
+# one RECORD wire form and one key (in, st, v) for every core; full-mesh peers of earlier versions sent
+# the version as ``mv`` (still read)
 mesh_claims = st.lists(st.builds(
     lambda i, inc, s, mv: {"id": IDS[i], "nm": f"n{i}", "in": inc, "st": s, "mv": mv, "md": {}, "ep": {}},
     st.integers(0, len(IDS) - 1), st.integers(1, 4), st.sampled_from([0, 2, 3]), st.integers(0, 3)),
@@ -53,11 +55,10 @@ def record_state(messages: list[list[dict[str, Any]]]) -> dict[bytes, tuple[int,
 
 
 def mesh_key(c: dict[str, Any]) -> tuple[int, int, int]:
-    return (c["in"], c["st"], c["mv"])
+    return (c["in"], c["st"], c.get("v", c.get("mv", 0)))
 
 
-def record_key(c: dict[str, Any]) -> tuple[int, int, int]:
-    return (c["in"], c["v"], c["st"])
+record_key = mesh_key  # one key for every core
 
 
 CORES: list[tuple[Callable[[list[list[dict[str, Any]]]], dict[bytes, tuple[int, int, int]]],
@@ -100,6 +101,14 @@ def test_overlay_records_merge_like_a_crdt(claims: list[dict[str, Any]], rnd: ra
     check_crdt(claims, rnd, record_state, record_key)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(mesh_claims, record_claims), st.randoms(use_true_random=False))
+def test_every_core_merges_the_same_crdt(claims: list[dict[str, Any]], rnd: random.Random) -> None:
+    # the same claims, in any grouping, leave the full-mesh core and a record overlay in the same state
+    messages = groups(claims, rnd)
+    assert mesh_state(messages) == record_state(messages)
+
+
 stale_downs = st.lists(st.tuples(st.integers(1, 5), st.integers(0, 3)), min_size=1, max_size=8)
 
 
@@ -131,8 +140,9 @@ def test_overlay_refutation_wins_over_any_stale_down(downs: list[tuple[int, int]
     for c in claims:
         me.receive(SENDER, "sync", {"m": [c]}, 0.0)
     mine = me.digest()[ME]
-    assert mine[2] == 0 and all(mine > record_key(c) for c in claims)
-    refutation = {**identity_to_wire(me.local), "v": mine[1], "st": 0}
+    assert mine[1] == 0 and all(mine > record_key(c) for c in claims)  # alive, above every down claim
+    assert mine[0] > max(c["in"] for c in claims) and mine[2] == 0  # a new incarnation, version reset
+    refutation = {**identity_to_wire(me.local), "v": mine[2], "st": 0}
     order = [*claims, refutation]
     rnd.shuffle(order)
     for c in order:

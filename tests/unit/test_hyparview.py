@@ -158,7 +158,12 @@ def test_refutes_a_down_record_about_itself() -> None:
     hv = with_active(node(5), 2)
     down = {**entry(5), "v": 0, "st": 2}
     hv.receive(ident(2).node_id, "sync", {"m": [down]}, 0.0)
-    assert hv.digest()[ident(5).node_id] == (1, 1, 0) and hv.stats()["refuted"] == 1
+    # the one refutation rule of every core (fabric.membership.records): a new incarnation at v = 0
+    assert hv.digest()[ident(5).node_id] == (2, 0, 0) and hv.stats()["refuted"] == 1
+    assert hv.incarnation == 2 and hv.local.incarnation == 2
+    # the refuted record goes out in the next announcement
+    out = [e for e in hv.tick(1.0) if isinstance(e, TreeSend) and e.op == "gossip"]
+    assert out and out[0].body["p"][0]["in"] == 2 and out[0].body["p"][0]["st"] == 0
 
 
 def test_shuffle_walk_and_reply_route_back_along_the_path() -> None:
