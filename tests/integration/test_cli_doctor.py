@@ -114,6 +114,19 @@ def test_version_mismatch() -> None:
     assert "version mismatch" in out and "7..9" in out and "fix:" in out
 
 
+def _stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is in the stopped state ('T' in /proc/PID/task/TID/stat)."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    states = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            continue
+    return bool(states) and all(state == "T" for state in states)
+
+
 def test_dead_node_process_and_dead_member() -> None:
     """SIGSTOP a node process: doctor of it says dead node; doctor of its peer names the silent member."""
     a = NodeProcess("--name", "live")
@@ -128,6 +141,9 @@ def test_dead_node_process_and_dead_member() -> None:
             time.sleep(0.2)
         os.kill(b.pid, signal.SIGSTOP)
         try:
+            # SIGSTOP lands when the kernel next schedules the process: wait until every thread is stopped,
+            # or libzmq's I/O thread may still answer the probe (a loaded machine showed it)
+            wait_until(lambda: _stopped(b.pid), what="SIGSTOP to take effect")
             code, out = doctor("--node", b.seed)
             assert code == 1 and "dead node" in out and "hung, stopped" in out
             code, out = doctor("--node", a.seed)

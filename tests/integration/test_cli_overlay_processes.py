@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 
 from tests.integration.test_cli_harness import NodeProcess, run_cli
-from tests.integration.test_cli_processes import _free_port
 from tests.integration.test_discovery_dns import DOMAIN, Dnsmasq
 from tests.integration.test_discovery_gossip import free_udp_port
-from tests.support import short_tmpdir
+from tests.support import free_port_range, short_tmpdir
 
 # The `local` preset's documented detection bound (OverlayConfig.local: "a crashed neighbour is failed
 # in about 1.3 s"; MembershipConfig.local the same). Polled with generous slack for a loaded 2-core
@@ -154,7 +153,7 @@ def test_start_joins_through_a_discovery_strategy() -> None:
 def test_start_joins_through_dns(dnsmasq: Dnsmasq) -> None:
     """``start --discovery dns:NAME`` against a real dnsmasq: the A record names the first node's host,
     the port option its base port."""
-    port = _free_port()
+    port = free_port_range()
     a = NodeProcess("--name", "dns-a", "--preset", "local", "--port", str(port))
     dnsmasq.set_hosts([("127.0.0.1", f"nodes.{DOMAIN}")])
     dnsmasq.start()
