@@ -100,34 +100,20 @@ from .health import (
     PROBE_OPS,
 )
 from .records import Key, _digest_from_wire, _Record, _record_from_wire, mesh_wire
-from .types import (  # re-exported: this vocabulary used to live here, importers keep working
+from .types import (
     ST_ALIVE,
     ST_DOWN,
     ST_LEFT,
     Connect,
-    Contact,
     Dial,
     Disconnect,
     Effect,
-    Endpoints,
     Identity,
-    InputEvent,
     Joined,
-    JoinRequest,
-    LeaveRequest,
-    LinkDown,
-    LinkUp,
-    Member,
     MemberChanged,
     MemberDown,
     MemberLeft,
-    MembershipEvent,
-    MemberStatus,
     MemberUp,
-    Received,
-    Send,
-    Tick,
-    Traffic,
     _bad,
     _int,
 )
@@ -138,12 +124,7 @@ OP_SYNC = "sync"
 OPS = (OP_HEARTBEAT, OP_JOIN, OP_SYNC, *PROBE_OPS)
 """Membership ops this implementation sends and understands."""
 
-__all__ = [
-    "OPS", "Connect", "Contact", "Dial", "Disconnect", "Effect", "Endpoints", "FullMeshMembership", "Identity",
-    "InputEvent", "JoinRequest", "Joined", "LeaveRequest", "LinkDown", "LinkUp", "Member", "MemberChanged",
-    "MemberDown", "MemberLeft", "MemberStatus", "MemberUp", "MembershipEvent", "Received", "Send", "Tick",
-    "Traffic",
-]
+__all__ = ["OPS", "FullMeshMembership"]
 
 
 class FullMeshMembership(MemberEngine[MembershipConfig]):

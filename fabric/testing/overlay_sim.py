@@ -51,7 +51,7 @@ from typing import Any
 from .. import wire
 from ..clock import ManualClock, TimerHandle
 from ..errors import ConfigError, ProtocolError
-from ..membership.fullmesh import (
+from ..membership import (
     Identity,
     Joined,
     MemberChanged,

@@ -32,8 +32,7 @@ from typing import Any
 from .. import wire
 from ..clock import ManualClock, TimerHandle
 from ..errors import ConfigError, ProtocolError
-from ..membership.config import MembershipConfig
-from ..membership.fullmesh import (
+from ..membership import (
     Effect,
     FullMeshMembership,
     Identity,
@@ -46,6 +45,7 @@ from ..membership.fullmesh import (
     MemberStatus,
     MemberUp,
 )
+from ..membership.config import MembershipConfig
 from ..membership.overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect
 from ..topology.driver import MembershipDriver
 from ..topology.manager import TopologyManager

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabric.membership.fullmesh import Identity, MemberDown, MemberLeft, MemberUp
+from fabric.membership import Identity, MemberDown, MemberLeft, MemberUp
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import OverlayEffect, identity_to_wire
 from fabric.membership.overlay_config import OverlayConfig, PlumtreeConfig

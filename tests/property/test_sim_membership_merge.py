@@ -7,8 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fabric.membership import FullMeshMembership, Identity
 from fabric.membership.config import MembershipConfig
-from fabric.membership.fullmesh import FullMeshMembership, Identity
 
 IDS = [bytes([i]) * 16 for i in range(1, 6)]
 

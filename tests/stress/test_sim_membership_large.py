@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fabric.membership import MemberStatus
 from fabric.membership.config import MembershipConfig
-from fabric.membership.fullmesh import MemberStatus
 from fabric.testing import Faults, Simulation
 from tests.unit.test_sim_membership import bound_for, check_log
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from fabric.membership import Connect, Dial, Disconnect, Identity, Joined, MemberDown, MemberUp, Send
 from fabric.membership.errors import BadMembershipMessage
-from fabric.membership.fullmesh import Connect, Dial, Disconnect, Identity, Joined, MemberDown, MemberUp, Send
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import OverlayEffect, identity_to_wire
 from fabric.membership.overlay_config import HyParViewConfig, OverlayConfig

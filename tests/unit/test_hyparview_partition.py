@@ -3,7 +3,7 @@ the partition heals, probes of down members link the sides again and membership 
 
 from __future__ import annotations
 
-from fabric.membership.fullmesh import MemberStatus
+from fabric.membership import MemberStatus
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay_config import OverlayConfig
 from fabric.testing.overlay_sim import NetFaults, OverlaySim, SimOverlayNode

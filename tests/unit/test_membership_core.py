@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 from fabric import wire
-from fabric.membership.config import MembershipConfig
-from fabric.membership.errors import BadMembershipMessage
-from fabric.membership.fullmesh import (
+from fabric.membership import (
     Connect,
     Contact,
     Dial,
@@ -31,6 +29,8 @@ from fabric.membership.fullmesh import (
     Send,
     Tick,
 )
+from fabric.membership.config import MembershipConfig
+from fabric.membership.errors import BadMembershipMessage
 
 CFG = MembershipConfig.local()
 

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from fabric.membership import Identity, MemberDown, MemberUp, make_overlay
+from fabric.membership import FullMeshMembership, Identity, MemberDown, MemberUp, make_overlay
 from fabric.membership.config import MembershipConfig
 from fabric.membership.engine import MemberEngine, reconcile
 from fabric.membership.errors import BadMembershipMessage
-from fabric.membership.fullmesh import FullMeshMembership
 from fabric.membership.overlay_config import OverlayConfig
 from fabric.membership.plumtree import TreeSend
 from fabric.membership.records import _Record, _record_from_wire, _wire_key, mesh_wire, refute_key

@@ -46,8 +46,7 @@ def test_nodes_form_a_cluster_call_broadcast_and_detect_a_crash_in_memory() -> N
 
 
 def test_probe_link_holds_the_membership_channel_only_and_grows_when_the_application_uses_it() -> None:
-    from fabric.membership import Connect
-    from fabric.membership.fullmesh import Identity
+    from fabric.membership import Connect, Identity
 
     async def scenario() -> None:
         net = MemoryNetwork(AsyncioScheduler(), seed=3)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import random
 
-from fabric.membership.clientserver import ClientServer
-from fabric.membership.config import MembershipConfig
-from fabric.membership.fullmesh import (
+from fabric.membership import (
     Connect,
     FullMeshMembership,
     Identity,
@@ -16,6 +14,8 @@ from fabric.membership.fullmesh import (
     MemberUp,
     Send,
 )
+from fabric.membership.clientserver import ClientServer
+from fabric.membership.config import MembershipConfig
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import FullMeshOverlay
 from fabric.membership.overlay_config import OverlayConfig

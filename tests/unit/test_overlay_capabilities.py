@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from fabric.membership import FullMeshMembership, Identity, MemberStatus
 from fabric.membership.clientserver import CLIENT, SERVER, ClientServer
 from fabric.membership.config import MembershipConfig
-from fabric.membership.fullmesh import FullMeshMembership, Identity, MemberStatus
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import FullMeshOverlay, Overlay
 from fabric.membership.overlay_config import HyParViewConfig, OverlayConfig

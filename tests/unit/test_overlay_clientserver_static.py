@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fabric.membership import MemberStatus
 from fabric.membership.clientserver import CLIENT, ROLE_KEY, SERVER, ClientServer
-from fabric.membership.fullmesh import MemberStatus
 from fabric.membership.overlay_config import OverlayConfig
 from fabric.membership.static import StaticOverlay
 from fabric.testing.overlay_sim import OverlaySim

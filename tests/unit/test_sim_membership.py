@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from fabric.membership.fullmesh import MemberStatus
+from fabric.membership import MemberStatus
 from fabric.testing import Faults, LogRecord, Simulation
 
 FAULTS = Faults(latency=0.001, jitter=0.01, drop=0.01, duplicate=0.01, reorder=0.01, reorder_delay=0.02)

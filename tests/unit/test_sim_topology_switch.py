@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from fabric.membership import FullMeshMembership, Identity, MemberStatus
 from fabric.membership.config import MembershipConfig
-from fabric.membership.fullmesh import FullMeshMembership, Identity, MemberStatus
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import FullMeshOverlay, Overlay
 from fabric.membership.overlay_config import OverlayConfig
