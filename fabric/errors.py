@@ -159,3 +159,11 @@ CALL_ERRORS: dict[int, type[CallError]] = {
     for cls in (NoSuchService, RemoteHandlerError, CallTimeout, Unreachable, Overloaded, BadRequest, VersionMismatch)
 }
 """Wire error code -> exception class (codes are part of the protocol; append only)."""
+
+
+class SecurityError(FabricError):
+    """Root of the security errors (keys, certificates, trust): see docs/security.md."""
+
+
+class KeyFileError(SecurityError, ConfigError):
+    """A key file is missing, malformed, or (for a secret key) readable by group or others."""
