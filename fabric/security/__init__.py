@@ -5,5 +5,7 @@ transport can use it for CURVE and the node for identity checks. See docs/securi
 """
 
 from .keys import KeyPair, derive_node_id, load_keypair, load_public_key, save_keypair
+from .trust import TrustRole, TrustSnapshot, TrustStore, parse_trust
 
-__all__ = ["KeyPair", "derive_node_id", "load_keypair", "load_public_key", "save_keypair"]
+__all__ = ["KeyPair", "TrustRole", "TrustSnapshot", "TrustStore", "derive_node_id", "load_keypair", "load_public_key",
+           "parse_trust", "save_keypair"]
