@@ -148,7 +148,8 @@ def _toml_value(value: Any, where: str) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+        # a JSON string is a TOML basic string, except that TOML also wants DEL escaped
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
     raise ConfigError(f"{where}: cannot rewrite a value of type {type(value).__name__}; edit the file by hand")
@@ -250,6 +251,8 @@ def keys_trust(trustfile: str, key: str | None, role: str | None, name: str | No
         raise click.UsageError("give KEY|DIR with --role, or --ca CADIR|HEX")
     if key is not None and role is None:
         raise click.UsageError("KEY needs --role member|client|operator")
+    if name is not None and (len(name) > 200 or not name.isprintable()):
+        raise click.BadParameter("a name is at most 200 printable characters", param_hint="'--name'")
     path = Path(trustfile)
     with _errors():
         doc = _read_trust_doc(path)

@@ -157,6 +157,7 @@ ROWS = [
     Row("trust 64 non-hex characters", ("keys", "trust", "{d}/t1.toml", "g" * 64, "--role", "member"), "not hexadecimal"),
     Row("trust an empty key", ("keys", "trust", "{d}/t1.toml", "", "--role", "member"), "empty key"),
     Row("trust a bad role", ("keys", "trust", "{d}/t1.toml", "{d}/good", "--role", "king"), "'--role'"),
+    Row("trust with a control character in --name", ("keys", "trust", "{d}/t1.toml", "{d}/good", "--role", "member", "--name", "a\nb"), "'--name'"),
     Row("trust a key without a role", ("keys", "trust", "{d}/t1.toml", "{d}/good"), "needs --role"),
     Row("trust neither key nor CA", ("keys", "trust", "{d}/t1.toml", "--role", "member"), "--ca"),
     Row("trust a dir without node.pub", ("keys", "trust", "{d}/t1.toml", "{d}/empty", "--role", "member"), "no node.pub"),
