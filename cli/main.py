@@ -46,6 +46,7 @@ from fabric.settings import (
 from fabric.topology_view import Graph, render_html, to_dot, to_svg, to_text
 
 from .doctor import diagnose
+from .keys import check_node_security, keys_group
 from .runner import RunningNode, run_node
 
 EXIT_OK = 0
@@ -231,6 +232,8 @@ def _check_msgpackable(value: Any, what: str) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Base port (channel i binds port+i; 0 ephemeral).")
 @click.option("--advertise", default=None, help="Host peers should dial (wildcard binds, NAT).")
 @click.option("--insecure", is_flag=True, default=None, help="Allow non-loopback binds without security.")
+@click.option("--keys", "keys_dir", default=None, metavar="DIR", help="Run CURVE with this key directory (keys generate).")
+@click.option("--trust", "trust_file", default=None, metavar="PATH", help="Trust file: who may join (keys trust).")
 @click.option("--seed", "seeds", multiple=True, metavar="ENDPOINT", help="Membership endpoint to join through (repeatable).")
 @click.option("--discovery", default=None, metavar="SPEC",
               help="Join through a discovery strategy: NAME or NAME:ARG, e.g. dns:nodes.example, mdns, gossip, "
@@ -253,8 +256,15 @@ def start(config_file: str | None, log_level: str, overrides: tuple[str, ...], *
     field of the node's configuration is a key (`--set membership.suspect_timeout=2`).
     """
     logging.getLogger().setLevel(getattr(logging, log_level.upper()))
+    keys_dir, trust_file = flags.pop("keys_dir"), flags.pop("trust_file")
     with _errors():
+        if keys_dir is not None or trust_file is not None:  # NodeConfig.security.keys / .trust (docs/security.md)
+            check_node_security(keys_dir, trust_file, pair=False)
+            flags.update({f"security.{k}": v for k, v in (("keys", keys_dir), ("trust", trust_file)) if v is not None})
         settings = load(config_file, flags={**flags, "set": overrides})
+        security = getattr(settings.node, "security", None)
+        if security is not None:  # set from a file or the environment: the same checks, before anything binds
+            check_node_security(security.keys, security.trust)
 
     def ready(running: RunningNode) -> None:
         node = running.node
@@ -602,6 +612,9 @@ def demo(bulk_mib: int) -> None:
         asyncio.run(run_demo(click.echo, bulk_mib=bulk_mib))
     except (FabricError, TimeoutError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+cli.add_command(keys_group)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from .errors import (
     UnknownMessageType,
     Unreachable,
     UnsupportedVersion,
+    UntrustedCertificate,
     VersionMismatch,
 )
 from .node import Message, Node, Peer, PeerInfo
@@ -80,6 +81,7 @@ __all__ = [
     "UnknownMessageType",
     "Unreachable",
     "UnsupportedVersion",
+    "UntrustedCertificate",
     "VersionMismatch",
     "__version__",
 ]

@@ -167,3 +167,12 @@ class SecurityError(FabricError):
 
 class KeyFileError(SecurityError, ConfigError):
     """A key file is missing, malformed, or (for a secret key) readable by group or others."""
+
+
+class UntrustedCertificate(SecurityError):
+    """A node certificate was refused: malformed, signed by an unknown CA, tampered with, for another key,
+    revoked, expired or not yet valid. ``reason`` names which (a short token, also used as a counter name)."""
+
+    def __init__(self, message: str, *, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -4,8 +4,18 @@ Layering: this package sits beside :mod:`fabric.wire` (it imports nothing above 
 transport can use it for CURVE and the node for identity checks. See docs/security.md.
 """
 
+from .certs import (
+           Certificate,
+           ClusterCA,
+           load_certificate,
+           node_certificate,
+           save_certificate,
+           verify_certificate,
+)
 from .keys import KeyPair, derive_node_id, load_keypair, load_public_key, save_keypair
-from .trust import TrustRole, TrustSnapshot, TrustStore, parse_trust
+from .roles import TrustRole
+from .trust import TrustSnapshot, TrustStore, parse_trust
 
-__all__ = ["KeyPair", "TrustRole", "TrustSnapshot", "TrustStore", "derive_node_id", "load_keypair", "load_public_key",
-           "parse_trust", "save_keypair"]
+__all__ = ["Certificate", "ClusterCA", "KeyPair", "TrustRole", "TrustSnapshot", "TrustStore", "derive_node_id", "load_keypair", "load_public_key",
+           "load_certificate", "node_certificate", "parse_trust", "save_certificate", "save_keypair",
+           "verify_certificate"]
