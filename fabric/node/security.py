@@ -66,7 +66,7 @@ def parse_key(raw: str, where: str) -> bytes:
         if len(text) == 40:
             zmq.utils.z85.decode(text.encode())
             return text.encode()
-    except ValueError:
+    except Exception:  # z85 raises ValueError, KeyError or struct.error for malformed text
         pass
     raise ConfigError(f"{where}: #KEY must be a CURVE public key, 40 Z85 characters or 64 hex digits")
 
