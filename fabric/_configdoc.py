@@ -29,6 +29,9 @@ SECTIONS: list[tuple[str, str, str]] = [
         "`gossip` (control), `data` (bulk, 4 lanes, its own I/O thread, send HWM 128 messages and 128 MiB per lane, receive HWM 16) and `events` (broadcast).",
     ),
     ("TransportConfig", "fabric.config:TransportConfig", "ZeroMQ socket options and batching."),
+    ("SecurityConfig", "fabric.config:SecurityConfig",
+     "CURVE keys and the trust file (docs/security.md, \"CURVE and identity\"). Without keys: development "
+     "mode on loopback, `insecure=True` for other addresses."),
     (
         "MembershipConfig",
         "fabric.membership.config:MembershipConfig",

@@ -157,6 +157,10 @@ class _Blocking(Generic[N]):
         """See :meth:`fabric.Node.disconnect`."""
         self._run(self.node.disconnect(peer), _MARGIN)
 
+    def reload_trust(self) -> bool:
+        """See :meth:`fabric.Node.reload_trust`."""
+        return self._run(self.node.reload_trust(), _MARGIN)
+
     def send(self, peer: Peer, payload: Any, *, channel: str = "coordination", key: Any = None) -> bool:
         """See :meth:`fabric.Node.send`."""
         ch = self.node.config.channel(channel)

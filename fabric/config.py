@@ -270,6 +270,52 @@ class TransportConfig:
             raise ConfigError("transport: batch_max_messages, batch_max_bytes and recv_budget must be >= 1")
 
 
+SECURITY_MODES = ("development", "curve", "insecure")
+"""What :attr:`NodeConfig.security_mode` can be (see docs/security.md, "CURVE and identity")."""
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """CURVE security: the node's key pair and the cluster trust file (docs/security.md).
+
+    With ``keys`` set the node runs CURVE on every socket whatever the bind address, its node id is
+    derived from its public key, and ``trust`` is required. Without keys a loopback node runs in the
+    zero-config development mode and a non-loopback one needs ``insecure=True``. Keys without a trust
+    file (or a trust file without keys) is a ConfigError when the node is built."""
+
+    keys: str | None = None
+    """Key directory holding ``node.key`` (secret, mode 0600), ``node.pub`` and optionally ``node.cert``
+    (``foundation-node keys generate DIR``). None: no CURVE."""
+    trust: str | None = None
+    """Trust file (TOML): which public keys may join as members, connect as clients or operate the node,
+    and which are revoked. Required with ``keys``."""
+    trust_reload_interval: float = 2.0
+    """Seconds between checks of the trust file for changes. Bounds how fast a revocation takes effect
+    (this plus one failure-detection round); a check is one ``stat`` call unless the file changed."""
+
+    def __post_init__(self) -> None:
+        for name in ("keys", "trust"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"security.{name}: must be a non-empty path or None")
+        if not (math.isfinite(self.trust_reload_interval) and self.trust_reload_interval > 0):
+            raise ConfigError(f"security.trust_reload_interval: must be > 0 seconds, got {self.trust_reload_interval}")
+
+    @property
+    def enabled(self) -> bool:
+        """True when CURVE is configured (``keys`` set)."""
+        return self.keys is not None
+
+    def check_complete(self) -> None:
+        """Keys and trust go together: raises ConfigError when only one is set. Checked when a node is
+        built from the config (not here, so each field stays settable on its own from any source)."""
+        if self.keys is not None and self.trust is None:
+            raise ConfigError("security.keys: CURVE needs a trust file too (security.trust / --trust PATH): "
+                              "without one no peer could be admitted")
+        if self.trust is not None and self.keys is None:
+            raise ConfigError("security.trust: a trust file needs the node's keys too (security.keys / --keys DIR)")
+
+
 def _is_loopback(host: str) -> bool:
     if host in ("localhost",):
         return True
@@ -302,8 +348,9 @@ class NodeConfig:
     """Host (or address) peers should connect to, when ``bind`` is a wildcard (0.0.0.0, ::, *) or behind
     NAT. None: the bind host, or for a wildcard the host's first non-loopback address."""
     insecure: bool = False
-    """Allow binding a non-loopback TCP address without CURVE security. Until security is configured,
-    such binds are refused unless this is True (anyone who can reach the port can join and send)."""
+    """Allow binding a non-loopback TCP address without CURVE security (``security.keys`` unset). Such
+    binds are refused unless this is True: anyone who can reach the port could join and send. An
+    insecure node logs a WARNING on every start and ``health()["security"]`` says ``insecure``."""
     channels: tuple[ChannelConfig, ...] = DEFAULT_CHANNELS
     """The node's channels; the reserved ``membership`` channel must be present and first."""
     transport: TransportConfig = field(default_factory=TransportConfig)
@@ -357,6 +404,9 @@ class NodeConfig:
     """Accept client-role peers (the CLI, non-member callers)."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Free-form string metadata carried in HELLO (e.g. zone, version, role)."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """CURVE keys and the trust file (see :class:`SecurityConfig`, docs/security.md). Set: CURVE on every
+    socket, node id derived from the key, any bind address allowed. Unset: development mode on loopback."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -410,7 +460,9 @@ class NodeConfig:
         scheme, _, rest = self.bind.partition("://")
         if scheme not in ("tcp", "ipc", "inproc") or not rest:
             raise ConfigError(f"bind: {self.bind!r} must be tcp://HOST, ipc:///DIR or inproc://PREFIX")
-        if scheme == "tcp":
+        if self.security.enabled and scheme == "inproc":
+            raise ConfigError("security.keys: CURVE needs a tcp:// or ipc:// bind (inproc:// has no handshake)")
+        if scheme == "tcp" and not self.security.enabled:
             host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
             if host not in ("*", "0.0.0.0", "[::]", "::") and not _is_loopback(host) and not self.insecure:
                 raise InsecureBindError(
@@ -426,6 +478,19 @@ class NodeConfig:
             longest = max(len(c.name) for c in self.channels)
             if len(rest) + len(self.name) + longest + 8 > 107:
                 raise ConfigError(f"bind: ipc path {rest!r} too long (socket paths must stay under 107 bytes)")
+
+    @property
+    def security_mode(self) -> str:
+        """``curve`` (keys configured), ``insecure`` (a non-loopback bind allowed by ``insecure=True``
+        without keys) or ``development`` (loopback, ipc or inproc without keys)."""
+        if self.security.enabled:
+            return "curve"
+        scheme, _, rest = self.bind.partition("://")
+        if scheme == "tcp" and self.insecure:
+            host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+            if not _is_loopback(host):
+                return "insecure"
+        return "development"
 
     def channel(self, name: str) -> ChannelConfig:
         """The channel called ``name``. Raises KeyError."""

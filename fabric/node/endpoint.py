@@ -22,6 +22,7 @@ from .. import wire
 from .._values import encode_value, lane_for
 from ..config import MEMBERSHIP_CHANNEL, ChannelConfig, NodeConfig
 from ..errors import (
+    ConfigError,
     MalformedHeader,
     NodeStateError,
     ProtocolError,
@@ -31,6 +32,7 @@ from ..errors import (
 from ..membership import (
     MemberStatus,
 )
+from ..security.trust import TrustRole
 from ..topology import TopologyManager
 from ..transport.base import ChannelKind, Link, Transport
 from ..transport.faults import FaultPolicy
@@ -51,6 +53,7 @@ from .message import (
 )
 from .outbox import Outboxes
 from .peers import Peers
+from .security import PK_META, NodeSecurity
 from .subscriptions import Subscriptions
 
 log = logging.getLogger("fabric.node")
@@ -68,7 +71,13 @@ class Endpoint:
 
     def __init__(self, config: NodeConfig | None = None, *, transport: Transport | None = None) -> None:
         self.config = config or NodeConfig()
-        self._id_bytes = wire.node_id_bytes(self.config.node_id) if self.config.node_id else wire.new_node_id()
+        self.config.security.check_complete()
+        # Secure mode: the node id is the one the key pair defines (self-certifying ids).
+        self._sec = NodeSecurity(self.config) if self.config.security.enabled else None
+        if self._sec is not None:
+            self._id_bytes = self._sec.node_id
+        else:
+            self._id_bytes = wire.node_id_bytes(self.config.node_id) if self.config.node_id else wire.new_node_id()
         self.id = id_text(self._id_bytes)
         self.name = self.config.name
         # Wall-clock milliseconds at start: grows across restarts without any state on disk.
@@ -80,6 +89,14 @@ class Endpoint:
             advertise=self.config.advertise,
             socket_prefix=f"{self.config.name}-{self.id[:8]}-",
         )
+        self._metadata: dict[str, str] = dict(self.config.metadata)
+        """What this node advertises as metadata (secure mode adds its public key, ``fabric.pk``)."""
+        if self._sec is not None:
+            if not isinstance(self._transport, ZmqTransport):
+                raise ConfigError("security.keys: CURVE needs the ZeroMQ transport")
+            self._transport.set_curve(self._sec.curve_settings(self.id, listen=self._role is not Role.CLIENT))
+            self._metadata[PK_META] = self._sec.public.decode()
+            self._sec.trust.on_revoke(self._on_revoke)
         self._channels = {c.name: c for c in self.config.channels}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
@@ -106,7 +123,8 @@ class Endpoint:
                             hello=lambda: self._hello(), welcome=self._welcome, answer=self._answer,
                             on_topology=self._adopt_topology,
                             on_contact=self._contact, on_link=self._peer_linked, on_unlink=self._peer_unlinked,
-                            forget=self._forget_source, counters=self.counters, errors=self.errors)
+                            forget=self._forget_source, counters=self.counters, errors=self.errors,
+                            security=self._sec)
         self._member_listeners: list[MemberListener] = []
         self._membership: NodeMembership | None = None  # members, once started
         # hot-path shortcuts (the parts' tables and the driver's methods, bound once)
@@ -154,14 +172,21 @@ class Endpoint:
         self._peers.start(loop)
         specs = [c.spec() for c in self.config.channels]
         prefix = wire.routing_prefix(self._id_bytes, role=self._role, incarnation=self._incarnation)
+        receiver = self._on_frames if self._sec is None else self._on_frames_secure
         if self._role is Role.CLIENT:
             assert isinstance(self._transport, ZmqTransport), "clients use the ZeroMQ transport"
-            self._endpoints = self._transport.bind(specs, self._on_frames, prefix, listen=False)
+            self._endpoints = self._transport.bind(specs, receiver, prefix, listen=False)
         else:
-            self._endpoints = self._transport.bind(specs, self._on_frames, prefix)
+            self._endpoints = self._transport.bind(specs, receiver, prefix)
         self._state = "running"
         self._started(loop)
-        log.info("node %s (%s) started: %s", self.name, self.id, self._endpoints)
+        mode = self.config.security_mode
+        log.info("node %s (%s) started (security: %s): %s", self.name, self.id, mode, self._endpoints)
+        if mode == "insecure":
+            log.warning("node %s runs INSECURE on %s: no CURVE, anyone who can reach its ports can join, send and "
+                        "call (configure security.keys and security.trust: docs/security.md)", self.name, self.config.bind)
+        if self._sec is not None:
+            self._spawn(self._reload_trust_loop(self.config.security.trust_reload_interval))
 
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hook: the sockets are bound and the node runs (a member starts its membership here)."""
@@ -224,8 +249,10 @@ class Endpoint:
             incarnation=self.incarnation,
             name=self.name,
             endpoints=self._advertised_channels(),
-            meta=self.config.metadata,
+            meta=self._metadata,
             topology=self._topology_wire(),
+            public_key=self._sec.public if self._sec is not None else None,
+            cert=self._sec.cert if self._sec is not None else None,
         )
 
     def _welcome(self, version: int) -> list[bytes]:
@@ -235,8 +262,10 @@ class Endpoint:
             incarnation=self.incarnation,
             name=self.name,
             endpoints=self._advertised_channels(),
-            meta=self.config.metadata,
+            meta=self._metadata,
             topology=self._topology_wire(),
+            public_key=self._sec.public if self._sec is not None else None,
+            cert=self._sec.cert if self._sec is not None else None,
         )
 
     def _topology_wire(self) -> dict[str, Any] | None:
@@ -267,7 +296,8 @@ class Endpoint:
         info = await self._peers.handshake(endpoint, self.config.connect_timeout if timeout is None else timeout)
         if info.id == self.id:
             raise Unreachable(f"{endpoint} is this node itself")
-        self._peers.link(info)
+        if not self._peers.link(info):
+            raise Unreachable(f"{endpoint}: {info.name} ({info.id}) has no key trusted as a member", peer=info.id)
         self._contact(info)
         return info
 
@@ -468,6 +498,60 @@ class Endpoint:
         except ProtocolError as exc:
             self._bad_input(exc)
 
+    def _on_frames_secure(self, channel: str, frames: list[Any], route: bytes | None, link: Link | None) -> None:
+        """Secure-mode receiver: :meth:`_on_frames` plus the identity checks. The sender is the key the
+        transport authenticated (:attr:`Transport.peer_key`); every message (each one of a batch) must
+        carry that key's node id as its source (else ``forged_source``), and its key must hold a role
+        that may send it right now (else ``untrusted``): nothing but a handshake from a key without one
+        (revoked, or its certificate still to come), no membership or tree traffic from a client key."""
+        sec = self._sec
+        assert sec is not None
+        key = self._transport.peer_key
+        src = sec.id_of(key) if key is not None else None
+        if src is None:
+            self.errors["unauthenticated"] += 1
+            return
+        roles = sec.roles(key)  # type: ignore[arg-type]  # key is set when src is
+        self.counters["received"] += 1
+        try:
+            if self._channels[channel].kind is ChannelKind.BROADCAST and link is not None:
+                if len(frames) < 2:
+                    raise TruncatedMessage("broadcast message without topic and head frames")
+                topic, frames = frames[0], frames[1:]
+            else:
+                topic = b""
+            env = wire.decode(frames)
+            if env.header["s"] != src:
+                self.errors["forged_source"] += 1
+                return
+            if env.type == MsgType.BATCH:
+                for inner in wire.split_batch(env):
+                    try:
+                        ienv = wire.decode(inner)
+                        if self._admissible(ienv, src, roles):
+                            self._dispatch(ienv, channel, route, link, topic)
+                    except ProtocolError as exc:
+                        self._bad_input(exc)
+            elif self._admissible(env, src, roles):
+                self._dispatch(env, channel, route, link, topic)
+        except ProtocolError as exc:
+            self._bad_input(exc)
+
+    def _admissible(self, env: wire.Envelope, src: bytes, roles: frozenset[Any]) -> bool:
+        t = env.type
+        if env.header["s"] != src:
+            self.errors["forged_source"] += 1
+            return False
+        if not roles:
+            if t == MsgType.HELLO or t == MsgType.WELCOME or t == MsgType.REJECT:
+                return True  # the handshake decides (REJECT UNTRUSTED, or a certificate admits the key)
+            self.errors["untrusted"] += 1
+            return False
+        if (t == MsgType.MEMBERSHIP or t == MsgType.TREE) and TrustRole.MEMBER not in roles:
+            self.errors["untrusted"] += 1
+            return False
+        return True
+
     def _dispatch(self, env: wire.Envelope, channel: str, route: bytes | None, link: Link | None, topic: bytes) -> None:
         t = env.type
         h = env.header
@@ -533,6 +617,66 @@ class Endpoint:
         if not ok:
             self.counters["reply_undeliverable"] += 1
 
+    # -- trust ---------------------------------------------------------------------------------------
+
+    async def reload_trust(self) -> bool:
+        """Secure mode: re-read the trust file now (it is also checked every
+        ``security.trust_reload_interval`` seconds). Keys that lost their trust are acted on at once:
+        their links are closed, their clients forgotten, their messages dropped, and every inbound
+        connection is reset so theirs are refused by the ZAP handler (honest peers reconnect). Returns
+        True when a new trust file is in force. Raises ConfigError for an invalid file (the last good
+        one stays in force) and NodeStateError without security."""
+        if self._sec is None:
+            raise NodeStateError("reload_trust(): this node runs without security (no security.keys)")
+        changed = self._sec.trust.reload()
+        if changed:
+            self._sec.forget_cached()
+        return changed
+
+    async def _reload_trust_loop(self, interval: float) -> None:
+        assert self._sec is not None
+        last_error = ""
+        while self._state == "running":
+            await asyncio.sleep(interval)
+            try:
+                await self.reload_trust()
+                last_error = ""
+            except ConfigError as exc:
+                if str(exc) != last_error:  # once per distinct problem, not every interval
+                    last_error = str(exc)
+                    log.warning("node %s: trust file not reloaded, the last good one stays in force: %s", self.name, exc)
+            self._sec.forget_cached()  # certificates expire: re-ask the trust store now and then
+
+    def _on_revoke(self, keys: frozenset[bytes]) -> None:
+        """The trust store revoked ``keys`` (any thread): act on the loop."""
+        loop = self._loop
+        if loop is None or self._state != "running":
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._apply_revocation(keys)
+        else:
+            loop.call_soon_threadsafe(self._apply_revocation, keys)
+
+    def _apply_revocation(self, keys: frozenset[bytes]) -> None:
+        sec = self._sec
+        if sec is None or self._state != "running":
+            return
+        sec.forget_cached()
+        dropped = self._peers.revoke(keys)
+        sec.counters["revocations"] += 1
+        sec.counters["revoked_peers_dropped"] += dropped
+        if self._role is not Role.CLIENT and isinstance(self._transport, ZmqTransport):
+            # libzmq cannot close one accepted connection: reset them all (unbind + bind on the same
+            # endpoints). The revoked keys fail ZAP when they reconnect; honest peers are back within
+            # their reconnect interval.
+            self._spawn(self._transport.reset_inbound())
+        log.warning("node %s: %d key(s) revoked; dropped %d peer(s)/client(s) and reset inbound connections",
+                    self.name, len(keys), dropped)
+
     # -- fault injection -----------------------------------------------------------------------------
 
     def set_transport_faults(self, policy: FaultPolicy | None) -> None:
@@ -559,7 +703,16 @@ class Endpoint:
             "subscription_backlog": self._subs.backlog(),
             "membership": dict(m.driver.core.stats()) if m is not None else {},
             "links": dict(m.driver.links.counters) if m is not None else {},
+            "security": self._security_stats(),
         }
+
+    def _security_stats(self) -> dict[str, Any]:
+        """Mode, the ZAP handler's counters and the identity checks' counters (``stats()["security"]``)."""
+        checks = {k: self.errors.get(k, 0) for k in ("forged_source", "untrusted", "untrusted_hello",
+                                                      "untrusted_link", "untrusted_welcome", "unauthenticated")}
+        if self._sec is None:
+            return {"mode": self.config.security_mode, **checks}
+        return {**self._sec.stats(), **checks}
 
     def health(self) -> dict[str, Any]:
         """A summary for operators: state, identity, endpoints, peers, bad-input totals."""
@@ -572,6 +725,7 @@ class Endpoint:
             "peers": len(self._peers.linked),
             "clients": len(self._peers.clients),
             "bad_input": sum(self.errors.values()),
+            "security": self.config.security_mode,
         }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import wire
 from ..config import MEMBERSHIP_CHANNEL, OVERLAYS, NodeConfig
-from ..errors import CallError, JoinTimeout, NodeStateError
+from ..errors import CallError, ConfigError, JoinTimeout, NodeStateError
 from ..membership import (
     BadMembershipMessage,
     Deliver,
@@ -164,7 +164,7 @@ class NodeMembership:
     async def _dial(self, endpoint: str) -> None:
         try:
             info = await self._peers.handshake(endpoint, self._config.connect_timeout)
-        except (CallError, OSError) as exc:
+        except (CallError, OSError, ConfigError) as exc:  # ConfigError: a seed without #KEY in secure mode
             self.driver.counters["dial_failures"] = self.driver.counters.get("dial_failures", 0) + 1
             log.debug("node %s: dialling %s failed: %s", self._name, endpoint, exc)
             return

@@ -15,7 +15,10 @@ from ..errors import MalformedHeader
 from ..membership import Identity, Member, MembershipEvent
 from ..transport.base import Link
 from ..wire import Role
-from ..wire.types import K_ENDPOINTS, K_INC, K_META, K_NAME, K_ROLE, K_SRC
+from ..wire.types import K_ENDPOINTS, K_INC, K_META, K_NAME, K_PUBKEY, K_ROLE, K_SRC
+
+PK_META = "fabric.pk"
+"""Identity metadata key with a member's CURVE public key (see :mod:`fabric.node.security`)."""
 
 Handler = Callable[["Message"], Any]
 """A subscription handler: ``handler(msg)`` (sync or async)."""
@@ -92,6 +95,10 @@ class PeerInfo:
     """Member or client."""
     version: int = wire.PROTOCOL_VERSION
     """The protocol version agreed with this peer."""
+    public_key: bytes | None = None
+    """The peer's CURVE public key (Z85) in secure mode: the key its handshake was authenticated with, or
+    for a member learned through gossip the one its membership record carries (metadata ``fabric.pk``).
+    None in development mode."""
 
     @property
     def seed(self) -> str:
@@ -149,7 +156,17 @@ def peer_from_header(header: Mapping[str, Any], version: int) -> PeerInfo:
         meta=dict(meta),
         role=role,
         version=version,
+        public_key=_public_key(header.get(K_PUBKEY), meta),
     )
+
+
+def _public_key(pk: Any, meta: Mapping[str, str]) -> bytes | None:
+    """The key a handshake or a membership record names (``pk``, else metadata ``fabric.pk``); checked
+    against the node id before any use (a key only counts when it derives the peer's id)."""
+    if isinstance(pk, bytes) and len(pk) == 40:
+        return pk
+    text = meta.get(PK_META)
+    return text.encode() if isinstance(text, str) and len(text) == 40 else None
 
 
 def identity_of(info: PeerInfo) -> Identity:
@@ -168,6 +185,7 @@ def peer_of(identity: Identity) -> PeerInfo:
         endpoints={name: spec[1] for name, spec in identity.endpoints.items()},
         channels={name: (spec[0], spec[2]) for name, spec in identity.endpoints.items()},
         meta=dict(identity.metadata),
+        public_key=_public_key(None, identity.metadata),
     )
 
 

@@ -47,6 +47,7 @@ from typing import Any
 from .. import wire
 from .._values import encode_value
 from ..errors import (
+    ConfigError,
     NodeStateError,
     Overloaded,
     Unreachable,
@@ -73,6 +74,7 @@ from .message import (
     id_text,
     peer_id_bytes,
 )
+from .security import split_seed
 
 log = logging.getLogger("fabric.node")
 
@@ -101,7 +103,7 @@ class Node(Endpoint):
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         endpoints = {c.name: (c.kind.value, self._endpoints[c.name], c.parallelism)
                      for c in self.config.channels if c.name in self._endpoints}
-        identity = Identity(self._id_bytes, self.name, self._incarnation, dict(self.config.metadata), endpoints)
+        identity = Identity(self._id_bytes, self.name, self._incarnation, dict(self._metadata), endpoints)
         self._membership = NodeMembership(
             self.config, identity, loop, self._transport, self._peers, self._subs, list(self._channels),
             self._spawn, lambda: self._state == "running", self._member_listeners, self.counters, self.errors,
@@ -324,6 +326,11 @@ class Node(Endpoint):
         self._require_running()
         if self._membership is None:
             raise NodeStateError("only members join; clients connect()")
+        if self._sec is not None:
+            for seed in seeds:  # a one-line ConfigError now, not a failed dial in the background
+                if split_seed(seed)[1] is None:
+                    raise ConfigError(f"seed {seed} needs #KEY in secure mode (tcp://HOST:PORT#<Z85 or hex public "
+                                      "key>; foundation-node keys show prints it)")
         return await self._membership.join(seeds, discovery, min_members, timeout)
 
     def health(self) -> dict[str, Any]:

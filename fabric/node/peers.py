@@ -14,6 +14,7 @@ Loop thread only. The node is told about every new link and every closed one (``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -23,12 +24,14 @@ from typing import Any
 
 from .. import wire
 from ..config import MEMBERSHIP_CHANNEL, NodeConfig
-from ..errors import CallError, ProtocolError, Unreachable, VersionMismatch
+from ..errors import CallError, ConfigError, ProtocolError, Unreachable, VersionMismatch
+from ..security.trust import TrustRole
 from ..transport.base import Link, Transport
 from ..wire import RejectCode, Role
-from ..wire.types import K_TOPOLOGY
+from ..wire.types import K_CERT, K_PUBKEY, K_TOPOLOGY
 from .calls import Answer
 from .message import PeerInfo, peer_from_header
+from .security import NodeSecurity, split_seed
 
 log = logging.getLogger("fabric.node")
 
@@ -67,6 +70,9 @@ class Peers:
         on_link, on_unlink: a link opened / closed (``on_unlink(key, info, reason)``).
         forget: drop everything the node keeps about a source (client records included).
         errors: the node's bad-input counters.
+        security: secure mode (CURVE): every link is pinned to the peer's public key, a HELLO must come
+            from a key trusted for its role (else REJECT ``UNTRUSTED``), a member whose key is unknown or
+            untrusted is not linked. None: development mode.
     """
 
     def __init__(self, config: NodeConfig, node_id: bytes, name: str, transport: Transport, channels: Collection[str],
@@ -74,8 +80,9 @@ class Peers:
                  on_topology: Callable[[Any], None],
                  on_contact: Callable[[PeerInfo], None], on_link: Callable[[PeerInfo], None],
                  on_unlink: Callable[[bytes, PeerInfo, str], None], forget: Callable[[bytes], None],
-                 counters: Counter[str], errors: Counter[str]) -> None:
+                 counters: Counter[str], errors: Counter[str], security: NodeSecurity | None = None) -> None:
         self._config = config
+        self._sec = security
         self._node_id = node_id
         self._id_text = wire.node_id_str(node_id)
         self._name = name
@@ -118,7 +125,12 @@ class Peers:
 
     async def handshake(self, endpoint: str, timeout: float) -> PeerInfo:
         """HELLO/WELCOME with ``endpoint``; returns who answered (links nothing). Raises Unreachable (no
-        WELCOME in time), VersionMismatch, CallError (any other rejection)."""
+        WELCOME in time), VersionMismatch, CallError (any other rejection), ConfigError (secure mode: the
+        endpoint carries no ``#KEY``)."""
+        endpoint, server_key = split_seed(endpoint)
+        if self._sec is not None and server_key is None:
+            raise ConfigError(f"seed {endpoint} needs #KEY in secure mode (tcp://HOST:PORT#<Z85 or hex public key>; "
+                              "foundation-node keys show prints it)")
         # Already linked to whoever serves that endpoint: say HELLO over the existing link. A second
         # DEALER would present the same routing id to the same ROUTER, which refuses it.
         link: Link = next((k for k, p in self.linked.items() if p.info.seed == endpoint), ("seed", endpoint))
@@ -132,7 +144,8 @@ class Peers:
         temporary = isinstance(link, tuple)
         try:
             if temporary:
-                self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint}, routing_lane=HANDSHAKE_LANE)
+                self._transport.connect(link, {MEMBERSHIP_CHANNEL: endpoint}, routing_lane=HANDSHAKE_LANE,
+                                        server_key=server_key if self._sec is not None else None)
             self._transport.send(link, MEMBERSHIP_CHANNEL, 0, self._hello())
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands
@@ -170,6 +183,14 @@ class Peers:
             )
             return
         info = peer_from_header(h, version)
+        if self._sec is not None:
+            trusted = self._trusted_hello(h, info)
+            if trusted is None:
+                self._answer(channel, route, link, wire.reject(
+                    self._node_id, code=RejectCode.UNTRUSTED,
+                    message=f"key not trusted as {'client' if info.role is Role.CLIENT else 'member'}"))
+                return
+            info = trusted
         if info.role is Role.CLIENT:
             if not self._config.accept_clients:
                 self._answer(channel, route, link, wire.reject(self._node_id, code=RejectCode.ROLE, message="clients are not accepted"))
@@ -186,6 +207,30 @@ class Peers:
             self._on_contact(info)
         self._answer(channel, route, link, self._welcome(version))
 
+    def _trusted_hello(self, h: dict[str, object], info: PeerInfo) -> PeerInfo | None:
+        """Secure mode: the HELLO's authenticated key must be trusted for the role asked for (a client
+        may also use a member key). Returns ``info`` carrying the key, or None (counted) to refuse."""
+        sec = self._sec
+        assert sec is not None
+        key = self._transport.peer_key
+        if key is None:
+            return None
+        pk = h.get(K_PUBKEY)
+        if pk is not None and pk != key:  # it names a key other than the one it authenticated with
+            self._errors["forged_source"] += 1
+            return None
+        cert = h.get(K_CERT)
+        if isinstance(cert, bytes):
+            sec.admit_certificate(cert, key)
+        roles = sec.roles(key)
+        if TrustRole.MEMBER not in roles and (info.role is not Role.CLIENT or TrustRole.CLIENT not in roles):
+            self._errors["untrusted_hello"] += 1
+            sec.counters["untrusted_hello"] += 1
+            log.warning("node %s refused a %s HELLO from untrusted key %s", self._name,
+                        "client" if info.role is Role.CLIENT else "member", key.decode(errors="replace"))
+            return None
+        return dataclasses.replace(info, public_key=key)
+
     def on_handshake_answer(self, env: wire.Envelope, link: Link | None) -> None:
         """A WELCOME or REJECT arrived: complete the handshake it answers."""
         fut = self._handshakes.get(link) if link is not None else None
@@ -197,32 +242,52 @@ class Peers:
             if K_TOPOLOGY in h:
                 self._on_topology(h[K_TOPOLOGY])  # before the caller links and contacts this peer
             try:
-                fut.set_result(peer_from_header(h, h["v"]))
+                info = peer_from_header(h, h["v"])
             except ProtocolError as exc:
                 fut.set_exception(Unreachable(f"peer sent a bad WELCOME: {exc}"))
+                return
+            if self._sec is not None:
+                key = self._transport.peer_key  # the key this handshake link is pinned to
+                if key is None or TrustRole.MEMBER not in self._sec.roles(key):
+                    self._errors["untrusted_welcome"] += 1
+                    fut.set_exception(CallError(f"{info.name or info.id}: its key is not trusted as a member here"))
+                    return
+                info = dataclasses.replace(info, public_key=key)
+            fut.set_result(info)
             return
         code = h["ec"]
         message = h.get("em", "")
         if code == RejectCode.VERSION:
             fut.set_exception(VersionMismatch(f"HELLO rejected: {message}"))
+        elif code == RejectCode.UNTRUSTED:
+            fut.set_exception(CallError(f"HELLO rejected: {message} (add this node's key to the peer's trust file)"))
         else:
             fut.set_exception(CallError(f"HELLO rejected (code {code}): {message}"))
 
     # -- links -----------------------------------------------------------------------------------------
 
-    def link(self, info: PeerInfo, *, probe: bool = False) -> None:
+    def link(self, info: PeerInfo, *, probe: bool = False) -> bool:
         """Open (or reopen, for a new incarnation) the sockets to a member: every channel, or with
         ``probe`` the membership channel only. A full link asked for over a probe link adds the missing
-        channels to it."""
+        channels to it. Returns False (counted as ``untrusted_link``) when secure mode refuses the member:
+        its key is unknown, does not derive its node id, or is not trusted as a member."""
         key = wire.node_id_bytes(info.id)
+        server_key = None
+        if self._sec is not None:
+            server_key = info.public_key
+            if (server_key is None or self._sec.id_of(server_key) != key
+                    or TrustRole.MEMBER not in self._sec.roles(server_key)):
+                self._errors["untrusted_link"] += 1
+                log.debug("node %s: not linking %s (%s): no trusted key", self._name, info.name, info.id[:8])
+                return False
         current = self.linked.get(key)
         if current is not None:
             if current.info.incarnation == info.incarnation:
                 if current.probe and not probe:
                     current.probe = False
-                    self._transport.connect(key, self._endpoints(info), self._parallelism(info))
+                    self._transport.connect(key, self._endpoints(info), self._parallelism(info), server_key=server_key)
                     self._counters["probe_links_upgraded"] += 1
-                return
+                return True
             self.unlink(key, reason="restarted")
         # One endpoint serves one node at a time: a link to another id at the same seed is stale (that
         # node died and this one took its address), and its sockets would clash with the new ones.
@@ -232,11 +297,12 @@ class Peers:
         if probe:
             endpoints = {name: ep for name, ep in endpoints.items() if name == MEMBERSHIP_CHANNEL}
             self._counters["probe_links_opened"] += 1
-        self._transport.connect(key, endpoints, self._parallelism(info))
+        self._transport.connect(key, endpoints, self._parallelism(info), server_key=server_key)
         self.linked[key] = LinkedPeer(info, key, time.monotonic(), probe=probe)
         log.log(logging.DEBUG if probe else logging.INFO, "node %s linked to %s (%s)%s", self._name, info.name,
                 info.id[:8], " (probe)" if probe else "")
         self._on_link(info)
+        return True
 
     def _endpoints(self, info: PeerInfo) -> dict[str, str]:
         return {name: ep for name, ep in info.endpoints.items() if name in self._channels}
@@ -254,6 +320,20 @@ class Peers:
         log.log(logging.DEBUG if peer.probe else logging.INFO, "node %s unlinked %s (%s)", self._name, peer.info.name,
                 reason)
         self._on_unlink(key, peer.info, reason)
+
+    def revoke(self, keys: frozenset[bytes]) -> int:
+        """Secure mode: unlink every member and forget every client whose key is in ``keys`` (their
+        trust was revoked). Returns how many were dropped."""
+        dropped = 0
+        for nid, peer in list(self.linked.items()):
+            if peer.info.public_key in keys:
+                self.unlink(nid, reason="key revoked")
+                dropped += 1
+        for nid, client in list(self.clients.items()):
+            if client.public_key in keys:
+                self._forget(nid)
+                dropped += 1
+        return dropped
 
     def disconnect(self, key: bytes) -> None:
         """Say BYE to ``key`` and close the link (unknown keys are ignored)."""

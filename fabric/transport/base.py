@@ -108,6 +108,12 @@ class LinkGenerations:
 class Transport(ABC):
     """Abstract transport. See the module docstring for the model and the delivery guarantees."""
 
+    peer_key: bytes | None = None
+    """The authenticated CURVE public key (Z85) of whoever sent the message being handed to the receiver
+    right now: the ZAP-authenticated ``User-Id`` on bound sockets, the pinned server key on connecting
+    ones. Set before each receiver call by a transport running CURVE, and only read during that call;
+    None without CURVE (development mode, the in-memory transport)."""
+
     @abstractmethod
     def bind(self, channels: Sequence[ChannelSpec], receiver: Receiver, routing_id_prefix: bytes) -> dict[str, str]:
         """Bind one endpoint per channel and start receiving; return channel -> advertised endpoint.
@@ -126,6 +132,7 @@ class Transport(ABC):
         parallelism: Mapping[str, int] | None = None,
         *,
         routing_lane: int | None = None,
+        server_key: bytes | None = None,
     ) -> None:
         """Create (or complete) the connecting sockets to a peer for the channels in ``endpoints``.
 
@@ -134,7 +141,9 @@ class Transport(ABC):
         routing id instead of 0 (handshake links use 255). Every link's routing ids carry its own
         generation, so they never collide with those of an earlier link to the same endpoint (a ROUTER
         refuses a second connection with an in-use routing id).
-        Connecting is asynchronous: sends queue until the connection is up.
+        Connecting is asynchronous: sends queue until the connection is up. ``server_key``: the peer's
+        CURVE public key (Z85), required by a transport running CURVE (its sockets are CURVE clients
+        pinned to that key); ignored otherwise.
         """
 
     @abstractmethod

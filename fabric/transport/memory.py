@@ -356,12 +356,14 @@ class MemoryTransport(Transport):
         parallelism: Mapping[str, int] | None = None,
         *,
         routing_lane: int | None = None,
+        server_key: bytes | None = None,
     ) -> None:
         """Create the connecting side per channel (lanes from ``parallelism``, else the bound spec's, else 1).
 
         The channel kind is taken from the bound endpoint when it exists, else from our own spec of the
         same channel name, else control. ``routing_lane`` gives a single-lane link that lane octet in its
-        routing id (handshake links use 255). Idempotent per (link, channel).
+        routing id (handshake links use 255). Idempotent per (link, channel). ``server_key`` is ignored:
+        the in-memory network has no CURVE (a node in secure mode refuses this transport).
         """
         if self.closed:
             return

@@ -31,6 +31,14 @@ counted as ``fault_dropped_out`` and not sent (``send``/``respond`` still return
 on the wire); a message read from a peer in ``drop_from`` (or lost to ``loss_from``) is counted as
 ``fault_dropped_in`` and never reaches the receiver. Delay, duplication and reordering are not injected on
 real sockets (the in-memory transport's :class:`~fabric.transport.faults.Faults` has them).
+
+CURVE (:class:`CurveSettings`, docs/security.md "CURVE and identity"): with settings given, every bound
+socket is a CURVE server whose ``ZMQ_ZAP_DOMAIN`` names the node's policy, registered with the process's
+ZAP handler (:func:`fabric.security.zap.zap_for`) *before* the first bind (without a handler libzmq would
+admit any client that knows the server key); every connecting socket is a CURVE client pinned to the
+peer's public key. Each message handed to the receiver is attributed (:attr:`Transport.peer_key`): the
+ZAP-authenticated ``User-Id`` read from the message on bound sockets, the pinned key on connecting ones.
+Without settings nothing of this runs: the development-mode path reads no message property.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import zmq
@@ -47,6 +56,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..config import TransportConfig
 from ..errors import ConfigError, InsecureBindError, ProcessSettingsConflict
+from ..security.zap import Policy, ZapHandler, stop_zap_for, zap_for
 from .base import ChannelKind, ChannelSpec, Link, LinkGenerations, Receiver, Transport
 from .faults import FaultInjector, FaultPolicy, arrival_peer, route_peer
 from .process import (
@@ -70,6 +80,26 @@ _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 
+@dataclass(frozen=True)
+class CurveSettings:
+    """CURVE for every socket of one transport (see the module docstring).
+
+    ``domains`` maps a channel name to the ZAP domain its bound socket uses (channels not listed use
+    ``default_domain``); ``policies`` maps each domain to ``policy(client_key_z85) -> bool``, registered
+    with the process's ZAP handler before the first bind and unregistered at :meth:`ZmqTransport.close`."""
+
+    public: bytes
+    """This node's Z85 public key."""
+    secret: bytes = field(repr=False)
+    """This node's Z85 secret key."""
+    default_domain: str = ""
+    domains: Mapping[str, str] = field(default_factory=dict)
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+
+    def domain_of(self, channel: str) -> str:
+        return self.domains.get(channel, self.default_domain)
+
+
 class _Sock:
     """One socket and its driver state."""
 
@@ -86,6 +116,8 @@ class _Sock:
         "writable_callbacks",
         "closed",
         "endpoint",
+        "auth",
+        "peer_key",
     )
 
     def __init__(
@@ -111,6 +143,10 @@ class _Sock:
         self.writable_callbacks: list[Callable[[], None]] = []
         self.closed = False
         self.endpoint = ""
+        self.auth = False
+        """Bound CURVE socket: read each message's ZAP ``User-Id`` (recv with copy=False)."""
+        self.peer_key: bytes | None = None
+        """Connecting CURVE socket: the server key it is pinned to (attribution of what it receives)."""
 
 
 class ZmqTransport(Transport):
@@ -130,8 +166,12 @@ class ZmqTransport(Transport):
         advertise: str | None = None,
         socket_prefix: str = "",
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveSettings | None = None,
     ) -> None:
         self.config = config or TransportConfig()
+        self._curve = curve
+        self._zap: ZapHandler | None = None
+        self._zap_domains: list[str] = []
         self.bind_address = bind_address
         self.base_port = base_port
         self.advertise = advertise
@@ -171,6 +211,17 @@ class ZmqTransport(Transport):
         return self._faults.policy if self._faults is not None else None
 
     # -- setup ---------------------------------------------------------------------------------------
+
+    def set_curve(self, curve: CurveSettings | None) -> None:
+        """Run CURVE on every socket (see :class:`CurveSettings`); call before :meth:`bind`."""
+        if self._receiver is not None:
+            raise ConfigError("set_curve() must be called before bind()")
+        self._curve = curve
+
+    @property
+    def curve(self) -> CurveSettings | None:
+        """The CURVE settings in force (None: no CURVE)."""
+        return self._curve
 
     def _common(self, sock: zmq.Socket[bytes], spec: ChannelSpec) -> None:
         c = self.config
@@ -233,6 +284,13 @@ class ZmqTransport(Transport):
             self._owns_ctx_ref = True
         self._receiver = receiver
         self._rid_prefix = routing_id_prefix
+        curve = self._curve
+        if curve is not None and listen:
+            # The ZAP handler must run, and know this node's domains, before the first CURVE bind.
+            zap = self._zap = zap_for(self._ctx)
+            for domain, policy in curve.policies.items():
+                zap.register(domain, policy)
+                self._zap_domains.append(domain)
         for index, spec in enumerate(channels):
             self._specs[spec.name] = spec
             if not listen:
@@ -248,6 +306,11 @@ class ZmqTransport(Transport):
             if spec.kind is ChannelKind.CONTROL:
                 sock.set(zmq.ROUTER_MANDATORY, 1)
                 sock.set(zmq.ROUTER_HANDOVER, int(self.config.router_handover))
+            if curve is not None:
+                sock.set(zmq.CURVE_SERVER, 1)
+                sock.set(zmq.CURVE_PUBLICKEY, curve.public)
+                sock.set(zmq.CURVE_SECRETKEY, curve.secret)
+                sock.set(zmq.ZAP_DOMAIN, curve.domain_of(spec.name).encode())
             endpoint = self._endpoint_for(index, spec.name)
             try:
                 sock.bind(endpoint)
@@ -259,8 +322,9 @@ class ZmqTransport(Transport):
                 spec.name,
                 spec.kind,
                 receives=spec.kind is not ChannelKind.BROADCAST,
-                copy=spec.kind is not ChannelKind.BULK,
+                copy=spec.kind is not ChannelKind.BULK and curve is None,
             )
+            s.auth = curve is not None
             s.endpoint = bytes(sock.get(zmq.LAST_ENDPOINT)).decode()
             self._bound[spec.name] = s
             if self.config.monitor:
@@ -385,6 +449,9 @@ class ZmqTransport(Transport):
         router = s.kind is ChannelKind.CONTROL and link is None
         broadcast = s.kind is ChannelKind.BROADCAST
         copy = s.copy
+        auth = s.auth
+        if s.peer_key is not None:
+            self.peer_key = s.peer_key  # a connecting CURVE socket: everything on it comes from its server
         faults = self._faults
         budget = self.config.recv_budget
         byte_budget = self.config.recv_budget_bytes
@@ -410,7 +477,12 @@ class ZmqTransport(Transport):
                 return
             # Budget in frames, not messages: one BATCH frame list can carry hundreds of messages.
             n += len(frames)
-            if not copy:
+            if auth:
+                # CURVE: who sent this is the key the ZAP handler authenticated for its connection.
+                self.peer_key = _user_id(frames[-1])
+                if s.kind is not ChannelKind.BULK:
+                    frames = [f.bytes for f in frames]
+            if not copy and type(frames[0]) is not bytes:
                 # Bulk: the head frame is small (copy it); payload frames stay zero-copy memoryviews.
                 frames = [frames[0].bytes, *(f.buffer for f in frames[1:])]
                 nbytes += sum(len(f) for f in frames)
@@ -455,9 +527,14 @@ class ZmqTransport(Transport):
         parallelism: Mapping[str, int] | None = None,
         *,
         routing_lane: int | None = None,
+        server_key: bytes | None = None,
     ) -> None:
-        """Connect to a peer; see :meth:`Transport.connect`. Unknown channel names are ignored."""
+        """Connect to a peer; see :meth:`Transport.connect`. Unknown channel names are ignored. With CURVE,
+        ``server_key`` (the peer's Z85 public key) is required: ConfigError without it."""
         assert self._ctx is not None, "bind() first"
+        curve = self._curve
+        if curve is not None and server_key is None:
+            raise ConfigError(f"cannot connect to {link!r} with CURVE: the peer's public key is not known")
         socks = self._links.setdefault(link, {})
         for channel, endpoint in endpoints.items():
             spec = self._specs.get(channel)
@@ -480,6 +557,11 @@ class ZmqTransport(Transport):
                     sock = self._ctx.socket(zmq.SUB)
                     sock.set(zmq.SUBSCRIBE, b"")
                 self._common(sock, spec)
+                if curve is not None:
+                    assert server_key is not None
+                    sock.set(zmq.CURVE_SERVERKEY, server_key)
+                    sock.set(zmq.CURVE_PUBLICKEY, curve.public)
+                    sock.set(zmq.CURVE_SECRETKEY, curve.secret)
                 try:
                     sock.connect(endpoint)
                 except zmq.ZMQError as exc:
@@ -497,6 +579,7 @@ class ZmqTransport(Transport):
                     copy=True,
                 )
                 s.endpoint = endpoint
+                s.peer_key = server_key if curve is not None else None
                 created.append(s)
                 self._register(s)
             socks[channel] = created
@@ -510,6 +593,33 @@ class ZmqTransport(Transport):
         for lanes in socks.values():
             for s in lanes:
                 self._close_sock(s)
+
+    async def reset_inbound(self) -> int:
+        """Close every connection the bound sockets accepted, keeping the sockets and their endpoints:
+        each is unbound and bound again at once. Honest peers reconnect within their reconnect interval
+        (and pass the ZAP handler again); a peer whose key lost its trust is refused. Messages in flight
+        on those connections are lost (at most once). Returns the number of sockets reset."""
+        done = 0
+        for s in list(self._bound.values()):
+            if s.closed:
+                continue
+            try:
+                s.sock.unbind(s.endpoint)
+            except zmq.ZMQError as exc:
+                log.warning("cannot unbind %s to reset its connections: %s", s.endpoint, exc)
+                continue
+            for attempt in range(50):  # the listener closes on the I/O thread: the address may lag
+                try:
+                    s.sock.bind(s.endpoint)
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EADDRINUSE or attempt == 49:
+                        log.error("cannot bind %s again after resetting its connections: %s", s.endpoint, exc)
+                        break
+                    await asyncio.sleep(0.01)
+            done += 1
+        self.counters["inbound_resets"] = self.counters.get("inbound_resets", 0) + 1
+        return done
 
     def _close_sock(self, s: _Sock) -> None:
         if s.closed:
@@ -619,6 +729,7 @@ class ZmqTransport(Transport):
             **self.counters,
             "faults": self._faults.policy.describe() if self._faults is not None else None,
             "connections": {c: dict(v) for c, v in self.connection_events.items()},
+            "curve": self._curve is not None,
             "links": len(self._links),
             "sockets": len(self._bound) + sum(len(lanes) for socks in self._links.values() for lanes in socks.values()),
             "io_thread_nice": dict(io_thread_nice_applied),
@@ -640,16 +751,32 @@ class ZmqTransport(Transport):
         for s in self._bound.values():
             self._close_sock(s)
         self._bound.clear()
+        if self._zap is not None:
+            for domain in self._zap_domains:
+                self._zap.unregister(domain)
+            self._zap_domains.clear()
+            self._zap = None
         if self._owns_ctx_ref:
             self._owns_ctx_ref = False
             ctx = _release_context()
             if ctx is not None:
+                # The ZAP handler's thread holds a socket of this context: stop it before term().
+                stop_zap_for(ctx)
                 # term() blocks until every socket's linger has run out: bounded, since every socket
                 # was closed with linger_ms. Wait a little longer than that, never forever.
                 waiter = threading.Thread(target=ctx.term, name="fabric-ctx-term", daemon=True)
                 waiter.start()
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, waiter.join, self.config.linger_ms / 1000 + 2.0)
+
+
+def _user_id(frame: zmq.Frame) -> bytes | None:
+    """The ZAP ``User-Id`` of a received message (the client's Z85 key), None when it has none."""
+    try:
+        uid = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return uid.encode() if isinstance(uid, str) and uid else None
 
 
 def _events(sock: zmq.Socket[bytes]) -> int:
@@ -688,5 +815,5 @@ def _first_reachable_address() -> str:
     return "127.0.0.1"
 
 
-__all__ = ["InsecureBindError", "ProcessSettingsConflict", "ZmqTransport", "process_settings", "process_settings_in_force",
+__all__ = ["CurveSettings", "InsecureBindError", "ProcessSettingsConflict", "ZmqTransport", "process_settings", "process_settings_in_force",
            "renice_io_threads", "shared_context", "tune_malloc"]

@@ -35,6 +35,7 @@ from ..errors import (
     UnsupportedVersion,
 )
 from .types import (
+    K_CERT,
     K_CHANNEL,
     K_CODE,
     K_CORR,
@@ -49,6 +50,7 @@ from .types import (
     K_META,
     K_NAME,
     K_OP,
+    K_PUBKEY,
     K_ROLE,
     K_SEQ,
     K_SERVICE,
@@ -185,6 +187,8 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     K_VMAX: _INT,
     K_TIME: _INT,
     K_TOPOLOGY: (dict,),
+    K_PUBKEY: _BYTES,
+    K_CERT: _BYTES,
 }
 
 
@@ -316,10 +320,22 @@ def hello(
     min_version: int = MIN_VERSION,
     max_version: int = MAX_VERSION,
     topology: Mapping[str, Any] | None = None,
+    public_key: bytes | None = None,
+    cert: bytes | None = None,
 ) -> list[bytes]:
-    """HELLO: key order s, vn, vx, ro, in, nm, ep, md, tp (the last four only when given)."""
+    """HELLO: key order s, vn, vx, ro, in, nm, ep, md, tp, pk, cr (the last six only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VMIN: min_version, K_VMAX: max_version, K_ROLE: int(role), K_INC: incarnation}
-    return encode(MsgType.HELLO, _with_topology(_with_identity(header, name, endpoints, meta), topology))
+    return encode(MsgType.HELLO, _with_keys(_with_topology(_with_identity(header, name, endpoints, meta), topology),
+                                            public_key, cert))
+
+
+def _with_keys(header: dict[str, Any], public_key: bytes | None, cert: bytes | None) -> dict[str, Any]:
+    """Append ``pk`` and ``cr`` (secure mode: the sender's CURVE public key and its certificate)."""
+    if public_key:
+        header[K_PUBKEY] = public_key
+    if cert:
+        header[K_CERT] = cert
+    return header
 
 
 def _with_topology(header: dict[str, Any], topology: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -352,10 +368,13 @@ def welcome(
     endpoints: Mapping[str, Sequence[Any]] | None = None,
     meta: Mapping[str, str] | None = None,
     topology: Mapping[str, Any] | None = None,
+    public_key: bytes | None = None,
+    cert: bytes | None = None,
 ) -> list[bytes]:
-    """WELCOME: key order s, v, in, nm, ep, md, tp (the last four only when given)."""
+    """WELCOME: key order s, v, in, nm, ep, md, tp, pk, cr (the last six only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VERSION: version, K_INC: incarnation}
-    return encode(MsgType.WELCOME, _with_topology(_with_identity(header, name, endpoints, meta), topology))
+    return encode(MsgType.WELCOME, _with_keys(_with_topology(_with_identity(header, name, endpoints, meta), topology),
+                                              public_key, cert))
 
 
 def reject(source: bytes, *, code: int, message: str, min_version: int = MIN_VERSION, max_version: int = MAX_VERSION) -> list[bytes]:

@@ -82,6 +82,9 @@ class RejectCode(IntEnum):
     """The role is not accepted here (e.g. clients are disabled)."""
     IDENTITY = 9
     """The identity is invalid or refused."""
+    UNTRUSTED = 10
+    """Secure mode: the CURVE key that sent the HELLO is not trusted for the role it asks for (not in the
+    trust file's allowlist for that role, no valid certificate, or revoked)."""
 
 
 # Header keys: short, stable, lower-case strings. Unknown keys are ignored by receivers.
@@ -111,6 +114,8 @@ K_META = "md"  # HELLO/WELCOME: metadata map str -> str
 K_OP = "op"  # MEMBERSHIP/TREE: operation name
 K_TIME = "ts"  # PING/PONG: sender's wall-clock time in ms (clock-skew estimate)
 K_TOPOLOGY = "tp"  # HELLO/WELCOME (members): the sender's topology state {e: epoch, p: proposer, o: overlay}
+K_PUBKEY = "pk"  # HELLO/WELCOME (secure mode): the sender's CURVE public key, Z85 (40 octets, bin)
+K_CERT = "cr"  # HELLO/WELCOME (secure mode): the sender's certificate, when it has one (bin)
 
 # Limits. A message beyond any limit is rejected with OversizedMessage and counted.
 MAX_HEADER_BYTES = 64 * 1024

@@ -29,7 +29,7 @@ import os
 import sys
 from typing import Any
 
-from fabric import Message, Node, NodeConfig
+from fabric import Message, Node, NodeConfig, SecurityConfig
 
 
 def emit(**fields: Any) -> None:
@@ -48,6 +48,9 @@ async def main() -> None:
     parser.add_argument("--node-id", default=None)
     parser.add_argument("--port", type=int, default=0, help="base TCP port (0: ephemeral)")
     parser.add_argument("--discovery", default=None, help='JSON {"strategy": NAME, "options": {...}}: join through it')
+    parser.add_argument("--keys", default=None, help="secure mode: key directory (security.keys)")
+    parser.add_argument("--trust", default=None, help="secure mode: trust file (security.trust)")
+    parser.add_argument("--trust-reload", type=float, default=2.0, help="security.trust_reload_interval")
     args = parser.parse_args()
     tally: dict[str, set[bytes]] = {}
     foreign: dict[str, int] = {}
@@ -55,6 +58,7 @@ async def main() -> None:
         NodeConfig.local(
             name=args.name, bind=args.bind, max_concurrent_requests=args.max_concurrent, node_id=args.node_id,
             port=args.port,
+            security=SecurityConfig(keys=args.keys, trust=args.trust, trust_reload_interval=args.trust_reload),
         )
     )
 
@@ -103,7 +107,8 @@ async def main() -> None:
     for channel in ("coordination", "gossip", "data", "events"):
         node.subscribe(channel, on_message, inline=True)
     await node.start()
-    emit(event="ready", id=node.id, name=node.name, endpoints=node.endpoints, pid=os.getpid(), incarnation=node.incarnation)
+    emit(event="ready", id=node.id, name=node.name, endpoints=node.endpoints, pid=os.getpid(), incarnation=node.incarnation,
+         security=node.health()["security"])
     if args.join or args.discovery:
         plugin = None
         if args.discovery:
