@@ -32,7 +32,7 @@ from ..errors import (
 from ..membership import (
     MemberStatus,
 )
-from ..security.trust import TrustRole
+from ..security.roles import TrustRole
 from ..topology import TopologyManager
 from ..transport.base import ChannelKind, Link, Transport
 from ..transport.faults import FaultPolicy

@@ -25,7 +25,7 @@ from typing import Any
 from .. import wire
 from ..config import MEMBERSHIP_CHANNEL, NodeConfig
 from ..errors import CallError, ConfigError, ProtocolError, Unreachable, VersionMismatch
-from ..security.trust import TrustRole
+from ..security.roles import TrustRole
 from ..transport.base import Link, Transport
 from ..wire import RejectCode, Role
 from ..wire.types import K_CERT, K_PUBKEY, K_TOPOLOGY

@@ -8,9 +8,9 @@ do what comes from the trust file (:class:`~fabric.security.TrustStore`): member
 The ZAP policies (:meth:`NodeSecurity.curve_settings`) run on the ZAP handler's thread and read only the
 trust store's immutable snapshot; everything else runs on the node's loop thread.
 
-The certificate seam: when the trust store can admit certificates (``admit_certificate``/``admitted``,
-docs/security.md "Certificates"), a HELLO's ``cr`` is offered to it and admission uses it; without that
-API the allowlist alone decides.
+Certificates: a HELLO's ``cr`` is offered to the trust store (:meth:`TrustStore.admit_certificate`) and
+admission asks :meth:`TrustStore.admitted` (the allowlist, or an admitted certificate; docs/security.md
+"Certificates").
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import MEMBERSHIP_CHANNEL, NodeConfig
 from ..errors import ConfigError, SecurityError
 from ..security.keys import KeyPair, derive_node_id, load_keypair
-from ..security.trust import TrustRole, TrustSnapshot, TrustStore
+from ..security.roles import TrustRole
+from ..security.trust import TrustSnapshot, TrustStore
 from ..security.zap import zap_stats
 from ..transport.zmq import CurveSettings
 from .message import PK_META as _PK_META
@@ -116,13 +116,10 @@ class NodeSecurity:
     # -- trust ------------------------------------------------------------------------------------------
 
     def _admitted(self, key: bytes, role: TrustRole) -> bool:
-        admitted: Callable[..., Any] | None = getattr(self.trust, "admitted", None)
-        if admitted is not None:
-            return bool(admitted(key, role, time.time()))
-        return self.trust.allows(key, role)
+        return self.trust.admitted(key, role, time.time())
 
     def _has_ca(self) -> bool:
-        return bool(getattr(self.trust.snapshot, "ca_keys", ()))
+        return bool(self.trust.snapshot.ca_keys)
 
     def roles(self, key: bytes) -> frozenset[TrustRole]:
         """The roles ``key`` holds right now (empty: untrusted or revoked). Loop thread; cached per trust
@@ -144,13 +141,10 @@ class NodeSecurity:
         self._roles.clear()
 
     def admit_certificate(self, cert: bytes, key: bytes) -> bool:
-        """Offer a HELLO's certificate to the trust store when it can admit certificates; True when it
-        admitted one. A bad certificate is counted (``bad_certificate``), never raised."""
-        admit: Callable[..., Any] | None = getattr(self.trust, "admit_certificate", None)
-        if admit is None:
-            return False
+        """Offer a HELLO's certificate to the trust store; True when it admitted it. A bad certificate is
+        counted (``bad_certificate``), never raised."""
         try:
-            admit(cert, key, time.time())
+            self.trust.admit_certificate(cert, key, time.time())
         except (SecurityError, ValueError) as exc:
             self.counters["bad_certificate"] += 1
             log.debug("certificate refused: %s", exc)
