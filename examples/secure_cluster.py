@@ -52,13 +52,24 @@ with tempfile.TemporaryDirectory(prefix="fabric-secure-") as tmp:
         seed = seed_with_key(nodes[0], keys["a"].public)
         for node in nodes:
             node.add_service("whoami", lambda _request, name=node.name: name)
-        threads = [threading.Thread(target=n.join, args=([seed],), kwargs={"min_members": 3, "timeout": 30}) for n in nodes]
+        failures: list[BaseException] = []
+
+        def join(node: BlockingNode) -> None:
+            try:
+                node.join([seed], min_members=3, timeout=30)  # every node must see all three
+            except FabricError as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=join, args=(n,)) for n in nodes]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if failures:
+            raise SystemExit(f"the cluster did not form: {failures[0]}")
         print("security:", nodes[0].health()["security"])
         print("members:", sorted(m.name for m in nodes[0].alive_members()))
+        print("every node sees all three:", all(len(n.alive_members()) == 3 for n in nodes))
         print("node ids are the keys':", all(n.id == keys[n.name].node_id_text for n in nodes))
         for member in sorted(nodes[0].alive_members(), key=lambda m: m.name):
             if member.name != "a":

@@ -21,6 +21,7 @@ has one byte form and a tampered or re-encoded one is refused. Everything wrong 
 :class:`~fabric.errors.UntrustedCertificate` (with a short machine-readable ``reason``), never anything
 else: the bytes come from the network.
 
+A node's certificate is the file ``DIR/node.cert`` beside its keys, holding exactly the encoded bytes.
 A CA's secret key lives in ``DIR/ca.key`` (PKCS#8 PEM, mode 0600, refused when group or others can access
 it, like node keys) and its public key in ``DIR/ca.pub`` (64 hex digits, what ``[ca] keys`` lists);
 ``DIR/ca.serial`` remembers the last serial issued.
@@ -28,8 +29,6 @@ it, like node keys) and its public key in ``DIR/ca.pub`` (64 hex digits, what ``
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import os
 import time
@@ -352,33 +351,32 @@ class ClusterCA:
 
 
 def save_certificate(directory: str | os.PathLike[str], cert: Certificate, *, overwrite: bool = True) -> Path:
-    """Write ``DIR/node.cert``: a comment line and the certificate in base64 (text, safe to hand out).
-    Replaces an older certificate atomically (rotation) unless ``overwrite`` is False."""
+    """Write ``DIR/node.cert``: the certificate's canonical encoding, exactly the bytes the node sends in
+    its HELLO (the node reads the file as is). Public: mode 0644. Replaces an older certificate
+    atomically (renewal, rotation) unless ``overwrite`` is False."""
     path = Path(directory) / NODE_CERT_FILE
     if path.exists() and not overwrite:
         raise KeyFileError(f"{path}: already exists")
-    text = (f"# Foundation fabric node certificate: serial {cert.serial}, role {cert.role.value}, "
-            f"node id {node_id_text(cert.key)}\n{base64.b64encode(cert.encode()).decode()}\n")
     tmp = path.with_name(f".{NODE_CERT_FILE}.{os.getpid()}")
-    tmp.write_text(text)
+    tmp.write_bytes(cert.encode())
     os.replace(tmp, path)
     return path
 
 
 def load_certificate(path: str | os.PathLike[str]) -> Certificate:
-    """Read a ``node.cert`` file (not verified: a node cannot verify its own certificate without the
-    CA keys; peers do). :class:`KeyFileError` when it is missing or malformed."""
+    """Read a ``node.cert`` file (decoded, not verified: a node cannot verify its own certificate
+    without the CA keys; its peers do). :class:`KeyFileError` when it is missing or malformed."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="ascii")
+        with open(p, "rb") as f:
+            data = f.read(MAX_CERT_BYTES + 1)
     except FileNotFoundError:
         raise KeyFileError(f"{p}: no such certificate file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise KeyFileError(f"{p}: cannot read certificate: {exc}") from None
-    body = "".join(line.strip() for line in text.splitlines() if not line.lstrip().startswith("#"))
     try:
-        return Certificate.decode(base64.b64decode(body, validate=True))
-    except (binascii.Error, ValueError, UntrustedCertificate) as exc:
+        return Certificate.decode(data)
+    except UntrustedCertificate as exc:
         raise KeyFileError(f"{p}: not a node certificate: {exc}") from None
 
 

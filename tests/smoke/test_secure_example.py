@@ -24,7 +24,8 @@ def test_secure_cluster_example_forms_and_refuses_the_stranger() -> None:
     lines = out.stdout.splitlines()
     assert lines[0] == "security: curve"
     assert lines[1] == "members: ['a', 'b', 'c']"
-    assert lines[2] == "node ids are the keys': True"
-    assert lines[3:5] == ["b answers b", "c answers c"]
-    assert lines[5].startswith("stranger refused:")
-    assert lines[6] == "members after the stranger tried: ['a', 'b', 'c']"
+    assert lines[2] == "every node sees all three: True"
+    assert lines[3] == "node ids are the keys': True"
+    assert lines[4:6] == ["b answers b", "c answers c"]
+    assert lines[6].startswith("stranger refused:")
+    assert lines[7] == "members after the stranger tried: ['a', 'b', 'c']"

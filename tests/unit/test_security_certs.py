@@ -220,11 +220,14 @@ def test_node_certificate_file(tmp_path: Path, ca: ClusterCA) -> None:
     assert load_certificate(path) == cert and node_certificate(tmp_path, kp.public) == cert
     with pytest.raises(KeyFileError, match="not this directory's node key"):
         node_certificate(tmp_path, KeyPair.generate().public)
-    path.write_text("# x\nnot base64!!\n")
-    with pytest.raises(KeyFileError, match="not a node certificate"):
-        load_certificate(path)
-    path.write_bytes(b"\xff\xfe")
-    with pytest.raises(KeyFileError):
+    assert path.read_bytes() == cert.encode()  # the file is what HELLO carries, byte for byte
+    for junk in (b"# text\nnot a certificate\n", b"\xff\xfe", cert.encode()[:-1], b"x" * 10_000):
+        path.write_bytes(junk)
+        with pytest.raises(KeyFileError, match="not a node certificate"):
+            load_certificate(path)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(KeyFileError, match="cannot read"):
         load_certificate(path)
 
 
