@@ -289,8 +289,10 @@ class Endpoint:
         Returns the peer's :class:`PeerInfo`. On a member node the peer also becomes a member (and,
         through gossip, so does everyone it knows): use :meth:`join` to wait for a cluster to form.
         Raises :class:`Unreachable` when no WELCOME arrives within ``timeout`` (default
-        ``config.connect_timeout``), :class:`VersionMismatch` when the peer shares no protocol version
-        with us, :class:`CallError` for any other rejection.
+        ``config.connect_timeout``) or, in secure mode, when the peer's key is not trusted as a member,
+        :class:`VersionMismatch` when the peer shares no protocol version with us, :class:`CallError`
+        for any other rejection (``UNTRUSTED``: our key is not in its trust file), ConfigError in secure
+        mode when ``endpoint`` carries no ``#KEY``.
         """
         self._require_running()
         info = await self._peers.handshake(endpoint, self.config.connect_timeout if timeout is None else timeout)
