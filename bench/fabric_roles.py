@@ -21,7 +21,8 @@ import time
 from typing import Any
 
 from bench.harness import Control, LoopLag, RateWindow, latency_summary
-from fabric import Message, Node, NodeConfig, Overloaded
+from fabric import Message, Node, NodeConfig, Overloaded, SecurityConfig
+from fabric.security import load_public_key
 
 
 class _Counter:
@@ -89,7 +90,14 @@ def _config(name: str, args: dict[str, Any]) -> NodeConfig:
         channels = tuple(dataclasses.replace(c, io_thread=0) for c in config.channels)
         transport = dataclasses.replace(config.transport, io_threads=1)
         config = config.replace(channels=channels, transport=transport)
+    if args.get("curve_dir"):  # secure mode: DIR/<name>/ holds this role's keys, DIR/trust.toml trusts all
+        config = config.replace(security=SecurityConfig(keys=f"{args['curve_dir']}/{name}",
+                                                        trust=f"{args['curve_dir']}/trust.toml"))
     return config
+
+
+_SERVER_OF = {"bench-tx": "bench-rx", "bench-client": "bench-server"}
+"""The role each connecting role talks to (secure mode: its seed carries that role's public key)."""
 
 
 async def _start(name: str, args: dict[str, Any]) -> Node:
@@ -109,7 +117,10 @@ async def _until_stopped(ctl: Control, node: Node, *tasks: asyncio.Task[Any]) ->
 
 async def _connect(name: str, args: dict[str, Any]) -> tuple[Node, str]:
     node = await _start(name, args)
-    peer = await node.connect(args["endpoints"]["membership"])
+    seed = args["endpoints"]["membership"]
+    if args.get("curve_dir"):
+        seed += "#" + load_public_key(f"{args['curve_dir']}/{_SERVER_OF[name]}/node.pub").decode()
+    peer = await node.connect(seed)
     return node, peer.id
 
 

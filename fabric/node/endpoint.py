@@ -96,7 +96,6 @@ class Endpoint:
                 raise ConfigError("security.keys: CURVE needs the ZeroMQ transport")
             self._transport.set_curve(self._sec.curve_settings(self.id, listen=self._role is not Role.CLIENT))
             self._metadata[PK_META] = self._sec.public.decode()
-            self._sec.trust.on_revoke(self._on_revoke)
         self._channels = {c.name: c for c in self.config.channels}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
@@ -186,7 +185,9 @@ class Endpoint:
             log.warning("node %s runs INSECURE on %s: no CURVE, anyone who can reach its ports can join, send and "
                         "call (configure security.keys and security.trust: docs/security.md)", self.name, self.config.bind)
         if self._sec is not None:
-            self._spawn(self._reload_trust_loop(self.config.security.trust_reload_interval))
+            self._sec.watch(loop, self._apply_revocation)
+            self._spawn(self._sec.reload_loop(self.config.security.trust_reload_interval, lambda: self._state == "running",
+                                              self.name))
 
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hook: the sockets are bound and the node runs (a member starts its membership here)."""
@@ -289,8 +290,10 @@ class Endpoint:
         Returns the peer's :class:`PeerInfo`. On a member node the peer also becomes a member (and,
         through gossip, so does everyone it knows): use :meth:`join` to wait for a cluster to form.
         Raises :class:`Unreachable` when no WELCOME arrives within ``timeout`` (default
-        ``config.connect_timeout``), :class:`VersionMismatch` when the peer shares no protocol version
-        with us, :class:`CallError` for any other rejection.
+        ``config.connect_timeout``) or, in secure mode, when the peer's key is not trusted as a member,
+        :class:`VersionMismatch` when the peer shares no protocol version with us, :class:`CallError`
+        for any other rejection (``UNTRUSTED``: our key is not in its trust file), ConfigError in secure
+        mode when ``endpoint`` carries no ``#KEY``.
         """
         self._require_running()
         info = await self._peers.handshake(endpoint, self.config.connect_timeout if timeout is None else timeout)
@@ -628,40 +631,10 @@ class Endpoint:
         one stays in force) and NodeStateError without security."""
         if self._sec is None:
             raise NodeStateError("reload_trust(): this node runs without security (no security.keys)")
-        changed = self._sec.trust.reload()
-        if changed:
-            self._sec.forget_cached()
-        return changed
-
-    async def _reload_trust_loop(self, interval: float) -> None:
-        assert self._sec is not None
-        last_error = ""
-        while self._state == "running":
-            await asyncio.sleep(interval)
-            try:
-                await self.reload_trust()
-                last_error = ""
-            except ConfigError as exc:
-                if str(exc) != last_error:  # once per distinct problem, not every interval
-                    last_error = str(exc)
-                    log.warning("node %s: trust file not reloaded, the last good one stays in force: %s", self.name, exc)
-            self._sec.forget_cached()  # certificates expire: re-ask the trust store now and then
-
-    def _on_revoke(self, keys: frozenset[bytes]) -> None:
-        """The trust store revoked ``keys`` (any thread): act on the loop."""
-        loop = self._loop
-        if loop is None or self._state != "running":
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._apply_revocation(keys)
-        else:
-            loop.call_soon_threadsafe(self._apply_revocation, keys)
+        return self._sec.reload()
 
     def _apply_revocation(self, keys: frozenset[bytes]) -> None:
+        """Keys lost their trust (loop thread): drop their links and clients, reset inbound connections."""
         sec = self._sec
         if sec is None or self._state != "running":
             return

@@ -15,6 +15,7 @@ admission asks :meth:`TrustStore.admitted` (the allowlist, or an admitted certif
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -151,6 +152,49 @@ class NodeSecurity:
             return False
         self.forget_cached()
         return True
+
+    # -- reloading and revocation ----------------------------------------------------------------------
+
+    def watch(self, loop: asyncio.AbstractEventLoop, on_revoked: Callable[[frozenset[bytes]], None]) -> None:
+        """Call ``on_revoked(keys)`` on ``loop`` whenever keys lose their trust, whichever thread reloaded
+        the trust file (``Node.reload_trust`` through the blocking facade runs on the loop; a reload
+        elsewhere hops over)."""
+
+        def revoked(keys: frozenset[bytes]) -> None:
+            self.forget_cached()
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is loop:
+                on_revoked(keys)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(on_revoked, keys)
+
+        self.trust.on_revoke(revoked)
+
+    def reload(self) -> bool:
+        """Re-read the trust file if it changed; True when a new one is in force. Raises ConfigError for an
+        invalid file (the last good one stays in force)."""
+        changed = self.trust.reload()
+        if changed:
+            self.forget_cached()
+        return changed
+
+    async def reload_loop(self, interval: float, running: Callable[[], bool], name: str) -> None:
+        """Check the trust file every ``interval`` seconds while ``running()``; an invalid file is logged
+        once per distinct problem and the last good one stays in force."""
+        last_error = ""
+        while running():
+            await asyncio.sleep(interval)
+            try:
+                self.reload()
+                last_error = ""
+            except ConfigError as exc:
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    log.warning("node %s: trust file not reloaded, the last good one stays in force: %s", name, exc)
+            self.forget_cached()  # certificates expire: re-ask the trust store now and then
 
     def curve_settings(self, node_id_text: str, *, listen: bool) -> CurveSettings:
         """The transport's CURVE settings: ZAP domains ``fabric/<id>/m`` (membership channel's ROUTER)

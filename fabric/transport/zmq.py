@@ -596,10 +596,16 @@ class ZmqTransport(Transport):
 
     async def reset_inbound(self) -> int:
         """Close every connection the bound sockets accepted, keeping the sockets and their endpoints:
-        each is unbound and bound again at once. Honest peers reconnect within their reconnect interval
-        (and pass the ZAP handler again); a peer whose key lost its trust is refused. Messages in flight
-        on those connections are lost (at most once). Returns the number of sockets reset."""
-        done = 0
+        each is unbound (which closes the connections it accepted) and bound again. Honest peers
+        reconnect within their reconnect interval (and pass the ZAP handler again); a peer whose key lost
+        its trust is refused. Messages in flight on those connections are lost (at most once). Returns
+        the number of sockets reset.
+
+        The sockets stay unbound for a short moment on purpose: a ROUTER refuses a connection presenting
+        a routing id still in use, and never looks again at a refused connection that already holds
+        messages; so the old connections' pipes must be gone (the socket processes their termination
+        when asked for ZMQ_EVENTS) before the peers' DEALERs can come back with the same routing ids."""
+        unbound: list[_Sock] = []
         for s in list(self._bound.values()):
             if s.closed:
                 continue
@@ -608,7 +614,16 @@ class ZmqTransport(Transport):
             except zmq.ZMQError as exc:
                 log.warning("cannot unbind %s to reset its connections: %s", s.endpoint, exc)
                 continue
+            unbound.append(s)
+        for _ in range(5):
+            for s in unbound:
+                if not s.closed:
+                    self._schedule(s)  # reads ZMQ_EVENTS: processes the pipe terminations, delivers what is left
+            await asyncio.sleep(0.01)
+        for s in unbound:
             for attempt in range(50):  # the listener closes on the I/O thread: the address may lag
+                if s.closed:
+                    break
                 try:
                     s.sock.bind(s.endpoint)
                     break
@@ -617,9 +632,8 @@ class ZmqTransport(Transport):
                         log.error("cannot bind %s again after resetting its connections: %s", s.endpoint, exc)
                         break
                     await asyncio.sleep(0.01)
-            done += 1
         self.counters["inbound_resets"] = self.counters.get("inbound_resets", 0) + 1
-        return done
+        return len(unbound)
 
     def _close_sock(self, s: _Sock) -> None:
         if s.closed:

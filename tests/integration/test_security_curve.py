@@ -186,3 +186,74 @@ def test_a_client_authenticates_with_its_own_key_and_is_dropped_when_revoked(pki
                 assert node.stats()["security"]["revocations"] == 1
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_curve_over_ipc_and_a_seed_without_key_is_refused(pki: Pki) -> None:
+    import asyncio
+    import os
+
+    from fabric import ConfigError, Node, NodeConfig, SecurityConfig
+
+    pki.make("a")
+    pki.make("b")
+    pki.write()
+
+    def config(name: str) -> NodeConfig:
+        os.makedirs(pki.root / f"s{name}", exist_ok=True)
+        return NodeConfig.local(name=name, bind=f"ipc://{pki.root}/s{name}",
+                                security=SecurityConfig(keys=pki.dir(name), trust=str(pki.trust)))
+
+    async def scenario() -> None:
+        async with Node(config("a")) as a, Node(config("b")) as b:
+            assert a.seed.startswith("ipc://")
+            with pytest.raises(ConfigError, match="needs #KEY in secure mode"):
+                await b.join([a.seed], timeout=5)
+            a.add_service("echo", lambda x: x)
+            await b.join([pki.seed(a.seed, "a")], min_members=2, timeout=30)
+            assert await b.call(a.id, "echo", "ipc") == "ipc"
+            assert b.peers()[0].public_key == pki.keys["a"].public
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_hyparview_in_secure_mode_links_members_learned_through_gossip(pki: Pki) -> None:
+    import asyncio
+
+    from fabric import Node, NodeConfig, SecurityConfig
+
+    names = ["h0", "h1", "h2", "h3"]
+    for name in names:
+        pki.make(name)
+    pki.write()
+
+    def config(name: str) -> NodeConfig:
+        return NodeConfig.local(name=name, overlay="hyparview",
+                                security=SecurityConfig(keys=pki.dir(name), trust=str(pki.trust)))
+
+    async def scenario() -> None:
+        nodes = [Node(config(n)) for n in names]
+        got: dict[str, asyncio.Event] = {n.name: asyncio.Event() for n in nodes}
+        for n in nodes:
+            n.subscribe("events", lambda _m, name=n.name: got[name].set(), inline=True)
+            n.add_service("who", lambda _x, name=n.name: name)
+            await n.start()
+        try:
+            seed = pki.seed(nodes[0].seed, "h0")
+            await nodes[0].join([], timeout=30)
+            # everyone joins through h0 only: the others' keys come through the membership records
+            await asyncio.gather(*(n.join([seed], min_members=4, timeout=60) for n in nodes[1:]))
+            for n in nodes:
+                for other in nodes:  # a call to any member opens an on-demand link when it is no neighbour
+                    if other is not n:
+                        assert await n.call(other.id, "who", b"") == other.name
+            await nodes[3].broadcast(b"tree")
+            async with asyncio.timeout(30):
+                for name in names[:3]:
+                    await got[name].wait()
+            assert all(n.stats()["security"]["forged_source"] == 0 for n in nodes)
+            assert all(n.stats()["security"]["untrusted_link"] == 0 for n in nodes)
+        finally:
+            for n in nodes:
+                await n.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

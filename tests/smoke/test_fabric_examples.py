@@ -12,7 +12,8 @@ from foundation_cli.main import cli
 from tests.support import REPO, python_env
 
 
-@pytest.mark.parametrize("example", ["quickstart.py", "blocking_quickstart.py", "blocking_cluster.py", "discovery_static.py"])
+@pytest.mark.parametrize("example", ["quickstart.py", "blocking_quickstart.py", "blocking_cluster.py", "discovery_static.py",
+                                     "secure_cluster.py"])
 def test_example_runs(example: str) -> None:
     out = subprocess.run(
         [sys.executable, str(REPO / "examples" / example)], capture_output=True, text=True, timeout=60, env=python_env()

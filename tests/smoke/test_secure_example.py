@@ -1,24 +1,16 @@
-"""examples/secure_cluster.py runs: a CURVE cluster admitted by allowlist and by CA certificate, and a
-stranger's key refused. It needs the node's security integration (NodeConfig.security, issue 16's
-"curve" slice); without that field the example cannot be written at all, hence the skip."""
+"""examples/secure_cluster_ca.py runs: a CURVE cluster admitted by allowlist and by CA certificate, and a
+stranger's key refused."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
-import pytest
-
-from fabric import NodeConfig
 from tests.support import REPO, python_env
 
-HAS_SECURITY = any(f.name == "security" for f in dataclasses.fields(NodeConfig))
 
-
-@pytest.mark.skipif(not HAS_SECURITY, reason="needs the curve slice (NodeConfig.security)")
 def test_secure_cluster_example_forms_and_refuses_the_stranger() -> None:
-    out = subprocess.run([sys.executable, str(REPO / "examples" / "secure_cluster.py")], capture_output=True,
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "secure_cluster_ca.py")], capture_output=True,
                          text=True, timeout=120, env=python_env())
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

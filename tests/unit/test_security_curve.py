@@ -12,6 +12,7 @@ import pytest
 import zmq.utils.z85
 
 from fabric import ConfigError, InsecureBindError, Node, NodeConfig, SecurityConfig, wire
+from fabric.errors import MalformedHeader
 from fabric.node.security import NodeSecurity, parse_key, split_seed
 from fabric.security import KeyPair, save_keypair
 from fabric.transport.base import ChannelKind, ChannelSpec
@@ -97,9 +98,9 @@ def test_hello_and_welcome_carry_the_key_and_certificate() -> None:
     assert w.header["pk"] == kp.public and "cr" not in w.header
     assert "pk" not in wire.decode(wire.hello(src, role=Role.MEMBER, incarnation=1)).header  # development mode
     bad = wire.encode(MsgType.HELLO, {"s": src, "vn": 1, "vx": 1, "ro": 0, "in": 1, "pk": "text"})
-    with pytest.raises(wire.codec.MalformedHeader):
+    with pytest.raises(MalformedHeader):
         wire.decode(bad)
-    assert RejectCode.UNTRUSTED == 10
+    assert int(RejectCode.UNTRUSTED) == 10
 
 
 def test_transport_curve_sockets_attribute_every_message() -> None:
@@ -183,3 +184,46 @@ def test_development_mode_is_unchanged() -> None:
             assert a.stats()["transport"]["curve"] is False
 
     asyncio.run(scenario())
+
+
+def test_reload_revokes_on_the_loop_and_an_invalid_file_keeps_the_last_good_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    pairs = keys_and_trust(tmp_path, "a", "b")
+    trust = tmp_path / "trust.toml"
+    sec = NodeSecurity(secure(tmp_path, "a"))
+    b = pairs["b"].public
+
+    def rewrite(text: str) -> None:
+        trust.write_text(text)
+        st = trust.stat()
+        os.utime(trust, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a distinct mtime on coarse clocks
+
+    async def scenario() -> list[frozenset[bytes]]:
+        seen: list[frozenset[bytes]] = []
+        sec.watch(asyncio.get_running_loop(), seen.append)
+        assert sec.roles(b)  # trusted as a member
+        rewrite(trust.read_text() + f'[revoked]\nkeys = ["{b.decode()}"]\n')
+        assert await asyncio.to_thread(sec.reload)  # reloaded on another thread: the callback hops to the loop
+        async with asyncio.timeout(10):
+            while not seen:
+                await asyncio.sleep(0.01)
+        assert not sec.roles(b)
+        rewrite("[[member]\nbroken")
+        with pytest.raises(ConfigError):
+            sec.reload()
+        assert sec.roles(pairs["a"].public)  # the last good file stays in force
+        stop = asyncio.Event()
+        task = asyncio.create_task(sec.reload_loop(0.01, lambda: not stop.is_set(), "a"))
+        async with asyncio.timeout(10):
+            while not any("trust file not reloaded" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        return seen
+
+    with caplog.at_level(logging.WARNING, logger="fabric.node"):
+        seen = asyncio.run(scenario())
+    assert seen == [frozenset({b})]
+    assert sum("trust file not reloaded" in r.getMessage() for r in caplog.records) == 1  # once per problem
