@@ -67,7 +67,7 @@ def with_role(identity: Identity, role: str) -> Identity:
     if role not in (SERVER, CLIENT):
         raise MembershipError(f"role must be {SERVER!r} or {CLIENT!r}")
     return Identity(identity.node_id, identity.name, identity.incarnation, {**identity.metadata, ROLE_KEY: role},
-                    identity.endpoints)
+                    identity.endpoints, identity.boot)
 
 
 class ClientServer(RecordOverlay):

@@ -123,7 +123,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         self.config: ConfigT = config
         self._rng = rng if rng is not None else random.Random(0)
         self._self = _Record(Identity(identity.node_id, identity.name, identity.incarnation,
-                                      dict(identity.metadata), dict(identity.endpoints)), 0, ST_ALIVE, now)
+                                      dict(identity.metadata), dict(identity.endpoints), identity.boot), 0, ST_ALIVE, now)
         self._records: dict[bytes, _Record] = {}
         self.counters: dict[str, int] = {}
         self._joined = False
@@ -290,7 +290,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         self._count("refuted")
         if theirs.st == ST_DOWN:
             self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
-        self._set_own(Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints), key[2], now,
+        self._set_own(Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints, ident.boot), key[2], now,
                       effects)
         return True
 
@@ -300,7 +300,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         ident = self._self.identity
         effects: list[Effect] = []
         self._set_own(Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)),
-                               ident.endpoints), self._self.v + 1, now, effects)
+                               ident.endpoints, ident.boot), self._self.v + 1, now, effects)
         return effects
 
     # -- tombstones and graves -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from ..errors import (
     UnsupportedVersion,
 )
 from .types import (
+    K_BOOT,
     K_CHANNEL,
     K_CODE,
     K_CORR,
@@ -185,6 +186,7 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     K_VMAX: _INT,
     K_TIME: _INT,
     K_TOPOLOGY: (dict,),
+    K_BOOT: (bytes,),
 }
 
 
@@ -316,10 +318,19 @@ def hello(
     min_version: int = MIN_VERSION,
     max_version: int = MAX_VERSION,
     topology: Mapping[str, Any] | None = None,
+    boot: bytes = b"",
 ) -> list[bytes]:
-    """HELLO: key order s, vn, vx, ro, in, nm, ep, md, tp (the last four only when given)."""
+    """HELLO: key order s, vn, vx, ro, in, nm, ep, md, tp, bi (the last five only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VMIN: min_version, K_VMAX: max_version, K_ROLE: int(role), K_INC: incarnation}
-    return encode(MsgType.HELLO, _with_topology(_with_identity(header, name, endpoints, meta), topology))
+    return encode(MsgType.HELLO, _with_boot(_with_topology(_with_identity(header, name, endpoints, meta), topology), boot))
+
+
+def _with_boot(header: dict[str, Any], boot: bytes) -> dict[str, Any]:
+    """Append ``bi`` (a member's boot id: a new incarnation under the same boot id is a refutation by
+    the same process, so the receiver keeps its sockets; a new boot id is a restart)."""
+    if boot:
+        header[K_BOOT] = bytes(boot)
+    return header
 
 
 def _with_topology(header: dict[str, Any], topology: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -352,10 +363,11 @@ def welcome(
     endpoints: Mapping[str, Sequence[Any]] | None = None,
     meta: Mapping[str, str] | None = None,
     topology: Mapping[str, Any] | None = None,
+    boot: bytes = b"",
 ) -> list[bytes]:
-    """WELCOME: key order s, v, in, nm, ep, md, tp (the last four only when given)."""
+    """WELCOME: key order s, v, in, nm, ep, md, tp, bi (the last five only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VERSION: version, K_INC: incarnation}
-    return encode(MsgType.WELCOME, _with_topology(_with_identity(header, name, endpoints, meta), topology))
+    return encode(MsgType.WELCOME, _with_boot(_with_topology(_with_identity(header, name, endpoints, meta), topology), boot))
 
 
 def reject(source: bytes, *, code: int, message: str, min_version: int = MIN_VERSION, max_version: int = MAX_VERSION) -> list[bytes]:

@@ -111,6 +111,8 @@ K_META = "md"  # HELLO/WELCOME: metadata map str -> str
 K_OP = "op"  # MEMBERSHIP/TREE: operation name
 K_TIME = "ts"  # PING/PONG: sender's wall-clock time in ms (clock-skew estimate)
 K_TOPOLOGY = "tp"  # HELLO/WELCOME (members): the sender's topology state {e: epoch, p: proposer, o: overlay}
+K_BOOT = "bi"  # HELLO/WELCOME (members, optional): boot id, 8 random octets chosen once per Node start
+BOOT_ID_BYTES = 8  # length of a boot id (K_BOOT)
 
 # Limits. A message beyond any limit is rejected with OversizedMessage and counted.
 MAX_HEADER_BYTES = 64 * 1024
