@@ -43,7 +43,7 @@ import time
 from typing import Any
 
 from fabric import Message, Node, NodeConfig, TransportConfig
-from fabric.membership.overlay_config import OverlayConfig
+from fabric.membership.config import MembershipConfig
 
 
 def emit(**fields: Any) -> None:
@@ -52,11 +52,11 @@ def emit(**fields: Any) -> None:
     sys.stdout.flush()
 
 
-def bench_overlay_config(**overrides: Any) -> OverlayConfig:
-    """``OverlayConfig.local()`` with the periodic record refresh pushed out of the run (600 s): a refresh
+def bench_membership_config(**overrides: Any) -> MembershipConfig:
+    """``MembershipConfig.local()`` with the periodic record refresh pushed out of the run (600 s): a refresh
     is a Plumtree broadcast of the node's record, and at 128 nodes and the local 30 s period about four of
     them per second would be counted in every measured broadcast's window."""
-    return OverlayConfig.local(refresh_interval=600.0, record_ttl=1800.0, **overrides)
+    return MembershipConfig.local(refresh_interval=600.0, record_ttl=1800.0, **overrides)
 
 
 class Host:
@@ -84,7 +84,7 @@ class Host:
             else:
                 bind = "tcp://127.0.0.1"
             node = Node(NodeConfig.local(
-                name=name, overlay=a.overlay, bind=bind, overlay_config=bench_overlay_config(),
+                name=name, overlay=a.overlay, bind=bind, membership=bench_membership_config(),
                 # many nodes x 5 channels x peers in one process share one libzmq context
                 transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
             ))

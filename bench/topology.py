@@ -30,11 +30,11 @@ through the first node. Per repetition:
    no control traffic). A window in which another broadcast started (``tree_broadcasts`` or ``events``
    ``sent`` delta != 1, e.g. a membership record announcement) is flagged *not clean* and left out of the
    message figures. The record refresh is moved out of the run (``refresh_interval`` 600 s, see
-   ``bench.overlay_host.bench_overlay_config``) so that windows are clean.
+   ``bench.overlay_host.bench_membership_config``) so that windows are clean.
 
 The *simulated* configuration drives the real HyParView + Plumtree cores in
 :class:`fabric.testing.OverlaySim` (one process, simulated network ``--sim-latency`` + uniform
-``--sim-jitter`` per message, same ``OverlayConfig`` as the real runs): all N join at simulated time 0;
+``--sim-jitter`` per message, same ``MembershipConfig`` as the real runs): all N join at simulated time 0;
 formation = when every node has had a member-up for all N - 1 others; latency and messages as above, in
 **simulated seconds** (no CPU time is modelled: it shows the protocol's rounds and hops, not the
 machine).
@@ -328,7 +328,7 @@ def run_real(cfg: RealConfig, rep: int, args: argparse.Namespace) -> dict[str, A
 
 def run_sim(n: int, rep: int, args: argparse.Namespace) -> dict[str, Any]:
     """One simulated repetition of ``n`` HyParView nodes (simulated seconds)."""
-    from bench.overlay_host import bench_overlay_config
+    from bench.overlay_host import bench_membership_config
     from fabric.membership.hyparview import HyParView
     from fabric.membership.overlay import Deliver
     from fabric.testing.overlay_sim import NetFaults, OverlaySim, SimOverlayNode
@@ -345,7 +345,7 @@ def run_sim(n: int, rep: int, args: argparse.Namespace) -> dict[str, Any]:
             self.delivered_at.setdefault(effect.payload, {}).setdefault(node.name, self.clock.now())
 
     wall = time.perf_counter()
-    cfg = bench_overlay_config()
+    cfg = bench_membership_config()
     seed = args.seed * 1000 + rep
     with contextlib.redirect_stdout(io.StringIO()):  # the simulator prints its seed; we report it
         sim = TimedSim(seed, lambda ident, rng, now: HyParView(ident, cfg, rng=rng, now=now),
@@ -598,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_before": [round(x, 2) for x in os.getloadavg()], "quick": args.quick,
         "sim_latency": args.sim_latency, "sim_jitter": args.sim_jitter, "settle_s": args.settle,
         "warmup_broadcasts": args.warmup_broadcasts, "seed": args.seed,
-        "overlay_config": "OverlayConfig.local(refresh_interval=600, record_ttl=1800)",
+        "membership": "MembershipConfig.local(refresh_interval=600, record_ttl=1800)",
     }
     rows: list[dict[str, Any]] = []
     failed = False

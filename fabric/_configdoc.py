@@ -35,17 +35,17 @@ SECTIONS: list[tuple[str, str, str]] = [
     (
         "MembershipConfig",
         "fabric.membership.config:MembershipConfig",
-        "Membership and failure detection (docs/membership.md). Presets: `MembershipConfig.local()` "
-        "(`NodeConfig.local()` uses it), `.lan()` (the defaults), `.wan()`.",
+        "Membership of every overlay, in one class: the failure detector, the full-mesh fields, the record "
+        "overlays' fields (hyparview, client-server, static) and, nested, `hyparview` and `plumtree` "
+        "(docs/membership.md, docs/overlays.md). Presets: `MembershipConfig.local()` (`NodeConfig.local()` uses "
+        "it), `.lan()` (the defaults), `.wan()`; each covers every field. `NodeConfig(overlay_config=...)` and "
+        "`OverlayConfig` are deprecated aliases for one release (a DeprecationWarning; mapped onto `membership`, "
+        "`tombstone_ttl` -> `record_tombstone_ttl`, `max_members` -> `max_records`).",
     ),
-    (
-        "OverlayConfig",
-        "fabric.membership.overlay_config:OverlayConfig",
-        "Timers of the record-based overlays: hyparview, client-server, static (docs/overlays.md). Presets "
-        "`OverlayConfig.local()` (`NodeConfig.local()` uses it), `.lan()`, `.wan()`.",
-    ),
-    ("HyParViewConfig", "fabric.membership.overlay_config:HyParViewConfig", "HyParView's views and walks (Partisan's defaults)."),
-    ("PlumtreeConfig", "fabric.membership.overlay_config:PlumtreeConfig", "Plumtree's lazy push, grafting and caches."),
+    ("HyParViewConfig", "fabric.membership.config:HyParViewConfig",
+     "`membership.hyparview`: HyParView's views and walks (Partisan's defaults)."),
+    ("PlumtreeConfig", "fabric.membership.config:PlumtreeConfig",
+     "`membership.plumtree`: Plumtree's lazy push, grafting and caches."),
     (
         "StartSettings (foundation-node start)",
         "fabric.settings:StartSettings",
@@ -70,7 +70,7 @@ dotted path from `NodeConfig`; the loader walks these dataclasses, so a new fiel
 
 | source | scalar field | nested config | one channel | metadata |
 |---|---|---|---|---|
-| TOML file | `call_timeout = 2.5` | `[membership]` `suspect_timeout = 2` (or `overlay_config.hyparview.active_max = 8`) | `[channels.data]` `parallelism = 8` (`[[channels]]` replaces the list) | `[metadata]` `zone = "a"` |
+| TOML file | `call_timeout = 2.5` | `[membership]` `suspect_timeout = 2` (or `membership.hyparview.active_max = 8`) | `[channels.data]` `parallelism = 8` (`[[channels]]` replaces the list) | `[metadata]` `zone = "a"` |
 | environment | `FOUNDATION_CALL_TIMEOUT=2.5` | `FOUNDATION_MEMBERSHIP__SUSPECT_TIMEOUT=2` | `FOUNDATION_CHANNELS__DATA__PARALLELISM=8` | `FOUNDATION_METADATA__ZONE=a` |
 | flags | `--set call_timeout=2.5` | `--set membership.suspect_timeout=2` | `--set channels.data.parallelism=8` | `--meta zone=a` |
 
@@ -83,7 +83,7 @@ key or value is one line naming it and its source, e.g.
 
 def _field_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
-    # base classes first (a config may extend a shared one, e.g. FailureDetectorConfig), the class last
+    # base classes first (a config may extend a shared one), the class last
     for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
         tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         body = tree.body[0].body  # type: ignore[attr-defined]

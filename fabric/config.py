@@ -16,12 +16,11 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from .errors import ConfigError, InsecureBindError
 from .membership.config import MembershipConfig
-from .membership.overlay_config import OverlayConfig
 from .transport.base import ChannelKind, ChannelSpec
 
 OVERLAYS = ("full-mesh", "hyparview", "client-server", "static")
@@ -356,7 +355,9 @@ class NodeConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
     """ZeroMQ settings."""
     membership: MembershipConfig = field(default_factory=MembershipConfig)
-    """Membership and failure-detection timers of the full-mesh overlay (docs/membership.md)."""
+    """Membership of every overlay: the failure detector, full-mesh's and the record overlays' timers and
+    bounds, HyParView's and Plumtree's parameters (``membership.hyparview.X``, ``membership.plumtree.X``;
+    docs/membership.md, docs/overlays.md)."""
     overlay: str = "full-mesh"
     """Which overlay decides the links (docs/overlays.md): ``full-mesh`` (every member links to every
     other: simplest, up to ~50-100 nodes), ``hyparview`` (partial views of ~6 links + Plumtree broadcast:
@@ -384,9 +385,6 @@ class NodeConfig:
     """``server`` or ``client``: this node's role in the ``client-server`` overlay."""
     static_members: tuple[str, ...] = ()
     """``static`` overlay: the membership endpoints of the configured members."""
-    overlay_config: OverlayConfig = field(default_factory=OverlayConfig)
-    """Timers of the record-based overlays (hyparview, client-server, static), including HyParView's and
-    Plumtree's parameters (docs/overlays.md)."""
     batching: bool = True
     """Master switch for batching (a channel batches when this and its own ``batching`` are True)."""
     call_timeout: float = 5.0
@@ -407,8 +405,19 @@ class NodeConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     """CURVE keys and the trust file (see :class:`SecurityConfig`, docs/security.md). Set: CURVE on every
     socket, node id derived from the key, any bind address allowed. Unset: development mode on loopback."""
+    overlay_config: InitVar[MembershipConfig | None] = None
+    # Deprecated for one release (DeprecationWarning): the record overlays' settings, now part of
+    # ``membership``; mapped onto it by fabric.membership.overlay_config.merge_overlay_config.
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, overlay_config: MembershipConfig | None = None) -> None:
+        if overlay_config is not None:
+            import warnings
+
+            from .membership.overlay_config import merge_overlay_config
+
+            warnings.warn("NodeConfig(overlay_config=...) is deprecated: its fields are part of NodeConfig.membership",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "membership", merge_overlay_config(self.membership, overlay_config))
         if not _NAME_RE.match(self.name):
             raise ConfigError(f"name: {self.name!r} must be 1-64 of letters, digits and _.:-")
         if self.node_id is not None:
@@ -512,7 +521,6 @@ class NodeConfig:
             **{
                 "transport": transport,
                 "membership": MembershipConfig.local(),
-                "overlay_config": OverlayConfig.local(),
                 **overrides,
             }
         )
@@ -530,7 +538,6 @@ class NodeConfig:
             **{
                 "transport": transport,
                 "membership": MembershipConfig.wan(),
-                "overlay_config": OverlayConfig.wan(),
                 "call_timeout": 15.0,
                 "connect_timeout": 15.0,
                 **overrides,

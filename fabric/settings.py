@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every source is turned into one flat mapping of dotted keys (``name``, ``membership.suspect_timeout``,
-``overlay_config.hyparview.active_max``, ``channels.data.parallelism``, ``metadata.zone``, ``seeds``,
+``membership.hyparview.active_max``, ``channels.data.parallelism``, ``metadata.zone``, ``seeds``,
 ``discovery.query`` ...), each value tagged with where it came from. The layers merge in order: preset
 defaults < TOML file < environment < flags, so flags win. The merged keys are then applied to the
 preset's :class:`fabric.NodeConfig` by walking the dataclasses themselves (their fields and type hints,
@@ -17,8 +17,10 @@ Keys (``docs/configuration.md`` has every field):
 
 * a scalar field of :class:`~fabric.NodeConfig` by name (``name``, ``port``, ``call_timeout`` ...);
 * a field of a nested config dataclass by its dotted path (``transport.linger_ms``,
-  ``membership.heartbeat_interval``, ``overlay_config.plumtree.lazy_interval``); in TOML as a table
-  (``[membership]``) or dotted keys;
+  ``membership.heartbeat_interval``, ``membership.plumtree.lazy_interval``); in TOML as a table
+  (``[membership]``, ``[membership.hyparview]``) or dotted keys. The deprecated ``overlay_config.X`` keys
+  (one release) are read as ``membership.X`` with a DeprecationWarning (``tombstone_ttl`` and
+  ``max_members`` as ``record_tombstone_ttl`` and ``max_records``);
 * ``channels``: ``[[channels]]`` tables replace the channel list (TOML); ``channels.NAME.FIELD`` changes
   one field of the channel called NAME (any source);
 * ``metadata.KEY``: string metadata (``[metadata]`` in TOML);
@@ -541,7 +543,7 @@ def build(*layers: Layer) -> StartSettings:
     discovery: dict[str, Any] = {}
     strategy: tuple[Any, str] | None = None
     discovery_sources: list[str] = []
-    for key, (value, source) in merged.items():
+    for key, (value, source) in _deprecated_keys(merged).items():
         where = f"{source}: {key}"
         if key == "discovery.strategy":
             strategy = (value, source)
@@ -571,6 +573,30 @@ def build(*layers: Layer) -> StartSettings:
         field_path = str(exc).split(":", 1)[0].split(" ", 1)[0]
         source = _source_of(field_path, merged)
         raise SettingsError(f"{source + ': ' if source else ''}{_one_line(exc)}") from None
+
+
+def _deprecated_keys(merged: Layer) -> Layer:
+    """``overlay_config.X`` (deprecated for one release) read as ``membership.X``, renamed fields included."""
+    if not any(k.split(".", 1)[0] == "overlay_config" for k in merged):
+        return merged
+    import warnings
+
+    from .membership.overlay_config import OVERLAY_RENAMES
+
+    out: Layer = {}
+    for key, entry in merged.items():
+        head, _, rest = key.partition(".")
+        if head == "overlay_config":
+            first, dot, tail = rest.partition(".")
+            new = f"membership.{OVERLAY_RENAMES.get(first, first)}{dot}{tail}"
+            warnings.warn(f"{entry[1]}: {key} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+            key = new
+            if key in out:
+                raise SettingsError(f"{entry[1]}: overlay_config.{rest}: also set as {key}; set {key} only")
+        elif key in out:
+            raise SettingsError(f"{entry[1]}: {key}: also set through the deprecated overlay_config.*; set {key} only")
+        out[key] = entry
+    return out
 
 
 def _source_of(field_path: str, merged: Layer) -> str:

@@ -7,7 +7,7 @@ See docs/membership.md (full mesh, failure detection and its bound) and docs/ove
 """
 
 from .clientserver import ClientServer
-from .config import MembershipConfig, detection_bound
+from .config import HyParViewConfig, MembershipConfig, PlumtreeConfig, detection_bound
 from .detector import PhiAccrualDetector, logistic_phi, threshold_quantile
 from .engine import MemberEngine
 from .errors import BadMembershipMessage, MembershipError
@@ -16,7 +16,7 @@ from .fullmesh import OPS, FullMeshMembership
 from .health import IndirectProbes, LocalHealth, suspicion_timeout
 from .hyparview import HyParView
 from .overlay import Deliver, FullMeshOverlay, Overlay, OverlayEffect, RecordOverlay
-from .overlay_config import HyParViewConfig, OverlayConfig, PlumtreeConfig
+from .overlay_config import OverlayConfig  # deprecated alias (one release)
 from .plumtree import Plumtree, TreeSend
 from .static import StaticOverlay
 from .types import (

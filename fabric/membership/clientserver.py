@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from .config import MembershipConfig
 from .errors import MembershipError
 from .overlay import (
     OP_HEARTBEAT,
@@ -44,7 +45,6 @@ from .overlay import (
     identity_from_wire,
     identity_to_wire,
 )
-from .overlay_config import OverlayConfig
 from .types import Connect, Disconnect, Identity
 
 ROLE_KEY = "overlay.role"
@@ -67,7 +67,7 @@ def with_role(identity: Identity, role: str) -> Identity:
     if role not in (SERVER, CLIENT):
         raise MembershipError(f"role must be {SERVER!r} or {CLIENT!r}")
     return Identity(identity.node_id, identity.name, identity.incarnation, {**identity.metadata, ROLE_KEY: role},
-                    identity.endpoints)
+                    identity.endpoints, identity.boot)
 
 
 class ClientServer(RecordOverlay):
@@ -86,7 +86,7 @@ class ClientServer(RecordOverlay):
 
     membership_ops = CLIENT_SERVER_OPS
 
-    def __init__(self, identity: Identity, role: str, config: OverlayConfig | None = None, *,
+    def __init__(self, identity: Identity, role: str, config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
         super().__init__(with_role(identity, role), config, rng=rng, now=now)
         self.role = role

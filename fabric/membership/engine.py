@@ -7,7 +7,7 @@ failure-detector configuration, one join procedure, one views API.
   :mod:`fabric.membership.records` (key ``(in, st, v)``, down and left terminal for an incarnation);
 * **the owner's rules**: :meth:`MemberEngine._refute` (a record about this node with a larger key: take
   the incarnation ``max(mine, theirs) + 1``) and :meth:`MemberEngine.set_metadata` (``v + 1``);
-* **failure handling**: the detector configuration (:class:`~fabric.membership.config.FailureDetectorConfig`),
+* **failure handling**: the detector fields of :class:`~fabric.membership.config.MembershipConfig`,
   SWIM's indirect probes - the ``preq`` / ``iping`` / ``iack`` / ``pres`` ops are handled here once,
   :meth:`MemberEngine._receive_probe` - and Lifeguard's local health (:mod:`fabric.membership.health`),
   and the dynamic suspicion timeout;
@@ -47,7 +47,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from .config import FailureDetectorConfig
+from .config import MembershipConfig
 from .errors import MembershipError
 from .health import OP_INDIRECT_ACK, OP_INDIRECT_PING, OP_PING_REQ, IndirectProbes, LocalHealth, ping_body
 from .interface import identity_from_wire
@@ -75,7 +75,7 @@ from .types import (
     _check_meta,
 )
 
-ConfigT = TypeVar("ConfigT", bound=FailureDetectorConfig)
+ConfigT = TypeVar("ConfigT", bound=MembershipConfig)
 
 
 def reconcile(ours: Mapping[bytes, _Record], theirs: Mapping[bytes, Key], *,
@@ -105,7 +105,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
 
     Args:
         identity: this node (its incarnation may grow later by refutation: read :attr:`local`).
-        config: the policy's configuration (it extends :class:`FailureDetectorConfig`).
+        config: the membership configuration (the policy reads its own fields and the detector's).
         rng: the seeded random source.
         now: current time.
 
@@ -123,7 +123,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         self.config: ConfigT = config
         self._rng = rng if rng is not None else random.Random(0)
         self._self = _Record(Identity(identity.node_id, identity.name, identity.incarnation,
-                                      dict(identity.metadata), dict(identity.endpoints)), 0, ST_ALIVE, now)
+                                      dict(identity.metadata), dict(identity.endpoints), identity.boot), 0, ST_ALIVE, now)
         self._records: dict[bytes, _Record] = {}
         self.counters: dict[str, int] = {}
         self._joined = False
@@ -290,7 +290,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         self._count("refuted")
         if theirs.st == ST_DOWN:
             self.health.worse(now, "self_refuted")  # others could not hear us: we may be the slow one
-        self._set_own(Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints), key[2], now,
+        self._set_own(Identity(ident.node_id, ident.name, key[0], ident.metadata, ident.endpoints, ident.boot), key[2], now,
                       effects)
         return True
 
@@ -300,7 +300,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         ident = self._self.identity
         effects: list[Effect] = []
         self._set_own(Identity(ident.node_id, ident.name, ident.incarnation, _check_meta(dict(metadata)),
-                               ident.endpoints), self._self.v + 1, now, effects)
+                               ident.endpoints, ident.boot), self._self.v + 1, now, effects)
         return effects
 
     # -- tombstones and graves -------------------------------------------------------------------------

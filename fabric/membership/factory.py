@@ -18,7 +18,6 @@ from .errors import MembershipError
 from .fullmesh import FullMeshMembership
 from .hyparview import HyParView
 from .overlay import FullMeshOverlay, Overlay
-from .overlay_config import OverlayConfig
 from .static import StaticOverlay
 from .types import Identity
 
@@ -26,8 +25,7 @@ OVERLAY_NAMES = ("full-mesh", "hyparview", "client-server", "static")
 """The overlays :func:`make_overlay` builds."""
 
 
-def make_overlay(name: str, identity: Identity, *, membership: MembershipConfig | None = None,
-                 overlay_config: OverlayConfig | None = None, role: str = "server",
+def make_overlay(name: str, identity: Identity, *, membership: MembershipConfig | None = None, role: str = "server",
                  static_members: Sequence[Identity | str] = (), rng: random.Random | None = None,
                  now: float = 0.0) -> Overlay:
     """The overlay core called ``name`` for this node.
@@ -35,8 +33,7 @@ def make_overlay(name: str, identity: Identity, *, membership: MembershipConfig 
     Args:
         name: one of :data:`OVERLAY_NAMES`.
         identity: this node.
-        membership: full-mesh timers and failure detection (default :meth:`MembershipConfig.lan`).
-        overlay_config: the record overlays' configuration (default :meth:`OverlayConfig.lan`).
+        membership: the membership configuration of every overlay (default :meth:`MembershipConfig.lan`).
         role: ``client-server`` only: ``"server"`` or ``"client"``.
         static_members: ``static`` only: the configured members (identities or membership endpoints).
         rng: the random source (seed it in simulations).
@@ -49,9 +46,9 @@ def make_overlay(name: str, identity: Identity, *, membership: MembershipConfig 
     if name == "full-mesh":
         return FullMeshOverlay(FullMeshMembership(identity, membership, rng=rng, now=now))
     if name == "hyparview":
-        return HyParView(identity, overlay_config, rng=rng, now=now)
+        return HyParView(identity, membership, rng=rng, now=now)
     if name == "client-server":
-        return ClientServer(identity, role, overlay_config, rng=rng, now=now)
+        return ClientServer(identity, role, membership, rng=rng, now=now)
     if name == "static":
-        return StaticOverlay(identity, list(static_members), overlay_config, rng=rng, now=now)
+        return StaticOverlay(identity, list(static_members), membership, rng=rng, now=now)
     raise MembershipError(f"unknown overlay {name!r}: expected one of {', '.join(OVERLAY_NAMES)}")

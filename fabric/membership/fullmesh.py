@@ -707,7 +707,10 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             if old.up and old.st == ST_ALIVE:
                 old.st = ST_DOWN
                 effects.append(MemberDown(old.member(), "restarted"))
-            if old.st != ST_LEFT:
+            # A restart's sockets must be reopened; a refutation by the same process (same boot id,
+            # known) keeps them, and what is queued on them (the Connect below updates the link).
+            same_process = bool(new.identity.boot) and new.identity.boot == old.identity.boot
+            if old.st != ST_LEFT and not same_process:
                 effects.append(Disconnect(old.node_id))
             self._records[new.node_id] = new
             if new.st == ST_ALIVE:

@@ -70,6 +70,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .config import MembershipConfig
 from .overlay import (
     OP_HEARTBEAT,
     OP_SYNC,
@@ -85,7 +86,6 @@ from .overlay import (
     identity_from_wire,
     identity_to_wire,
 )
-from .overlay_config import OverlayConfig
 from .types import Connect, Disconnect, Identity, Member
 
 OP_JOIN = "join"
@@ -123,7 +123,7 @@ class HyParView(RecordOverlay):
 
     membership_ops = HYPARVIEW_OPS
 
-    def __init__(self, identity: Identity, config: OverlayConfig | None = None, *,
+    def __init__(self, identity: Identity, config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
         super().__init__(identity, config, rng=rng, now=now)
         self.hv = self.config.hyparview

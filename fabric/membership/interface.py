@@ -37,6 +37,7 @@ from .types import (
     MemberLeft,
     MemberUp,
     Send,
+    _check_boot,
     _check_endpoints,
     _check_meta,
 )
@@ -193,9 +194,12 @@ def _relay_body(body: Any) -> tuple[bytes, bytes, int]:
 
 
 def identity_to_wire(identity: Identity) -> dict[str, Any]:
-    """An identity as a wire ENTRY map ``{id, nm, in, md, ep}``."""
-    return {"id": identity.node_id, "nm": identity.name, "in": identity.incarnation, "md": dict(identity.metadata),
-            "ep": {ch: list(spec) for ch, spec in identity.endpoints.items()}}
+    """An identity as a wire ENTRY map ``{id, nm, in, md, ep}`` plus ``bi`` when the boot id is known."""
+    out = {"id": identity.node_id, "nm": identity.name, "in": identity.incarnation, "md": dict(identity.metadata),
+           "ep": {ch: list(spec) for ch, spec in identity.endpoints.items()}}
+    if identity.boot:
+        out["bi"] = identity.boot
+    return out
 
 
 def identity_from_wire(raw: Any) -> Identity:
@@ -206,4 +210,4 @@ def identity_from_wire(raw: Any) -> Identity:
     if not isinstance(name, str) or len(name) > 255:
         raise _bad("entry nm must be a str of at most 255 chars")
     return Identity(_node_id(raw.get("id"), "entry id"), name, _uint(raw.get("in"), "entry in"),
-                    _check_meta(raw.get("md", {})), _check_endpoints(raw.get("ep", {})))
+                    _check_meta(raw.get("md", {})), _check_endpoints(raw.get("ep", {})), _check_boot(raw.get("bi", b"")))

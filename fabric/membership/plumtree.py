@@ -46,8 +46,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
+from .config import PlumtreeConfig
 from .errors import BadMembershipMessage
-from .overlay_config import PlumtreeConfig
 
 OP_GOSSIP = "gossip"
 OP_IHAVE = "ihave"

@@ -44,6 +44,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from .config import MembershipConfig
 from .detector import PhiAccrualDetector
 from .engine import MemberEngine, reconcile
 from .errors import BadMembershipMessage, MembershipError
@@ -61,7 +62,6 @@ from .interface import (
     _uint,
     identity_to_wire,
 )
-from .overlay_config import OverlayConfig
 from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree
 from .records import Key, _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key
 from .relay import Relays
@@ -81,7 +81,7 @@ from .types import (
 )
 
 
-class RecordOverlay(MemberEngine[OverlayConfig]):
+class RecordOverlay(MemberEngine[MembershipConfig]):
     """The partial-view policy of the membership engine, shared by HyParView, client-server and static
     (see the module docstring).
 
@@ -92,7 +92,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
 
     Args:
         identity: this node.
-        config: timers and bounds (default :meth:`OverlayConfig.lan`).
+        config: timers and bounds (default :meth:`MembershipConfig.lan`).
         rng: the seeded random source (peer choice, refresh jitter).
         now: current time.
 
@@ -103,9 +103,9 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
     membership_ops: tuple[str, ...] = (OP_HEARTBEAT, OP_SYNC)
     redial_when_joined = True  # join() links to the seeds' neighbourhood even when already linked
 
-    def __init__(self, identity: Identity, config: OverlayConfig | None = None, *,
+    def __init__(self, identity: Identity, config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
-        super().__init__(identity, config if config is not None else OverlayConfig(), rng=rng, now=now)
+        super().__init__(identity, config if config is not None else MembershipConfig(), rng=rng, now=now)
         self._summary = _key_hash(identity.node_id, self._self.key())
         self._nbrs: dict[bytes, _Neighbour] = {}
         self.tree = Plumtree(identity.node_id, identity.incarnation, self.config.plumtree, now=now)
@@ -256,7 +256,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
             return False
         old = self._records.get(new.node_id)
         if old is None:
-            if len(self._records) >= self.config.max_members:
+            if len(self._records) >= self.config.max_records:
                 self._count("rejected_full")
                 return False
             self._unbury(new)  # a claim for an incarnation whose tombstone expired stays down
@@ -413,7 +413,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
         self._count("stray_hb")
 
     def _receive_sync(self, source: bytes, body: dict[str, Any], now: float, effects: list[OverlayEffect]) -> None:
-        limit = self.config.max_members + 1
+        limit = self.config.max_records + 1
         raw = body.get("m", [])
         if not isinstance(raw, list) or len(raw) > limit:
             raise _bad("sync m must be a list of records")
@@ -498,7 +498,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
                 and not self.tree.has_seen(body.get("i")):
             # validate the batch's shape before Plumtree remembers and forwards it
             batch = body.get("p")
-            if not isinstance(batch, list) or len(batch) > self.config.max_members + 1:
+            if not isinstance(batch, list) or len(batch) > self.config.max_records + 1:
                 raise _bad("a record announcement must be a list of records")
             for raw in batch:
                 _wire_key(raw)
@@ -681,10 +681,10 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
                 if nid not in self._nbrs and now - rec.seen > cfg.record_ttl:
                     self._count("expired")
                     self._set_status(rec, ST_DOWN, "expired", now, effects)
-            elif now - rec.changed_at > cfg.tombstone_ttl:
+            elif now - rec.changed_at > cfg.record_tombstone_ttl:
                 del self._records[nid]
                 self._count("tombstones_expired")
-                # a grave outlives the tombstone by another tombstone_ttl: a stale alive claim of that
+                # a grave outlives the tombstone by another record_tombstone_ttl: a stale alive claim of that
                 # incarnation (a node partitioned away that long) never brings it back up
-                self._bury(rec, now, ttl=cfg.tombstone_ttl, cap=cfg.max_members)
-        self._sweep_graves(now, cfg.tombstone_ttl)
+                self._bury(rec, now, ttl=cfg.record_tombstone_ttl, cap=cfg.max_records)
+        self._sweep_graves(now, cfg.record_tombstone_ttl)

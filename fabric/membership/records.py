@@ -118,7 +118,7 @@ class _Record:
             flag = self.suspect if suspect is None else suspect
             status = MemberStatus.SUSPECT if flag else MemberStatus.ALIVE
         # the identity's maps are never mutated (Identity's contract): shared, not copied
-        return Member(ident.node_id, ident.name, ident.incarnation, status, ident.metadata, ident.endpoints)
+        return Member(ident.node_id, ident.name, ident.incarnation, status, ident.metadata, ident.endpoints, ident.boot)
 
 
 def mesh_wire(rec: _Record) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from .config import MembershipConfig
 from .overlay import (
     OP_HEARTBEAT,
     ST_ALIVE,
@@ -36,7 +37,6 @@ from .overlay import (
     _Record,
     _uint,
 )
-from .overlay_config import OverlayConfig
 from .types import Connect, Dial, Identity, Joined, MemberUp
 
 
@@ -53,7 +53,7 @@ class StaticOverlay(RecordOverlay):
 
     membership_ops = (OP_HEARTBEAT,)
 
-    def __init__(self, identity: Identity, members: Sequence[Identity | str], config: OverlayConfig | None = None, *,
+    def __init__(self, identity: Identity, members: Sequence[Identity | str], config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
         super().__init__(identity, config, rng=rng, now=now)
         own = {spec[1] for spec in identity.endpoints.values()}

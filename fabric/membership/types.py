@@ -63,6 +63,9 @@ class Identity:
     incarnation: int
     metadata: Mapping[str, str] = field(default_factory=dict)
     endpoints: Endpoints = field(default_factory=dict)
+    boot: bytes = b""
+    """The node process's boot id (HELLO ``bi``, random per start; empty: not known, e.g. an older
+    peer). A new incarnation under the same boot id is a refutation by the same process, not a restart."""
 
     @staticmethod
     def endpoints_from_wire(ep: Mapping[str, Sequence[Any]] | None) -> dict[str, tuple[str, str, int]]:
@@ -83,7 +86,8 @@ class Identity:
         if not isinstance(node_id, bytes) or len(node_id) != 16:
             raise _bad("identity needs a 16-octet node id")
         return cls(node_id, _str(header.get("nm", ""), "nm"), _int(header.get("in"), "in"),
-                   _check_meta(header.get("md", {})), _check_endpoints(header.get("ep", {})))
+                   _check_meta(header.get("md", {})), _check_endpoints(header.get("ep", {})),
+                   _check_boot(header.get("bi", b"")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +100,12 @@ class Member:
     status: MemberStatus
     metadata: Mapping[str, str]
     endpoints: Endpoints
+    boot: bytes = b""
+    """The member's boot id (see :attr:`Identity.boot`; empty when not known)."""
 
     def identity(self) -> Identity:
         """The member's identity (what a ``Connect`` or a new overlay core needs)."""
-        return Identity(self.node_id, self.name, self.incarnation, self.metadata, self.endpoints)
+        return Identity(self.node_id, self.name, self.incarnation, self.metadata, self.endpoints, self.boot)
 
 
 # -- effects ---------------------------------------------------------------------------------------
@@ -272,6 +278,17 @@ def _check_endpoints(ep: Any) -> dict[str, tuple[str, str, int]]:
             raise _bad("ep parallelism must be in 1..256")
         out[_str(channel, "ep channel")] = (_str(spec[0], "ep kind"), _str(spec[1], "ep endpoint", 1024), parallelism)
     return out
+
+
+MAX_BOOT_ID_BYTES = 32
+"""Longest boot id accepted from the wire (the Node sends 8 octets)."""
+
+
+def _check_boot(raw: Any) -> bytes:
+    """A wire boot id (``bi``): bytes of at most :data:`MAX_BOOT_ID_BYTES`; raises BadMembershipMessage."""
+    if not isinstance(raw, bytes) or len(raw) > MAX_BOOT_ID_BYTES:
+        raise _bad(f"bi must be at most {MAX_BOOT_ID_BYTES} octets")
+    return raw
 
 
 def _check_meta(md: Any) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,7 @@ from ..transport.base import ChannelKind, Link, Transport
 from ..transport.faults import FaultPolicy
 from ..transport.zmq import ZmqTransport
 from ..wire import MsgType, Role
-from ..wire.types import K_CT
+from ..wire.types import BOOT_ID_BYTES, K_CT
 from .calls import Calls
 from .membership import NodeMembership
 from .message import (
@@ -82,6 +83,9 @@ class Endpoint:
         self.name = self.config.name
         # Wall-clock milliseconds at start: grows across restarts without any state on disk.
         self._incarnation = int(time.time() * 1000)
+        # Random per start, never changed by a refutation (which only raises the incarnation): lets a
+        # peer tell a refutation by this process (keep the sockets) from a restart (relink).
+        self._boot = os.urandom(BOOT_ID_BYTES)
         self._transport: Transport = transport or ZmqTransport(
             self.config.transport,
             bind_address=self.config.bind,
@@ -254,6 +258,7 @@ class Endpoint:
             topology=self._topology_wire(),
             public_key=self._sec.public if self._sec is not None else None,
             cert=self._sec.cert if self._sec is not None else None,
+            boot=self._boot,
         )
 
     def _welcome(self, version: int) -> list[bytes]:
@@ -267,6 +272,7 @@ class Endpoint:
             topology=self._topology_wire(),
             public_key=self._sec.public if self._sec is not None else None,
             cert=self._sec.cert if self._sec is not None else None,
+            boot=self._boot,
         )
 
     def _topology_wire(self) -> dict[str, Any] | None:

@@ -50,8 +50,7 @@ APP_LINK_IDLE = 60.0
 
 def make_node_overlay(config: NodeConfig, name: str, identity: Identity, now: float) -> Overlay:
     """The overlay core called ``name`` for a node with ``config`` (:func:`fabric.membership.make_overlay`)."""
-    return make_overlay(name, identity, membership=config.membership, overlay_config=config.overlay_config,
-                        role=config.overlay_role, static_members=config.static_members, rng=random.Random(), now=now)
+    return make_overlay(name, identity, membership=config.membership, role=config.overlay_role, static_members=config.static_members, rng=random.Random(), now=now)
 
 
 class NodeMembership:

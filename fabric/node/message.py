@@ -13,9 +13,10 @@ from .._values import decode_value
 from ..config import MEMBERSHIP_CHANNEL
 from ..errors import MalformedHeader
 from ..membership import Identity, Member, MembershipEvent
+from ..membership.types import MAX_BOOT_ID_BYTES
 from ..transport.base import Link
 from ..wire import Role
-from ..wire.types import K_ENDPOINTS, K_INC, K_META, K_NAME, K_PUBKEY, K_ROLE, K_SRC
+from ..wire.types import K_BOOT, K_ENDPOINTS, K_INC, K_META, K_NAME, K_PUBKEY, K_ROLE, K_SRC
 
 PK_META = "fabric.pk"
 """Identity metadata key with a member's CURVE public key (see :mod:`fabric.node.security`)."""
@@ -99,6 +100,10 @@ class PeerInfo:
     """The peer's CURVE public key (Z85) in secure mode: the key its handshake was authenticated with, or
     for a member learned through gossip the one its membership record carries (metadata ``fabric.pk``).
     None in development mode."""
+    boot: bytes = b""
+    """The peer process's boot id (HELLO/WELCOME ``bi``, random per start; empty: an older peer, or
+    learned from a source that did not carry it). Same boot id, new incarnation: a refutation, not a
+    restart (see :meth:`fabric.node.peers.Peers.link`)."""
 
     @property
     def seed(self) -> str:
@@ -147,6 +152,9 @@ def peer_from_header(header: Mapping[str, Any], version: int) -> PeerInfo:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise MalformedHeader("metadata must map strings to strings")
     role = Role.CLIENT if header.get(K_ROLE) == Role.CLIENT else Role.MEMBER
+    boot = header.get(K_BOOT, b"")
+    if not isinstance(boot, bytes) or len(boot) > MAX_BOOT_ID_BYTES:
+        raise MalformedHeader(f"boot id must be at most {MAX_BOOT_ID_BYTES} octets")
     return PeerInfo(
         id=id_text(header[K_SRC]),
         name=header.get(K_NAME, ""),
@@ -157,6 +165,7 @@ def peer_from_header(header: Mapping[str, Any], version: int) -> PeerInfo:
         role=role,
         version=version,
         public_key=_public_key(header.get(K_PUBKEY), meta),
+        boot=boot,
     )
 
 
@@ -173,7 +182,7 @@ def identity_of(info: PeerInfo) -> Identity:
     """The membership identity a PeerInfo describes."""
     endpoints = {name: (info.channels.get(name, ("control", 1))[0], ep, info.channels.get(name, ("control", 1))[1])
                  for name, ep in info.endpoints.items()}
-    return Identity(wire.node_id_bytes(info.id), info.name, info.incarnation, dict(info.meta), endpoints)
+    return Identity(wire.node_id_bytes(info.id), info.name, info.incarnation, dict(info.meta), endpoints, info.boot)
 
 
 def peer_of(identity: Identity) -> PeerInfo:
@@ -186,6 +195,7 @@ def peer_of(identity: Identity) -> PeerInfo:
         channels={name: (spec[0], spec[2]) for name, spec in identity.endpoints.items()},
         meta=dict(identity.metadata),
         public_key=_public_key(None, identity.metadata),
+        boot=identity.boot,
     )
 
 

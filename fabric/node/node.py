@@ -103,7 +103,7 @@ class Node(Endpoint):
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
         endpoints = {c.name: (c.kind.value, self._endpoints[c.name], c.parallelism)
                      for c in self.config.channels if c.name in self._endpoints}
-        identity = Identity(self._id_bytes, self.name, self._incarnation, dict(self._metadata), endpoints)
+        identity = Identity(self._id_bytes, self.name, self._incarnation, dict(self._metadata), endpoints, self._boot)
         self._membership = NodeMembership(
             self.config, identity, loop, self._transport, self._peers, self._subs, list(self._channels),
             self._spawn, lambda: self._state == "running", self._member_listeners, self.counters, self.errors,

@@ -267,10 +267,16 @@ class Peers:
     # -- links -----------------------------------------------------------------------------------------
 
     def link(self, info: PeerInfo, *, probe: bool = False) -> bool:
-        """Open (or reopen, for a new incarnation) the sockets to a member: every channel, or with
-        ``probe`` the membership channel only. A full link asked for over a probe link adds the missing
-        channels to it. Returns False (counted as ``untrusted_link``) when secure mode refuses the member:
-        its key is unknown, does not derive its node id, or is not trusted as a member."""
+        """Open (or reopen, for a restart) the sockets to a member: every channel, or with ``probe`` the
+        membership channel only. A full link asked for over a probe link adds the missing channels to it.
+        Returns False (counted as ``untrusted_link``) when secure mode refuses the member: its key is
+        unknown, does not derive its node id, or is not trusted as a member.
+
+        A new incarnation is a restart, and the link is reopened (messages still queued on the old
+        sockets are dropped), unless both sides of the comparison carry the same boot id: then the same
+        process refuted a suspicion with a higher incarnation, and only the stored info is updated, the
+        sockets and what is queued on them are kept. Without a boot id on either side (an older peer)
+        every new incarnation reopens the link."""
         key = wire.node_id_bytes(info.id)
         server_key = None
         if self._sec is not None:
@@ -282,12 +288,20 @@ class Peers:
                 return False
         current = self.linked.get(key)
         if current is not None:
+            if current.info.incarnation != info.incarnation and info.boot and info.boot == current.info.boot:
+                if info.incarnation > current.info.incarnation:
+                    current.info = info  # a refutation: same process, same sockets
+                    self._counters["refutations_kept_link"] += 1
+                info = current.info
             if current.info.incarnation == info.incarnation:
+                if info.boot and not current.info.boot:
+                    current.info = info  # learned the boot id (first known from a source without it)
                 if current.probe and not probe:
                     current.probe = False
                     self._transport.connect(key, self._endpoints(info), self._parallelism(info), server_key=server_key)
                     self._counters["probe_links_upgraded"] += 1
                 return True
+            self._counters["restart_relinks"] += 1
             self.unlink(key, reason="restarted")
         # One endpoint serves one node at a time: a link to another id at the same seed is stale (that
         # node died and this one took its address), and its sockets would clash with the new ones.

@@ -35,6 +35,7 @@ from ..errors import (
     UnsupportedVersion,
 )
 from .types import (
+    K_BOOT,
     K_CERT,
     K_CHANNEL,
     K_CODE,
@@ -189,6 +190,7 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     K_TOPOLOGY: (dict,),
     K_PUBKEY: _BYTES,
     K_CERT: _BYTES,
+    K_BOOT: (bytes,),
 }
 
 
@@ -322,11 +324,12 @@ def hello(
     topology: Mapping[str, Any] | None = None,
     public_key: bytes | None = None,
     cert: bytes | None = None,
+    boot: bytes = b"",
 ) -> list[bytes]:
-    """HELLO: key order s, vn, vx, ro, in, nm, ep, md, tp, pk, cr (the last six only when given)."""
+    """HELLO: key order s, vn, vx, ro, in, nm, ep, md, tp, pk, cr, bi (the last seven only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VMIN: min_version, K_VMAX: max_version, K_ROLE: int(role), K_INC: incarnation}
-    return encode(MsgType.HELLO, _with_keys(_with_topology(_with_identity(header, name, endpoints, meta), topology),
-                                            public_key, cert))
+    return encode(MsgType.HELLO, _with_boot(_with_keys(_with_topology(_with_identity(header, name, endpoints, meta), topology),
+                                                       public_key, cert), boot))
 
 
 def _with_keys(header: dict[str, Any], public_key: bytes | None, cert: bytes | None) -> dict[str, Any]:
@@ -335,6 +338,14 @@ def _with_keys(header: dict[str, Any], public_key: bytes | None, cert: bytes | N
         header[K_PUBKEY] = public_key
     if cert:
         header[K_CERT] = cert
+    return header
+
+
+def _with_boot(header: dict[str, Any], boot: bytes) -> dict[str, Any]:
+    """Append ``bi`` (a member's boot id: a new incarnation under the same boot id is a refutation by
+    the same process, so the receiver keeps its sockets; a new boot id is a restart)."""
+    if boot:
+        header[K_BOOT] = bytes(boot)
     return header
 
 
@@ -370,11 +381,12 @@ def welcome(
     topology: Mapping[str, Any] | None = None,
     public_key: bytes | None = None,
     cert: bytes | None = None,
+    boot: bytes = b"",
 ) -> list[bytes]:
-    """WELCOME: key order s, v, in, nm, ep, md, tp, pk, cr (the last six only when given)."""
+    """WELCOME: key order s, v, in, nm, ep, md, tp, pk, cr, bi (the last seven only when given)."""
     header: dict[str, Any] = {K_SRC: source, K_VERSION: version, K_INC: incarnation}
-    return encode(MsgType.WELCOME, _with_keys(_with_topology(_with_identity(header, name, endpoints, meta), topology),
-                                              public_key, cert))
+    return encode(MsgType.WELCOME, _with_boot(_with_keys(_with_topology(_with_identity(header, name, endpoints, meta), topology),
+                                                         public_key, cert), boot))
 
 
 def reject(source: bytes, *, code: int, message: str, min_version: int = MIN_VERSION, max_version: int = MAX_VERSION) -> list[bytes]:

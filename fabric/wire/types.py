@@ -116,6 +116,8 @@ K_TIME = "ts"  # PING/PONG: sender's wall-clock time in ms (clock-skew estimate)
 K_TOPOLOGY = "tp"  # HELLO/WELCOME (members): the sender's topology state {e: epoch, p: proposer, o: overlay}
 K_PUBKEY = "pk"  # HELLO/WELCOME (secure mode): the sender's CURVE public key, Z85 (40 octets, bin)
 K_CERT = "cr"  # HELLO/WELCOME (secure mode): the sender's certificate, when it has one (bin)
+K_BOOT = "bi"  # HELLO/WELCOME (members, optional): boot id, 8 random octets chosen once per Node start
+BOOT_ID_BYTES = 8  # length of a boot id (K_BOOT)
 
 # Limits. A message beyond any limit is rejected with OversizedMessage and counted.
 MAX_HEADER_BYTES = 64 * 1024

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from fabric import Message, Node, NodeConfig, TransportConfig
-from fabric.membership import OverlayConfig
+from fabric.membership import MembershipConfig
 
 
 def emit(**fields: Any) -> None:
@@ -44,7 +44,7 @@ async def main() -> None:
     parser.add_argument("--auto", type=int, default=0,
                         help="automatic topology with this auto_threshold (hysteresis a third of it, dwell 1 s)")
     parser.add_argument("--timers", choices=("local", "lan"), default="local",
-                        help="overlay timers: local() (5x faster, a few nodes per process) or lan() (the defaults)")
+                        help="membership timers: local() (5x faster, a few nodes per process) or lan() (the defaults)")
     args = parser.parse_args()
     roles = args.roles.split(",") if args.roles else ["server"] * args.count
     overlays = args.overlays.split(",") if args.overlays else [args.overlay] * args.count
@@ -59,7 +59,7 @@ async def main() -> None:
                 name=name, overlay=overlays[i], overlay_role=roles[i], bind=f"ipc://{path}", topology_cooldown=1.0,
                 # 10 nodes x 5 channels x peers: many sockets, one shared libzmq context per process
                 transport=TransportConfig(max_sockets=65536, reconnect_ivl_max_ms=1000),
-                **({"overlay_config": OverlayConfig.lan()} if args.timers == "lan" else {}),
+                **({"membership": MembershipConfig.lan()} if args.timers == "lan" else {}),
                 **({"auto_topology": True, "auto_threshold": args.auto, "auto_hysteresis": args.auto // 3,
                     "auto_dwell": 1.0} if args.auto else {}),
             )

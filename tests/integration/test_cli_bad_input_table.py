@@ -68,7 +68,7 @@ ROWS = [
     Row("topology_cooldown negative", ("start", "--set", "topology_cooldown=-5"), "topology_cooldown"),
     Row("membership.suspect_timeout=nan", ("start", "--set", "membership.suspect_timeout=nan"), "suspect_timeout"),
     Row("membership.heartbeat_interval<0", ("start", "--set", "membership.heartbeat_interval=-1"), "heartbeat_interval"),
-    Row("hyparview shuffle_interval=inf", ("start", "--set", "overlay_config.hyparview.shuffle_interval=inf"), "shuffle_interval"),
+    Row("hyparview shuffle_interval=inf", ("start", "--set", "membership.hyparview.shuffle_interval=inf"), "shuffle_interval"),
     Row("channel send_timeout=nan", ("start", "--set", "channels.data.send_timeout=nan"), "send_timeout"),
     Row("--member-expiry nan", ("start", "--member-expiry", "nan"), "member_expiry"),
     Row("env duration inf", ("start",), "FOUNDATION_CALL_TIMEOUT", env={"FOUNDATION_CALL_TIMEOUT": "inf"}),

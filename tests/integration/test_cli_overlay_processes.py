@@ -22,7 +22,7 @@ from tests.integration.test_discovery_dns import DOMAIN, Dnsmasq
 from tests.integration.test_discovery_gossip import free_udp_port
 from tests.support import free_port_range, short_tmpdir
 
-# The `local` preset's documented detection bound (OverlayConfig.local: "a crashed neighbour is failed
+# The `local` preset's documented detection bound (MembershipConfig.local: "a crashed neighbour is failed
 # in about 1.3 s"; MembershipConfig.local the same). Polled with generous slack for a loaded 2-core
 # machine: the test waits for the positive condition and never asserts how long it took.
 DETECTION_BOUND = 1.3

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabric.membership import FullMeshMembership, Identity, MembershipConfig, MemberStatus, OverlayConfig
+from fabric.membership import FullMeshMembership, Identity, MembershipConfig, MemberStatus
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import identity_to_wire
 
@@ -46,7 +46,7 @@ def mesh_state(messages: list[list[dict[str, Any]]]) -> dict[bytes, tuple[int, i
 
 
 def record_state(messages: list[list[dict[str, Any]]]) -> dict[bytes, tuple[int, int, int]]:
-    core = HyParView(Identity(ME, "me", 1, {}, {}), OverlayConfig.local(), rng=random.Random(0))
+    core = HyParView(Identity(ME, "me", 1, {}, {}), MembershipConfig.local(), rng=random.Random(0))
     for m in messages:
         core.receive(SENDER, "sync", {"m": m}, 0.0)
     state = core.digest()
@@ -134,8 +134,8 @@ def test_full_mesh_refutation_wins_over_any_stale_down(downs: list[tuple[int, in
 @settings(max_examples=80, deadline=None)
 @given(stale_downs, st.randoms(use_true_random=False))
 def test_overlay_refutation_wins_over_any_stale_down(downs: list[tuple[int, int]], rnd: random.Random) -> None:
-    me = HyParView(Identity(ME, "me", 1, {}, {}), OverlayConfig.local(), rng=random.Random(0))
-    other = HyParView(Identity(SENDER, "other", 1, {}, {}), OverlayConfig.local(), rng=random.Random(1))
+    me = HyParView(Identity(ME, "me", 1, {}, {}), MembershipConfig.local(), rng=random.Random(0))
+    other = HyParView(Identity(SENDER, "other", 1, {}, {}), MembershipConfig.local(), rng=random.Random(1))
     claims = [{**identity_to_wire(Identity(ME, "me", inc, {}, {})), "v": v, "st": 2} for inc, v in downs]
     for c in claims:
         me.receive(SENDER, "sync", {"m": [c]}, 0.0)

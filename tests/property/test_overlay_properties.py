@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fabric.membership import Identity, MemberDown, MemberLeft, MemberUp
+from fabric.membership.config import MembershipConfig, PlumtreeConfig
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import OverlayEffect, identity_to_wire
-from fabric.membership.overlay_config import OverlayConfig, PlumtreeConfig
 from fabric.membership.plumtree import KIND_APP, Plumtree
 
 IDS = [bytes([i]) * 16 for i in range(2, 6)]
@@ -25,7 +25,7 @@ records = st.lists(
 
 
 def _apply(order: list[dict[str, Any]]) -> tuple[dict[bytes, tuple[int, int, int]], list[OverlayEffect]]:
-    hv = HyParView(Identity(ME, "me", 1, {}, {}), OverlayConfig.local(), rng=random.Random(0))
+    hv = HyParView(Identity(ME, "me", 1, {}, {}), MembershipConfig.local(), rng=random.Random(0))
     effects: list[OverlayEffect] = []
     for rec in order:
         effects.extend(hv.receive(IDS[0], "sync", {"m": [rec]}, 0.0))

@@ -223,7 +223,8 @@ def test_the_walk_reaches_the_nested_configs() -> None:
     for name in nested:  # every nested config class has its leaves walked
         assert any(p.startswith(f"{name}.") for p in paths), name
     assert any(p.count(".") >= 2 and not p.startswith(("channels.", "discovery.")) for p in paths)  # tables in tables
-    for expected in ("membership.suspect_timeout", "transport.linger_ms", "channels.coordination.parallelism",
+    for expected in ("membership.suspect_timeout", "membership.record_ttl", "membership.hyparview.active_max",
+                     "membership.plumtree.lazy_interval", "transport.linger_ms", "channels.coordination.parallelism",
                      "metadata.walkkey", "member_expiry", "discovery.query"):
         assert expected in paths
     assert len(LEAVES) > 150
@@ -276,7 +277,7 @@ def test_multi_options_from_toml(tmp_path: Path) -> None:
         ({"set": ("port.x=1",)}, "port.x: port is not a table"),
         ({"set": ("channels.nosuch.parallelism=2",)}, "no channels item called 'nosuch'"),
         ({"set": ("channels.data.kind=teleport",)}, "channels.data.kind: expected one of"),
-        ({"set": ("overlay_config.hyparview.active_max=many",)}, "overlay_config.hyparview.active_max: expected an integer"),
+        ({"set": ("membership.hyparview.active_max=many",)}, "membership.hyparview.active_max: expected an integer"),
         ({"set": ("membership.suspect_timeout=-1",)}, "suspect_timeout"),
         ({"discovery": "dns:", "set": ()}, "nothing after ':'"),
         ({"discovery": "mdns:x"}, "service_type must look like"),

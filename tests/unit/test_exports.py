@@ -42,7 +42,7 @@ def test_every_call_error_and_every_error_class_is_exported() -> None:
 
 
 def test_one_configuration_error_class() -> None:
-    from fabric.membership.overlay_config import OverlayConfig  # noqa: F401  (imports the other packages)
+    from fabric.membership.config import MembershipConfig  # noqa: F401  (imports the other packages)
     from fabric.testing.overlay_sim import NetFaults
     from fabric.topology import TopologyManager
 

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from fabric.membership import Connect, Dial, Disconnect, Identity, Joined, MemberDown, MemberUp, Send
+from fabric.membership.config import HyParViewConfig, MembershipConfig
 from fabric.membership.errors import BadMembershipMessage
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import OverlayEffect, identity_to_wire
-from fabric.membership.overlay_config import HyParViewConfig, OverlayConfig
 from fabric.membership.plumtree import TreeSend
 from fabric.testing.overlay_sim import OverlaySim
 
-CFG = OverlayConfig.local(hyparview=HyParViewConfig(active_max=3, active_min=2, passive_max=5, arwl=3, prwl=2,
+CFG = MembershipConfig.local(hyparview=HyParViewConfig(active_max=3, active_min=2, passive_max=5, arwl=3, prwl=2,
                                                     shuffle_interval=5.0, neighbor_timeout=0.5,
                                                     promotion_interval=1.0))
 

@@ -4,11 +4,11 @@ the partition heals, probes of down members link the sides again and membership 
 from __future__ import annotations
 
 from fabric.membership import MemberStatus
+from fabric.membership.config import MembershipConfig
 from fabric.membership.hyparview import HyParView
-from fabric.membership.overlay_config import OverlayConfig
 from fabric.testing.overlay_sim import NetFaults, OverlaySim, SimOverlayNode
 
-CFG = OverlayConfig.local()
+CFG = MembershipConfig.local()
 
 
 def _sees_other_side_down(side: list[SimOverlayNode], other: list[SimOverlayNode]) -> bool:

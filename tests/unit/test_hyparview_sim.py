@@ -14,14 +14,14 @@ import tracemalloc
 from collections import Counter
 from typing import Any
 
+from fabric.membership.config import MembershipConfig
 from fabric.membership.hyparview import HyParView
-from fabric.membership.overlay_config import OverlayConfig
 from fabric.testing.overlay_sim import NetFaults, OverlaySim
 
 # local timers, but heartbeats every second (lan's interval: 5x fewer messages than local(), which keeps
 # 1,000 nodes within the time budget) and a long refresh (no periodic re-broadcast of every record inside
 # the simulated minute; orphaned crashes are found by the probes)
-SCENARIO_CONFIG = OverlayConfig.local(heartbeat_interval=1.0, acceptable_heartbeat_pause=1.5,
+SCENARIO_CONFIG = MembershipConfig.local(heartbeat_interval=1.0, acceptable_heartbeat_pause=1.5,
                                       refresh_interval=600.0, record_ttl=1800.0, sync_interval=5.0)
 
 

@@ -62,21 +62,33 @@ def test_detection_bound_of_the_defaults_by_hand() -> None:
         cfg.detection_bound(drop=1.0)
 
 
-def test_one_failure_detector_configuration_for_every_overlay() -> None:
+def test_one_configuration_class_for_every_overlay() -> None:
+    """One class: the detector fields once, full-mesh's, the record overlays' and the nested views; the
+    presets cover all of them (the values are those of the two former classes' presets)."""
     from dataclasses import fields
 
-    from fabric.membership import OverlayConfig
-    from fabric.membership.config import FailureDetectorConfig
+    from fabric.membership.config import HyParViewConfig, PlumtreeConfig
 
-    shared = {f.name for f in fields(FailureDetectorConfig)}
-    assert {"heartbeat_interval", "phi_threshold", "suspect_timeout", "indirect_probes", "local_health_max"} <= shared
-    for cls in (MembershipConfig, OverlayConfig):
-        assert issubclass(cls, FailureDetectorConfig)
-        for preset in ("local", "lan", "wan"):
-            a, b = getattr(MembershipConfig, preset)(), getattr(OverlayConfig, preset)()
-            assert {n: getattr(a, n) for n in shared} == {n: getattr(b, n) for n in shared}, preset
-    # the shared validation names the concrete class
-    with pytest.raises(ConfigError, match="OverlayConfig.indirect_probes"):
-        OverlayConfig(indirect_probes=-1)
+    names = [f.name for f in fields(MembershipConfig)]
+    assert len(names) == len(set(names))
+    assert {"heartbeat_interval", "suspect_timeout", "indirect_probes", "local_health_max", "gossip_interval",
+            "tombstone_ttl", "grave_ttl", "record_ttl", "record_tombstone_ttl", "sync_interval", "relay_ttl",
+            "max_members", "max_records", "hyparview", "plumtree"} <= set(names)
+    local, lan, wan = MembershipConfig.local(), MembershipConfig.lan(), MembershipConfig.wan()
+    assert (lan.hyparview, lan.plumtree) == (HyParViewConfig(), PlumtreeConfig())
+    # pinned: the seeded simulations depend on these
+    assert (local.heartbeat_interval, local.gossip_interval, local.tombstone_ttl, local.grave_ttl) == (0.2, 0.2, 30.0, 600.0)
+    assert (local.announce_interval, local.refresh_interval, local.record_ttl, local.record_tombstone_ttl,
+            local.sync_interval) == (0.1, 30.0, 100.0, 600.0, 2.0)
+    assert (local.hyparview.shuffle_interval, local.plumtree.graft_timeout) == (5.0, 0.5)
+    assert (lan.tombstone_ttl, lan.record_tombstone_ttl, lan.max_members, lan.max_records) == (120.0, 3600.0, 4096, 65536)
+    assert (wan.heartbeat_interval, wan.sync_interval, wan.record_tombstone_ttl, wan.hyparview.shuffle_interval,
+            wan.plumtree.lazy_interval) == (2.0, 30.0, 3600.0, 30.0, 2.0)
+    flat = local.as_dict()
+    assert flat["hyparview"]["active_max"] == 6 and flat["plumtree"]["lazy_interval"] == 0.2
+    with pytest.raises(ConfigError, match="MembershipConfig.indirect_probes"):
+        MembershipConfig(indirect_probes=-1)
     with pytest.raises(ConfigError, match="MembershipConfig.suspect_timeout_max"):
         MembershipConfig(suspect_timeout=2.0, suspect_timeout_max=1.0)
+    with pytest.raises(ConfigError, match="MembershipConfig.max_records"):
+        MembershipConfig(max_records=1)

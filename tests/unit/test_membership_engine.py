@@ -12,7 +12,6 @@ from fabric.membership import FullMeshMembership, Identity, MemberDown, MemberUp
 from fabric.membership.config import MembershipConfig
 from fabric.membership.engine import MemberEngine, reconcile
 from fabric.membership.errors import BadMembershipMessage
-from fabric.membership.overlay_config import OverlayConfig
 from fabric.membership.plumtree import TreeSend
 from fabric.membership.records import _Record, _record_from_wire, _wire_key, mesh_wire, refute_key
 from fabric.membership.types import ST_ALIVE, ST_DOWN, ST_LEFT, Send
@@ -28,8 +27,7 @@ def ident(node_id: bytes, name: str, inc: int = 1) -> Identity:
 
 
 def core(kind: str) -> MemberEngine[Any]:
-    overlay = make_overlay(kind, ident(ME, "me"), membership=MembershipConfig.local(),
-                           overlay_config=OverlayConfig.local(), static_members=["sim://peer"],
+    overlay = make_overlay(kind, ident(ME, "me"), membership=MembershipConfig.local(), static_members=["sim://peer"],
                            rng=random.Random(1), now=0.0)
     engine = overlay.core if kind == "full-mesh" else overlay  # type: ignore[attr-defined]
     assert isinstance(engine, MemberEngine)
@@ -146,7 +144,7 @@ def test_a_false_failure_report_on_hyparview_is_refuted_cluster_wide() -> None:
     from fabric.membership.types import MemberStatus
     from fabric.testing.overlay_sim import OverlaySim
 
-    cfg = OverlayConfig.local()
+    cfg = MembershipConfig.local()
     sim = OverlaySim(5, lambda i, rng, now: HyParView(i, cfg, rng=rng, now=now))
     nodes = sim.spawn(12)
     sim.join_storm(nodes[0], nodes, spread=2.0)
@@ -186,11 +184,11 @@ def test_policies_differ_in_their_neighbours() -> None:
 def test_partial_views_keep_graves_like_full_mesh(kind: str) -> None:
     # a tombstone that expired leaves a grave: a stale alive claim of that incarnation stays down
     engine = core(kind)
-    cfg = OverlayConfig.local()
+    cfg = MembershipConfig.local()
     engine.receive(PEER, "sync", sync(kind, [claim(OTHER, "o", 1, ST_ALIVE)]), 0.0)
     engine.receive(PEER, "sync", sync(kind, [claim(OTHER, "o", 1, ST_DOWN)]), 0.0)
     t = 0.0
-    while OTHER in engine.digest() and t < 3 * cfg.tombstone_ttl:
+    while OTHER in engine.digest() and t < 3 * cfg.record_tombstone_ttl:  # the longer of the two policies' tombstones
         t += 10.0
         engine.tick(t)
     assert OTHER not in engine.digest() and engine.stats()["tombstones_expired"] == 1

@@ -25,7 +25,6 @@ from fabric.membership import (
     Identity,
     MemberDown,
     MembershipConfig,
-    OverlayConfig,
     Send,
     StaticOverlay,
     TreeSend,
@@ -75,7 +74,7 @@ class Slow:
 class Net:
     """A seeded event-driven network of full-mesh cores."""
 
-    config: MembershipConfig | OverlayConfig
+    config: MembershipConfig
     seed: int = 1
     loss: dict[tuple[int, int], float] = field(default_factory=dict)
     slow: dict[int, Slow] = field(default_factory=dict)
@@ -99,10 +98,8 @@ class Net:
             rng = random.Random(self.seed * 1000 + i)
             core: Any
             if self.static:
-                assert isinstance(self.config, OverlayConfig)
                 core = StaticOverlay(ident(i), [ident(j) for j in range(n)], self.config, rng=rng, now=self.now)
             else:
-                assert isinstance(self.config, MembershipConfig)
                 core = FullMeshMembership(ident(i), self.config, rng=rng, now=self.now)
             self.cores[i] = core
             self.ids[core.node_id] = i
@@ -293,7 +290,7 @@ def test_partial_views_ask_other_neighbours_before_failing_one(indirect: int) ->
     """The record overlays (here static: every member a neighbour, each node's own opinion) share the
     indirect probes: a one-way-broken link does not fail a healthy neighbour; without them it does."""
     n = 5
-    net = Net(OverlayConfig.local(indirect_probes=indirect), seed=3, static=True)
+    net = Net(MembershipConfig.local(indirect_probes=indirect), seed=3, static=True)
     net.add(n)
     formed(net, n)
     net.loss = {(2, 3): 1.0}

@@ -18,7 +18,6 @@ from fabric.membership.clientserver import ClientServer
 from fabric.membership.config import MembershipConfig
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import FullMeshOverlay
-from fabric.membership.overlay_config import OverlayConfig
 from fabric.membership.plumtree import TreeSend
 
 
@@ -32,13 +31,13 @@ def member(i: int) -> Member:
 
 
 def test_hyparview_adopts_members_as_alive_records_and_passive_candidates_without_announcing() -> None:
-    hv = HyParView(ident(0), OverlayConfig.local(), rng=random.Random(1), now=0.0)
+    hv = HyParView(ident(0), MembershipConfig.local(), rng=random.Random(1), now=0.0)
     effects = hv.adopt([member(i) for i in range(0, 41)], 0.0)  # itself included: ignored
     assert sorted(m.name for m in hv.alive_members()) == sorted(f"n{i}" for i in range(0, 41))
     assert sum(isinstance(e, MemberUp) for e in effects) == 40
     assert not any(isinstance(e, Send | TreeSend) for e in effects)  # nothing announced
     passive = hv.passive_view()
-    assert len(passive) == OverlayConfig.local().hyparview.passive_max  # a random sample of them
+    assert len(passive) == MembershipConfig.local().hyparview.passive_max  # a random sample of them
     assert set(passive) <= {bytes([i]) * 16 for i in range(1, 41)}
     assert hv.neighbours() == []  # links come from the join walk and promotions, not from adopt
     # adopting again keeps what is held (records are not reset to version 0)
@@ -47,7 +46,7 @@ def test_hyparview_adopts_members_as_alive_records_and_passive_candidates_withou
 
 def test_client_server_adopts_members_and_links_its_servers() -> None:
     server = Identity(bytes([9]) * 16, "s", 1, {"role": "server"}, {"membership": ("control", "ipc:///tmp/s", 1)})
-    cs = ClientServer(ident(0), "client", OverlayConfig.local(), rng=random.Random(1), now=0.0)
+    cs = ClientServer(ident(0), "client", MembershipConfig.local(), rng=random.Random(1), now=0.0)
     m = Member(server.node_id, "s", 1, MemberStatus.ALIVE, {"role": "server"}, server.endpoints)
     cs.adopt([m, member(2)], 0.0)
     assert {x.name for x in cs.alive_members()} == {"n0", "s", "n2"}

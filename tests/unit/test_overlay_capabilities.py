@@ -15,17 +15,16 @@ import pytest
 
 from fabric.membership import FullMeshMembership, Identity, MemberStatus
 from fabric.membership.clientserver import CLIENT, SERVER, ClientServer
-from fabric.membership.config import MembershipConfig
+from fabric.membership.config import HyParViewConfig, MembershipConfig
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import FullMeshOverlay, Overlay
-from fabric.membership.overlay_config import HyParViewConfig, OverlayConfig
 from fabric.membership.static import StaticOverlay
 from fabric.testing.overlay_sim import OverlaySim, SimOverlayNode
 
 N = 8
-CFG = OverlayConfig.local()
+CFG = MembershipConfig.local()
 # small views, so a HyParView cluster of 8 has non-neighbours (relays must take several hops)
-HV_CFG = OverlayConfig.local(hyparview=HyParViewConfig(active_max=3, active_min=2, passive_max=8,
+HV_CFG = MembershipConfig.local(hyparview=HyParViewConfig(active_max=3, active_min=2, passive_max=8,
                                                        shuffle_interval=5.0, neighbor_timeout=0.5,
                                                        promotion_interval=1.0))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fabric.membership import MemberStatus
 from fabric.membership.clientserver import CLIENT, ROLE_KEY, SERVER, ClientServer
-from fabric.membership.overlay_config import OverlayConfig
+from fabric.membership.config import MembershipConfig
 from fabric.membership.static import StaticOverlay
 from fabric.testing.overlay_sim import OverlaySim
 
-CFG = OverlayConfig.local()
+CFG = MembershipConfig.local()
 
 
 def test_three_servers_twenty_clients() -> None:

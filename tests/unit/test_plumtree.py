@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fabric.membership.config import PlumtreeConfig
 from fabric.membership.errors import BadMembershipMessage
-from fabric.membership.overlay_config import PlumtreeConfig
 from fabric.membership.plumtree import KIND_APP, Plumtree, TreeSend, message_origin
 
 ME = b"\x01" * 16

@@ -22,12 +22,11 @@ from fabric.membership import FullMeshMembership, Identity, MemberStatus
 from fabric.membership.config import MembershipConfig
 from fabric.membership.hyparview import HyParView
 from fabric.membership.overlay import FullMeshOverlay, Overlay
-from fabric.membership.overlay_config import OverlayConfig
 from fabric.testing.overlay_sim import NetFaults, OverlaySim, SimOverlayNode
 
 # heartbeats every second (not local()'s 0.2 s): five times fewer messages, the same logic
 FULL_MESH = MembershipConfig.local(heartbeat_interval=1.0, gossip_interval=1.0)
-HYPARVIEW = OverlayConfig.local(heartbeat_interval=1.0, acceptable_heartbeat_pause=1.5, refresh_interval=600.0,
+HYPARVIEW = MembershipConfig.local(heartbeat_interval=1.0, acceptable_heartbeat_pause=1.5, refresh_interval=600.0,
                                 record_ttl=1800.0, sync_interval=5.0)
 UP = (MemberStatus.ALIVE, MemberStatus.SUSPECT)
 
