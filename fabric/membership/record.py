@@ -13,8 +13,9 @@ incarnation. Records travel as Plumtree broadcasts (kind 1) over the overlay's l
   every ``refresh_interval``; an alive record not refreshed for ``record_ttl`` expires (down, reason
   ``"expired"``, local only) - the last-resort backstop for crashes nobody observed;
 * a neighbour's failure (the engine's failure-detection loop - phi, suspicion, indirect probes - over
-  the neighbours, or a :meth:`link_down` report from the transport) marks its record down and announces it (after a random delay, cancelled if another observer's announcement
-  arrives first); a live node that hears itself declared down refutes with a new incarnation
+  the neighbours, or a :meth:`link_down` report from the transport) marks its record down and announces
+  it (after a random delay, cancelled if another observer's announcement arrives first); a live node
+  that hears itself declared down refutes with a new incarnation
   (:func:`~fabric.membership.records.refute_key`);
 * a leave broadcasts the left record to every neighbour;
 * anti-entropy every ``sync_interval`` with one random neighbour repairs what broadcasts missed (a
@@ -531,7 +532,7 @@ class RecordOverlay(MemberEngine[OverlayConfig]):
         self._leaving = True
         for nid in sorted(self._nbrs):
             effects.append(Disconnect(nid))
-        self._nbrs.clear()
+            self._unwatch(nid)  # nothing is monitored any more (suspicions and probes end too)
         return effects
 
     # -- timers --------------------------------------------------------------------------------------
