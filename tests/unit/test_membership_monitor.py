@@ -147,3 +147,28 @@ def test_record_overlays_answer_a_direct_probe(kind: str) -> None:
     engine = monitoring_peer(kind)
     effects = engine.receive(PEER, "hb", {"in": 1, "a": 1}, 0.5)
     assert [e for e in effects if isinstance(e, Send)] == [Send(PEER, "hb", {"in": 1})]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_late_tick_declares_nothing_until_the_recheck_on_every_policy(kind: str) -> None:
+    engine = monitoring_peer(kind)
+    suspect_at = -1.0
+    while suspect_at < 0:
+        t = engine.next_deadline()
+        assert t is not None and t < 30.0
+        if any(isinstance(e, MemberChanged) and e.member.status == MemberStatus.SUSPECT for e in engine.tick(t)):
+            suspect_at = t
+    engine.next_deadline()
+    # the node was starved: its timer runs long after the suspicion's deadline. The silence it measured
+    # is its own, so this tick declares nothing (Lifeguard), and the node's health score rises.
+    late = suspect_at + engine.config.suspect_timeout_max + 0.5
+    assert not any(isinstance(e, MemberDown) for e in engine.tick(late))
+    assert engine.health.stats()["late_ticks"] == 1 and engine.member(PEER).status == MemberStatus.SUSPECT  # type: ignore[union-attr]
+    recheck = late + engine.config.heartbeat_interval / 2
+    down_at = -1.0
+    while down_at < 0:
+        t = engine.next_deadline()
+        assert t is not None and t < late + 30.0
+        if any(isinstance(e, MemberDown) for e in engine.tick(t)):
+            down_at = t
+    assert down_at >= recheck
