@@ -32,26 +32,38 @@ client-server       clients: the servers             as HyParView
 static              the configured members           as HyParView
 ==================  ===============================  ==================================================
 
-Hooks a policy implements: :meth:`_own_record_changed` (tell everyone this node's record changed),
-:meth:`_suspected` (is an alive record locally suspect), :meth:`_listed` (does ``members()`` show it), and
-for the probes :meth:`_linked`, :meth:`_probe_entry`, :meth:`_heard`, :meth:`_reachable`,
-:meth:`_is_suspect`, :meth:`_suspicion_cleared` and :meth:`_suspicion_confirmed`.
+Failure detection is one loop for every policy (:meth:`MemberEngine._monitor`): one phi-accrual detector
+per *monitored* member, their crossing times in a deadline heap, a suspicion started at the exact
+crossing (``MemberChanged`` to SUSPECT, SWIM indirect probes through ``indirect_probes`` other monitored
+members, ``suspect_probes`` direct probes), and the member failed once the suspicion outlives Lifeguard's
+dynamic timeout times the local health multiplier; a late tick (a starved node) declares nothing until a
+recheck. The policy only says *which* members are monitored (:meth:`_watch` / :meth:`_unwatch`: full mesh
+every up member, the record overlays their active neighbours), what failing one means (:meth:`_fail`),
+and two flags: :attr:`~MemberEngine.evidence_required` (an alive record is up - ``MemberUp``, listed - only
+once its incarnation was heard from directly; full mesh) and :attr:`~MemberEngine.replace_names` (a member
+coming up replaces an older silent incarnation under its name; full mesh).
+
+Other hooks a policy implements: :meth:`_own_record_changed` (tell everyone this node's record changed),
+:meth:`_on_up` (a record came up), :meth:`_heartbeat_targets`, and for the probes :meth:`_linked`,
+:meth:`_probe_entry`, :meth:`_heard` and :meth:`_reachable`.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import heapq
 import math
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from .config import MembershipConfig
+from .detector import PhiAccrualDetector
 from .errors import MembershipError
 from .health import OP_INDIRECT_ACK, OP_INDIRECT_PING, OP_PING_REQ, IndirectProbes, LocalHealth, ping_body
-from .interface import identity_from_wire
-from .records import NO_KEY, Key, _Record, refute_key
+from .interface import OP_HEARTBEAT, identity_from_wire
+from .records import NO_KEY, Key, _Neighbour, _Record, refute_key
 from .types import (
     ST_ALIVE,
     ST_DOWN,
@@ -67,7 +79,9 @@ from .types import (
     LinkDown,
     LinkUp,
     Member,
+    MemberChanged,
     MemberStatus,
+    MemberUp,
     Received,
     Send,
     Tick,
@@ -117,10 +131,20 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
     """Whether :meth:`join` dials the seeds even when this node is already in a cluster."""
 
     def __init__(self, identity: Identity, config: ConfigT, *, rng: random.Random | None = None,
-                 now: float = 0.0) -> None:
+                 now: float = 0.0, evidence_required: bool = False, replace_names: bool = False,
+                 window_size: int = 100, suspect_probes: int = 0, life_resolution: float = 0.0) -> None:
         if len(identity.node_id) != 16:
             raise MembershipError("node id must be 16 octets")
         self.config: ConfigT = config
+        self.evidence_required = evidence_required
+        """Policy flag: an alive record is up (``MemberUp``, listed, monitored if the policy monitors it)
+        only once this node heard from that incarnation directly; else as soon as it is merged."""
+        self.replace_names = replace_names
+        """Policy flag: a member coming up declares down (reason ``"replaced"``) an older incarnation of
+        another node id under the same name that has gone silent (names are unique in the cluster)."""
+        self._window_size = window_size
+        self._suspect_probes = suspect_probes
+        self._life_resolution = life_resolution * config.heartbeat_interval
         self._rng = rng if rng is not None else random.Random(0)
         self._self = _Record(Identity(identity.node_id, identity.name, identity.incarnation,
                                       dict(identity.metadata), dict(identity.endpoints), identity.boot), 0, ST_ALIVE, now)
@@ -136,6 +160,14 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         """Lifeguard's local health score of this node (see :mod:`fabric.membership.health`)."""
         self._probes = IndirectProbes(config.indirect_probes, config.probe_timeout)
         self._due = math.inf  # the deadline last handed out: a tick later than it ran late
+        # the one failure-detection loop (see "failure detection" below): the monitored members, the
+        # suspects among them, and their detectors' crossing times in a heap (stale items are skipped)
+        self._watched: dict[bytes, _Neighbour] = {}
+        self._suspects: set[bytes] = set()
+        self._crossings: list[tuple[float, bytes]] = []
+        self._recheck_at = math.inf  # after a late tick: when suspicions are looked at again
+        self._evidence: dict[bytes, int] = {}  # node id -> highest incarnation heard from it directly
+        self._next_hb = now + config.heartbeat_interval
         self._graves: dict[bytes, tuple[int, int, float]] = {}  # node id -> (incarnation, st, forget at)
         self._next_grave_sweep = now
 
@@ -167,12 +199,17 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         return self._leaving
 
     def _listed(self, rec: _Record) -> bool:
-        """Hook: whether :meth:`members` shows this record."""
-        return True
+        """Whether :meth:`members` shows this record: with :attr:`evidence_required` only once it was up
+        (a gossiped claim nobody confirmed directly is not a member yet)."""
+        return rec.up or not self.evidence_required
 
     def _suspected(self, rec: _Record) -> bool:
-        """Hook: whether this alive record is locally suspect."""
-        return rec.suspect
+        """Whether this alive record is locally suspect (a monitored member over the phi threshold)."""
+        return rec.node_id in self._suspects
+
+    def _view(self, rec: _Record) -> Member:
+        """The record as :meth:`members` shows it (SUSPECT when locally suspect)."""
+        return rec.member(self._suspected(rec))
 
     def members(self) -> list[Member]:
         """This node and every member it lists (down/left ones until their tombstones expire), sorted by
@@ -189,9 +226,14 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         rec = self._records.get(node_id)
         return rec.member(self._suspected(rec)) if rec is not None and self._listed(rec) else None
 
-    @abc.abstractmethod
     def neighbours(self) -> list[bytes]:
         """Node ids of the members this node links to and monitors (sorted): the policy's choice."""
+        return sorted(self._watched)
+
+    def phi(self, node_id: bytes, now: float) -> float | None:
+        """Current phi of a monitored member, None when this node does not monitor it."""
+        watch = self._watched.get(node_id)
+        return watch.detector.phi(now) if watch is not None else None
 
     def alive_members(self) -> list[Member]:
         """Members (this node included) that are ALIVE or SUSPECT."""
@@ -207,6 +249,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
     def stats(self) -> dict[str, int]:
         """Counters (``sent_<op>`` per op, events, bad input ...), the probes' and local health's."""
         out = dict(self.counters)
+        out["monitored"] = len(self._watched)
         out.update(self._probes.stats())
         out.update(self.health.stats())
         return out
@@ -371,14 +414,8 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         return rec.st == ST_ALIVE
 
     def _is_suspect(self, node_id: bytes) -> bool:
-        """Hook: whether this node suspects ``node_id`` (an alive member it monitors)."""
-        return False
-
-    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[Any]) -> None:
-        """Hook: a helper reached the suspect ``node_id``: it is alive, whatever our own link to it does."""
-
-    def _suspicion_confirmed(self, node_id: bytes) -> None:
-        """Hook: another member suspects ``node_id`` too (the suspicion timeout shrinks)."""
+        """Whether this node suspects ``node_id`` (a member it monitors)."""
+        return node_id in self._suspects
 
     def _receive_probe(self, source: bytes, op: str, body: dict[str, Any], inc: int, now: float,
                        effects: list[Any]) -> None:
@@ -410,8 +447,7 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
             self._heard(source, inc, now, effects)
             if self._is_suspect(tid):
                 # the requester suspects it too: an independent confirmation of our own suspicion
-                self._probes.confirm(tid, source)
-                self._suspicion_confirmed(tid)
+                self._probes.confirm(tid, source)  # the suspicion timeout shrinks
             if reachable and rec is not None and not self._linked(tid):
                 effects.append(Connect(rec.identity, probe=True))
             for send in sends:
@@ -426,14 +462,234 @@ class MemberEngine(abc.ABC, Generic[ConfigT]):
         tid, ok = result
         if not self._is_suspect(tid):
             return
-        if ok:
+        if ok:  # a helper reached it: it is alive, whatever our own link to it does
             self._probes.finish(tid)
-            self._suspicion_cleared(tid, now, effects)
-        else:
-            self._suspicion_confirmed(tid)  # a nack: one more member cannot reach it either
+            self._life(tid, now, effects, force=True)
+        # else a nack: one more member cannot reach it either (counted by the probes: the timeout shrinks)
 
     def _suspicion_timeout(self, node_id: bytes) -> float:
         """Lifeguard: ``suspect_timeout_max`` shrinking with confirmations, times the local health."""
         cfg = self.config
         base = self._probes.suspicion_timeout(node_id, cfg.suspect_timeout, cfg.suspect_timeout_max)
         return base * self.health.multiplier
+
+    # -- the failure-detection loop ----------------------------------------------------------------------
+    #
+    # One loop for every policy. The policy says which members are monitored (_watch / _unwatch: full
+    # mesh every up member, the record overlays their neighbours) and what failing one means (_fail);
+    # the engine keeps one phi detector per monitored member and their crossing times in a heap, starts
+    # a suspicion at the exact crossing, and fails the member when the suspicion outlives Lifeguard's
+    # dynamic timeout times the local health multiplier.
+
+    def _watch(self, identity: Identity, now: float) -> _Neighbour:
+        """Start monitoring ``identity`` (a fresh detector, heard from ``now``); returns its watch."""
+        watch = self._watched.get(identity.node_id)
+        if watch is not None:
+            return watch
+        cfg = self.config
+        detector = PhiAccrualDetector(
+            threshold=cfg.phi_threshold, max_sample_size=self._window_size, min_std_deviation=cfg.min_std_deviation,
+            acceptable_heartbeat_pause=cfg.acceptable_heartbeat_pause,
+            first_heartbeat_estimate=cfg.heartbeat_interval, min_interval=cfg.heartbeat_interval)
+        detector.heartbeat(now)
+        watch = self._watched[identity.node_id] = _Neighbour(identity, detector)
+        self._push_crossing(identity.node_id, detector)
+        return watch
+
+    def _unwatch(self, node_id: bytes) -> bool:
+        """Stop monitoring ``node_id`` (its suspicion and probes end); False when it was not monitored."""
+        if self._watched.pop(node_id, None) is None:
+            return False
+        self._suspects.discard(node_id)
+        self._probes.finish(node_id)
+        return True
+
+    def _push_crossing(self, node_id: bytes, detector: PhiAccrualDetector) -> None:
+        at = detector.suspect_at()
+        if at is not None:
+            heapq.heappush(self._crossings, (at, node_id))
+        if len(self._crossings) > 8 * len(self._watched) + 64:
+            # a driver that rarely asks next_deadline(): rebuild from the live detectors
+            self._crossings = [(w.detector.suspect_at() or 0.0, nid) for nid, w in self._watched.items()
+                               if nid not in self._suspects]
+            heapq.heapify(self._crossings)
+
+    def _life(self, node_id: bytes, now: float, effects: list[Any], *, force: bool = False) -> bool:
+        """A sign of life from ``node_id``: feed its detector and end its suspicion (``MemberChanged``).
+        False when it is not monitored. Within the policy's life resolution of the last sample, a sign of
+        life from a member that is not suspect is not sampled again (a burst needs one sample), unless
+        ``force``."""
+        watch = self._watched.get(node_id)
+        if watch is None:
+            return False
+        last = watch.detector.last
+        if (not force and watch.suspect_since is None and last is not None
+                and now - last < self._life_resolution):
+            return True
+        watch.detector.heartbeat(now)
+        if watch.suspect_since is not None:
+            watch.suspect_since = None
+            self._suspects.discard(node_id)
+            self._probes.finish(node_id)
+            rec = self._records.get(node_id)
+            if rec is not None and rec.st == ST_ALIVE:
+                effects.append(MemberChanged(rec.member(False), rec.member(True)))
+        self._push_crossing(node_id, watch.detector)
+        return True
+
+    def _fail(self, node_id: bytes, reason: str, now: float, effects: list[Any]) -> None:
+        """Hook: the member failed (``"unreachable"``: its suspicion timed out; ``"replaced"``: a newer
+        process took its name). The policy stops monitoring it and marks it down its own way."""
+        self._unwatch(node_id)
+
+    def _heartbeat_targets(self) -> list[bytes]:
+        """Hook: who gets a heartbeat every ``heartbeat_interval`` (default: the monitored members)."""
+        return sorted(self._watched)
+
+    def _heartbeats(self, now: float, effects: list[Any]) -> None:
+        """Send the heartbeat round when it is due."""
+        if now >= self._next_hb:
+            self._next_hb = max(self._next_hb + self.config.heartbeat_interval, now)
+            body = {"in": self.incarnation}
+            for nid in self._heartbeat_targets():
+                self._send(effects, nid, OP_HEARTBEAT, body)
+
+    def _probe_due(self, watch: _Neighbour) -> float:
+        """When the next direct probe of a suspect is due (spread evenly over ``suspect_timeout``)."""
+        assert watch.suspect_since is not None
+        return watch.suspect_since + watch.probes_sent * self.config.suspect_timeout / max(1, self._suspect_probes)
+
+    def _monitor_deadline(self) -> float:
+        """The loop's next deadline: the earliest detector crossing, suspicion timeout, direct probe or
+        indirect-probe nack (held until the recheck after a late tick)."""
+        crossing = math.inf
+        heap = self._crossings
+        while heap:
+            at, node_id = heap[0]
+            watch = self._watched.get(node_id)
+            if watch is not None and watch.suspect_since is None and watch.detector.suspect_at() == at:
+                crossing = at
+                break
+            heapq.heappop(heap)  # stale: a newer sign of life moved it, or the member is not monitored
+        held = self._probes.next_deadline()
+        for node_id in self._suspects:
+            watch = self._watched[node_id]
+            assert watch.suspect_since is not None
+            held = min(held, watch.suspect_since + self._suspicion_timeout(node_id))
+            if watch.probes_sent < self._suspect_probes:
+                held = min(held, self._probe_due(watch))
+        if self._recheck_at != math.inf:
+            # after a late tick, suspicions and nacks wait for the recheck (else a deadline already past
+            # would make the driver tick again at once, forever)
+            crossing = max(crossing, self._recheck_at)
+            held = max(held, self._recheck_at)
+        return min(crossing, held)
+
+    def _monitor(self, now: float, effects: list[Any]) -> None:
+        """Run the failure-detection loop at ``now`` (first in a tick, so a heartbeat round never masks a
+        due suspicion)."""
+        cfg = self.config
+        # Lifeguard: a timer that ran late means this node was starved; the silence it measured is its
+        # own, and the messages that queued meanwhile have not been read yet. Such a tick declares
+        # nothing; suspicions are looked at again once the input had a chance to run (a recheck is never
+        # deferred again, so a chronically late node still detects crashes, only later).
+        due, self._due = self._due, math.inf  # lateness is measured once per deadline handed out
+        if now >= self._recheck_at:
+            self._recheck_at = math.inf
+        elif cfg.local_health_max and due < now and self.health.timer(due, now) and self._recheck_at == math.inf:
+            self._recheck_at = now + cfg.heartbeat_interval / 2
+        if self._recheck_at != math.inf:
+            return  # a helper's nack, too, waits until its own backlog had a chance to run
+        for send in self._probes.tick(now, self.incarnation):
+            self._send(effects, send.to, send.op, send.body)
+        due_ids = set(self._suspects)
+        heap = self._crossings
+        while heap and heap[0][0] <= now:
+            at, node_id = heapq.heappop(heap)
+            watch = self._watched.get(node_id)
+            if watch is not None and watch.suspect_since is None and watch.detector.suspect_at() == at:
+                due_ids.add(node_id)
+        for node_id in sorted(due_ids):  # node id order: the random draws do not depend on heap ties
+            watch = self._watched.get(node_id)
+            if watch is None:
+                continue  # no longer monitored (failed earlier in this pass)
+            if watch.suspect_since is None:
+                self._start_suspicion(node_id, watch, now, effects)
+            since = watch.suspect_since
+            assert since is not None
+            if now >= since + self._suspicion_timeout(node_id):
+                if self._probes.finish(node_id):
+                    self.health.worse(now, "missed_nacks")  # helpers we asked stayed silent: our links?
+                self._fail(node_id, "unreachable", now, effects)
+            elif watch.probes_sent < self._suspect_probes and now >= self._probe_due(watch):
+                # ask the suspect for an immediate heartbeat: a run of lost heartbeats (random loss) gets
+                # more chances before a live member is declared down
+                watch.probes_sent += 1
+                self._count("suspect_probes")
+                self._send(effects, node_id, OP_HEARTBEAT, {"in": self.incarnation, "a": 1})
+
+    def _start_suspicion(self, node_id: bytes, watch: _Neighbour, now: float, effects: list[Any]) -> None:
+        """Phi crossed the threshold for ``node_id``: suspect it (``MemberChanged``) and ask up to
+        ``indirect_probes`` other monitored members, not suspect themselves, to probe it."""
+        watch.suspect_since = now
+        watch.probes_sent = 0
+        self._suspects.add(node_id)
+        self._count("suspicions")
+        rec = self._records.get(node_id)
+        if rec is not None and rec.st == ST_ALIVE:
+            effects.append(MemberChanged(rec.member(True), rec.member(False)))
+        k = self.config.indirect_probes
+        if k:
+            helpers = [h for h in sorted(self._watched) if h != node_id and h not in self._suspects]
+            chosen = self._rng.sample(helpers, min(k, len(helpers)))
+            for send in self._probes.request(node_id, chosen, self.incarnation):
+                self._send(effects, send.to, send.op, send.body)
+
+    # -- the two policy flags: direct evidence before MemberUp, name replacement -------------------------
+
+    def _alive_record(self, rec: _Record, now: float, effects: list[Any]) -> None:
+        """An alive record was merged (new, or a new incarnation): it is up at once or, with
+        :attr:`evidence_required`, once that incarnation has been heard from directly."""
+        if not self.evidence_required or self._evidence.get(rec.node_id) == rec.incarnation:
+            self._mark_up(rec, now, effects)
+
+    def _direct_evidence(self, source: bytes, inc: int, now: float, effects: list[Any]) -> _Record | None:
+        """``source`` spoke to this node as incarnation ``inc``: remember it, and bring its record up (it
+        is that incarnation and alive) or count a sign of life. Returns the record held, if any."""
+        rec = self._records.get(source)
+        if rec is None:
+            return None
+        if inc > self._evidence.get(source, -1):
+            self._evidence[source] = inc
+        if inc == rec.incarnation and rec.st == ST_ALIVE:
+            if rec.up:
+                self._life(source, now, effects)
+            else:
+                self._mark_up(rec, now, effects)
+        return rec
+
+    def _mark_up(self, rec: _Record, now: float, effects: list[Any]) -> None:
+        """The record is up: ``MemberUp``, the policy's :meth:`_on_up`, then (with :attr:`replace_names`)
+        an older, silent incarnation under the same name fails, reason ``"replaced"``."""
+        rec.up = True
+        effects.append(MemberUp(rec.member()))
+        self._on_up(rec, now, effects)
+        if not self.replace_names or not rec.name:
+            return
+        # Names are unique: an older incarnation under the same name (another node id) that has gone
+        # silent is the previous process of this node. One still heard from within the last heartbeat
+        # interval is a misconfigured twin: replacing it would make the two refute and replace each other
+        # forever, so it is only counted (and left to the failure detector).
+        for nid in sorted(self._records):
+            other = self._records[nid]
+            if other is rec or other.name != rec.name or other.st != ST_ALIVE or other.incarnation >= rec.incarnation:
+                continue
+            watch = self._watched.get(nid)
+            last = watch.detector.last if watch is not None else None
+            if last is not None and now - last <= self.config.heartbeat_interval:
+                self._count("name_conflicts")
+                continue
+            self._fail(nid, "replaced", now, effects)
+
+    def _on_up(self, rec: _Record, now: float, effects: list[Any]) -> None:
+        """Hook: the record just came up (the full-mesh policy monitors it from now on)."""

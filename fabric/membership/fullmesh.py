@@ -28,13 +28,15 @@ claim is alive *and* this node has direct evidence of that incarnation: a handsh
 membership message from the node carrying the same incarnation. So a crashed node whose alive claim is
 still circulating never shows up, and an old incarnation is never resurrected.
 
-Failure detection. Every ``heartbeat_interval`` a node sends ``hb`` to every node it believes alive. A
-:class:`~fabric.membership.detector.PhiAccrualDetector` per up member is fed by every sign of life
-(membership messages and, through :meth:`FullMeshMembership.traffic`, any other traffic). When phi
-crosses the threshold the member is locally *suspect* (``MemberChanged``) and is probed directly
-``suspect_probes`` times (``hb`` with ``a=1``, answered at once by a live node, so a run of randomly lost
-heartbeats does not kill it); a member still suspect after ``suspect_timeout`` is declared **down**
-(``MemberDown``) and the down entry is pushed to everyone.
+Failure detection is the engine's one loop (:meth:`~fabric.membership.engine.MemberEngine._monitor`);
+this policy monitors every up member. Every ``heartbeat_interval`` a node sends ``hb`` to every node it
+believes alive. A :class:`~fabric.membership.detector.PhiAccrualDetector` per up member is fed by every
+sign of life (membership messages and, through :meth:`FullMeshMembership.traffic`, any other traffic).
+When phi crosses the threshold the member is locally *suspect* (``MemberChanged``), ``indirect_probes``
+other members are asked to probe it, and it is probed directly ``suspect_probes`` times (``hb`` with
+``a=1``, answered at once by a live node, so a run of randomly lost heartbeats does not kill it); a member
+still suspect after its (Lifeguard) suspicion timeout is declared **down** (``MemberDown``) and the down
+entry is pushed to everyone.
 
 Refutation. A live node that receives its own entry marked down (a false suspicion, or the far side of a
 healed partition) or with a higher incarnation (it restarted with the same node id and a lower number)
@@ -87,14 +89,12 @@ core per node, driven from the node's loop.
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections.abc import Sequence
 from typing import Any
 
 from .config import MembershipConfig
-from .detector import PhiAccrualDetector
 from .engine import MemberEngine, reconcile
 from .health import (
     PROBE_OPS,
@@ -113,7 +113,6 @@ from .types import (
     MemberChanged,
     MemberDown,
     MemberLeft,
-    MemberUp,
     _bad,
     _int,
 )
@@ -144,62 +143,39 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
 
     def __init__(self, identity: Identity, config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
-        super().__init__(identity, config if config is not None else MembershipConfig(), rng=rng, now=now)
-        self._evidence: dict[bytes, int] = {}  # node id -> highest incarnation heard from it directly
+        cfg = config if config is not None else MembershipConfig()
+        # a member is up only with direct evidence of its incarnation, and a member coming up replaces an
+        # older silent incarnation under its name; every sign of life is a detector sample
+        super().__init__(identity, cfg, rng=rng, now=now, evidence_required=True, replace_names=True,
+                         window_size=cfg.window_size, suspect_probes=cfg.suspect_probes, life_resolution=0.0)
         self._sync_asked: dict[bytes, float] = {}
-        self._next_hb = now + self.config.heartbeat_interval
         self._next_gossip = now + self.config.gossip_interval
         self._next_probe = now + self.config.probe_down_interval
         self._next_seed_check = now + self.config.join_retry_max
         self._state_cache: list[dict[str, Any]] | None = None
         self._digest_cache: list[list[Any]] | None = None
-        # next_deadline() without an O(members) scan per message: detector crossing times sit in a heap
-        # (stale items are skipped lazily); everything else is rescanned only after a structural change.
+        # next_deadline() without an O(members) scan per message: the engine's loop keeps the detector
+        # crossings in a heap; tombstone expiry and probes are rescanned only after a structural change.
         self._gen = 0
         self._scan: tuple[int, float] = (-1, math.inf)
-        self._detector_heap: list[tuple[float, bytes]] = []
-        self._recheck_at = math.inf  # after a late tick: when suspicions are looked at again
 
     # -- properties -------------------------------------------------------------------------------
 
-    def phi(self, node_id: bytes, now: float) -> float | None:
-        """Current phi of an up member, None when it has no detector."""
-        entry = self._records.get(node_id)
-        if entry is None or entry.detector is None:
-            return None
-        return entry.detector.phi(now)
-
     def neighbours(self) -> list[bytes]:
-        """Every up member other than this node (full mesh: everyone is a neighbour)."""
-        return sorted(nid for nid, rec in self._records.items() if rec.up and rec.st == ST_ALIVE)
-
-    def _listed(self, rec: _Record) -> bool:
-        return rec.up  # a gossiped claim is listed only once this node had direct evidence of it
+        """Every up member other than this node (full mesh: everyone is a neighbour and monitored)."""
+        return super().neighbours()
 
     def stats(self) -> dict[str, int]:
         """Counters: messages sent/received per op, bad/unknown input, refutations, declared down ..."""
         out = super().stats()
         out["entries"] = len(self._records)
-        out["up"] = sum(1 for e in self._records.values() if e.up and e.st == ST_ALIVE)
+        out["up"] = len(self._watched)  # monitored: every up member
         return out
 
     def _dirty(self) -> None:
         self._state_cache = None
         self._digest_cache = None
         self._gen += 1
-
-    def _watch(self, entry: _Record) -> None:
-        assert entry.detector is not None
-        at = entry.detector.suspect_at()
-        if at is not None:
-            heapq.heappush(self._detector_heap, (at, entry.node_id))
-        if len(self._detector_heap) > 8 * len(self._records) + 64:
-            # a driver that rarely asks next_deadline(): rebuild from the live detectors
-            self._detector_heap = [(e.detector.suspect_at() or 0.0, e.node_id) for e in self._records.values()
-                                   if e.detector is not None and e.st == ST_ALIVE and e.up and not e.suspect]
-            heapq.heapify(self._detector_heap)
-
-    # -- single entry point -----------------------------------------------------------------------
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -242,10 +218,8 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
         """Any non-membership message from ``source`` arrived: a sign of life for its current incarnation."""
         if self._leaving:
             return []
-        entry = self._records.get(source)
         effects: list[Effect] = []
-        if entry is not None and entry.up and entry.st == ST_ALIVE:
-            self._alive_signal(entry, now, effects)
+        self._life(source, now, effects)
         return effects
 
     def link_up(self, node_id: bytes, now: float) -> list[Effect]:
@@ -371,31 +345,19 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
     def _reachable(self, rec: _Record) -> bool:
         return rec.st == ST_ALIVE and rec.up
 
-    def _is_suspect(self, node_id: bytes) -> bool:
-        entry = self._records.get(node_id)
-        return entry is not None and entry.suspect and entry.st == ST_ALIVE and entry.up
+    # the engine's failure-detection loop: every up member is monitored; failing one declares it down
 
-    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[Effect]) -> None:
-        self._alive_signal(self._records[node_id], now, effects)
+    def _on_up(self, rec: _Record, now: float, effects: list[Effect]) -> None:
+        self._watch(rec.identity, now)
 
-    def _suspicion_confirmed(self, node_id: bytes) -> None:
-        self._gen += 1  # the suspicion timeout shrinks: recompute the deadline
+    def _fail(self, node_id: bytes, reason: str, now: float, effects: list[Effect]) -> None:
+        rec = self._records.get(node_id)
+        if rec is not None:
+            self._declare_down(rec, now, reason, effects)
 
-    def _start_suspicion(self, entry: _Record, now: float, effects: list[Effect]) -> None:
-        before = entry.member()
-        entry.suspect = True
-        entry.suspect_since = now
-        entry.probes_sent = 0
-        self._dirty()
-        self._count("suspicions")
-        effects.append(MemberChanged(entry.member(), before))
-        k = self.config.indirect_probes
-        if k:
-            helpers = [e.node_id for e in self._sorted_entries()
-                       if e is not entry and e.st == ST_ALIVE and e.up and not e.suspect]
-            chosen = self._rng.sample(helpers, min(k, len(helpers)))
-            for send in self._probes.request(entry.node_id, chosen, self._self.incarnation):
-                self._send(effects, send.to, send.op, send.body)
+    def _heartbeat_targets(self) -> list[bytes]:
+        # every member believed alive, up or not yet: a heartbeat is how a claimed member hears of us
+        return [e.node_id for e in self._sorted_entries() if e.st == ST_ALIVE]
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -408,40 +370,17 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             deadline = min(deadline, self._next_dial)
         elif self._seeds:
             deadline = min(deadline, self._next_seed_check)
-        heap = self._detector_heap
-        while heap:
-            at, node_id = heap[0]
-            entry = self._records.get(node_id)
-            if (entry is not None and entry.st == ST_ALIVE and entry.up and not entry.suspect
-                    and entry.detector is not None and entry.detector.suspect_at() == at):
-                deadline = min(deadline, max(at, self._recheck_at) if self._recheck_at != math.inf else at)
-                break
-            heapq.heappop(heap)  # stale: a newer sign of life moved it, or the member changed
         if self._scan[0] != self._gen:
             self._scan = (self._gen, self._structural_deadline())
-        held = min(self._scan[1], self._probes.next_deadline())
-        if self._recheck_at != math.inf:
-            # after a late tick, suspicions and nacks wait for the recheck (else a deadline already
-            # past would make the driver tick again at once, forever)
-            held = max(held, self._recheck_at)
-        self._due = min(deadline, held)
+        self._due = min(deadline, self._scan[1], self._monitor_deadline())
         return self._due
 
-    def _probe_due(self, entry: _Record) -> float:
-        """When the next direct probe of a suspect is due (spread evenly over ``suspect_timeout``)."""
-        return entry.suspect_since + entry.probes_sent * self.config.suspect_timeout / max(1, self.config.suspect_probes)
-
     def _structural_deadline(self) -> float:
-        """Earliest suspect timeout, tombstone expiry or probe (changes only with the state)."""
+        """Earliest tombstone expiry or down-member probe (changes only with the state)."""
         deadline = math.inf
         probe = self.config.probe_down_interval > 0
         for entry in self._records.values():
-            if entry.st == ST_ALIVE:
-                if entry.suspect:
-                    deadline = min(deadline, entry.suspect_since + self._suspicion_timeout(entry.node_id))
-                    if entry.probes_sent < self.config.suspect_probes:
-                        deadline = min(deadline, self._probe_due(entry))
-            else:
+            if entry.st != ST_ALIVE:
                 deadline = min(deadline, entry.changed_at + self.config.tombstone_ttl)
                 if probe and entry.st == ST_DOWN:
                     deadline = min(deadline, self._next_probe)
@@ -454,44 +393,7 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             return []
         effects: list[Effect] = []
         cfg = self.config
-        # Lifeguard: a timer that ran late means this node was starved; the silence it measured is its
-        # own, and the messages that queued meanwhile have not been read yet. Such a tick declares
-        # nothing; suspicions are looked at again once the input had a chance to run (a recheck is
-        # never deferred again, so a chronically late node still detects crashes, only later).
-        due, self._due = self._due, math.inf  # lateness is measured once per deadline handed out
-        if now >= self._recheck_at:
-            self._recheck_at = math.inf
-        elif cfg.local_health_max and due < now:
-            before_score = self.health.score
-            if self.health.timer(due, now) and self._recheck_at == math.inf:
-                self._recheck_at = now + cfg.heartbeat_interval / 2
-            if self.health.score != before_score:
-                self._gen += 1
-        hold = self._recheck_at != math.inf
-        if not hold:  # a helper's nack, too, waits until its own backlog had a chance to run
-            for send in self._probes.tick(now, self._self.incarnation):
-                self._send(effects, send.to, send.op, send.body)
-        # failure detection first, so a heartbeat round never masks a due suspicion
-        for entry in [] if hold else self._sorted_entries():
-            if entry.st != ST_ALIVE or not entry.up or entry.detector is None:
-                continue
-            if not entry.suspect:
-                at = entry.detector.suspect_at()
-                if at is not None and at <= now:
-                    self._start_suspicion(entry, now, effects)
-            if not entry.suspect:
-                continue
-            if now >= entry.suspect_since + self._suspicion_timeout(entry.node_id):
-                if self._probes.finish(entry.node_id):
-                    self.health.worse(now, "missed_nacks")  # helpers we asked stayed silent: our links?
-                self._declare_down(entry, now, "unreachable", effects)
-            elif entry.probes_sent < cfg.suspect_probes and now >= self._probe_due(entry):
-                # ask the suspect for an immediate heartbeat: a run of lost heartbeats (random loss)
-                # gets more chances before a live node is declared down
-                entry.probes_sent += 1
-                self._dirty()
-                self._count("suspect_probes")
-                self._send(effects, entry.node_id, OP_HEARTBEAT, {"in": self._self.incarnation, "a": 1})
+        self._monitor(now, effects)  # failure detection first: a heartbeat round never masks a suspicion
         # tombstone expiry: the entry shrinks to a grave (node id -> last dead incarnation and status)
         for entry in self._sorted_entries():
             if entry.st != ST_ALIVE and now >= entry.changed_at + cfg.tombstone_ttl:
@@ -505,11 +407,7 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
                 self._bury(entry, now, ttl=cfg.grave_ttl, cap=cfg.max_members)
         self._sweep_graves(now, cfg.tombstone_ttl)
         alive = [e for e in self._sorted_entries() if e.st == ST_ALIVE]
-        if now >= self._next_hb:
-            hb: dict[str, Any] = {"in": self._self.incarnation}
-            for entry in alive:
-                self._send(effects, entry.node_id, OP_HEARTBEAT, hb)
-            self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
+        self._heartbeats(now, effects)
         if now >= self._next_gossip:
             if alive:
                 targets = self._rng.sample(alive, min(cfg.gossip_fanout, len(alive)))
@@ -577,72 +475,23 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             if entry.st == ST_ALIVE and entry.node_id not in {c.node_id for c in changed}:
                 self._send(effects, entry.node_id, OP_SYNC, body)
 
-    def _alive_signal(self, entry: _Record, now: float, effects: list[Effect]) -> None:
-        assert entry.detector is not None
-        entry.detector.heartbeat(now)
-        if entry.suspect:
-            before = entry.member()
-            entry.suspect = False
-            self._probes.finish(entry.node_id)
-            self._gen += 1
-            effects.append(MemberChanged(entry.member(), before))
-        self._watch(entry)
-
     def _evidence_from(self, source: bytes, inc: int, now: float, effects: list[Effect]) -> None:
-        """Direct traffic from ``source`` speaking as incarnation ``inc``."""
-        entry = self._records.get(source)
+        """Direct traffic from ``source`` speaking as incarnation ``inc`` (see the engine's
+        :meth:`_direct_evidence`); a newer incarnation than the one held makes us ask for its entry."""
+        entry = self._direct_evidence(source, inc, now, effects)
         if entry is None:
             return
-        if inc > self._evidence.get(source, -1):
-            self._evidence[source] = inc
-        if inc == entry.incarnation and entry.st == ST_ALIVE:
-            if entry.up:
-                self._alive_signal(entry, now, effects)
-            else:
-                self._mark_up(entry, now, effects)
-        elif inc > entry.incarnation:
+        if inc > entry.incarnation:
             # It restarted (or refuted) and we have not seen the new entry yet: ask it, at most once
             # per gossip interval.
             if now >= self._sync_asked.get(source, -1e300) + self.config.gossip_interval and entry.st != ST_LEFT:
                 self._sync_asked[source] = now
                 self._send(effects, source, OP_SYNC, self._gossip_body())
 
-    def _mark_up(self, entry: _Record, now: float, effects: list[Effect]) -> None:
-        cfg = self.config
-        entry.up = True
-        entry.suspect = False
-        entry.detector = PhiAccrualDetector(
-            threshold=cfg.phi_threshold,
-            max_sample_size=cfg.window_size,
-            min_std_deviation=cfg.min_std_deviation,
-            acceptable_heartbeat_pause=cfg.acceptable_heartbeat_pause,
-            first_heartbeat_estimate=cfg.heartbeat_interval,
-            min_interval=cfg.heartbeat_interval,
-        )
-        entry.detector.heartbeat(now)
-        self._watch(entry)
-        effects.append(MemberUp(entry.member()))
-        # Names are unique: an older incarnation under the same name (another node id) that has gone
-        # silent is the previous process of this node. One still heard from within the last heartbeat
-        # interval is a misconfigured twin: replacing it would make the two refute and replace each
-        # other forever, so it is only counted (and left to the failure detector).
-        if not entry.name:
-            return
-        for other in self._sorted_entries():
-            if other is entry or other.name != entry.name or other.st != ST_ALIVE or other.incarnation >= entry.incarnation:
-                continue
-            last = other.detector.last if other.detector is not None else None
-            if last is not None and now - last <= cfg.heartbeat_interval:
-                self._count("name_conflicts")
-                continue
-            self._declare_down(other, now, "replaced", effects)
-
     def _declare_down(self, entry: _Record, now: float, reason: str, effects: list[Effect]) -> None:
-        self._probes.finish(entry.node_id)
+        self._unwatch(entry.node_id)
         was_up = entry.up
         entry.st = ST_DOWN
-        entry.suspect = False
-        entry.detector = None
         entry.changed_at = now
         self._dirty()
         self._count("declared_down")
@@ -694,8 +543,7 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             self._dirty()
             if new.st == ST_ALIVE:
                 effects.append(Connect(new.identity))
-                if self._evidence.get(new.node_id) == new.incarnation:
-                    self._mark_up(new, now, effects)
+                self._alive_record(new, now, effects)
                 if origin:
                     self._push([new], effects)
             return
@@ -704,6 +552,7 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
         self._dirty()
         if new.incarnation > old.incarnation:
             # a newer incarnation supersedes the old one entirely
+            self._unwatch(old.node_id)
             if old.up and old.st == ST_ALIVE:
                 old.st = ST_DOWN
                 effects.append(MemberDown(old.member(), "restarted"))
@@ -715,8 +564,7 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             self._records[new.node_id] = new
             if new.st == ST_ALIVE:
                 effects.append(Connect(new.identity))
-                if self._evidence.get(new.node_id) == new.incarnation:
-                    self._mark_up(new, now, effects)
+                self._alive_record(new, now, effects)
             if origin:
                 self._push([new], effects)
             return
@@ -727,8 +575,7 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
             old.v = new.v
             old.identity = new.identity
             old.changed_at = now
-            old.suspect = False
-            old.detector = None
+            self._unwatch(old.node_id)
             if new.st == ST_DOWN and before_up:
                 effects.append(MemberDown(old.member(), "reported"))
             elif new.st == ST_LEFT:
@@ -736,12 +583,12 @@ class FullMeshMembership(MemberEngine[MembershipConfig]):
                     effects.append(MemberLeft(old.member()))
                 effects.append(Disconnect(old.node_id))
             return
-        before = old.member()
+        before = self._view(old)
         endpoints_changed = old.identity.endpoints != new.identity.endpoints
         old.v = new.v
         old.identity = new.identity
         if endpoints_changed and old.st == ST_ALIVE:
             effects.append(Disconnect(old.node_id))
             effects.append(Connect(old.identity))
-        if old.up and old.st == ST_ALIVE and before != old.member():
-            effects.append(MemberChanged(old.member(), before))
+        if old.up and old.st == ST_ALIVE and before != self._view(old):
+            effects.append(MemberChanged(self._view(old), before))

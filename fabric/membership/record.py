@@ -12,9 +12,10 @@ incarnation. Records travel as Plumtree broadcasts (kind 1) over the overlay's l
 * a node's alive record is announced when it joins (by the contact node) and refreshed by the owner
   every ``refresh_interval``; an alive record not refreshed for ``record_ttl`` expires (down, reason
   ``"expired"``, local only) - the last-resort backstop for crashes nobody observed;
-* a neighbour's failure (phi on heartbeats, or a :meth:`link_down` report from the transport) marks its
-  record down and announces it (after a random delay, cancelled if another observer's announcement
-  arrives first); a live node that hears itself declared down refutes with a new incarnation
+* a neighbour's failure (the engine's failure-detection loop - phi, suspicion, indirect probes - over
+  the neighbours, or a :meth:`link_down` report from the transport) marks its record down and announces
+  it (after a random delay, cancelled if another observer's announcement arrives first); a live node
+  that hears itself declared down refutes with a new incarnation
   (:func:`~fabric.membership.records.refute_key`);
 * a leave broadcasts the left record to every neighbour;
 * anti-entropy every ``sync_interval`` with one random neighbour repairs what broadcasts missed (a
@@ -45,7 +46,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import MembershipConfig
-from .detector import PhiAccrualDetector
 from .engine import MemberEngine, reconcile
 from .errors import BadMembershipMessage, MembershipError
 from .health import (
@@ -63,7 +63,7 @@ from .interface import (
     identity_to_wire,
 )
 from .plumtree import KIND_APP, KIND_RECORD, TREE_OPS, Plumtree
-from .records import Key, _key_hash, _Neighbour, _Record, _record_from_wire, _wire_key
+from .records import Key, _key_hash, _Record, _record_from_wire, _wire_key
 from .relay import Relays
 from .types import (
     ST_ALIVE,
@@ -77,7 +77,6 @@ from .types import (
     MemberChanged,
     MemberDown,
     MemberLeft,
-    MemberUp,
 )
 
 
@@ -86,9 +85,9 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
     (see the module docstring).
 
     The engine (:class:`~fabric.membership.engine.MemberEngine`) keeps the records, the owner's rules,
-    joining and the failure-handling configuration; this class monitors the neighbours (heartbeats and
-    detectors), spreads records with Plumtree over them, runs summary-first anti-entropy, relays and
-    leaves. Subclasses decide which neighbours to keep.
+    joining and the failure-detection loop; this class has it monitor the neighbours, spreads records
+    with Plumtree over them, runs summary-first anti-entropy, record expiry, relays and leaves.
+    Subclasses decide which neighbours to keep.
 
     Args:
         identity: this node.
@@ -105,32 +104,25 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
 
     def __init__(self, identity: Identity, config: MembershipConfig | None = None, *,
                  rng: random.Random | None = None, now: float = 0.0) -> None:
-        super().__init__(identity, config if config is not None else MembershipConfig(), rng=rng, now=now)
+        # a merged alive record is up at once (only neighbours are ever heard from directly); a burst of
+        # traffic from a neighbour is one detector sample per quarter heartbeat interval
+        super().__init__(identity, config if config is not None else MembershipConfig(), rng=rng, now=now,
+                         evidence_required=False, replace_names=False, window_size=100, suspect_probes=0,
+                         life_resolution=0.25)
         self._summary = _key_hash(identity.node_id, self._self.key())
-        self._nbrs: dict[bytes, _Neighbour] = {}
+        self._nbrs = self._watched  # the neighbours are exactly the members the engine's loop monitors
         self.tree = Plumtree(identity.node_id, identity.incarnation, self.config.plumtree, now=now)
         cfg = self.config
-        self._next_hb = now + cfg.heartbeat_interval
         self._next_sync = now + cfg.sync_interval * (0.5 + self._rng.random())
         self._next_refresh = now + cfg.refresh_interval * (0.5 + self._rng.random() / 2)
         self._next_sweep = now + min(cfg.refresh_interval, cfg.record_ttl / 4)
         self.last_broadcast_id: bytes | None = None
         """Id of the latest :meth:`broadcast` (matches :attr:`Deliver.msg_id` on the receivers)."""
-        self._life_resolution = self.config.heartbeat_interval / 4
         self._outbox: dict[bytes, _Record] = {}
         self._next_announce = math.inf
         self._relays = Relays(self.config.plumtree.seen_size)
-        self._held = False  # the last heartbeat round ran late and declared nothing
 
     # -- identity and views --------------------------------------------------------------------------
-
-    def neighbours(self) -> list[bytes]:
-        """Node ids of the monitored links (sorted)."""
-        return sorted(self._nbrs)
-
-    def _suspected(self, rec: _Record) -> bool:
-        nbr = self._nbrs.get(rec.node_id)
-        return nbr is not None and nbr.suspect_since is not None
 
     def stats(self) -> dict[str, int]:
         """The engine's counters plus Plumtree's (prefixed ``tree_``) and the relays'."""
@@ -147,13 +139,7 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
     def _add_neighbour(self, identity: Identity, now: float, effects: list[OverlayEffect]) -> None:
         if identity.node_id in self._nbrs or identity.node_id == self.node_id:
             return
-        cfg = self.config
-        detector = PhiAccrualDetector(
-            threshold=cfg.phi_threshold, max_sample_size=100, min_std_deviation=cfg.min_std_deviation,
-            acceptable_heartbeat_pause=cfg.acceptable_heartbeat_pause,
-            first_heartbeat_estimate=cfg.heartbeat_interval, min_interval=cfg.heartbeat_interval)
-        detector.heartbeat(now)
-        self._nbrs[identity.node_id] = _Neighbour(identity, detector)
+        self._watch(identity, now)
         self.tree.add_neighbour(identity.node_id, now)
         effects.append(Connect(identity))
         rec = self._records.get(identity.node_id)
@@ -166,9 +152,8 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
             effects.append(Joined())
 
     def _drop_neighbour(self, node_id: bytes, effects: list[OverlayEffect], *, disconnect: bool = True) -> bool:
-        if self._nbrs.pop(node_id, None) is None:
+        if not self._unwatch(node_id):
             return False
-        self._probes.finish(node_id)
         self.tree.remove_neighbour(node_id)
         if disconnect:
             effects.append(Disconnect(node_id))
@@ -185,6 +170,9 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
             self._broadcast_record(rec, now, effects, observed=True)
         self._on_neighbour_lost(node_id, True, now, effects)
 
+    def _fail(self, node_id: bytes, reason: str, now: float, effects: list[OverlayEffect]) -> None:
+        self._neighbour_failed(node_id, reason, now, effects)
+
     def _on_neighbour_lost(self, node_id: bytes, failed: bool, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: a neighbour link went away (``failed``: unreachable, else left / record down)."""
 
@@ -192,19 +180,8 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
         """Hook: a record was added or changed status (``before``: previous status, None when new)."""
 
     def _sign_of_life(self, source: bytes, now: float, effects: list[OverlayEffect]) -> bool:
-        nbr = self._nbrs.get(source)
-        if nbr is None:
+        if not self._life(source, now, effects):
             return False
-        last = nbr.detector.last
-        if last is not None and now - last < self._life_resolution and nbr.suspect_since is None:
-            return True  # a burst of messages: one sample per quarter interval is enough for phi
-        nbr.detector.heartbeat(now)
-        if nbr.suspect_since is not None:
-            nbr.suspect_since = None
-            self._probes.finish(source)
-            rec = self._records.get(source)
-            if rec is not None and rec.st == ST_ALIVE:
-                effects.append(MemberChanged(rec.member(), rec.member(True)))
         rec = self._records.get(source)
         if rec is not None:
             rec.seen = now
@@ -263,7 +240,7 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
             self._records[new.node_id] = new
             self._summary_add(new)
             if new.st == ST_ALIVE:
-                effects.append(MemberUp(new.member()))
+                self._alive_record(new, now, effects)
             self._on_record(new, None, now, effects)
             return True
         if new.key() <= old.key():
@@ -279,7 +256,7 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
             self._records[new.node_id] = new
             self._summary_add(new)
             if new.st == ST_ALIVE:
-                effects.append(MemberUp(new.member()))
+                self._alive_record(new, now, effects)
             self._on_record(new, old.st, now, effects)
             return True
         if new.st != old.st:
@@ -288,12 +265,12 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
             self._set_status(old, new.st, "reported", now, effects)
             return True
         # same status, newer version: metadata / endpoints
-        before = old.member()
+        before = self._view(old)
         self._summary_remove(old)
         old.v, old.identity, old.wire, old.seen = new.v, new.identity, None, now
         self._summary_add(old)
-        if before != old.member():
-            effects.append(MemberChanged(old.member(), before))
+        if before != self._view(old):
+            effects.append(MemberChanged(self._view(old), before))
         return True
 
     def _own_record_changed(self, before: Key, now: float, effects: list[OverlayEffect]) -> None:
@@ -386,6 +363,8 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
             self._count("recv_hb")
             if not self._sign_of_life(source, now, effects):
                 self._on_stray_heartbeat(source, body, now, effects)
+            elif body.get("a"):
+                self._send(effects, source, OP_HEARTBEAT, {"in": self.incarnation})  # a suspecter's probe
             return effects
         if op == OP_SYNC:
             self._receive_sync(source, body, now, effects)
@@ -553,7 +532,7 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
         self._leaving = True
         for nid in sorted(self._nbrs):
             effects.append(Disconnect(nid))
-        self._nbrs.clear()
+            self._unwatch(nid)  # nothing is monitored any more (suspicions and probes end too)
         return effects
 
     # -- timers --------------------------------------------------------------------------------------
@@ -563,7 +542,7 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
         if self._leaving:
             return None
         deadline = min(self._next_hb, self._next_sync, self._next_refresh, self._next_sweep, self._next_announce,
-                       self.tree.next_deadline(), self._policy_deadline(), self._probes.next_deadline())
+                       self.tree.next_deadline(), self._policy_deadline(), self._monitor_deadline())
         if self._dialing:
             deadline = min(deadline, self._next_dial)
         self._due = deadline
@@ -580,32 +559,8 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
             return []
         cfg = self.config
         effects: list[OverlayEffect] = []
-        # Lifeguard: a late timer means this node was starved; the silence it measured is its own. A
-        # late heartbeat round declares nothing (the next round does, whatever its own lateness).
-        due, self._due = self._due, math.inf
-        late = bool(cfg.local_health_max) and due < now and self.health.timer(due, now)
-        if not late:
-            for send in self._probes.tick(now, self.incarnation):  # nacks of probes made for others
-                self._send(effects, send.to, send.op, send.body)
-        if now >= self._next_hb:
-            self._next_hb = max(self._next_hb + cfg.heartbeat_interval, now)
-            hold = late and not self._held
-            self._held = hold
-            for nid in sorted(self._nbrs):
-                nbr = self._nbrs.get(nid)
-                if nbr is None:
-                    continue
-                if not hold and nbr.detector.phi(now) >= cfg.phi_threshold:
-                    if nbr.suspect_since is None:
-                        self._start_suspicion(nid, nbr, now, effects)
-                    since = now if nbr.suspect_since is None else nbr.suspect_since
-                    if now - since >= self._suspicion_timeout(nid):
-                        if self._probes.finish(nid):
-                            self.health.worse(now, "missed_nacks")
-                        self._neighbour_failed(nid, "unreachable", now, effects)
-                        continue
-                self._send(effects, nid, OP_HEARTBEAT, {"in": self.incarnation})
-            self._heartbeat_round(now, effects)
+        self._monitor(now, effects)  # failure detection first: a heartbeat round never masks a suspicion
+        self._heartbeats(now, effects)
         if now >= self._next_announce:
             self._announce(now, effects)
         effects.extend(self.tree.tick(now))
@@ -637,19 +592,6 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
     def _policy_tick(self, now: float, effects: list[OverlayEffect]) -> None:
         """Hook: the subclass's timers."""
 
-    def _start_suspicion(self, nid: bytes, nbr: _Neighbour, now: float, effects: list[OverlayEffect]) -> None:
-        """Phi crossed the threshold for neighbour ``nid``: suspect it and ask other neighbours to probe it."""
-        nbr.suspect_since = now
-        self._count("suspicions")
-        rec = self._records.get(nid)
-        if rec is not None and rec.st == ST_ALIVE:
-            effects.append(MemberChanged(rec.member(True), rec.member()))
-        k = self.config.indirect_probes
-        if k:
-            helpers = [h for h in sorted(self._nbrs) if h != nid and self._nbrs[h].suspect_since is None]
-            for send in self._probes.request(nid, self._rng.sample(helpers, min(k, len(helpers))), self.incarnation):
-                self._send(effects, send.to, send.op, send.body)
-
     # probe hooks of the engine's indirect probes: only neighbours are linked and monitored
 
     def _linked(self, node_id: bytes) -> bool:
@@ -657,21 +599,6 @@ class RecordOverlay(MemberEngine[MembershipConfig]):
 
     def _probe_entry(self) -> dict[str, Any] | None:
         return identity_to_wire(self.local)
-
-    def _is_suspect(self, node_id: bytes) -> bool:
-        nbr = self._nbrs.get(node_id)
-        return nbr is not None and nbr.suspect_since is not None
-
-    def _suspicion_cleared(self, node_id: bytes, now: float, effects: list[OverlayEffect]) -> None:
-        nbr = self._nbrs[node_id]
-        nbr.detector.heartbeat(now)
-        nbr.suspect_since = None
-        rec = self._records.get(node_id)
-        if rec is not None and rec.st == ST_ALIVE:
-            effects.append(MemberChanged(rec.member(False), rec.member(True)))
-
-    def _heartbeat_round(self, now: float, effects: list[OverlayEffect]) -> None:
-        """Hook: called once per heartbeat round, after the neighbours got theirs."""
 
     def _sweep(self, now: float, effects: list[OverlayEffect]) -> None:
         cfg = self.config

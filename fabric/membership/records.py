@@ -58,13 +58,11 @@ class _Record:
     """One node's membership record (the CRDT register) plus this node's local view of it.
 
     The local view: ``seen`` (last time the record or its owner was heard of), ``changed_at`` (last
-    status change), ``reason`` (why it went down), and for cores that monitor every member (full-mesh)
-    ``up`` (MemberUp fired for this incarnation), ``suspect``, ``suspect_since``, ``probes_sent`` and the
-    member's failure ``detector``.
+    status change), ``reason`` (why it went down) and ``up`` (``MemberUp`` fired for this incarnation).
+    Whether the member is monitored, and its failure detector, is the engine's (:class:`_Neighbour`).
     """
 
-    __slots__ = ("identity", "v", "st", "seen", "changed_at", "wire", "_wire_tag", "reason", "up", "suspect",
-                 "suspect_since", "probes_sent", "detector")
+    __slots__ = ("identity", "v", "st", "seen", "changed_at", "wire", "_wire_tag", "reason", "up")
 
     def __init__(self, identity: Identity, v: int, st: int, now: float) -> None:
         self.identity = identity
@@ -76,10 +74,6 @@ class _Record:
         self._wire_tag: tuple[Identity, int, int] | None = None
         self.reason = ""
         self.up = False
-        self.suspect = False
-        self.suspect_since = 0.0
-        self.probes_sent = 0
-        self.detector: PhiAccrualDetector | None = None
 
     @property
     def node_id(self) -> bytes:
@@ -107,16 +101,15 @@ class _Record:
             self._wire_tag = (self.identity, self.v, self.st)
         return self.wire
 
-    def member(self, suspect: bool | None = None) -> Member:
-        """This record as a :class:`Member` (``suspect``: override the record's own suspicion flag)."""
+    def member(self, suspect: bool = False) -> Member:
+        """This record as a :class:`Member` (``suspect``: an alive member is locally suspect)."""
         ident = self.identity
         if self.st == ST_LEFT:
             status = MemberStatus.LEFT
         elif self.st == ST_DOWN:
             status = MemberStatus.DOWN
         else:
-            flag = self.suspect if suspect is None else suspect
-            status = MemberStatus.SUSPECT if flag else MemberStatus.ALIVE
+            status = MemberStatus.SUSPECT if suspect else MemberStatus.ALIVE
         # the identity's maps are never mutated (Identity's contract): shared, not copied
         return Member(ident.node_id, ident.name, ident.incarnation, status, ident.metadata, ident.endpoints, ident.boot)
 
@@ -162,14 +155,17 @@ def _key_hash(node_id: bytes, key: Key) -> int:
 
 
 class _Neighbour:
-    """A monitored link."""
+    """A monitored member (a neighbour of the engine's one failure-detection loop): its identity when it
+    became monitored, its phi detector, since when it is locally suspect (None: it is not) and the direct
+    probes sent during the current suspicion."""
 
-    __slots__ = ("identity", "detector", "suspect_since")
+    __slots__ = ("identity", "detector", "suspect_since", "probes_sent")
 
     def __init__(self, identity: Identity, detector: PhiAccrualDetector) -> None:
         self.identity = identity
         self.detector = detector
         self.suspect_since: float | None = None
+        self.probes_sent = 0
 
 
 def _digest_from_wire(raw: Any, limit: int) -> dict[bytes, Key] | None:

@@ -37,7 +37,7 @@ from .overlay import (
     _Record,
     _uint,
 )
-from .types import Connect, Dial, Identity, Joined, MemberUp
+from .types import Connect, Dial, Identity, Joined
 
 
 class StaticOverlay(RecordOverlay):
@@ -104,12 +104,12 @@ class StaticOverlay(RecordOverlay):
             self._next_redial = now + self.config.join_retry_max
             effects.extend(Dial(e) for e in self._unknown_endpoints())
 
-    def _heartbeat_round(self, now: float, effects: list[OverlayEffect]) -> None:
-        # probe the configured members that are not up: their answer brings them up
+    def _heartbeat_targets(self) -> list[bytes]:
+        # the monitored (up) members, then the configured ones that are not up: their answer brings them up
+        targets = sorted(self._nbrs)
         if self._joined:
-            for nid in sorted(self._configured):
-                if nid not in self._nbrs:
-                    self._send(effects, nid, OP_HEARTBEAT, {"in": self.incarnation})
+            targets.extend(nid for nid in sorted(self._configured) if nid not in self._nbrs)
+        return targets
 
     def receive(self, source: bytes, op: str, body: Any, now: float) -> list[OverlayEffect]:
         """See :meth:`RecordOverlay.receive`; a heartbeat with a higher incarnation from an up member
@@ -142,7 +142,7 @@ class StaticOverlay(RecordOverlay):
         self._records[rec.node_id] = fresh
         self._summary_add(fresh)
         self._count("revived")
-        effects.append(MemberUp(fresh.member()))
+        self._alive_record(fresh, now, effects)
         self._on_record(fresh, rec.st, now, effects)
 
     def _on_stray_heartbeat(self, source: bytes, body: dict[str, Any], now: float,
