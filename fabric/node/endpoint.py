@@ -12,6 +12,7 @@ offers no services and is never a member).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -54,7 +55,7 @@ from .message import (
 )
 from .outbox import Outboxes
 from .peers import Peers
-from .security import PK_META, NodeSecurity
+from .security import CERT_META, PK_META, NodeSecurity
 from .subscriptions import Subscriptions
 
 log = logging.getLogger("fabric.node")
@@ -100,6 +101,8 @@ class Endpoint:
                 raise ConfigError("security.keys: CURVE needs the ZeroMQ transport")
             self._transport.set_curve(self._sec.curve_settings(self.id, listen=self._role is not Role.CLIENT))
             self._metadata[PK_META] = self._sec.public.decode()
+            if self._sec.cert is not None:
+                self._metadata[CERT_META] = base64.b64encode(self._sec.cert).decode()
         self._channels = {c.name: c for c in self.config.channels}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"

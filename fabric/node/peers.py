@@ -248,6 +248,9 @@ class Peers:
                 return
             if self._sec is not None:
                 key = self._transport.peer_key  # the key this handshake link is pinned to
+                cert = h.get(K_CERT)
+                if key is not None and isinstance(cert, bytes) and TrustRole.MEMBER not in self._sec.roles(key):
+                    self._sec.admit_certificate(cert, key)  # a member admitted by its CA certificate
                 if key is None or TrustRole.MEMBER not in self._sec.roles(key):
                     self._errors["untrusted_welcome"] += 1
                     fut.set_exception(CallError(f"{info.name or info.id}: its key is not trusted as a member here"))
@@ -281,6 +284,10 @@ class Peers:
         server_key = None
         if self._sec is not None:
             server_key = info.public_key
+            if server_key is not None and self._sec.id_of(server_key) == key:
+                # a member learned through gossip may be trusted by its CA certificate, which its
+                # membership record carries (metadata ``fabric.cert``); verified like a HELLO's
+                self._sec.admit_from_metadata(info.meta, server_key)
             if (server_key is None or self._sec.id_of(server_key) != key
                     or TrustRole.MEMBER not in self._sec.roles(server_key)):
                 self._errors["untrusted_link"] += 1

@@ -16,11 +16,12 @@ admission asks :meth:`TrustStore.admitted` (the allowlist, or an admitted certif
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from .message import PK_META as _PK_META
 log = logging.getLogger("fabric.node")
 
 PK_META = _PK_META
+CERT_META = "fabric.cert"
+"""Identity metadata key carrying a member's certificate (base64) in secure mode, when it has one: a
+member learned through gossip is then admitted by its CA certificate like one that sent a HELLO."""
 """Identity metadata key carrying a member's CURVE public key (Z85) in secure mode, so a member learned
 through gossip (whose membership record carries its metadata) can be connected: a CURVE client must know
 the server's key first. A key is used only when it derives the member's node id, so gossip cannot
@@ -154,6 +158,19 @@ class NodeSecurity:
         self.forget_cached()
         return True
 
+    def admit_from_metadata(self, meta: Mapping[str, str], key: bytes) -> None:
+        """Admit the certificate a membership record carries (metadata ``fabric.cert``, base64) for
+        ``key`` when ``key`` is not trusted as a member yet. Bad text is counted like a bad certificate."""
+        text = meta.get(CERT_META)
+        if not text or TrustRole.MEMBER in self.roles(key):
+            return
+        try:
+            cert = base64.b64decode(text, validate=True)
+        except (ValueError, TypeError):
+            self.counters["bad_certificate"] += 1
+            return
+        self.admit_certificate(cert, key)
+
     # -- reloading and revocation ----------------------------------------------------------------------
 
     def watch(self, loop: asyncio.AbstractEventLoop, on_revoked: Callable[[frozenset[bytes]], None]) -> None:
@@ -195,7 +212,8 @@ class NodeSecurity:
                 if str(exc) != last_error:
                     last_error = str(exc)
                     log.warning("node %s: trust file not reloaded, the last good one stays in force: %s", name, exc)
-            self.forget_cached()  # certificates expire: re-ask the trust store now and then
+            self.trust.expire_certificates(time.time())  # fires on_revoke for peers whose certificate ran out
+            self.forget_cached()  # and re-ask the trust store for every key
 
     def curve_settings(self, node_id_text: str, *, listen: bool) -> CurveSettings:
         """The transport's CURVE settings: ZAP domains ``fabric/<id>/m`` (membership channel's ROUTER)
@@ -219,7 +237,8 @@ class NodeSecurity:
     def stats(self) -> dict[str, Any]:
         snap = self.trust.snapshot
         return {"mode": self.mode, "public_key": self.keys.public.decode(), "zap": zap_stats(),
-                "trusted_keys": len(snap.keys), "revoked_keys": len(snap.revoked), **dict(self.counters)}
+                "trusted_keys": len(snap.keys), "revoked_keys": len(snap.revoked), "trust": self.trust.stats(),
+                **dict(self.counters)}
 
 
-__all__ = ["CERT_FILE", "PK_META", "NodeSecurity", "parse_key", "split_seed"]
+__all__ = ["CERT_FILE", "CERT_META", "PK_META", "NodeSecurity", "parse_key", "split_seed"]
