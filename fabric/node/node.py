@@ -272,8 +272,9 @@ class Node(Endpoint):
         return self.on_member_event(lambda e: listener(e.member, e.previous) if isinstance(e, MemberChanged) else None)
 
     def phi(self, member: Peer) -> float | None:
-        """The failure detector's current phi for ``member`` (any :data:`Peer`); None when it is not an
-        up member (or on a client, or on an overlay without a phi detector). Suspicion starts at
+        """The failure detector's current phi for ``member`` (any :data:`Peer`); None when this node does
+        not monitor it (not an up member; on a partial-view overlay, not an active neighbour; on a
+        client). Suspicion starts at
         ``config.membership.phi_threshold``."""
         if self._membership is None or self._loop is None:
             return None
