@@ -6,7 +6,15 @@ Start here: :class:`Node` (async) or :class:`BlockingNode` (synchronous), config
 
 from .blocking import BlockingClient, BlockingNode
 from .client import Client
-from .config import DEFAULT_CHANNELS, MEMBERSHIP_CHANNEL, ChannelConfig, NodeConfig, OnFull, TransportConfig
+from .config import (
+    DEFAULT_CHANNELS,
+    MEMBERSHIP_CHANNEL,
+    ChannelConfig,
+    LimitsConfig,
+    NodeConfig,
+    OnFull,
+    TransportConfig,
+)
 from .errors import (
     BadRequest,
     BadSignature,
@@ -76,6 +84,7 @@ __all__ = [
     "TopologyCooldown",
     "TopologyError",
     "TransportConfig",
+    "LimitsConfig",
     "TruncatedMessage",
     "UnknownMessageType",
     "Unreachable",

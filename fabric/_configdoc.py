@@ -30,6 +30,12 @@ SECTIONS: list[tuple[str, str, str]] = [
     ),
     ("TransportConfig", "fabric.config:TransportConfig", "ZeroMQ socket options and batching."),
     (
+        "LimitsConfig",
+        "fabric.config:LimitsConfig",
+        "Bounds on what remote peers can make a node open, remember or spend (`NodeConfig.limits`; "
+        "docs/security.md, \"Limits and abuse\", says what happens at each and which counter shows it).",
+    ),
+    (
         "MembershipConfig",
         "fabric.membership.config:MembershipConfig",
         "Membership and failure detection (docs/membership.md). Presets: `MembershipConfig.local()` "

@@ -24,6 +24,7 @@ from ..config import MEMBERSHIP_CHANNEL, ChannelConfig, NodeConfig
 from ..errors import (
     MalformedHeader,
     NodeStateError,
+    Overloaded,
     ProtocolError,
     TruncatedMessage,
     Unreachable,
@@ -38,6 +39,7 @@ from ..transport.zmq import ZmqTransport
 from ..wire import MsgType, Role
 from ..wire.types import K_CT
 from .calls import Calls
+from .limits import LruCounterMap, RateLimitedLog, TokenBuckets, is_client_route, origin_of
 from .membership import NodeMembership
 from .message import (
     Handler,
@@ -85,7 +87,11 @@ class Endpoint:
         self._state = "new"
         self._endpoints: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._last_seq: dict[tuple[bytes, str, int], int] = {}
+        limits = self.config.limits
+        self._last_seq: LruCounterMap[tuple[bytes, str, int], int] = LruCounterMap(limits.max_seq_sources)
+        self._max_seq_gap = limits.max_seq_gap
+        self._client_calls = TokenBuckets(limits.client_call_rate, limits.client_call_rate, limits.rate_sources)
+        self._refusals = RateLimitedLog(log, limits.bad_input_log_interval)
         self._last_error_log = 0.0
         self.errors: Counter[str] = Counter()
         """Bad-input counters by category (``bad_signature``, ``truncated``, ``unknown_type`` ...)."""
@@ -99,7 +105,8 @@ class Endpoint:
         self._out = Outboxes(self._transport, self._id_bytes, self.counters, self.channel_counters,
                              batching=self.config.batching, batch_max_messages=tcfg.batch_max_messages,
                              batch_max_bytes=tcfg.batch_max_bytes)
-        self._subs = Subscriptions(self._handler_failed)
+        self._subs = Subscriptions(self._handler_failed, backlog=limits.subscription_backlog,
+                                   backlog_bytes=limits.subscription_backlog_bytes, on_drop=self._subscriber_dropped)
         self._calls = Calls(self.config, self._id_bytes, self._transport, self._out.enqueue, self._answer, self._spawn,
                             self.counters)
         self._peers = Peers(self.config, self._id_bytes, self.name, self._transport, self._channels,
@@ -152,7 +159,7 @@ class Endpoint:
         self._calls.start(loop)
         self._out.start(loop)
         self._peers.start(loop)
-        specs = [c.spec() for c in self.config.channels]
+        specs = [c.spec(self.config.limits) for c in self.config.channels]
         prefix = wire.routing_prefix(self._id_bytes, role=self._role, incarnation=self._incarnation)
         if self._role is Role.CLIENT:
             assert isinstance(self._transport, ZmqTransport), "clients use the ZeroMQ transport"
@@ -289,11 +296,11 @@ class Endpoint:
 
     def _forget_source(self, key: bytes) -> None:
         """Drop per-sender receive state (sequence tracking, traffic notes, client record): bounded state."""
-        self._peers.clients.pop(key, None)
+        self._peers.forget_client(key)
+        self._client_calls.forget(key)
         if self._membership is not None:
             self._membership.driver.forget(key)
-        for skey in [k for k in self._last_seq if k[0] == key]:
-            del self._last_seq[skey]
+        self._last_seq.discard_where(lambda k: k[0] == key)
 
     async def disconnect(self, peer: Peer) -> None:
         """Drop the link to ``peer`` (sending BYE first). Unknown peers are ignored. A link the overlay
@@ -430,6 +437,12 @@ class Endpoint:
         self._channel(channel)
         return self._subs.add(channel, handler, topic, inline)
 
+    def _subscriber_dropped(self, channel: str) -> None:
+        """A subscription's backlog is at its limit: the message is dropped (counted, logged rarely)."""
+        self.counters["subscription_dropped"] += 1
+        self._refusals.warning(time.monotonic(), "node %s: a slow subscription handler on channel %s is at its "
+                               "backlog limit; dropping messages (limits.subscription_backlog)", self.name, channel)
+
     def _handler_failed(self, channel: str) -> None:
         self.counters["handler_errors"] += 1
         now = time.monotonic()
@@ -487,11 +500,13 @@ class Endpoint:
             src = h["s"]
             lane = h.get("l", 0)
             if seq is not None:
-                skey = (src, channel, lane)
-                last = self._last_seq.get(skey)
+                last = self._last_seq.swap((src, channel, lane), seq)
                 if last is not None and seq > last + 1:
-                    self.counters["seq_gaps"] += seq - last - 1
-                self._last_seq[skey] = seq
+                    gap = seq - last - 1
+                    if gap > self._max_seq_gap:  # a restart or a spoofed sequence number: not a gap count
+                        self.counters["seq_jumps"] += 1
+                    else:
+                        self.counters["seq_gaps"] += gap
             subs = self._sub_map.get(channel)
             if not subs:
                 self.counters["undelivered"] += 1
@@ -501,6 +516,8 @@ class Endpoint:
             for sub in subs:
                 sub.deliver(msg)
         elif t == MsgType.CALL:
+            if route is not None and is_client_route(route) and not self._client_call_allowed(h, channel, route):
+                return
             self._calls.on_call(env, channel, route, link)
         elif t == MsgType.REPLY or t == MsgType.ERROR:
             self._calls.on_answer(env)
@@ -515,10 +532,34 @@ class Endpoint:
             self._peers.on_handshake_answer(env, link)
         elif t == MsgType.BYE:
             src = h["s"]
+            if origin_of(route, link) != src:
+                self._forged(src, route, link, "BYE")
+                return
             self._peers.unlink(src, reason="left")
             self._forget_source(src)
         else:
             self.counters["ignored"] += 1
+
+    def _forged(self, src: bytes, route: bytes | None, link: Link | None, what: str) -> None:
+        """A control message claims a source its connection does not speak for: drop, count, log rarely."""
+        self.errors["forged_source"] += 1
+        origin = origin_of(route, link)
+        self._refusals.warning(time.monotonic(), "node %s dropped a %s claiming to be %s from %s", self.name, what,
+                               id_text(src)[:8] if len(src) == 16 else src.hex()[:16],
+                               id_text(origin)[:8] if origin is not None else "an unattributable connection")
+
+    def _client_call_allowed(self, h: dict[str, Any], channel: str, route: bytes) -> bool:
+        """A client's CALL: note it is alive (client expiry), and apply ``limits.client_call_rate``."""
+        assert self._loop is not None
+        now = self._loop.time()
+        key = route[1:17]
+        self._peers.client_heard(key, now)
+        if self._client_calls.allow(key, now):
+            return True
+        self.counters["client_calls_limited"] += 1
+        self._answer(channel, route, None, wire.error(self._id_bytes, h["i"], code=Overloaded.code,
+                                                      message="client call rate limit (limits.client_call_rate)"))
+        return False
 
     def _answer(self, channel: str, route: bytes | None, link: Link | None, frames: list[bytes]) -> None:
         """Send ``frames`` back the way a request came in (ROUTER route, or the link it arrived on)."""
@@ -559,6 +600,22 @@ class Endpoint:
             "subscription_backlog": self._subs.backlog(),
             "membership": dict(m.driver.core.stats()) if m is not None else {},
             "links": dict(m.driver.links.counters) if m is not None else {},
+            "limits": self._limit_usage(),
+        }
+
+    def _limit_usage(self) -> dict[str, int]:
+        """How full each bounded structure is, and how often it forgot something (docs/security.md)."""
+        if self._last_seq.evictions:
+            self.counters["seq_evictions"] = self._last_seq.evictions
+        m = self._membership
+        return {
+            "peers": len(self._peers.linked),
+            "clients": len(self._peers.clients),
+            "seq_sources": len(self._last_seq),
+            "seq_evictions": self._last_seq.evictions,
+            "client_call_sources": len(self._client_calls),
+            "traffic_sources": m.driver.traffic_sources if m is not None else 0,
+            "subscription_backlog_max": self._subs.max_backlog(),
         }
 
     def health(self) -> dict[str, Any]:

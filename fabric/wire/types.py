@@ -82,6 +82,9 @@ class RejectCode(IntEnum):
     """The role is not accepted here (e.g. clients are disabled)."""
     IDENTITY = 9
     """The identity is invalid or refused."""
+    LIMIT = 11
+    """A limit of the receiving node refused it: too many peers, or more lanes than it allows
+    (issue 16; 10 is reserved for UNTRUSTED)."""
 
 
 # Header keys: short, stable, lower-case strings. Unknown keys are ignored by receivers.
