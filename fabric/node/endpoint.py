@@ -300,7 +300,10 @@ class Endpoint:
         self._client_calls.forget(key)
         if self._membership is not None:
             self._membership.driver.forget(key)
-        self._last_seq.discard_where(lambda k: k[0] == key)
+        # Sequence trackers are left to age out of their LRU (limits.max_seq_sources): scanning for this
+        # source's would cost O(table) per departure, which a flood of client HELLOs evicting clients
+        # turned into seconds of loop time. A stale entry is harmless: a source that comes back restarts
+        # below it, which counts no gap, and the first message replaces it.
 
     async def disconnect(self, peer: Peer) -> None:
         """Drop the link to ``peer`` (sending BYE first). Unknown peers are ignored. A link the overlay

@@ -109,13 +109,6 @@ class LruCounterMap(Generic[K, V]):
         data[key] = value
         return old
 
-    def discard_where(self, predicate: Any) -> int:
-        """Remove every entry whose key satisfies ``predicate(key)``; returns how many."""
-        doomed = [k for k in self._data if predicate(k)]
-        for k in doomed:
-            del self._data[k]
-        return len(doomed)
-
     def clear(self) -> None:
         """Forget everything."""
         self._data.clear()

@@ -7,15 +7,18 @@ RSS is read from /proc/self/status (VmRSS), descriptors from /proc/self/fd: Linu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import zmq
 
 from fabric import wire
 from fabric.wire import Role
+from tests.support import Child
 
 
 def rss_mib() -> float:
@@ -100,3 +103,20 @@ def report(label: str, **figures: Any) -> None:
     """One line of figures in the test output (run pytest with -s to see them)."""
     print(f"[abuse] {label}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                            for k, v in figures.items()))
+
+
+@contextlib.asynccontextmanager
+async def attacker_process(mode: str, endpoint: str, count: int, size: int = 1,
+                           timeout: float = 300.0) -> AsyncIterator[Child]:
+    """Run tests/integration/abuse_attacker.py in a child process until it has sent ``count`` messages;
+    on exit it closes its socket and ends (stopped by its PID if it does not)."""
+    child = Child.python("-m", "tests.integration.abuse_attacker", mode, endpoint, str(count), str(size))
+    try:
+        await asyncio.to_thread(child.expect, "sent", timeout)
+        yield child
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            child.send_line("")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(child.proc.wait, 15)
+        child.stop()

@@ -54,10 +54,9 @@ def test_lru_counter_map_forgets_the_least_recently_used() -> None:
     m.swap("d", 1)  # evicts b
     assert "b" not in m and "a" in m and len(m) == 3 and m.evictions == 1
     assert m.get("a") == 2
-    assert m.discard_where(lambda k: k in ("a", "c")) == 2 and len(m) == 1
     for i in range(100):
         m.swap(str(i), i)
-    assert len(m) == 3 and m.evictions == 1 + 98
+    assert len(m) == 3 and m.evictions == 1 + 100
 
 
 def test_origin_is_the_node_id_in_a_fabric_routing_id_or_the_link() -> None:
