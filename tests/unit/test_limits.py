@@ -158,3 +158,12 @@ def test_rate_limited_log_writes_one_line_per_interval(caplog: pytest.LogCapture
             rl.warning(i * 0.25, "refused %d", i)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 5 and lines[0] == "refused 0" and "similar lines suppressed" in lines[1]
+
+
+def test_limits_are_settable_like_every_nested_config() -> None:
+    from fabric.settings import load
+
+    s = load(None, environ={"FOUNDATION_LIMITS__MAX_PEERS": "7"},
+             flags={"set": ("limits.client_expiry=30", "channels.coordination.max_message_size=1000")})
+    assert s.node.limits.max_peers == 7 and s.node.limits.client_expiry == 30.0
+    assert s.node.channel("coordination").max_message_size == 1000 and s.node.channel("data").max_message_size is None
