@@ -619,6 +619,8 @@ class Endpoint:
             "client_call_sources": len(self._client_calls),
             "traffic_sources": m.driver.traffic_sources if m is not None else 0,
             "subscription_backlog_max": self._subs.max_backlog(),
+            "broadcast_subscriptions": sum(getattr(self._transport, "subscriptions", {}).values()),
+            **self._peers.usage(),
         }
 
     def health(self) -> dict[str, Any]:

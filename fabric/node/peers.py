@@ -24,7 +24,7 @@ from typing import Any
 from .. import wire
 from ..config import MEMBERSHIP_CHANNEL, NodeConfig
 from ..errors import CallError, ConfigError, ProtocolError, Unreachable, VersionMismatch
-from ..transport.base import Link, Transport
+from ..transport.base import ChannelKind, Link, Transport
 from ..wire import RejectCode, Role
 from ..wire.types import K_TOPOLOGY
 from .calls import Answer
@@ -102,7 +102,9 @@ class Peers:
         self._hello_source = TokenBuckets(limits.hello_rate, limits.hello_burst, limits.rate_sources)
         self._hello_global = TokenBuckets(limits.hello_rate_global, limits.hello_rate_global, 1)
         self._refusals = RateLimitedLog(log, limits.bad_input_log_interval)
+        # Lanes a peer may use per channel: broadcast channels have one (more would subscribe twice).
         self._own_lanes = {c.name: c.parallelism for c in config.channels}
+        self._one_lane = {c.name for c in config.channels if c.kind is ChannelKind.BROADCAST}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the node's loop."""
@@ -239,7 +241,13 @@ class Peers:
         return None
 
     def _allowed_lanes(self, channel: str) -> int:
+        if channel in self._one_lane:
+            return 1
         return max(self._own_lanes.get(channel, 1), self._limits.max_peer_lanes)
+
+    def usage(self) -> dict[str, int]:
+        """Fill levels of the bounded tables kept here (``stats()["limits"]``)."""
+        return {"hello_sources": len(self._hello_source), "hello_source_evictions": self._hello_source.evictions}
 
     def client_heard(self, key: bytes, now: float) -> None:
         """A client said something: it is the most recently heard (expiry and eviction go by silence)."""

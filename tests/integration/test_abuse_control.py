@@ -120,16 +120,19 @@ def test_a_hello_advertising_too_many_lanes_is_refused_without_opening_sockets()
                                [("membership", "control"), ("coordination", "control"), ("gossip", "control"),
                                 ("data", "bulk"), ("events", "broadcast")], start=1)}
                     att.send(member_hello(os.urandom(16), eps))
-                await until(lambda: a.counters["lanes_refused"] == 16, what="16 refusals")
+                # a broadcast channel has one lane: two would subscribe twice to the same PUB
+                att.send(member_hello(os.urandom(16), {"membership": ["control", "tcp://127.0.0.1:1", 1],
+                                                       "events": ["broadcast", "tcp://127.0.0.1:2", 2]}))
+                await until(lambda: a.counters["lanes_refused"] == 17, what="17 refusals")
                 answers = await asyncio.to_thread(att.recv_all, 0.5)
-            assert len(answers) == 16
+            assert len(answers) == 17
             for frames in answers:
                 env = decode_answer(frames)
                 assert env.type == MsgType.REJECT and env.header["ec"] == RejectCode.LIMIT
             assert a.stats()["transport"]["sockets"] == sockets_before
             assert a.peers() == [] and a.stats()["transport"]["links"] == 0
             fds_after = open_fds()
-            report("255-lane HELLOs", sent=16, refused=a.counters["lanes_refused"],
+            report("255-lane HELLOs", sent=17, refused=a.counters["lanes_refused"],
                    sockets_before=sockets_before, sockets_after=a.stats()["transport"]["sockets"],
                    fds_before=fds_before, fds_after=fds_after)
             assert fds_after - fds_before < 20  # the attacker's own context and connection, nothing per lane
