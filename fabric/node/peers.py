@@ -303,10 +303,11 @@ class Peers:
 
     # -- links -----------------------------------------------------------------------------------------
 
-    def link(self, info: PeerInfo, *, probe: bool = False) -> None:
+    def link(self, info: PeerInfo, *, probe: bool = False) -> bool:
         """Open (or reopen, for a new incarnation) the sockets to a member: every channel, or with
         ``probe`` the membership channel only. A full link asked for over a probe link adds the missing
-        channels to it."""
+        channels to it. Returns False when no link could be opened: ``limits.max_peers`` links exist
+        (counted ``peers_refused``) or the peer's endpoints are malformed (``bad_endpoint``)."""
         key = wire.node_id_bytes(info.id)
         current = self.linked.get(key)
         if current is not None:
@@ -314,7 +315,7 @@ class Peers:
                 if current.probe and not probe and self._connect(key, info, self._endpoints(info), keep=True):
                     current.probe = False
                     self._counters["probe_links_upgraded"] += 1
-                return
+                return True
             self.unlink(key, reason="restarted")
         # One endpoint serves one node at a time: a link to another id at the same seed is stale (that
         # node died and this one took its address), and its sockets would clash with the new ones.
@@ -322,18 +323,19 @@ class Peers:
             self.unlink(other, reason="replaced at the same endpoint")
         if len(self.linked) >= self._limits.max_peers:
             self._counters["peers_refused"] += 1
-            return
+            return False
         endpoints = self._endpoints(info)
         if probe:
             endpoints = {name: ep for name, ep in endpoints.items() if name == MEMBERSHIP_CHANNEL}
         if not self._connect(key, info, endpoints):
-            return
+            return False
         if probe:
             self._counters["probe_links_opened"] += 1
         self.linked[key] = LinkedPeer(info, key, time.monotonic(), probe=probe)
         log.log(logging.DEBUG if probe else logging.INFO, "node %s linked to %s (%s)%s", self._name, info.name,
                 info.id[:8], " (probe)" if probe else "")
         self._on_link(info)
+        return True
 
     def _connect(self, key: bytes, info: PeerInfo, endpoints: dict[str, str], *, keep: bool = False) -> bool:
         """Open the sockets of a link; a peer-supplied endpoint libzmq refuses is counted (``bad_endpoint``),

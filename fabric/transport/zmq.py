@@ -672,6 +672,8 @@ class ZmqTransport(Transport):
             self.counters["send_full"] += 1
             return False
         self.counters["sent"] += 1
+        if _events(s.sock) & _POLLIN:  # the send may have consumed the edge announcing subscriptions
+            self._schedule(s)
         return True
 
     def stats(self) -> dict[str, Any]:
