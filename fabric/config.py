@@ -341,9 +341,10 @@ class LimitsConfig:
     """Sources whose rate-limit buckets are kept (least recently used forgotten first): bounds the
     memory random source ids can make the rate limiters take."""
     max_seq_sources: int = 8192
-    """(source, channel, lane) triples whose last sequence number is remembered for gap counting; the
-    least recently used is forgotten beyond it (counted ``seq_evictions``). Random source ids cost one
-    entry each, so this bounds what they take."""
+    """(source, channel, lane) triples whose last sequence number is remembered for gap counting. Random
+    source ids cost one entry each, so this bounds what they take: a triple not heard from while half this
+    many new ones arrived is forgotten (counted ``seq_evictions``; a generational LRU, one dict lookup per
+    message)."""
     max_seq_gap: int = 1_000_000
     """The most missing messages one arriving message may add to ``seq_gaps``; a larger jump is a
     restart or a spoofed sequence number and is counted once in ``seq_jumps`` instead."""

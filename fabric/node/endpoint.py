@@ -39,7 +39,7 @@ from ..transport.zmq import ZmqTransport
 from ..wire import MsgType, Role
 from ..wire.types import K_CT
 from .calls import Calls
-from .limits import LruCounterMap, RateLimitedLog, TokenBuckets, is_client_route, origin_of
+from .limits import LruCounterMap, RateLimitedLog, TokenBuckets, origin_of
 from .membership import NodeMembership
 from .message import (
     Handler,
@@ -58,6 +58,7 @@ from .subscriptions import Subscriptions
 log = logging.getLogger("fabric.node")
 
 _UP = (MemberStatus.ALIVE, MemberStatus.SUSPECT)
+_CLIENT_ROUTE = wire.ROUTING_CLIENT  # first octet of a client-role peer's routing id
 
 
 
@@ -505,7 +506,12 @@ class Endpoint:
             src = h["s"]
             lane = h.get("l", 0)
             if seq is not None:
-                last = self._last_seq.swap((src, channel, lane), seq)
+                skey = (src, channel, lane)
+                last_seq = self._last_seq
+                last = last_seq.hot.get(skey)
+                if last is None:  # bounded: a new source may push out one not heard from for long
+                    last = last_seq.miss(skey)
+                last_seq.hot[skey] = seq
                 if last is not None and seq > last + 1:
                     gap = seq - last - 1
                     if gap > self._max_seq_gap:  # a restart or a spoofed sequence number: not a gap count
@@ -521,7 +527,7 @@ class Endpoint:
             for sub in subs:
                 sub.deliver(msg)
         elif t == MsgType.CALL:
-            if route is not None and is_client_route(route) and not self._client_call_allowed(h, channel, route):
+            if route is not None and route[0] == _CLIENT_ROUTE and not self._client_call_allowed(h, channel, route):
                 return
             self._calls.on_call(env, channel, route, link)
         elif t == MsgType.REPLY or t == MsgType.ERROR:

@@ -2,7 +2,7 @@
 
 * :class:`TokenBuckets` — rate limits per source (HELLO, client calls), with a bounded, least recently
   used table of sources: random source ids cost one bucket each, up to ``max_keys``.
-* :class:`LruCounterMap` — a bounded mapping that forgets its least recently used entry (``_last_seq``).
+* :class:`LruCounterMap` — a bounded mapping that forgets what was not used recently (``_last_seq``).
 * :func:`origin_of` — who a message came from as the connection says it (development mode: the routing
   id or the link the message arrived on, self-asserted but the same for every message of a connection).
 * :class:`RateLimitedLog` — one WARNING line per interval for refused peer input.
@@ -73,45 +73,59 @@ class TokenBuckets:
 
 
 class LruCounterMap(Generic[K, V]):
-    """A mapping of at most ``max_size`` entries that forgets the least recently used one when a new key
-    arrives at the limit (counted in :attr:`evictions`). :meth:`swap` is the one hot-path operation."""
+    """A mapping of at most ``max_size`` entries that forgets what was not used recently (a generational
+    approximation of least-recently-used, cheap enough for the receive path: a hit is one dict lookup).
 
-    __slots__ = ("max_size", "_data", "evictions")
+    Entries live in a *hot* generation and a *cold* one. A lookup that misses the hot one moves the entry
+    up from the cold one; when the hot generation reaches half of ``max_size`` it becomes the cold one and
+    whatever was still cold is forgotten (counted in :attr:`evictions`). So an entry used at least once
+    per ``max_size / 2`` new keys is never forgotten, and the map never holds more than ``max_size``."""
+
+    __slots__ = ("max_size", "hot", "_cold", "evictions")
 
     def __init__(self, max_size: int) -> None:
-        if max_size < 1:
-            raise ValueError("max_size must be >= 1")
+        if max_size < 2:
+            raise ValueError("max_size must be >= 2")
         self.max_size = max_size
-        self._data: OrderedDict[K, V] = OrderedDict()
+        self.hot: dict[K, V] = {}
+        """The recent generation: read it directly on hot paths, call :meth:`miss` when a key is absent."""
+        self._cold: dict[K, V] = {}
         self.evictions = 0
-        """Entries forgotten because the map was full."""
+        """Entries forgotten because they were not used for a whole generation."""
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self.hot) + len(self._cold)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data
+        return key in self.hot or key in self._cold
 
     def get(self, key: K) -> V | None:
-        """The value of ``key`` (None when absent); does not change the order."""
-        return self._data.get(key)
+        """The value of ``key`` (None when absent); does not move it."""
+        value = self.hot.get(key)
+        return value if value is not None else self._cold.get(key)
+
+    def miss(self, key: K) -> V | None:
+        """``key`` is not in :attr:`hot`: take its value out of the cold generation (None when absent) and
+        make room in the hot one, so that ``hot[key] = value`` may follow."""
+        value = self._cold.pop(key, None)
+        if len(self.hot) >= self.max_size // 2:
+            self.evictions += len(self._cold)
+            self._cold = self.hot
+            self.hot = {}
+        return value
 
     def swap(self, key: K, value: V) -> V | None:
-        """Store ``value`` under ``key`` as the most recently used entry; return the previous value."""
-        data = self._data
-        old = data.get(key)
+        """Store ``value`` under ``key`` as recently used; return the previous value (None: absent)."""
+        old = self.hot.get(key)
         if old is None:
-            if len(data) >= self.max_size:
-                data.popitem(last=False)
-                self.evictions += 1
-        else:
-            data.move_to_end(key)
-        data[key] = value
+            old = self.miss(key)
+        self.hot[key] = value
         return old
 
     def clear(self) -> None:
         """Forget everything."""
-        self._data.clear()
+        self.hot.clear()
+        self._cold.clear()
 
 
 def origin_of(route: bytes | None, link: Link | None) -> bytes | None:

@@ -90,7 +90,7 @@ def test_random_source_ids_and_pings_stay_within_their_tables() -> None:
                 pongs = await asyncio.to_thread(att.recv_all, 0.3)
             usage = b.stats()["limits"]
             after = rss_mib()
-            assert usage["seq_sources"] == table and usage["seq_evictions"] == sends - table
+            assert usage["seq_sources"] <= table and usage["seq_evictions"] + usage["seq_sources"] == sends
             assert usage["traffic_sources"] <= table
             assert b.counters["traffic_notes_evicted"] > 0
             assert len(pongs) == pings

@@ -65,8 +65,8 @@ def test_200k_sends_and_200k_pings_from_random_source_ids() -> None:
                    rss_after_pings_mib=rss_mib(), seq_sources=usage["seq_sources"], seq_evictions=usage["seq_evictions"],
                    traffic_sources=usage["traffic_sources"])
             limits = b.config.limits
-            assert usage["seq_sources"] == limits.max_seq_sources
-            assert usage["seq_evictions"] == n - limits.max_seq_sources
+            assert usage["seq_sources"] <= limits.max_seq_sources
+            assert usage["seq_evictions"] + usage["seq_sources"] == n
             assert usage["traffic_sources"] <= limits.max_traffic_sources
 
     run(scenario())

@@ -45,18 +45,23 @@ def test_token_buckets_keep_at_most_max_keys_sources() -> None:
         TokenBuckets(rate=0, burst=1)
 
 
-def test_lru_counter_map_forgets_the_least_recently_used() -> None:
-    m: LruCounterMap[str, int] = LruCounterMap(3)
+def test_lru_counter_map_forgets_what_was_not_used_recently() -> None:
+    m: LruCounterMap[str, int] = LruCounterMap(4)  # generations of 2
     assert m.swap("a", 1) is None
     m.swap("b", 1)
-    m.swap("c", 1)
-    assert m.swap("a", 2) == 1  # a is now the most recent
-    m.swap("d", 1)  # evicts b
-    assert "b" not in m and "a" in m and len(m) == 3 and m.evictions == 1
-    assert m.get("a") == 2
+    m.swap("c", 1)  # a and b go cold
+    assert m.swap("a", 2) == 1  # a is used again: back in the hot generation
+    m.swap("d", 1)  # c and a hot are full: the cold generation (b) is forgotten
+    assert "b" not in m and "a" in m and "c" in m and m.evictions == 1
+    assert m.get("a") == 2 and len(m) <= 4
     for i in range(100):
         m.swap(str(i), i)
-    assert len(m) == 3 and m.evictions == 1 + 100
+        if i % 2:
+            m.swap("a", i)  # used all the time: never forgotten
+        assert len(m) <= 4
+    assert "a" in m and m.evictions >= 100 - 4
+    with pytest.raises(ValueError):
+        LruCounterMap(1)
 
 
 def test_origin_is_the_node_id_in_a_fabric_routing_id_or_the_link() -> None:
