@@ -314,9 +314,15 @@ class LimitsConfig:
     for that channel (the larger of the two is allowed). Each lane is a socket and a descriptor per
     linked peer: one HELLO advertising 255 lanes on five channels opened 1,275 sockets. More: the
     HELLO is refused (REJECT ``LIMIT``, counted ``lanes_refused``)."""
-    max_peers: int = 1024
+    max_peers: int = 512
     """Members this node links to at once. A member HELLO beyond it is refused (REJECT ``LIMIT``,
-    counted ``peers_refused``); partial-view overlays keep a handful of links, full mesh one per member."""
+    counted ``peers_refused``); partial-view overlays keep a handful of links, full mesh one per member
+    (it suits up to ~100 members)."""
+    max_link_sockets: int = 4096
+    """ZeroMQ sockets all links together may hold (one per lane and channel of each linked peer; each
+    costs a descriptor or two). A member HELLO whose link would go beyond it is refused (REJECT ``LIMIT``,
+    counted ``sockets_refused``): the descriptor budget holds whatever lanes peers advertise. With the
+    default channels a peer costs 8 sockets, so 4096 leaves room for ``max_peers`` of them."""
     max_clients: int = 1024
     """Client-role peers remembered at once. Beyond it the longest-silent client is forgotten (counted
     ``clients_evicted``): a client that never says BYE must not pin memory."""

@@ -91,6 +91,9 @@ class Peers:
         self._errors = errors
         self.linked: dict[bytes, LinkedPeer] = {}
         """Node id -> linked member (read on hot paths; change it only through link/unlink)."""
+        self._link_sockets: dict[bytes, int] = {}  # node id -> sockets its link holds
+        self.sockets_in_use = 0
+        """Sockets all links hold together (bounded by ``limits.max_link_sockets``)."""
         self.clients: dict[bytes, PeerInfo] = {}
         """Node id -> client-role peer that said HELLO (longest silent first)."""
         self._client_seen: dict[bytes, float] = {}  # node id -> last heard (loop clock), longest silent first
@@ -232,6 +235,13 @@ class Peers:
                 self._refusals.warning(now, "node %s refused member %s: %d lanes on channel %s (at most %d)",
                                        self._name, info.id[:8], lanes, name, allowed)
                 return RejectCode.LIMIT, f"channel {name}: {lanes} lanes; this node allows 1..{allowed}"
+        need = self._sockets_needed(info, self._endpoints(info)) - self._link_sockets.get(key, 0)
+        if self.sockets_in_use + need > self._limits.max_link_sockets:
+            self._counters["sockets_refused"] += 1
+            self._refusals.warning(now, "node %s refused member %s: its link needs %d sockets, %d of %d in use "
+                                   "(limits.max_link_sockets)", self._name, info.id[:8], need, self.sockets_in_use,
+                                   self._limits.max_link_sockets)
+            return RejectCode.LIMIT, f"this node holds at most {self._limits.max_link_sockets} link sockets"
         bad = next((ep for name, ep in self._endpoints(info).items() if not valid_endpoint(ep)), None)
         if bad is not None or not info.seed:
             self._errors["bad_endpoint"] += 1
@@ -247,7 +257,28 @@ class Peers:
 
     def usage(self) -> dict[str, int]:
         """Fill levels of the bounded tables kept here (``stats()["limits"]``)."""
-        return {"hello_sources": len(self._hello_source), "hello_source_evictions": self._hello_source.evictions}
+        return {"hello_sources": len(self._hello_source), "hello_source_evictions": self._hello_source.evictions,
+                "link_sockets": self.sockets_in_use}
+
+    def _sockets_needed(self, info: PeerInfo, endpoints: dict[str, str]) -> int:
+        """Sockets a link to ``info`` over ``endpoints`` opens (lanes clamped as :meth:`_parallelism`)."""
+        lanes = self._parallelism(info)
+        return sum(1 if name in self._one_lane else lanes.get(name, self._own_lanes.get(name, 1)) for name in endpoints)
+
+    def _budget(self, key: bytes, info: PeerInfo, endpoints: dict[str, str]) -> int | None:
+        """The sockets a link over ``endpoints`` would hold, or None (counted) beyond ``max_link_sockets``."""
+        total = self._sockets_needed(info, endpoints)
+        if self.sockets_in_use - self._link_sockets.get(key, 0) + total > self._limits.max_link_sockets:
+            self._counters["sockets_refused"] += 1
+            return None
+        return total
+
+    def _hold(self, key: bytes, sockets: int) -> None:
+        self.sockets_in_use += sockets - self._link_sockets.get(key, 0)
+        if sockets:
+            self._link_sockets[key] = sockets
+        else:
+            self._link_sockets.pop(key, None)
 
     def client_heard(self, key: bytes, now: float) -> None:
         """A client said something: it is the most recently heard (expiry and eviction go by silence)."""
@@ -312,9 +343,14 @@ class Peers:
         current = self.linked.get(key)
         if current is not None:
             if current.info.incarnation == info.incarnation:
-                if current.probe and not probe and self._connect(key, info, self._endpoints(info), keep=True):
-                    current.probe = False
-                    self._counters["probe_links_upgraded"] += 1
+                if current.probe and not probe:
+                    full = self._budget(key, info, self._endpoints(info))
+                    if full is None:
+                        return True  # the probe link stays; the rest waits for room
+                    if self._connect(key, info, self._endpoints(info), keep=True):
+                        current.probe = False
+                        self._hold(key, full)
+                        self._counters["probe_links_upgraded"] += 1
                 return True
             self.unlink(key, reason="restarted")
         # One endpoint serves one node at a time: a link to another id at the same seed is stale (that
@@ -327,8 +363,10 @@ class Peers:
         endpoints = self._endpoints(info)
         if probe:
             endpoints = {name: ep for name, ep in endpoints.items() if name == MEMBERSHIP_CHANNEL}
-        if not self._connect(key, info, endpoints):
+        sockets = self._budget(key, info, endpoints)
+        if sockets is None or not self._connect(key, info, endpoints):
             return False
+        self._hold(key, sockets)
         if probe:
             self._counters["probe_links_opened"] += 1
         self.linked[key] = LinkedPeer(info, key, time.monotonic(), probe=probe)
@@ -368,6 +406,7 @@ class Peers:
         if peer is None:
             return
         self._transport.disconnect(key)
+        self._hold(key, 0)
         log.log(logging.DEBUG if peer.probe else logging.INFO, "node %s unlinked %s (%s)", self._name, peer.info.name,
                 reason)
         self._on_unlink(key, peer.info, reason)

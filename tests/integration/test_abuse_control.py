@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fabric import LimitsConfig, Node, NodeConfig, wire
+from fabric import CallError, LimitsConfig, Node, NodeConfig, wire
 from fabric.topology.coordinator import MAX_EPOCH, MAX_EPOCH_STEP
 from fabric.topology.driver import TOPOLOGY_OP
 from fabric.wire import MsgType, RejectCode
@@ -165,9 +165,14 @@ def test_a_member_hello_with_a_malformed_endpoint_is_counted_and_leaves_nothing(
     assert not any(r.exc_info for r in caplog.records), "no traceback"
 
 
-def test_member_hellos_beyond_max_peers_are_refused() -> None:
+@pytest.mark.parametrize(("limits", "counter", "message"), [
+    (LimitsConfig(max_peers=2), "peers_refused", "at most 2 peers"),
+    (LimitsConfig(max_link_sockets=20), "sockets_refused", "at most 20 link sockets"),  # 8 sockets per peer
+])
+def test_member_hellos_beyond_max_peers_or_the_socket_budget_are_refused(limits: LimitsConfig, counter: str,
+                                                                          message: str) -> None:
     async def scenario() -> None:
-        cfg = NodeConfig.local(name="a", limits=LimitsConfig(max_peers=2))
+        cfg = NodeConfig.local(name="a", limits=limits)
         async with Node(cfg) as a:
             others = [Node(NodeConfig.local(name=f"n{i}")) for i in range(3)]
             for n in others:
@@ -175,10 +180,10 @@ def test_member_hellos_beyond_max_peers_are_refused() -> None:
             try:
                 await others[0].connect(a.seed)
                 await others[1].connect(a.seed)
-                with pytest.raises(Exception, match="at most 2 peers"):
+                with pytest.raises(CallError, match=message):
                     await others[2].connect(a.seed)
-                assert a.counters["peers_refused"] >= 1
-                assert len(a.peers()) == 2
+                assert a.counters[counter] >= 1
+                assert len(a.peers()) == 2 and a.stats()["limits"]["link_sockets"] <= 20
             finally:
                 for n in others:
                     await n.stop()
