@@ -92,7 +92,7 @@ class ChannelConfig:
     max_message_size: int | None = None
     """ZMQ_MAXMSGSIZE in bytes: a peer sending a larger message is disconnected by libzmq before it is
     buffered whole (-1: no limit). None: the default of the channel's kind from ``NodeConfig.limits``
-    (control and broadcast 4 MiB, bulk 256 MiB)."""
+    (control and broadcast 4 MiB, bulk 64 MiB)."""
     batching: bool = True
     """Coalesce messages queued in one event-loop turn to the same peer lane into one BATCH (control
     channels). Cuts per-message ZeroMQ cost several-fold for small messages; adds no delay (it flushes at
@@ -292,7 +292,7 @@ class LimitsConfig:
     messages) keep it small; 4 MiB still carries a 1 MiB call with room to spare."""
     broadcast_max_message_size: int = 4 * 1024 * 1024
     """Bytes; ZMQ_MAXMSGSIZE of broadcast channels left at None (what a peer's PUB may send to our SUB)."""
-    bulk_max_message_size: int = 256 * 1024 * 1024
+    bulk_max_message_size: int = 64 * 1024 * 1024
     """Bytes; ZMQ_MAXMSGSIZE of bulk channels left at None: large payloads belong here, but a stalled
     connection holds up to this much, so it is not unlimited. Raise it (or set the channel's own
     ``max_message_size``) for larger single messages."""

@@ -90,7 +90,7 @@ def test_limits_config_is_validated_and_gives_message_sizes_per_kind() -> None:
     limits = LimitsConfig()
     assert limits.max_message_size(ChannelKind.CONTROL) == 4 << 20
     assert limits.max_message_size(ChannelKind.BROADCAST) == 4 << 20
-    assert limits.max_message_size(ChannelKind.BULK) == 256 << 20
+    assert limits.max_message_size(ChannelKind.BULK) == 64 << 20
     for bad in ({"max_peers": 0}, {"hello_rate": -1.0}, {"client_expiry": 0.0}, {"max_peer_lanes": 300}):
         with pytest.raises(ConfigError, match="limits."):
             LimitsConfig(**bad)  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def test_limits_config_is_validated_and_gives_message_sizes_per_kind() -> None:
 def test_channel_specs_take_the_kind_default_unless_the_channel_sets_its_own() -> None:
     specs = {c.name: c.spec(LimitsConfig(control_max_message_size=1000)) for c in DEFAULT_CHANNELS}
     assert specs["membership"].max_message_size == 1000 and specs["coordination"].max_message_size == 1000
-    assert specs["data"].max_message_size == 256 << 20
+    assert specs["data"].max_message_size == 64 << 20
     assert specs["events"].max_subscription_bytes == 256 and specs["events"].max_subscriptions == 1024
     own = ChannelConfig("big", ChannelKind.CONTROL, max_message_size=1 << 30)
     assert own.spec().max_message_size == 1 << 30
