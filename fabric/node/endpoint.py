@@ -495,6 +495,9 @@ class Endpoint:
         if note_traffic is not None:
             if t == MsgType.MEMBERSHIP or t == MsgType.TREE:
                 assert self._membership is not None
+                if origin_of(route, link) != h["s"]:  # membership speaks for its sender only (issue 16)
+                    self._forged(h["s"], route, link, "membership message")
+                    return
                 self._membership.receive(env)
                 return
             assert self._loop is not None

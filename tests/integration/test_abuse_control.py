@@ -88,8 +88,14 @@ def test_topology_from_a_non_member_and_epochs_out_of_range_are_refused() -> Non
             assert a.current_topology()["overlay"] == "full-mesh" and a.current_topology()["epoch"] == 0
             report("topo from non-member", sent=sent, refused=a.errors["topology_refused"])
 
-            # b is a member of a's cluster: epochs outside the range, or jumping too far, are refused too
+            # a topology announcement claiming to come from member b, over another connection: forged
             b_id = wire.node_id_bytes(b.id)
+            with Attacker(a.seed, routing_id=routing_id_for(stranger)) as att:
+                att.send(_topo(b_id, 9))
+                att.send(wire.membership(b_id, "ping", {"tp": {"e": 9, "p": b_id, "o": "static"}}))
+                await until(lambda: a.errors["forged_source"] == 2, what="topo claiming b refused")
+            assert a.current_topology()["epoch"] == 0
+            # b is a member of a's cluster: epochs outside the range, or jumping too far, are refused too
             refused_before = a.errors["topology_refused"]
             with Attacker(a.seed, routing_id=routing_id_for(b_id, lane=9)) as member:
                 member.send(_topo(b_id, 2**63))  # outside the protocol's range
