@@ -91,9 +91,15 @@ class DoctorReport:
 
 _ZMTP_SIGNATURE_HEAD = b"\xff"
 _ZMTP_SIGNATURE_TAIL = b"\x7f"
-EXPECTED_SOCKET = {"control": "ROUTER", "bulk": "PULL", "broadcast": "PUB"}
-"""The socket type a node binds for each channel kind."""
-_PROBE_AS = {"ROUTER": "DEALER", "PULL": "PUSH", "PUB": "SUB"}
+EXPECTED_SOCKET = {"control": "ROUTER", "bulk": "PULL", "broadcast": "XPUB"}
+"""The socket type a node binds for each channel kind (broadcast: an XPUB, which bounds subscriptions;
+nodes before issue 16 bound a PUB, which a SUB talks to the same way)."""
+_PROBE_AS = {"ROUTER": "DEALER", "PULL": "PUSH", "XPUB": "SUB", "PUB": "SUB"}
+
+
+def _wrong_type(actual: str, expect: str) -> bool:
+    """True when a probed socket type is not what the channel binds (a PUB passes for an XPUB)."""
+    return bool(actual) and actual != expect and not (expect == "XPUB" and actual == "PUB")
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,7 @@ def _explain_probe(report: DoctorReport, check: str, what: str, endpoint: str, r
     elif result.mechanism and result.mechanism != "NULL":
         report.add("fail", check, f"{endpoint} wants the {result.mechanism} security mechanism; this tool speaks NULL",
                    "configure matching security on both sides")
-    elif result.socket_type and result.socket_type != expect:
+    elif _wrong_type(result.socket_type, expect):
         report.add("fail", check, f"wrong port: {endpoint} is a {result.socket_type} socket, not the {what} ({expect})",
                    "the seed is the node's base port (channel 0, membership); other ports are its other channels")
     else:
@@ -366,7 +372,7 @@ def _check_channels(report: DoctorReport, status: Mapping[str, Any], timeout: fl
             continue
         expect = EXPECTED_SOCKET.get(ch["kind"], "")
         result = probe_zmtp(host, port, expect=expect, timeout=timeout)
-        if result.outcome != "zmtp" or (result.socket_type and result.socket_type != expect):
+        if result.outcome != "zmtp" or _wrong_type(result.socket_type, expect):
             _explain_probe(report, "channels", f"{ch['name']} channel", f"{ep} ({ch['name']})", result, expect)
         else:
             report.add("ok", "channels", f"channel {ch['name']} ({ch['kind']}) reachable at {ep}")
@@ -391,7 +397,7 @@ def _check_member_channels(report: DoctorReport, member: Mapping[str, Any], time
         if port is None or not expect:
             continue
         result = probe_zmtp(host, port, expect=expect, timeout=timeout)
-        if result.outcome != "zmtp" or (result.socket_type and result.socket_type != expect):
+        if result.outcome != "zmtp" or _wrong_type(result.socket_type, expect):
             bad.append(f"{name} at {ep}: {result.detail or result.outcome}")
     if bad:
         report.add("warn", "members", f"member {member['name']}: channel endpoints not reachable from here: " + "; ".join(bad),

@@ -33,6 +33,12 @@ SECTIONS: list[tuple[str, str, str]] = [
      "CURVE keys and the trust file (docs/security.md, \"CURVE and identity\"). Without keys: development "
      "mode on loopback, `insecure=True` for other addresses."),
     (
+        "LimitsConfig",
+        "fabric.config:LimitsConfig",
+        "Bounds on what remote peers can make a node open, remember or spend (`NodeConfig.limits`; "
+        "docs/security.md, \"Limits and abuse\", says what happens at each and which counter shows it).",
+    ),
+    (
         "MembershipConfig",
         "fabric.membership.config:MembershipConfig",
         "Membership of every overlay, in one class: the failure detector, the full-mesh fields, the record "

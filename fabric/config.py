@@ -88,8 +88,10 @@ class ChannelConfig:
     for medium ones: an asyncio sender refills its lane once per half-HWM sent, and on 2 cores the data
     channel's 1 MiB stream went from 0.87x to 0.94-0.99x of raw pyzmq with 128 instead of 16
     (bench/README.md, benchmark b). 0: the HWM stays ``sndhwm``."""
-    max_message_size: int = 64 * 1024 * 1024
-    """ZMQ_MAXMSGSIZE in bytes: a peer sending a larger message is disconnected by libzmq (-1: no limit)."""
+    max_message_size: int | None = None
+    """ZMQ_MAXMSGSIZE in bytes: a peer sending a larger message is disconnected by libzmq before it is
+    buffered whole (-1: no limit). None: the default of the channel's kind from ``NodeConfig.limits``
+    (control and broadcast 4 MiB, bulk 64 MiB)."""
     batching: bool = True
     """Coalesce messages queued in one event-loop turn to the same peer lane into one BATCH (control
     channels). Cuts per-message ZeroMQ cost several-fold for small messages; adds no delay (it flushes at
@@ -118,20 +120,24 @@ class ChannelConfig:
             raise ConfigError(f"channels.{self.name}: sndhwm and rcvhwm must be >= 1")
         if self.sndhwm_bytes < 0:
             raise ConfigError(f"channels.{self.name}.sndhwm_bytes: must be >= 0 (0: off)")
-        if self.max_message_size == 0 or self.max_message_size < -1:
+        if self.max_message_size is not None and (self.max_message_size == 0 or self.max_message_size < -1):
             raise ConfigError(f"channels.{self.name}.max_message_size: -1 or a positive byte count")
         if self.io_thread < 0:
             raise ConfigError(f"channels.{self.name}.io_thread: must be >= 0")
 
-    def spec(self) -> ChannelSpec:
-        """The transport's view of this channel."""
+    def spec(self, limits: LimitsConfig | None = None) -> ChannelSpec:
+        """The transport's view of this channel (``limits`` supplies the message-size default)."""
+        lim = limits or LimitsConfig()
+        size = self.max_message_size if self.max_message_size is not None else lim.max_message_size(self.kind)
         return ChannelSpec(
             name=self.name,
             kind=self.kind,
             parallelism=self.parallelism,
             sndhwm=self.sndhwm,
             rcvhwm=self.rcvhwm,
-            max_message_size=self.max_message_size,
+            max_message_size=size,
+            max_subscription_bytes=lim.max_subscription_bytes,
+            max_subscriptions=lim.max_subscriptions,
             io_affinity=1 << self.io_thread,
         )
 
@@ -144,7 +150,8 @@ DEFAULT_CHANNELS: tuple[ChannelConfig, ...] = (
     ChannelConfig("coordination", ChannelKind.CONTROL),
     ChannelConfig("gossip", ChannelKind.CONTROL),
     # Bulk: 4 lanes; a send HWM bounded by bytes (128 messages of 1 MiB, 16 of 8 MiB, 2 of 64 MiB), a small
-    # receive HWM (messages are large), its own libzmq I/O thread, 1 GiB message cap.
+    # receive HWM (messages are large), its own libzmq I/O thread; its message cap is the bulk default
+    # of NodeConfig.limits.
     ChannelConfig(
         "data",
         ChannelKind.BULK,
@@ -152,7 +159,6 @@ DEFAULT_CHANNELS: tuple[ChannelConfig, ...] = (
         sndhwm=128,
         sndhwm_bytes=128 << 20,
         rcvhwm=16,
-        max_message_size=1 << 30,
         io_thread=1,
     ),
     ChannelConfig("events", ChannelKind.BROADCAST, sndhwm=10000, rcvhwm=10000),
@@ -315,6 +321,121 @@ class SecurityConfig:
             raise ConfigError("security.trust: a trust file needs the node's keys too (security.keys / --keys DIR)")
 
 
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on what a remote peer can make this node open, remember or spend (issue 16, item 5).
+
+    Everything a peer that can reach the node's ports could otherwise grow without end has a bound here,
+    and every refusal or eviction is counted (``stats()["counters"]`` / ``stats()["errors"]``, and
+    ``/metrics``). docs/security.md ("Limits and abuse") lists each limit with what happens at it. The
+    defaults leave a normal cluster of hundreds of nodes far below every bound."""
+
+    control_max_message_size: int = 4 * 1024 * 1024
+    """Bytes; ZMQ_MAXMSGSIZE of control channels whose ``max_message_size`` is left at None: libzmq
+    disconnects a peer announcing a larger message before buffering it whole. A connection stalling one
+    byte short of the limit holds this much memory, so control channels (membership, calls, small
+    messages) keep it small; 4 MiB still carries a 1 MiB call with room to spare."""
+    broadcast_max_message_size: int = 4 * 1024 * 1024
+    """Bytes; ZMQ_MAXMSGSIZE of broadcast channels left at None (what a peer's PUB may send to our SUB)."""
+    bulk_max_message_size: int = 64 * 1024 * 1024
+    """Bytes; ZMQ_MAXMSGSIZE of bulk channels left at None: large payloads belong here, but a stalled
+    connection holds up to this much, so it is not unlimited. Raise it (or set the channel's own
+    ``max_message_size``) for larger single messages."""
+    max_subscription_bytes: int = 256
+    """Bytes; ZMQ_MAXMSGSIZE of the bound PUB of every broadcast channel, i.e. the longest subscription a
+    subscriber may send (fabric subscribers send the empty one). Each subscription byte costs libzmq's
+    subscription trie about 50 bytes, and libzmq keeps every subscription a connection sends: a peer
+    sending a longer one is disconnected (its subscriptions freed). In secure mode the socket's limit is
+    at least 1024 bytes, because libzmq applies it to the CURVE handshake too (only trusted keys get
+    that far)."""
+    max_subscriptions: int = 1024
+    """Distinct subscriptions the bound PUB of a broadcast channel may hold from all subscribers together
+    (fabric subscribers all send the same empty one). Beyond it the node drops every subscriber's
+    connection, which frees every subscription (counted ``subscription_resets`` in the transport stats);
+    fabric subscribers reconnect and subscribe again within a reconnect interval, missing what was
+    published meanwhile (broadcast is at most once). libzmq cannot say which connection sent a
+    subscription, so this total, with ``max_subscription_bytes`` per subscription, is the bound: at most
+    about ``max_subscriptions * max_subscription_bytes * 50`` bytes (13 MiB by default)."""
+    max_peer_lanes: int = 16
+    """Lanes a peer may advertise for one channel in HELLO/WELCOME beyond this node's own parallelism
+    for that channel (the larger of the two is allowed). Each lane is a socket and a descriptor per
+    linked peer: one HELLO advertising 255 lanes on five channels opened 1,275 sockets. More: the
+    HELLO is refused (REJECT ``LIMIT``, counted ``lanes_refused``)."""
+    max_peers: int = 512
+    """Members this node links to at once. A member HELLO beyond it is refused (REJECT ``LIMIT``,
+    counted ``peers_refused``); partial-view overlays keep a handful of links, full mesh one per member
+    (it suits up to ~100 members)."""
+    max_link_sockets: int = 4096
+    """ZeroMQ sockets all links together may hold (one per lane and channel of each linked peer; each
+    costs a descriptor or two). A member HELLO whose link would go beyond it is refused (REJECT ``LIMIT``,
+    counted ``sockets_refused``): the descriptor budget holds whatever lanes peers advertise. With the
+    default channels a peer costs 8 sockets, so 4096 leaves room for ``max_peers`` of them."""
+    max_clients: int = 1024
+    """Client-role peers remembered at once. Beyond it the longest-silent client is forgotten (counted
+    ``clients_evicted``): a client that never says BYE must not pin memory."""
+    client_expiry: float = 600.0
+    """Seconds; a client that sent nothing for this long is forgotten (counted ``clients_expired``; it
+    says HELLO again when it comes back). Checked once per ``client_expiry / 10``."""
+    hello_rate: float = 20.0
+    """HELLOs per second one source (a routing id's node id, else the claimed id) may send, averaged;
+    bursts up to ``hello_burst``. Excess HELLOs are dropped unanswered (counted ``hello_rate_limited``):
+    the handshake is the most expensive message a stranger can send."""
+    hello_burst: int = 40
+    """Token-bucket depth of ``hello_rate`` (HELLOs one source may send back to back)."""
+    hello_rate_global: float = 500.0
+    """HELLOs per second from all sources together (burst: the same number); beyond it HELLOs are
+    dropped unanswered (counted ``hello_rate_limited``), so a flood of HELLOs from random ids cannot
+    take the loop from calls and heartbeats. A joining cluster of a thousand nodes stays far below."""
+    client_call_rate: float = 1000.0
+    """CALLs per second one client-role peer may make (burst: the same number); beyond it the call is
+    answered ``Overloaded`` at once (counted ``client_calls_limited``). Members are bounded by
+    ``NodeConfig.max_concurrent_requests`` instead."""
+    rate_sources: int = 4096
+    """Sources whose rate-limit buckets are kept (least recently used forgotten first): bounds the
+    memory random source ids can make the rate limiters take."""
+    max_seq_sources: int = 8192
+    """(source, channel, lane) triples whose last sequence number is remembered for gap counting. Random
+    source ids cost one entry each, so this bounds what they take: a triple not heard from while half this
+    many new ones arrived is forgotten (counted ``seq_evictions``; a generational LRU, one dict lookup per
+    message)."""
+    max_seq_gap: int = 1_000_000
+    """The most missing messages one arriving message may add to ``seq_gaps``; a larger jump is a
+    restart or a spoofed sequence number and is counted once in ``seq_jumps`` instead."""
+    max_traffic_sources: int = 8192
+    """Sources whose last sign of life membership remembers between reports to the overlay; beyond it
+    the oldest half is forgotten (counted ``traffic_notes_evicted``). PINGs and messages from random
+    ids would otherwise grow it without end."""
+    subscription_backlog: int = 10000
+    """Messages one subscription may have waiting for its handler. At the limit new messages for it are
+    dropped and counted (``subscription_dropped``): the sender sees no backpressure (a bound socket
+    serves every peer, so pausing it would stall calls too), so a slow handler loses messages instead
+    of growing the node's memory without end."""
+    subscription_backlog_bytes: int = 64 * 1024 * 1024
+    """Payload bytes one subscription may have waiting (the same drop policy); bounds memory when the
+    messages are large."""
+    bad_input_log_interval: float = 1.0
+    """Seconds between two WARNING lines about refused or malformed peer input (the counters count
+    every one): a flood must not flood the log."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"limits.{f.name}: must be a finite number > 0, got {value!r}")
+        if self.max_peer_lanes > 255:
+            raise ConfigError("limits.max_peer_lanes: at most 255 (the lane travels in one octet)")
+        if self.hello_burst < 1:
+            raise ConfigError("limits.hello_burst: must be >= 1")
+
+    def max_message_size(self, kind: ChannelKind) -> int:
+        """The ZMQ_MAXMSGSIZE default for a channel of ``kind``."""
+        if kind is ChannelKind.BULK:
+            return self.bulk_max_message_size
+        if kind is ChannelKind.BROADCAST:
+            return self.broadcast_max_message_size
+        return self.control_max_message_size
+
+
 def _is_loopback(host: str) -> bool:
     if host in ("localhost",):
         return True
@@ -405,6 +526,8 @@ class NodeConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     """CURVE keys and the trust file (see :class:`SecurityConfig`, docs/security.md). Set: CURVE on every
     socket, node id derived from the key, any bind address allowed. Unset: development mode on loopback."""
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    """Bounds on what remote peers can make this node open, remember or spend (docs/security.md)."""
     overlay_config: InitVar[MembershipConfig | None] = None
     # Deprecated for one release (DeprecationWarning): the record overlays' settings, now part of
     # ``membership``; mapped onto it by fabric.membership.overlay_config.merge_overlay_config.

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -64,6 +65,9 @@ class HttpEndpoint:
         self._source: HttpSource | None = None
         self.requests = 0
         self.bad_requests = 0
+        self.rejections: Counter[str] = Counter()
+        """Requests refused, by reason (``head_too_large``, ``timeout``, ``incomplete``, ``bad_request_line``,
+        ``method_not_allowed``, ``not_found``): exported on ``/metrics`` as ``fabric_http_rejected_total``."""
 
     @property
     def url(self) -> str:
@@ -93,28 +97,34 @@ class HttpEndpoint:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
             except asyncio.LimitOverrunError:
-                self.bad_requests += 1
+                self._reject("head_too_large")
                 await self._respond(writer, 400, b"request head too large\n")
                 return
-            except (TimeoutError, asyncio.IncompleteReadError):
-                self.bad_requests += 1
+            except TimeoutError:
+                self._reject("timeout")
+                return
+            except asyncio.IncompleteReadError:
+                self._reject("incomplete")
                 return
             if len(head) > MAX_HEAD:
-                self.bad_requests += 1
+                self._reject("head_too_large")
                 await self._respond(writer, 400, b"request head too large\n")
                 return
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
             parts = line.split(" ")
             if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                self.bad_requests += 1
+                self._reject("bad_request_line")
                 await self._respond(writer, 400, b"bad request line\n")
                 return
             method, target, _version = parts
             self.requests += 1
             if method not in ("GET", "HEAD"):
+                self.rejections["method_not_allowed"] += 1
                 await self._respond(writer, 405, b"read-only: GET and HEAD only\n", extra={"Allow": "GET, HEAD"})
                 return
             status, ctype, body, extra = await self._route(target.split("?", 1)[0])
+            if status == 404:
+                self.rejections["not_found"] += 1
             await self._respond(writer, status, body, ctype=ctype, extra=extra, head_only=method == "HEAD")
         except (ConnectionError, OSError):
             pass
@@ -123,12 +133,29 @@ class HttpEndpoint:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    def _reject(self, reason: str) -> None:
+        self.bad_requests += 1
+        self.rejections[reason] += 1
+
+    def metrics_text(self) -> bytes:
+        """This endpoint's own counters in the Prometheus text format (appended to ``/metrics``)."""
+        lines = [
+            "# HELP fabric_http_requests_total HTTP requests with a well-formed request line",
+            "# TYPE fabric_http_requests_total counter",
+            f"fabric_http_requests_total {float(self.requests)}",
+            "# HELP fabric_http_rejected_total HTTP requests refused by the node's endpoint, by reason",
+            "# TYPE fabric_http_rejected_total counter",
+        ]
+        for reason in ("bad_request_line", "head_too_large", "incomplete", "method_not_allowed", "not_found", "timeout"):
+            lines.append(f'fabric_http_rejected_total{{reason="{reason}"}} {float(self.rejections.get(reason, 0))}')
+        return ("\n".join(lines) + "\n").encode()
+
     async def _route(self, path: str) -> tuple[int, str, bytes, dict[str, str]]:
         source = self._source
         if source is None:
             return 503, "text/plain", b"starting\n", {}
         if path == "/metrics":
-            return 200, METRICS_CONTENT_TYPE, source.metrics_text(), {}
+            return 200, METRICS_CONTENT_TYPE, source.metrics_text() + self.metrics_text(), {}
         if path == "/topology.json":
             body = json.dumps(await source.topology(), sort_keys=True).encode()
             return 200, "application/json", body, {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}

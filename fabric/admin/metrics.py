@@ -107,6 +107,13 @@ class _SnapshotCollector(Collector):
             if isinstance(value, int | float):
                 membership.add_metric([name], float(value))
         yield membership
+        usage = GaugeMetricFamily("fabric_limit_usage",
+                                  "Entries held by each bounded structure remote peers can fill (docs/security.md)",
+                                  labels=["structure"])
+        for name, value in sorted(stats.get("limits", {}).items()):
+            if isinstance(value, int | float):
+                usage.add_metric([name], float(value))
+        yield usage
         yield GaugeMetricFamily("fabric_pending_calls", "Calls waiting for a reply", value=float(stats["pending_calls"]))
         yield GaugeMetricFamily("fabric_active_requests", "Service requests running", value=float(stats["active_requests"]))
 

@@ -7,14 +7,13 @@ accepts), :func:`members_of`, and the handler types :data:`Handler`, :data:`Serv
 from .membership import APP_LINK_IDLE, NodeMembership
 from .message import Handler, MemberListener, Message, Peer, PeerInfo, Service, peer_id_bytes
 from .node import Node, members_of
-from .peers import HANDSHAKE_LANE, MAX_CLIENTS
+from .peers import HANDSHAKE_LANE
 from .subscriptions import HANDLER_SLICE
 
 __all__ = [
     "APP_LINK_IDLE",
     "HANDLER_SLICE",
     "HANDSHAKE_LANE",
-    "MAX_CLIENTS",
     "Handler",
     "MemberListener",
     "Message",

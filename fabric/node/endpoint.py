@@ -27,6 +27,7 @@ from ..errors import (
     ConfigError,
     MalformedHeader,
     NodeStateError,
+    Overloaded,
     ProtocolError,
     TruncatedMessage,
     Unreachable,
@@ -42,6 +43,7 @@ from ..transport.zmq import ZmqTransport
 from ..wire import MsgType, Role
 from ..wire.types import BOOT_ID_BYTES, K_CT
 from .calls import Calls
+from .limits import LruCounterMap, RateLimitedLog, TokenBuckets, origin_of
 from .membership import NodeMembership
 from .message import (
     Handler,
@@ -61,6 +63,7 @@ from .subscriptions import Subscriptions
 log = logging.getLogger("fabric.node")
 
 _UP = (MemberStatus.ALIVE, MemberStatus.SUSPECT)
+_CLIENT_ROUTE = wire.ROUTING_CLIENT  # first octet of a client-role peer's routing id
 
 
 
@@ -108,7 +111,11 @@ class Endpoint:
         self._state = "new"
         self._endpoints: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._last_seq: dict[tuple[bytes, str, int], int] = {}
+        limits = self.config.limits
+        self._last_seq: LruCounterMap[tuple[bytes, str, int], int] = LruCounterMap(limits.max_seq_sources)
+        self._max_seq_gap = limits.max_seq_gap
+        self._client_calls = TokenBuckets(limits.client_call_rate, limits.client_call_rate, limits.rate_sources)
+        self._refusals = RateLimitedLog(log, limits.bad_input_log_interval)
         self._last_error_log = 0.0
         self.errors: Counter[str] = Counter()
         """Bad-input counters by category (``bad_signature``, ``truncated``, ``unknown_type`` ...)."""
@@ -122,7 +129,8 @@ class Endpoint:
         self._out = Outboxes(self._transport, self._id_bytes, self.counters, self.channel_counters,
                              batching=self.config.batching, batch_max_messages=tcfg.batch_max_messages,
                              batch_max_bytes=tcfg.batch_max_bytes)
-        self._subs = Subscriptions(self._handler_failed)
+        self._subs = Subscriptions(self._handler_failed, backlog=limits.subscription_backlog,
+                                   backlog_bytes=limits.subscription_backlog_bytes, on_drop=self._subscriber_dropped)
         self._calls = Calls(self.config, self._id_bytes, self._transport, self._out.enqueue, self._answer, self._spawn,
                             self.counters)
         self._peers = Peers(self.config, self._id_bytes, self.name, self._transport, self._channels,
@@ -176,7 +184,7 @@ class Endpoint:
         self._calls.start(loop)
         self._out.start(loop)
         self._peers.start(loop)
-        specs = [c.spec() for c in self.config.channels]
+        specs = [c.spec(self.config.limits) for c in self.config.channels]
         prefix = wire.routing_prefix(self._id_bytes, role=self._role, incarnation=self._incarnation)
         receiver = self._on_frames if self._sec is None else self._on_frames_secure
         if self._role is Role.CLIENT:
@@ -309,7 +317,8 @@ class Endpoint:
         if info.id == self.id:
             raise Unreachable(f"{endpoint} is this node itself")
         if not self._peers.link(info):
-            raise Unreachable(f"{endpoint}: {info.name} ({info.id}) has no key trusted as a member", peer=info.id)
+            raise Unreachable(f"{endpoint}: no link opened to {info.name} ({info.id}): its key is not trusted as a "
+                              "member, limits.max_peers is reached, or its endpoints are malformed", peer=info.id)
         self._contact(info)
         return info
 
@@ -331,11 +340,14 @@ class Endpoint:
 
     def _forget_source(self, key: bytes) -> None:
         """Drop per-sender receive state (sequence tracking, traffic notes, client record): bounded state."""
-        self._peers.clients.pop(key, None)
+        self._peers.forget_client(key)
+        self._client_calls.forget(key)
         if self._membership is not None:
             self._membership.driver.forget(key)
-        for skey in [k for k in self._last_seq if k[0] == key]:
-            del self._last_seq[skey]
+        # Sequence trackers are left to age out of their LRU (limits.max_seq_sources): scanning for this
+        # source's would cost O(table) per departure, which a flood of client HELLOs evicting clients
+        # turned into seconds of loop time. A stale entry is harmless: a source that comes back restarts
+        # below it, which counts no gap, and the first message replaces it.
 
     async def disconnect(self, peer: Peer) -> None:
         """Drop the link to ``peer`` (sending BYE first). Unknown peers are ignored. A link the overlay
@@ -396,7 +408,8 @@ class Endpoint:
         member = next((m for m in self._membership.driver.members() if m.node_id == key), None)
         if member is None or member.status not in _UP or key == self._id_bytes:
             return False
-        self._peers.link(peer_of(member.identity()))
+        if not self._peers.link(peer_of(member.identity())):
+            return False
         self._membership.driver.links.used(key, self._loop.time())
         return True
 
@@ -471,6 +484,12 @@ class Endpoint:
         """
         self._channel(channel)
         return self._subs.add(channel, handler, topic, inline)
+
+    def _subscriber_dropped(self, channel: str) -> None:
+        """A subscription's backlog is at its limit: the message is dropped (counted, logged rarely)."""
+        self.counters["subscription_dropped"] += 1
+        self._refusals.warning(time.monotonic(), "node %s: a slow subscription handler on channel %s is at its "
+                               "backlog limit; dropping messages (limits.subscription_backlog)", self.name, channel)
 
     def _handler_failed(self, channel: str) -> None:
         self.counters["handler_errors"] += 1
@@ -572,6 +591,9 @@ class Endpoint:
         if note_traffic is not None:
             if t == MsgType.MEMBERSHIP or t == MsgType.TREE:
                 assert self._membership is not None
+                if origin_of(route, link) != h["s"]:  # membership speaks for its sender only (issue 16)
+                    self._forged(h["s"], route, link, "membership message")
+                    return
                 self._membership.receive(env)
                 return
             assert self._loop is not None
@@ -584,10 +606,17 @@ class Endpoint:
             lane = h.get("l", 0)
             if seq is not None:
                 skey = (src, channel, lane)
-                last = self._last_seq.get(skey)
+                last_seq = self._last_seq
+                last = last_seq.hot.get(skey)
+                if last is None:  # bounded: a new source may push out one not heard from for long
+                    last = last_seq.miss(skey)
+                last_seq.hot[skey] = seq
                 if last is not None and seq > last + 1:
-                    self.counters["seq_gaps"] += seq - last - 1
-                self._last_seq[skey] = seq
+                    gap = seq - last - 1
+                    if gap > self._max_seq_gap:  # a restart or a spoofed sequence number: not a gap count
+                        self.counters["seq_jumps"] += 1
+                    else:
+                        self.counters["seq_gaps"] += gap
             subs = self._sub_map.get(channel)
             if not subs:
                 self.counters["undelivered"] += 1
@@ -597,6 +626,8 @@ class Endpoint:
             for sub in subs:
                 sub.deliver(msg)
         elif t == MsgType.CALL:
+            if route is not None and route[0] == _CLIENT_ROUTE and not self._client_call_allowed(h, channel, route):
+                return
             self._calls.on_call(env, channel, route, link)
         elif t == MsgType.REPLY or t == MsgType.ERROR:
             self._calls.on_answer(env)
@@ -611,10 +642,34 @@ class Endpoint:
             self._peers.on_handshake_answer(env, link)
         elif t == MsgType.BYE:
             src = h["s"]
+            if origin_of(route, link) != src:
+                self._forged(src, route, link, "BYE")
+                return
             self._peers.unlink(src, reason="left")
             self._forget_source(src)
         else:
             self.counters["ignored"] += 1
+
+    def _forged(self, src: bytes, route: bytes | None, link: Link | None, what: str) -> None:
+        """A control message claims a source its connection does not speak for: drop, count, log rarely."""
+        self.errors["forged_source"] += 1
+        origin = origin_of(route, link)
+        self._refusals.warning(time.monotonic(), "node %s dropped a %s claiming to be %s from %s", self.name, what,
+                               id_text(src)[:8] if len(src) == 16 else src.hex()[:16],
+                               id_text(origin)[:8] if origin is not None else "an unattributable connection")
+
+    def _client_call_allowed(self, h: dict[str, Any], channel: str, route: bytes) -> bool:
+        """A client's CALL: note it is alive (client expiry), and apply ``limits.client_call_rate``."""
+        assert self._loop is not None
+        now = self._loop.time()
+        key = route[1:17]
+        self._peers.client_heard(key, now)
+        if self._client_calls.allow(key, now):
+            return True
+        self.counters["client_calls_limited"] += 1
+        self._answer(channel, route, None, wire.error(self._id_bytes, h["i"], code=Overloaded.code,
+                                                      message="client call rate limit (limits.client_call_rate)"))
+        return False
 
     def _answer(self, channel: str, route: bytes | None, link: Link | None, frames: list[bytes]) -> None:
         """Send ``frames`` back the way a request came in (ROUTER route, or the link it arrived on)."""
@@ -686,6 +741,24 @@ class Endpoint:
             "membership": dict(m.driver.core.stats()) if m is not None else {},
             "links": dict(m.driver.links.counters) if m is not None else {},
             "security": self._security_stats(),
+            "limits": self._limit_usage(),
+        }
+
+    def _limit_usage(self) -> dict[str, int]:
+        """How full each bounded structure is, and how often it forgot something (docs/security.md)."""
+        if self._last_seq.evictions:
+            self.counters["seq_evictions"] = self._last_seq.evictions
+        m = self._membership
+        return {
+            "peers": len(self._peers.linked),
+            "clients": len(self._peers.clients),
+            "seq_sources": len(self._last_seq),
+            "seq_evictions": self._last_seq.evictions,
+            "client_call_sources": len(self._client_calls),
+            "traffic_sources": m.driver.traffic_sources if m is not None else 0,
+            "subscription_backlog_max": self._subs.max_backlog(),
+            "broadcast_subscriptions": sum(getattr(self._transport, "subscriptions", {}).values()),
+            **self._peers.usage(),
         }
 
     def _security_stats(self) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class NodeMembership:
             self, identity, config.overlay, lambda name, ident, now: make_node_overlay(config, name, ident, now), OVERLAYS,
             loop.time(), cooldown=config.topology_cooldown, auto=auto,
             links=TopologyManager(idle_close=APP_LINK_IDLE, stray_grace=APP_LINK_IDLE), settle=APP_LINK_IDLE,
-            counters=counters, errors=errors,
+            counters=counters, errors=errors, max_traffic_sources=config.limits.max_traffic_sources,
         )
         spawn(self._pump_events())
 

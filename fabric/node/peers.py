@@ -26,17 +26,15 @@ from .. import wire
 from ..config import MEMBERSHIP_CHANNEL, NodeConfig
 from ..errors import CallError, ConfigError, ProtocolError, Unreachable, VersionMismatch
 from ..security.roles import TrustRole
-from ..transport.base import Link, Transport
+from ..transport.base import ChannelKind, Link, Transport
 from ..wire import RejectCode, Role
 from ..wire.types import K_CERT, K_PUBKEY, K_TOPOLOGY
 from .calls import Answer
+from .limits import RateLimitedLog, TokenBuckets, origin_of
 from .message import PeerInfo, peer_from_header
 from .security import NodeSecurity, split_seed
 
 log = logging.getLogger("fabric.node")
-
-MAX_CLIENTS = 4096
-"""Client-role peers remembered at once; beyond it the oldest are forgotten (they never said BYE)."""
 
 HANDSHAKE_LANE = 255
 """Routing-id lane octet of temporary handshake links (see Transport.connect)."""
@@ -100,17 +98,34 @@ class Peers:
         self._errors = errors
         self.linked: dict[bytes, LinkedPeer] = {}
         """Node id -> linked member (read on hot paths; change it only through link/unlink)."""
+        self._link_sockets: dict[bytes, int] = {}  # node id -> sockets its link holds
+        self.sockets_in_use = 0
+        """Sockets all links hold together (bounded by ``limits.max_link_sockets``)."""
         self.clients: dict[bytes, PeerInfo] = {}
-        """Node id -> client-role peer that said HELLO (oldest first)."""
+        """Node id -> client-role peer that said HELLO (longest silent first)."""
+        self._client_seen: dict[bytes, float] = {}  # node id -> last heard (loop clock), longest silent first
         self._handshakes: dict[Link, asyncio.Future[PeerInfo]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        limits = config.limits
+        self._limits = limits
+        self._hello_source = TokenBuckets(limits.hello_rate, limits.hello_burst, limits.rate_sources)
+        self._hello_global = TokenBuckets(limits.hello_rate_global, limits.hello_rate_global, 1)
+        self._refusals = RateLimitedLog(log, limits.bad_input_log_interval)
+        # Lanes a peer may use per channel: broadcast channels have one (more would subscribe twice).
+        self._own_lanes = {c.name: c.parallelism for c in config.channels}
+        self._one_lane = {c.name for c in config.channels if c.kind is ChannelKind.BROADCAST}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the node's loop."""
         self._loop = loop
+        self._schedule_expiry()
 
     def stop(self) -> None:
         """Fail every handshake in flight; say BYE to every linked member (best effort)."""
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
         for fut in self._handshakes.values():
             if not fut.done():
                 fut.set_exception(Unreachable("node is stopping"))
@@ -164,7 +179,17 @@ class Peers:
                 self._transport.disconnect(link)
 
     def on_hello(self, h: dict[str, object], channel: str, route: bytes | None, link: Link | None) -> None:
-        """A HELLO arrived: agree on a version, record a client or link a member, answer WELCOME."""
+        """A HELLO arrived: agree on a version, record a client or link a member, answer WELCOME.
+
+        Rate-limited per source and in total (excess HELLOs are dropped unanswered and counted
+        ``hello_rate_limited``); a member HELLO beyond ``limits.max_peers``, or advertising more lanes
+        or a malformed endpoint, is answered REJECT and counted (docs/security.md)."""
+        assert self._loop is not None
+        now = self._loop.time()
+        source = origin_of(route, link) or h["s"]
+        if not self._hello_global.allow(None, now) or not self._hello_source.allow(source, now):
+            self._counters["hello_rate_limited"] += 1
+            return
         vmin, vmax = h["vn"], h["vx"]
         assert isinstance(vmin, int) and isinstance(vmax, int)
         version = min(vmax, wire.MAX_VERSION)
@@ -198,9 +223,16 @@ class Peers:
             src = h["s"]
             assert isinstance(src, bytes)
             self.clients[src] = info
-            while len(self.clients) > MAX_CLIENTS:  # clients that vanished without BYE: forget the oldest
-                self._forget(next(iter(self.clients)))
+            self.client_heard(src, now)
+            while len(self.clients) > self._limits.max_clients:  # forget the longest silent (never said BYE)
+                self._counters["clients_evicted"] += 1
+                self._forget(next(iter(self._client_seen), next(iter(self.clients))))
         elif info.id != self._id_text:
+            refusal = self._refuse_member(info, now)
+            if refusal is not None:
+                code, message = refusal
+                self._answer(channel, route, link, wire.reject(self._node_id, code=code, message=message))
+                return
             if K_TOPOLOGY in h:
                 self._on_topology(h[K_TOPOLOGY])
             self.link(info)
@@ -230,6 +262,98 @@ class Peers:
                         "client" if info.role is Role.CLIENT else "member", key.decode(errors="replace"))
             return None
         return dataclasses.replace(info, public_key=key)
+
+    # -- limits ----------------------------------------------------------------------------------------
+
+    def _refuse_member(self, info: PeerInfo, now: float) -> tuple[RejectCode, str] | None:
+        """Why a member's HELLO must be refused (counted and logged, rate-limited), or None."""
+        key = wire.node_id_bytes(info.id)
+        if key not in self.linked and len(self.linked) >= self._limits.max_peers:
+            self._counters["peers_refused"] += 1
+            self._refusals.warning(now, "node %s refused member %s: %d peers linked (limits.max_peers)",
+                                   self._name, info.id[:8], len(self.linked))
+            return RejectCode.LIMIT, f"this node links at most {self._limits.max_peers} peers"
+        for name, (_kind, lanes) in info.channels.items():
+            allowed = self._allowed_lanes(name)
+            if name in self._own_lanes and not 1 <= lanes <= allowed:
+                self._counters["lanes_refused"] += 1
+                self._refusals.warning(now, "node %s refused member %s: %d lanes on channel %s (at most %d)",
+                                       self._name, info.id[:8], lanes, name, allowed)
+                return RejectCode.LIMIT, f"channel {name}: {lanes} lanes; this node allows 1..{allowed}"
+        need = self._sockets_needed(info, self._endpoints(info)) - self._link_sockets.get(key, 0)
+        if self.sockets_in_use + need > self._limits.max_link_sockets:
+            self._counters["sockets_refused"] += 1
+            self._refusals.warning(now, "node %s refused member %s: its link needs %d sockets, %d of %d in use "
+                                   "(limits.max_link_sockets)", self._name, info.id[:8], need, self.sockets_in_use,
+                                   self._limits.max_link_sockets)
+            return RejectCode.LIMIT, f"this node holds at most {self._limits.max_link_sockets} link sockets"
+        bad = next((ep for name, ep in self._endpoints(info).items() if not valid_endpoint(ep)), None)
+        if bad is not None or not info.seed:
+            self._errors["bad_endpoint"] += 1
+            self._refusals.warning(now, "node %s refused member %s: malformed endpoint %r", self._name, info.id[:8],
+                                   bad if bad is not None else info.seed)
+            return RejectCode.IDENTITY, f"malformed endpoint {(bad if bad is not None else info.seed)!r}"[:200]
+        return None
+
+    def _allowed_lanes(self, channel: str) -> int:
+        if channel in self._one_lane:
+            return 1
+        return max(self._own_lanes.get(channel, 1), self._limits.max_peer_lanes)
+
+    def usage(self) -> dict[str, int]:
+        """Fill levels of the bounded tables kept here (``stats()["limits"]``)."""
+        return {"hello_sources": len(self._hello_source), "hello_source_evictions": self._hello_source.evictions,
+                "link_sockets": self.sockets_in_use}
+
+    def _sockets_needed(self, info: PeerInfo, endpoints: dict[str, str]) -> int:
+        """Sockets a link to ``info`` over ``endpoints`` opens (lanes clamped as :meth:`_parallelism`)."""
+        lanes = self._parallelism(info)
+        return sum(1 if name in self._one_lane else lanes.get(name, self._own_lanes.get(name, 1)) for name in endpoints)
+
+    def _budget(self, key: bytes, info: PeerInfo, endpoints: dict[str, str]) -> int | None:
+        """The sockets a link over ``endpoints`` would hold, or None (counted) beyond ``max_link_sockets``."""
+        total = self._sockets_needed(info, endpoints)
+        if self.sockets_in_use - self._link_sockets.get(key, 0) + total > self._limits.max_link_sockets:
+            self._counters["sockets_refused"] += 1
+            return None
+        return total
+
+    def _hold(self, key: bytes, sockets: int) -> None:
+        self.sockets_in_use += sockets - self._link_sockets.get(key, 0)
+        if sockets:
+            self._link_sockets[key] = sockets
+        else:
+            self._link_sockets.pop(key, None)
+
+    def client_heard(self, key: bytes, now: float) -> None:
+        """A client said something: it is the most recently heard (expiry and eviction go by silence)."""
+        seen = self._client_seen
+        if key in self.clients:
+            seen.pop(key, None)
+            seen[key] = now
+
+    def forget_client(self, key: bytes) -> None:
+        """Drop a client's record (it said BYE, expired or was evicted)."""
+        self.clients.pop(key, None)
+        self._client_seen.pop(key, None)
+
+    def _schedule_expiry(self) -> None:
+        if self._loop is not None:
+            self._expiry_timer = self._loop.call_later(self._limits.client_expiry / 10, self._expire_clients)
+
+    def _expire_clients(self) -> None:
+        """Forget clients silent for ``limits.client_expiry`` (they never said BYE); reschedules itself."""
+        assert self._loop is not None
+        horizon = self._loop.time() - self._limits.client_expiry
+        seen = self._client_seen
+        while seen:
+            key, at = next(iter(seen.items()))
+            if at > horizon:
+                break
+            self._counters["clients_expired"] += 1
+            self._forget(key)
+            seen.pop(key, None)  # in case forget did not
+        self._schedule_expiry()
 
     def on_handshake_answer(self, env: wire.Envelope, link: Link | None) -> None:
         """A WELCOME or REJECT arrived: complete the handshake it answers."""
@@ -272,8 +396,9 @@ class Peers:
     def link(self, info: PeerInfo, *, probe: bool = False) -> bool:
         """Open (or reopen, for a restart) the sockets to a member: every channel, or with ``probe`` the
         membership channel only. A full link asked for over a probe link adds the missing channels to it.
-        Returns False (counted as ``untrusted_link``) when secure mode refuses the member: its key is
-        unknown, does not derive its node id, or is not trusted as a member.
+        Returns False when no link could be opened: secure mode refuses the member (its key is unknown,
+        does not derive its node id, or is not trusted as a member; counted ``untrusted_link``),
+        ``limits.max_peers`` links exist (``peers_refused``) or its endpoints are malformed (``bad_endpoint``).
 
         A new incarnation is a restart, and the link is reopened (messages still queued on the old
         sockets are dropped), unless both sides of the comparison carry the same boot id: then the same
@@ -304,9 +429,13 @@ class Peers:
                 if info.boot and not current.info.boot:
                     current.info = info  # learned the boot id (first known from a source without it)
                 if current.probe and not probe:
-                    current.probe = False
-                    self._transport.connect(key, self._endpoints(info), self._parallelism(info), server_key=server_key)
-                    self._counters["probe_links_upgraded"] += 1
+                    full = self._budget(key, info, self._endpoints(info))
+                    if full is None:
+                        return True  # the probe link stays; the rest waits for room
+                    if self._connect(key, info, self._endpoints(info), server_key, keep=True):
+                        current.probe = False
+                        self._hold(key, full)
+                        self._counters["probe_links_upgraded"] += 1
                 return True
             self._counters["restart_relinks"] += 1
             self.unlink(key, reason="restarted")
@@ -314,23 +443,49 @@ class Peers:
         # node died and this one took its address), and its sockets would clash with the new ones.
         for other in [k for k, p in self.linked.items() if info.seed and p.info.seed == info.seed]:
             self.unlink(other, reason="replaced at the same endpoint")
+        if len(self.linked) >= self._limits.max_peers:
+            self._counters["peers_refused"] += 1
+            return False
         endpoints = self._endpoints(info)
         if probe:
             endpoints = {name: ep for name, ep in endpoints.items() if name == MEMBERSHIP_CHANNEL}
+        sockets = self._budget(key, info, endpoints)
+        if sockets is None or not self._connect(key, info, endpoints, server_key):
+            return False
+        self._hold(key, sockets)
+        if probe:
             self._counters["probe_links_opened"] += 1
-        self._transport.connect(key, endpoints, self._parallelism(info), server_key=server_key)
         self.linked[key] = LinkedPeer(info, key, time.monotonic(), probe=probe)
         log.log(logging.DEBUG if probe else logging.INFO, "node %s linked to %s (%s)%s", self._name, info.name,
                 info.id[:8], " (probe)" if probe else "")
         self._on_link(info)
         return True
 
+    def _connect(self, key: bytes, info: PeerInfo, endpoints: dict[str, str], server_key: bytes | None,
+                 *, keep: bool = False) -> bool:
+        """Open the sockets of a link; a peer-supplied endpoint libzmq refuses is counted (``bad_endpoint``),
+        logged once per interval without a traceback, and leaves no half-open link behind (``keep``: the
+        link already has sockets that stay)."""
+        bad = next((ep for ep in endpoints.values() if not valid_endpoint(ep)), None)
+        try:
+            if bad is not None:
+                raise ConfigError(f"malformed endpoint {bad!r}")
+            self._transport.connect(key, endpoints, self._parallelism(info), server_key=server_key)
+        except ConfigError as exc:
+            if not keep:
+                self._transport.disconnect(key)
+            self._errors["bad_endpoint"] += 1
+            now = self._loop.time() if self._loop is not None else time.monotonic()
+            self._refusals.warning(now, "node %s: cannot link %s (%s): %s", self._name, info.name[:64], info.id[:8], exc)
+            return False
+        return True
+
     def _endpoints(self, info: PeerInfo) -> dict[str, str]:
         return {name: ep for name, ep in info.endpoints.items() if name in self._channels}
 
-    @staticmethod
-    def _parallelism(info: PeerInfo) -> dict[str, int]:
-        return {name: par for name, (_kind, par) in info.channels.items()}
+    def _parallelism(self, info: PeerInfo) -> dict[str, int]:
+        # Clamped: a member learned from gossip cannot make this node open more sockets than it allows.
+        return {name: max(1, min(par, self._allowed_lanes(name))) for name, (_kind, par) in info.channels.items()}
 
     def unlink(self, key: bytes, *, reason: str) -> None:
         """Close the link to ``key`` (unknown keys are ignored)."""
@@ -338,6 +493,7 @@ class Peers:
         if peer is None:
             return
         self._transport.disconnect(key)
+        self._hold(key, 0)
         log.log(logging.DEBUG if peer.probe else logging.INFO, "node %s unlinked %s (%s)", self._name, peer.info.name,
                 reason)
         self._on_unlink(key, peer.info, reason)
@@ -364,3 +520,20 @@ class Peers:
             except KeyError:
                 pass
             self.unlink(key, reason="disconnected")
+
+
+def valid_endpoint(endpoint: object) -> bool:
+    """True for an endpoint shaped like the ones nodes advertise: ``SCHEME://ADDRESS`` of at most 255
+    characters without white space, where a ``tcp://`` address is ``HOST:PORT`` (port 1-65535) and an
+    ``ipc://`` path is under 107 bytes. The transport may still refuse it (that is counted too)."""
+    if not isinstance(endpoint, str) or len(endpoint) > 255:
+        return False
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or not scheme.isalpha() or not rest or any(c.isspace() for c in rest):
+        return False
+    if scheme == "tcp":
+        host, sep, port = rest.rpartition(":")
+        return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    if scheme == "ipc":
+        return len(rest.encode()) < 107
+    return True

@@ -19,6 +19,12 @@ by node id).
 
 A losing concurrent proposal is overridden everywhere, its proposer included; the CAS check is local
 (against the epoch this node holds), which is what can be promised without consensus.
+
+Epoch range (issue 16): epochs are 0..:data:`MAX_EPOCH` on the wire (a signed 64-bit integer, which every
+msgpack implementation reads). A heard state outside that range is malformed; one more than
+:data:`MAX_EPOCH_STEP` above ours is refused (counted ``out_of_range``): legitimate epochs grow by one
+per switch, with a cooldown between switches, so such a jump can only be forged, and accepting it would
+let one message burn the epoch space. ``propose`` never produces an epoch beyond :data:`MAX_EPOCH`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, FabricError
+
+MAX_EPOCH = 2**63 - 1
+"""The largest topology epoch the protocol carries (signed 64-bit)."""
+
+MAX_EPOCH_STEP = 2**32
+"""The largest step above the local epoch a heard state may take (more is refused as forged)."""
 
 
 class TopologyError(FabricError):
@@ -62,7 +74,7 @@ class TopologyState:
         if (
             not isinstance(epoch, int)
             or isinstance(epoch, bool)
-            or not 0 <= epoch < 2**63
+            or not 0 <= epoch <= MAX_EPOCH
             or not isinstance(proposer, bytes)
             or len(proposer) != 16
             or overlay not in overlays
@@ -83,7 +95,7 @@ class TopologyCoordinator:
         self.cooldown = cooldown
         self.state = TopologyState(0, bytes(16), overlay)
         self._switched_at = -float("inf")
-        self.counters: dict[str, int] = {"proposed": 0, "adopted": 0, "ignored": 0, "malformed": 0}
+        self.counters: dict[str, int] = {"proposed": 0, "adopted": 0, "ignored": 0, "malformed": 0, "out_of_range": 0}
         del now  # the clock is only read through the arguments of later calls
 
     def propose(self, overlay: str, now: float, *, expected: str | tuple[str, int] | None = None) -> TopologyState:
@@ -102,6 +114,8 @@ class TopologyCoordinator:
                 )
         if now - self._switched_at < self.cooldown:
             raise TopologyCooldown(f"the topology changed {now - self._switched_at:.1f}s ago (cooldown {self.cooldown:g}s)")
+        if self.state.epoch >= MAX_EPOCH:
+            raise TopologyError(f"topology epoch {self.state.epoch} is the protocol's last: no switch can follow it")
         self.state = TopologyState(self.state.epoch + 1, self.node_id, overlay)
         self._switched_at = now
         self.counters["proposed"] += 1
@@ -117,6 +131,9 @@ class TopologyCoordinator:
         if state <= self.state:
             if state < self.state:
                 self.counters["ignored"] += 1
+            return None
+        if state.epoch > self.state.epoch + MAX_EPOCH_STEP:
+            self.counters["out_of_range"] += 1
             return None
         changed = state.overlay != self.state.overlay
         self.state = state

@@ -153,7 +153,7 @@ class MembershipDriver:
                  overlays: Sequence[str], now: float, *, cooldown: float = 10.0, auto: AutoTopology | None = None,
                  links: TopologyManager | None = None, settle: float = 60.0,
                  counters: MutableMapping[str, int] | None = None,
-                 errors: MutableMapping[str, int] | None = None) -> None:
+                 errors: MutableMapping[str, int] | None = None, max_traffic_sources: int = 8192) -> None:
         self.host = host
         self.factory = factory
         self.overlay_name = overlay
@@ -173,6 +173,7 @@ class MembershipDriver:
         self._auto_pending: tuple[str, float] | None = None
         self._timer_at = math.inf
         self._traffic_noted: dict[bytes, float] = {}
+        self._max_traffic_sources = max_traffic_sources
         self._told: dict[bytes, float] = {}  # source -> when it was last told the topology (stale sender)
         self._seeds: list[str] = []  # the seeds of the latest join(): a switch keeps joining through them
         self._reschedule()
@@ -196,7 +197,12 @@ class MembershipDriver:
             if isinstance(body, dict):
                 sender_epoch = 0
                 if "tp" in body:
-                    sender_epoch = self.merge_topology(body.pop("tp"), now)  # may switch our overlay first
+                    raw_tp = body.pop("tp")
+                    if not self._may_change_topology(source, op, raw_tp):
+                        self.errors["topology_refused"] = self.errors.get("topology_refused", 0) + 1
+                        log.debug("topology state from non-member %s refused", source.hex()[:8])
+                        return
+                    sender_epoch = self.merge_topology(raw_tp, now)  # may switch our overlay first
                     if op == TOPOLOGY_OP:
                         return
                 if sender_epoch < self.topology.state.epoch:
@@ -215,6 +221,18 @@ class MembershipDriver:
             return
         self.apply(effects)
 
+    def _may_change_topology(self, source: bytes, op: str, raw: Any) -> bool:
+        """Only a member may announce a topology (``topo``) or carry a state that would win here: a
+        stranger's message must not switch the cluster (issue 16). Cheap for the common case (a state
+        equal to ours), which needs no membership lookup."""
+        if op != TOPOLOGY_OP:
+            heard = TopologyState.from_wire(raw, self.topology.overlays)
+            if heard is None or heard <= self.topology.state:
+                return True
+        if source in self.host.linked():
+            return True
+        return any(m.node_id == source and m.status in _UP for m in self.core.members())
+
     def _tell_topology(self, source: bytes, now: float) -> None:
         """Send the current topology state to ``source`` (at most once a second per source)."""
         told = self._told
@@ -232,10 +250,20 @@ class MembershipDriver:
         keeps this cheap enough for every message)."""
         noted = self._traffic_noted
         if now - noted.get(source, -1.0) >= 0.05:
+            if len(noted) >= self._max_traffic_sources and source not in noted:
+                # bounded: messages from random source ids must not grow it; forget the oldest half
+                for key in list(noted)[: len(noted) // 2]:
+                    del noted[key]
+                self._count("traffic_notes_evicted")
             noted[source] = now
             effects = self.core.traffic(source, now)
             if effects:
                 self.apply(effects)
+
+    @property
+    def traffic_sources(self) -> int:
+        """Sources whose last sign of life is remembered (bounded by ``max_traffic_sources``)."""
+        return len(self._traffic_noted)
 
     def forget(self, source: bytes) -> None:
         """``source`` left or its link closed: drop per-source state (bounded memory)."""
@@ -372,13 +400,18 @@ class MembershipDriver:
         return state
 
     def merge_topology(self, raw: Any, now: float) -> int:
-        """Merge a topology state a peer sent; switch when it wins. Returns its epoch (-1: malformed)."""
+        """Merge a topology state a peer sent; switch when it wins. Returns its epoch (-1: malformed, or
+        outside the protocol's range or step: refused and counted ``topology_refused``)."""
         heard = TopologyState.from_wire(raw, self.topology.overlays)
+        refused = self.topology.counters["out_of_range"]
         state = self.topology.merge(raw, now)
+        if heard is None or self.topology.counters["out_of_range"] != refused:
+            self.errors["topology_refused"] = self.errors.get("topology_refused", 0) + 1
+            return -1
         if state is not None and state.overlay != self.overlay_name:
             log.info("node %s adopts topology %s (epoch %d)", self.core.local.name, state.overlay, state.epoch)
             self.switch(state.overlay, "adopted", now)
-        return heard.epoch if heard is not None else -1
+        return heard.epoch
 
     def switch(self, name: str, reason: str, now: float) -> None:
         """Replace the overlay core live: the new core starts from the members the old one knew alive

@@ -64,6 +64,12 @@ class ChannelSpec:
     max_message_size: int = -1
     io_affinity: int = 0
     """Bitmask of libzmq I/O threads this channel's sockets use (0 = any)."""
+    max_subscription_bytes: int = -1
+    """Broadcast channels: ZMQ_MAXMSGSIZE of the bound PUB, i.e. the longest subscription a subscriber
+    may send before libzmq disconnects it (-1: no limit)."""
+    max_subscriptions: int = 0
+    """Broadcast channels: distinct subscriptions the bound PUB may hold from all subscribers together
+    before it drops every subscriber (they reconnect and subscribe again); 0: no limit."""
 
 
 Link = Hashable

@@ -100,6 +100,12 @@ class CurveSettings:
         return self.domains.get(channel, self.default_domain)
 
 
+CURVE_HANDSHAKE_FLOOR = 1024
+"""Smallest ZMQ_MAXMSGSIZE a CURVE server socket may have: libzmq applies the limit to the handshake's
+INITIATE command too (its metadata carries the socket type and routing id), so a smaller one refuses
+every client."""
+
+
 class _Sock:
     """One socket and its driver state."""
 
@@ -190,6 +196,8 @@ class ZmqTransport(Transport):
         self._monitors: dict[str, zmq.Socket[bytes]] = {}
         self.counters: dict[str, int] = {"recv_frames": 0, "sent": 0, "send_full": 0, "respond_unroutable": 0,
                                          "fault_dropped_out": 0, "fault_dropped_in": 0}
+        self.subscriptions: dict[str, int] = {}
+        """Per bound broadcast channel: distinct subscriptions its XPUB holds now."""
         self._faults: FaultInjector | None = None
         self.connection_events: dict[str, dict[str, int]] = {}
         """Per bound channel: ``accepted``, ``handshake_ok``, ``handshake_failed``, ``disconnected``.
@@ -295,7 +303,8 @@ class ZmqTransport(Transport):
             self._specs[spec.name] = spec
             if not listen:
                 continue
-            stype = {ChannelKind.CONTROL: zmq.ROUTER, ChannelKind.BROADCAST: zmq.PUB, ChannelKind.BULK: zmq.PULL}[
+            # Broadcast binds an XPUB (a PUB that reports new and gone subscriptions) to bound them.
+            stype = {ChannelKind.CONTROL: zmq.ROUTER, ChannelKind.BROADCAST: zmq.XPUB, ChannelKind.BULK: zmq.PULL}[
                 spec.kind
             ]
             sock = self._ctx.socket(stype)
@@ -303,6 +312,16 @@ class ZmqTransport(Transport):
             # Accepted connections inherit the bound socket's linger, and libzmq discards what a departed
             # peer sent but we have not read yet once that linger runs out: give readers time.
             sock.set(zmq.LINGER, self.config.inbound_linger_ms)
+            if spec.kind is ChannelKind.BROADCAST:
+                # What a PUB receives is subscriptions, and libzmq keeps each in a trie (~50 bytes per
+                # subscription byte): bound their length (issue 16: 1 KiB ones cost 48 KiB each).
+                # Under CURVE the limit also applies to the handshake's INITIATE command (~300 octets with
+                # its metadata): below CURVE_HANDSHAKE_FLOOR no subscriber could ever connect. Only trusted
+                # keys get that far in secure mode, so the larger floor costs nothing against strangers.
+                limit = spec.max_subscription_bytes
+                if curve is not None and 0 <= limit < CURVE_HANDSHAKE_FLOOR:
+                    limit = CURVE_HANDSHAKE_FLOOR
+                sock.set(zmq.MAXMSGSIZE, limit)
             if spec.kind is ChannelKind.CONTROL:
                 sock.set(zmq.ROUTER_MANDATORY, 1)
                 sock.set(zmq.ROUTER_HANDOVER, int(self.config.router_handover))
@@ -321,10 +340,12 @@ class ZmqTransport(Transport):
                 sock,
                 spec.name,
                 spec.kind,
-                receives=spec.kind is not ChannelKind.BROADCAST,
+                receives=True,
                 copy=spec.kind is not ChannelKind.BULK and curve is None,
             )
             s.auth = curve is not None
+            if spec.kind is ChannelKind.BROADCAST:
+                self.subscriptions[spec.name] = 0
             s.endpoint = bytes(sock.get(zmq.LAST_ENDPOINT)).decode()
             self._bound[spec.name] = s
             if self.config.monitor:
@@ -442,6 +463,9 @@ class ZmqTransport(Transport):
                 return
         if not (events & _POLLIN and s.receives):
             return
+        if s.kind is ChannelKind.BROADCAST and s.link is None:
+            self._read_subscriptions(s)
+            return
         receiver = self._receiver
         assert receiver is not None
         recv = sock.recv
@@ -517,6 +541,56 @@ class ZmqTransport(Transport):
                     self._schedule(s)
             except zmq.ZMQError:
                 return
+
+    def _read_subscriptions(self, s: _Sock) -> None:
+        """Read what a bound XPUB reports: each new distinct subscription (``01 topic``) and each one no
+        subscriber holds any more (``00 topic``, also sent when a subscriber disconnects). Beyond the
+        channel's ``max_subscriptions``, drop every subscriber (see :meth:`_reset_subscribers`)."""
+        channel = s.channel
+        count = self.subscriptions.get(channel, 0)
+        for _ in range(self.config.recv_budget):
+            try:
+                msg = s.sock.recv(_NOBLOCK)
+            except zmq.Again:
+                break
+            except zmq.ZMQError:
+                return
+            if msg[:1] == b"\x01":
+                count += 1
+            elif msg[:1] == b"\x00":
+                count = max(0, count - 1)
+        else:
+            self._schedule_after_io(s)
+        self.subscriptions[channel] = count
+        limit = self._specs[channel].max_subscriptions
+        if limit and count > limit:
+            self._reset_subscribers(s)
+
+    def _reset_subscribers(self, s: _Sock) -> None:
+        """Unbind and bind the broadcast endpoint again: libzmq closes every subscriber's connection, which
+        frees every subscription it sent; fabric subscribers reconnect and subscribe again."""
+        self.counters["subscription_resets"] = self.counters.get("subscription_resets", 0) + 1
+        log.warning("broadcast channel %s: more than %d subscriptions; dropping every subscriber (they reconnect)",
+                    s.channel, self._specs[s.channel].max_subscriptions)
+        try:
+            s.sock.unbind(s.endpoint)
+        except zmq.ZMQError as exc:
+            log.warning("broadcast channel %s: unbind failed: %s", s.channel, exc)
+            return
+        self._rebind(s, 0)
+
+    def _rebind(self, s: _Sock, attempt: int) -> None:
+        if s.closed or self._closed:
+            return
+        try:
+            s.sock.bind(s.endpoint)
+        except zmq.ZMQError as exc:  # libzmq closes the old listener on its I/O thread: retry shortly
+            if attempt < 200 and self._loop is not None:
+                self._loop.call_later(0.01, self._rebind, s, attempt + 1)
+            else:
+                log.error("broadcast channel %s: cannot bind %s again: %s", s.channel, s.endpoint, exc)
+            return
+        self._schedule(s)
 
     # -- links ---------------------------------------------------------------------------------------
 
@@ -734,6 +808,8 @@ class ZmqTransport(Transport):
             self.counters["send_full"] += 1
             return False
         self.counters["sent"] += 1
+        if _events(s.sock) & _POLLIN:  # the send may have consumed the edge announcing subscriptions
+            self._schedule(s)
         return True
 
     def stats(self) -> dict[str, Any]:
@@ -744,6 +820,7 @@ class ZmqTransport(Transport):
             "faults": self._faults.policy.describe() if self._faults is not None else None,
             "connections": {c: dict(v) for c, v in self.connection_events.items()},
             "curve": self._curve is not None,
+            "subscriptions": dict(self.subscriptions),
             "links": len(self._links),
             "sockets": len(self._bound) + sum(len(lanes) for socks in self._links.values() for lanes in socks.values()),
             "io_thread_nice": dict(io_thread_nice_applied),

@@ -85,6 +85,9 @@ class RejectCode(IntEnum):
     UNTRUSTED = 10
     """Secure mode: the CURVE key that sent the HELLO is not trusted for the role it asks for (not in the
     trust file's allowlist for that role, no valid certificate, or revoked)."""
+    LIMIT = 11
+    """A limit of the receiving node refused it: too many peers, or more lanes than it allows
+    (issue 16; 10 is reserved for UNTRUSTED)."""
 
 
 # Header keys: short, stable, lower-case strings. Unknown keys are ignored by receivers.

@@ -193,6 +193,6 @@ def test_probe_and_diagnose_api(pair: list[LocalNode]) -> None:
     assert pair[0].running is not None
     events = pair[0].running.node.endpoints["events"]
     port = int(events.rsplit(":", 1)[1])
-    assert probe_zmtp("127.0.0.1", port, expect="PUB").socket_type == "PUB"
+    assert probe_zmtp("127.0.0.1", port, expect="XPUB").socket_type == "XPUB"  # bounds subscriptions (issue 16)
     report = diagnose(pair[1].seed, timeout=1.0)
     assert report.ok and {f.check for f in report.findings} >= {"resolve", "reachable", "version", "clock", "channels", "members"}

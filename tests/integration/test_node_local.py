@@ -184,14 +184,11 @@ def test_slow_handlers_do_not_delay_liveness_traffic() -> None:
     run(scenario())
 
 
-def test_client_records_stay_bounded_when_clients_vanish_without_bye(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fabric.node.peers as node_module  # where client records are bounded
-    from fabric import wire
-
-    monkeypatch.setattr(node_module, "MAX_CLIENTS", 10)
+def test_client_records_stay_bounded_when_clients_vanish_without_bye() -> None:
+    from fabric import LimitsConfig, wire
 
     async def scenario() -> None:
-        async with Node(NodeConfig.local(name="server")) as server:
+        async with Node(NodeConfig.local(name="server", limits=LimitsConfig(max_clients=10))) as server:
             ctx = zmq.Context.instance()
             socks = []
             try:

@@ -9,7 +9,7 @@ from foundation_cli.main import cli
 from tests.integration.test_cli_harness import NodeProcess, run_cli
 from tests.support import REPO
 
-COMMANDS = ["call", "config", "demo", "discover", "doctor", "health", "leave", "members", "metrics", "send", "start", "status", "topology"]
+COMMANDS = ["call", "config", "demo", "discover", "doctor", "health", "keys", "leave", "members", "metrics", "send", "start", "status", "topology"]
 
 
 def test_help_lists_every_command() -> None:

@@ -72,3 +72,16 @@ def test_configuration_reference_is_generated_from_the_code() -> None:
 
     committed = (REPO / "docs" / "configuration.md").read_text()
     assert committed == render(), "regenerate: python -m fabric._configdoc > docs/configuration.md"
+
+
+def test_limits_example_refuses_and_counts() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "limits.py")], capture_output=True, text=True, timeout=120, env=python_env()
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "still linked to b: ['b'] | echo: ok"
+    assert lines[1] == "forged BYEs refused: 10 | 255-lane HELLO refused: 1"
+    assert lines[2] == "client HELLOs rate-limited: True | clients kept: 20 <= 20"
+    assert lines[3] == "slow subscriber: queued 100 dropped 900"
+    assert "Traceback" not in out.stderr

@@ -13,7 +13,6 @@ import pytest
 from fabric.membership import Identity, MemberChanged, MemberDown, MemberStatus, make_overlay
 from fabric.membership.config import MembershipConfig
 from fabric.membership.engine import MemberEngine
-from fabric.membership.overlay_config import OverlayConfig
 from fabric.membership.types import ST_ALIVE, Send
 
 ME = b"\x01" * 16
@@ -21,7 +20,6 @@ PEER = b"\x02" * 16
 OTHER = b"\x03" * 16
 KINDS = ("full-mesh", "hyparview", "client-server", "static")
 MESH = MembershipConfig.local()
-OVERLAY = OverlayConfig.local()
 
 
 def ident(node_id: bytes, name: str, inc: int = 1) -> Identity:
@@ -34,7 +32,7 @@ def claim(node_id: bytes, name: str, inc: int, st: int) -> dict[str, Any]:
 
 def monitoring_peer(kind: str) -> MemberEngine[Any]:
     """A core of ``kind`` that monitors PEER (up since t = 0) and nobody else."""
-    overlay = make_overlay(kind, ident(ME, "me"), membership=MESH, overlay_config=OVERLAY,
+    overlay = make_overlay(kind, ident(ME, "me"), membership=MESH,
                            static_members=[ident(PEER, "peer")], rng=random.Random(1), now=0.0)
     engine: Any = overlay.core if kind == "full-mesh" else overlay  # type: ignore[attr-defined]
     assert isinstance(engine, MemberEngine)

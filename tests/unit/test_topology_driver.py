@@ -225,6 +225,11 @@ def test_a_newer_topology_heard_from_a_peer_switches_this_node() -> None:
     driver = make(host)
     other = MembershipDriver(Host(), ident(9), "full-mesh", FakeCore, OVERLAYS, 0.0)
     announced = other.propose("hyparview", 0.0).to_wire()
+    # a stranger's announcement is refused (issue 16: a forged topo from a non-member switched a node)
+    driver.receive(ident(8).node_id, False, TOPOLOGY_OP, {"tp": announced}, 4.0)
+    driver.receive(ident(8).node_id, False, "hb", {"tp": announced}, 4.0)
+    assert driver.overlay_name == "full-mesh" and driver.errors["topology_refused"] == 2
+    host.links[ident(9).node_id] = False  # a linked member
     driver.receive(ident(9).node_id, False, TOPOLOGY_OP, {"tp": announced}, 5.0)
     assert driver.overlay_name == "hyparview" and driver.state.epoch == 1
     assert driver.history[-1]["reason"] == "adopted"
