@@ -267,7 +267,8 @@ class Endpoint:
         info = await self._peers.handshake(endpoint, self.config.connect_timeout if timeout is None else timeout)
         if info.id == self.id:
             raise Unreachable(f"{endpoint} is this node itself")
-        self._peers.link(info)
+        if not self._peers.link(info):
+            raise Unreachable(f"{endpoint} advertised an endpoint this node cannot connect to")
         self._contact(info)
         return info
 
@@ -354,7 +355,8 @@ class Endpoint:
         member = next((m for m in self._membership.driver.members() if m.node_id == key), None)
         if member is None or member.status not in _UP or key == self._id_bytes:
             return False
-        self._peers.link(peer_of(member.identity()))
+        if not self._peers.link(peer_of(member.identity())):
+            return False
         self._membership.driver.links.used(key, self._loop.time())
         return True
 

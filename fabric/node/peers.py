@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import wire
 from ..config import MEMBERSHIP_CHANNEL, NodeConfig
-from ..errors import CallError, ProtocolError, Unreachable, VersionMismatch
+from ..errors import CallError, ConfigError, ProtocolError, Unreachable, VersionMismatch
 from ..transport.base import Link, Transport
 from ..wire import RejectCode, Role
 from ..wire.types import K_TOPOLOGY
@@ -182,7 +182,10 @@ class Peers:
         elif info.id != self._id_text:
             if K_TOPOLOGY in h:
                 self._on_topology(h[K_TOPOLOGY])
-            self.link(info)
+            if not self.link(info):
+                self._answer(channel, route, link,
+                             wire.reject(self._node_id, code=RejectCode.IDENTITY, message="malformed endpoint in HELLO"))
+                return
             self._on_contact(info)
         self._answer(channel, route, link, self._welcome(version))
 
@@ -210,19 +213,25 @@ class Peers:
 
     # -- links -----------------------------------------------------------------------------------------
 
-    def link(self, info: PeerInfo, *, probe: bool = False) -> None:
+    def link(self, info: PeerInfo, *, probe: bool = False) -> bool:
         """Open (or reopen, for a new incarnation) the sockets to a member: every channel, or with
         ``probe`` the membership channel only. A full link asked for over a probe link adds the missing
-        channels to it."""
+        channels to it.
+
+        Returns False (counted ``bad_endpoint``, nothing linked) when the peer advertised an endpoint the
+        transport cannot connect to: remote input, so it is dropped like any other bad input."""
         key = wire.node_id_bytes(info.id)
         current = self.linked.get(key)
         if current is not None:
             if current.info.incarnation == info.incarnation:
                 if current.probe and not probe:
                     current.probe = False
-                    self._transport.connect(key, self._endpoints(info), self._parallelism(info))
+                    if not self._connect(key, info, self._endpoints(info)):
+                        self.linked.pop(key, None)
+                        self._on_unlink(key, current.info, "bad endpoint")
+                        return False
                     self._counters["probe_links_upgraded"] += 1
-                return
+                return True
             self.unlink(key, reason="restarted")
         # One endpoint serves one node at a time: a link to another id at the same seed is stale (that
         # node died and this one took its address), and its sockets would clash with the new ones.
@@ -232,11 +241,25 @@ class Peers:
         if probe:
             endpoints = {name: ep for name, ep in endpoints.items() if name == MEMBERSHIP_CHANNEL}
             self._counters["probe_links_opened"] += 1
-        self._transport.connect(key, endpoints, self._parallelism(info))
+        if not self._connect(key, info, endpoints):
+            return False
         self.linked[key] = LinkedPeer(info, key, time.monotonic(), probe=probe)
         log.log(logging.DEBUG if probe else logging.INFO, "node %s linked to %s (%s)%s", self._name, info.name,
                 info.id[:8], " (probe)" if probe else "")
         self._on_link(info)
+        return True
+
+    def _connect(self, key: bytes, info: PeerInfo, endpoints: dict[str, str]) -> bool:
+        """Connect the sockets of a link; a malformed advertised endpoint closes what was opened and is
+        counted (``errors["bad_endpoint"]``), never raised into the receive path."""
+        try:
+            self._transport.connect(key, endpoints, self._parallelism(info))
+        except ConfigError as exc:
+            self._transport.disconnect(key)
+            self._errors["bad_endpoint"] += 1
+            log.debug("node %s: not linking %s (%s): %s", self._name, info.name, info.id[:8], exc)
+            return False
+        return True
 
     def _endpoints(self, info: PeerInfo) -> dict[str, str]:
         return {name: ep for name, ep in info.endpoints.items() if name in self._channels}

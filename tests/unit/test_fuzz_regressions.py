@@ -1,0 +1,60 @@
+"""Regressions found by the fuzzers (python -m fabric.testing.fuzz): each input once crashed the node's
+receive path with an exception other than a counted ProtocolError."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fabric import wire
+from fabric.testing.fuzz import NodeTarget
+
+PEER = bytes(range(100, 116))
+
+
+@pytest.fixture
+def target() -> Iterator[NodeTarget]:
+    t = NodeTarget(seed=1)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def _hello(endpoints: dict[str, list[Any]], src: bytes = PEER) -> dict[str, Any]:
+    _t, _v, header = wire.decode_head(wire.hello(src, role=wire.Role.MEMBER, incarnation=1, name="evil",
+                                                 endpoints=endpoints)[0])
+    return {"c": 0, "m": [{"t": int(wire.MsgType.HELLO), "v": 1, "h": header}], "r": 0}
+
+
+def test_a_member_hello_with_a_malformed_endpoint_is_refused_and_counted(target: NodeTarget) -> None:
+    target.feed(_hello({"membership": ["control", "not an endpoint", 1]}))
+    assert target.node.errors["bad_endpoint"] == 1
+    assert target.node.peers() == []
+
+
+def test_a_gossiped_member_with_a_malformed_endpoint_is_counted_not_raised(target: NodeTarget) -> None:
+    entry = {"id": bytes(range(50, 66)), "nm": "n0", "in": 1, "md": {},
+             "ep": {"membership": ["control", "sim://n0000", 1]}}
+    target.loop.run_until_complete(target.node.switch_topology("hyparview"))
+    target.feed(_hello({"membership": ["control", "mem://fz-peer/membership", 1]}))
+    tp = target.node._membership.driver.state.to_wire()  # type: ignore[union-attr]
+    for op, body in (("forward_join", {"m": entry, "t": 0}), ("neighbor", {"m": entry, "p": 1})):
+        target.feed({"c": 0, "m": [{"t": int(wire.MsgType.MEMBERSHIP), "v": 1, "h": {"s": PEER, "op": op}},
+                                   {"msgpack": {**body, "tp": tp}}], "r": 0})
+    assert target.node.errors["bad_endpoint"] >= 1
+    assert target.node.running
+
+
+def test_a_hello_advertising_more_lanes_than_an_octet_holds_does_not_crash_the_memory_transport(target: NodeTarget) -> None:
+    target.feed(_hello({"membership": ["control", "mem://fz-peer/membership", 1],
+                        "data": ["bulk", "mem://fz-peer/data", 300]}))
+    assert [p.name for p in target.node.peers()] == ["evil"]
+
+
+def test_a_member_without_a_membership_endpoint_gets_no_overlay_messages_and_no_exception(target: NodeTarget) -> None:
+    target.feed(_hello({"coordination": ["control", "mem://fz-peer/coordination", 1]}))
+    target.loop.run_until_complete(target.node.switch_topology("hyparview"))  # announces to every linked member
+    assert target.node.running
