@@ -28,6 +28,9 @@ from typing import Any
 
 from ..errors import ConfigError, FabricError
 
+MAX_EPOCH = 2**63 - 1
+"""Largest topology epoch the protocol carries (``tp.e`` is a uint63)."""
+
 
 class TopologyError(FabricError):
     """Base of the topology switching errors."""
@@ -62,7 +65,7 @@ class TopologyState:
         if (
             not isinstance(epoch, int)
             or isinstance(epoch, bool)
-            or not 0 <= epoch < 2**63
+            or not 0 <= epoch <= MAX_EPOCH
             or not isinstance(proposer, bytes)
             or len(proposer) != 16
             or overlay not in overlays
@@ -89,7 +92,8 @@ class TopologyCoordinator:
     def propose(self, overlay: str, now: float, *, expected: str | tuple[str, int] | None = None) -> TopologyState:
         """Adopt ``overlay`` as a new epoch proposed by this node and return the state to announce.
 
-        Raises ConfigError (a ValueError: unknown overlay), TopologyConflict (``expected`` does not match the current
+        Raises ConfigError (a ValueError: unknown overlay), TopologyError (the epoch is already the protocol's
+        last, 2**63-1: only a forged state gets there), TopologyConflict (``expected`` does not match the current
         overlay, or overlay and epoch), TopologyCooldown (within ``cooldown`` of the last switch).
         """
         if overlay not in self.overlays:
@@ -102,6 +106,10 @@ class TopologyCoordinator:
                 )
         if now - self._switched_at < self.cooldown:
             raise TopologyCooldown(f"the topology changed {now - self._switched_at:.1f}s ago (cooldown {self.cooldown:g}s)")
+        if self.state.epoch >= MAX_EPOCH:
+            # Only a forged state gets here (2**63 switches never happen): an epoch past the protocol's
+            # range would make every peer drop this node's messages.
+            raise TopologyError(f"the topology epoch is {self.state.epoch}, the protocol's last; no switch can follow it")
         self.state = TopologyState(self.state.epoch + 1, self.node_id, overlay)
         self._switched_at = now
         self.counters["proposed"] += 1

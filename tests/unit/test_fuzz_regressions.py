@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from fabric import wire
+from fabric.config import OVERLAYS
+from fabric.errors import MalformedHeader
 from fabric.testing.fuzz import NodeTarget
+from fabric.topology import TopologyCoordinator, TopologyError
 
 PEER = bytes(range(100, 116))
 
@@ -58,3 +61,19 @@ def test_a_member_without_a_membership_endpoint_gets_no_overlay_messages_and_no_
     target.feed(_hello({"coordination": ["control", "mem://fz-peer/coordination", 1]}))
     target.loop.run_until_complete(target.node.switch_topology("hyparview"))  # announces to every linked member
     assert target.node.running
+
+
+def test_a_name_key_of_the_wrong_type_on_a_type_that_does_not_require_it_is_a_malformed_header() -> None:
+    for key in ("op", "sv", "c", "nm"):
+        head = wire.SIGNATURE + bytes((1, wire.MsgType.SEND)) + wire.packb({"s": PEER, "c": "coordination", key: -397})
+        with pytest.raises(MalformedHeader):
+            wire.decode([head, b"payload"])
+
+
+def test_a_forged_last_epoch_cannot_be_followed_by_a_switch_outside_the_protocols_range() -> None:
+    coord = TopologyCoordinator(PEER, "full-mesh", OVERLAYS, cooldown=0.0)
+    assert coord.merge({"e": 2**63 - 1, "p": bytes(16), "o": "static"}, 1.0) is not None
+    with pytest.raises(TopologyError, match="last"):
+        coord.propose("full-mesh", 2.0)
+    assert coord.state.epoch == 2**63 - 1
+    assert coord.merge({"e": 2**63, "p": bytes(16), "o": "hyparview"}, 3.0) is None  # outside the range: refused

@@ -21,6 +21,10 @@ from typing import Any
 KINDS = ("replace", "delete", "insert", "duplicate", "retype", "nest", "bytes")
 """What a mutation does at the place it selects (see :func:`apply`)."""
 
+KEYS = ("s", "c", "l", "i", "r", "q", "x", "ct", "f", "sv", "to", "ec", "et", "em", "vn", "vx", "v", "nm", "in", "ro",
+        "ep", "md", "op", "ts", "tp", "d", "k", "e", "p", "m", "id", "t", "h", "n", "w", "a", "")
+"""Keys an inserted entry gets most of the time: the wire header keys and the membership bodies' keys."""
+
 MAX_PATHS = 256
 """Places considered per value (a selector picks one of the first MAX_PATHS in depth-first order)."""
 
@@ -177,7 +181,7 @@ def apply(value: Any, mutations: Sequence[Mutation]) -> Any:
             root = _delete(root, path)
         elif m.kind == "insert":
             if isinstance(here, dict):
-                key = ("k", "e", "p", "m", "i", "tp", "op", "")[int(m.selector) % 8] if len(here) % 2 else str(m.selector)
+                key = KEYS[m.selector % len(KEYS)] if m.selector % 4 else str(m.selector)
                 here[key] = copy.deepcopy(m.value)
             elif isinstance(here, list):
                 here.insert(m.selector % (len(here) + 1), copy.deepcopy(m.value))

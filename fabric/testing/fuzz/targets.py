@@ -336,15 +336,25 @@ class DecoderTarget:
         self.counts: collections.Counter[str] = collections.Counter()
 
     def corpus(self) -> list[Any]:
-        """Valid messages of every type (and a batch), as frame lists."""
-        return [frames[1:] if channel == "events" else frames for channel, frames in _valid_messages()]  # no topic
+        """Valid messages of every type (and a batch), as frame lists: each as raw bytes, and once more with
+        the head as a structured map ``{"t", "v", "h"}`` so mutations reach inside the header."""
+        out: list[Any] = []
+        for channel, frames in _valid_messages():
+            frames = frames[1:] if channel == "events" else frames  # the node strips the topic first
+            out.append(frames)
+            mtype, version, header = wire.decode_head(frames[0])
+            out.append([{"t": mtype, "v": version, "h": header}, *frames[1:]])
+        return out
 
     def feed(self, item: Any) -> None:
         """Decode ``item``'s frames every way the node does; only ProtocolError may escape."""
         if isinstance(item, bytes):
             frames = [item]
-        elif isinstance(item, list) and all(isinstance(f, bytes) for f in item):
-            frames = item
+        elif isinstance(item, list):
+            parts = [_frame(p) if isinstance(p, dict) else p for p in item]
+            frames = [f for f in parts if isinstance(f, bytes)]
+            if len(frames) != len(parts):
+                return
         else:
             return
         self.fed += 1
@@ -420,6 +430,26 @@ def _valid_messages() -> list[tuple[str, list[bytes]]]:
     return msgs
 
 
+def _frame(part: Any) -> bytes | None:
+    """One frame of a structured item: bytes as they are, ``{"t", "v", "h"}`` as a head frame (preamble +
+    msgpack header), anything else msgpack-encoded; None when msgpack cannot encode it."""
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, dict) and set(part) == {"t", "v", "h"}:
+        t, v = part["t"], part["v"]
+        if not isinstance(t, int) or not isinstance(v, int):
+            return None
+        try:
+            return wire.SIGNATURE + bytes((v & 0xFF, t & 0xFF)) + wire.packb(part["h"])
+        except (TypeError, ValueError, OverflowError):
+            return None
+    value = part["msgpack"] if isinstance(part, dict) and set(part) == {"msgpack"} else part
+    try:
+        return wire.packb(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 class _StrictMemoryTransport(MemoryTransport):
     """The in-memory transport, refusing endpoints ZeroMQ would refuse (as ``ZmqTransport`` does, with a
     ConfigError), so the fuzzer sees what a malformed advertised endpoint does to a real node."""
@@ -478,24 +508,6 @@ class NodeTarget:
             out.append({"c": self.channels.index(channel), "m": structured, "r": n})
         return out
 
-    @staticmethod
-    def _frame(part: Any) -> bytes | None:
-        if isinstance(part, bytes):
-            return part
-        if isinstance(part, dict) and set(part) == {"t", "v", "h"}:
-            t, v = part["t"], part["v"]
-            if not isinstance(t, int) or not isinstance(v, int):
-                return None
-            try:
-                return wire.SIGNATURE + bytes((v & 0xFF, t & 0xFF)) + wire.packb(part["h"])
-            except (TypeError, ValueError, OverflowError):
-                return None
-        value = part["msgpack"] if isinstance(part, dict) and set(part) == {"msgpack"} else part
-        try:
-            return wire.packb(value)
-        except (TypeError, ValueError, OverflowError):
-            return None
-
     def feed(self, item: Any) -> None:
         """Hand ``item``'s frames to the node as the transport would; nothing may escape."""
         if not isinstance(item, dict) or not isinstance(item.get("m"), list):
@@ -507,7 +519,7 @@ class NodeTarget:
             parts = [dict(p, h={**p["h"], "s": self.rng.randbytes(16)})
                      if isinstance(p, dict) and set(p) == {"t", "v", "h"} and isinstance(p["h"], dict) else p
                      for p in parts]
-        frames = [self._frame(p) for p in parts]
+        frames = [_frame(p) for p in parts]
         if any(f is None for f in frames):
             return
         c = item.get("c")
