@@ -232,6 +232,9 @@ class MembershipDriver:
         keeps this cheap enough for every message)."""
         noted = self._traffic_noted
         if now - noted.get(source, -1.0) >= 0.05:
+            if len(noted) >= 4096 and source not in noted:  # bounded: any id can send (forget the oldest half)
+                for key in list(noted)[:2048]:
+                    del noted[key]
             noted[source] = now
             effects = self.core.traffic(source, now)
             if effects:

@@ -77,3 +77,13 @@ def test_a_forged_last_epoch_cannot_be_followed_by_a_switch_outside_the_protocol
         coord.propose("full-mesh", 2.0)
     assert coord.state.epoch == 2**63 - 1
     assert coord.merge({"e": 2**63, "p": bytes(16), "o": "hyparview"}, 3.0) is None  # outside the range: refused
+
+
+def test_signs_of_life_from_ever_new_source_ids_are_remembered_within_a_bound() -> None:
+    from fabric.testing.fuzz import MembershipTarget
+
+    driver = MembershipTarget(seed=2).hosts[0].driver
+    assert driver is not None
+    for i in range(10_000):
+        driver.note_traffic(i.to_bytes(16, "big"), float(i))
+    assert len(driver._traffic_noted) <= 4096

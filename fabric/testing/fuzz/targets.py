@@ -66,6 +66,7 @@ DEFAULT_BOUND = 512
 """Largest size any container reachable from a harness may reach, unless named in :data:`LIMITS`."""
 LIMITS: dict[str, int] = {
     "_told": 4096,  # MembershipDriver: sources told the topology (halved at 4096)
+    "_traffic_noted": 4096,  # MembershipDriver: last sign of life per source (halved at 4096)
     "_seen": 65536,  # FullMeshOverlay / Relays: broadcast ids remembered (seen_size)
     "clients": 4096,  # Peers.clients: MAX_CLIENTS
     "_cache": 4096,  # id_text / node_id_bytes caches and similar LRU tables
