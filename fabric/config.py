@@ -285,6 +285,13 @@ def default_name() -> str:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    keys: str | None = None                 # key directory (node.key, node.pub, optional node.cert)
+    trust: str | None = None                # trust file path
+    trust_reload_interval: float = 2.0      # s between trust-file checks: bounds how fast a revocation acts
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything a :class:`fabric.Node` needs. Construct directly or from a preset."""
 
@@ -357,6 +364,7 @@ class NodeConfig:
     """Accept client-role peers (the CLI, non-member callers)."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Free-form string metadata carried in HELLO (e.g. zone, version, role)."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
