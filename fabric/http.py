@@ -64,6 +64,8 @@ class HttpEndpoint:
         self._source: HttpSource | None = None
         self.requests = 0
         self.bad_requests = 0
+        self.refused_methods = 0
+        """Requests refused with 405 (anything but GET and HEAD: the endpoint changes nothing)."""
 
     @property
     def url(self) -> str:
@@ -112,6 +114,7 @@ class HttpEndpoint:
             method, target, _version = parts
             self.requests += 1
             if method not in ("GET", "HEAD"):
+                self.refused_methods += 1
                 await self._respond(writer, 405, b"read-only: GET and HEAD only\n", extra={"Allow": "GET, HEAD"})
                 return
             status, ctype, body, extra = await self._route(target.split("?", 1)[0])
