@@ -211,6 +211,7 @@ async def run_node(
         raise NodeStartError(f"cannot join: {exc}") from None
     if http is not None:
         http.attach(admin)
+        admin.http_stats = http.stats
     installed = []
     if install_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -67,6 +67,10 @@ class HttpEndpoint:
         self.refused_methods = 0
         """Requests refused with 405 (anything but GET and HEAD: the endpoint changes nothing)."""
 
+    def stats(self) -> dict[str, int]:
+        """Requests served, malformed ones (400/408, cut off), and non-GET ones refused (405)."""
+        return {"requests": self.requests, "bad_requests": self.bad_requests, "refused_methods": self.refused_methods}
+
     @property
     def url(self) -> str:
         """``http://host:port`` once started."""

@@ -131,6 +131,8 @@ class AdminService:
         """``"curve"`` or ``"development"`` once the admin endpoint runs."""
         self.authorise: Authoriser | None = None
         """Set by the admin endpoint in secure mode: checks the operator key of a mutating op."""
+        self.http_stats: Callable[[], dict[str, Any]] | None = None
+        """The HTTP endpoint's counters (set by the runner when it serves one), reported by ``status``."""
         self.endpoint_stats: Callable[[], dict[str, Any]] | None = None
         """The admin endpoint's counters (set while one serves this service)."""
         self.refused: collections.Counter[str] = collections.Counter()
@@ -252,6 +254,7 @@ class AdminService:
             "member_expiry_s": self.tracker.expire_after,
             "seeds": self.seed_status(),
             "http": self.http_url,
+            "http_stats": self.http_stats() if self.http_stats is not None else None,
             "config": {"bind": cfg.bind, "port": cfg.port, "advertise": cfg.advertise, "insecure": cfg.insecure,
                        "accept_clients": cfg.accept_clients, "metadata": dict(cfg.metadata)},
             "settings": _plain(dataclasses.asdict(cfg)),
