@@ -10,7 +10,8 @@ The target is a ``foundation-node start`` process (HTTP endpoint on). Foreign ra
 * **admin**: a DEALER to the admin endpoint;
 * **HTTP**: raw TCP connections with malformed request lines, oversized heads and non-GET methods.
 
-Meanwhile a second node (this process) keeps calling the target (``fabric.admin`` ``links``, a read-only
+The attacker runs in its own process (``python -m tests.stress.test_flood``), so its sending loops do
+not share a GIL with the honest node. Meanwhile a second node (this process) keeps calling the target (``fabric.admin`` ``links``, a read-only
 op served over the cluster channels): every call must succeed. Afterwards every error counter equals what
 was sent, exactly: ZeroMQ delivers every message over these TCP connections (the XPUB has no send HWM, so
 nothing is dropped before the node's SUB reads it) and each message is one count. One gap by design:
@@ -21,19 +22,23 @@ limit) and checks that it still answers. RSS before and after is printed and mus
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 
 from fabric import BlockingNode, NodeConfig, wire
 from fabric.admin import ADMIN_SERVICE, AdminClient
 from tests.integration.test_cli_harness import NodeProcess
+from tests.support import Child
 
 FULL = os.environ.get("FLOOD_FULL") == "1"
 PER_ENDPOINT = int(os.environ.get("FLOOD_PER_ENDPOINT", "100000" if FULL else "10000"))
@@ -155,24 +160,59 @@ class FakeMember:
             s.close()
 
 
+def attack(target: dict[str, Any], per_endpoint: int, http_requests: int, seed: int) -> None:
+    """The attacker process: sets up the fake member, says ``subscribed``, waits for ``go`` on stdin, floods
+    every endpoint kind, then prints ``sent {json}`` (what it sent, by endpoint and category)."""
+    rng = random.Random(seed)
+    fake = FakeMember(target["seed"])
+    fake.pinger.start()
+    fake.wait_subscribed()
+    print("subscribed", flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    control, c_counts = garbage(rng, per_endpoint)
+    bulk, b_counts = garbage(rng, per_endpoint)
+    broadcast, p_counts = garbage(rng, per_endpoint, topic=True)
+    admin_msgs, a_counts = garbage(rng, per_endpoint)
+    http_counts: Counter[str] = Counter()
+    threads = [
+        threading.Thread(target=blast, args=(target["membership"], zmq.DEALER, control)),
+        threading.Thread(target=blast, args=(target["data"], zmq.PUSH, bulk)),
+        threading.Thread(target=blast, args=(target["admin"], zmq.DEALER, admin_msgs)),
+        threading.Thread(target=lambda: http_counts.update(http_flood(target["http"], http_requests, random.Random(seed + 1)))),
+    ]
+    for t in threads:
+        t.start()
+    for frames in broadcast:
+        fake.xpub.send_multipart(frames)
+    for t in threads:
+        t.join(900)
+    # Too big for the admin endpoint's ZMQ_MAXMSGSIZE (1 MiB): libzmq drops each connection.
+    for _ in range(5):
+        blast(target["admin"], zmq.DEALER, [[b"\xaa\xfb\x01\x05" + b"x" * (1 << 20) + b"y"]])
+    print("sent " + json.dumps({"zmq": dict(c_counts + b_counts + p_counts), "admin": dict(a_counts),
+                                "http": dict(http_counts)}), flush=True)
+    assert sys.stdin.readline().strip() == "done"  # keep the fake member alive until the counts are read
+    fake.close()
+
+
 def test_a_flood_at_every_endpoint_kind_is_counted_while_the_node_keeps_serving() -> None:
-    rng = random.Random(SEED)
     print(f"seed={SEED} per_endpoint={PER_ENDPOINT} http={HTTP_REQUESTS}")
-    target = NodeProcess("--name", "target", "--preset", "local", "--http-port", "0")
+    target = NodeProcess("--name", "target", "--preset", "lan", "--http-port", "0")
     admin = AdminClient(target.admin, timeout=10)
+    attacker: Child | None = None
     try:
-        status = admin.op("status")
-        endpoints = status["endpoints"]
-        with BlockingNode(NodeConfig.local(name="caller")) as caller:
+        endpoints = admin.op("status")["endpoints"]
+        with BlockingNode(NodeConfig.lan(name="caller")) as caller:
             caller.join([target.seed], min_members=2, timeout=30)
-            fake = FakeMember(target.seed)
-            fake.pinger.start()
-            fake.wait_subscribed()
-            time.sleep(0.2)  # not a wait for logic: lets the SUB's pipe attach after its subscription went out
+            info = {"seed": target.seed, "membership": endpoints["membership"], "data": endpoints["data"],
+                    "admin": target.admin, "http": target.http}
+            attacker = Child.python("-m", "tests.stress.test_flood", json.dumps(info), str(PER_ENDPOINT),
+                                    str(HTTP_REQUESTS), str(SEED))
+            attacker.expect("subscribed", timeout=30)
             rss_before = rss_mib(target.pid)
             base = Counter(admin.op("stats")["errors"])
-
             calls = {"ok": 0, "failed": 0}
+            why: Counter[str] = Counter()
             flooding = threading.Event()
 
             def keep_calling() -> None:
@@ -180,36 +220,17 @@ def test_a_flood_at_every_endpoint_kind_is_counted_while_the_node_keeps_serving(
                     try:
                         reply = caller.call(target.id, ADMIN_SERVICE, {"op": "links"}, timeout=10)
                         calls["ok" if reply["id"] == target.id else "failed"] += 1
-                    except Exception:
+                    except Exception as exc:
                         calls["failed"] += 1
+                        why[type(exc).__name__] += 1
 
-            control, c_counts = garbage(rng, PER_ENDPOINT)
-            bulk, b_counts = garbage(rng, PER_ENDPOINT)
-            broadcast, p_counts = garbage(rng, PER_ENDPOINT, topic=True)
-            admin_msgs, a_counts = garbage(rng, PER_ENDPOINT)
-            http_counts: Counter[str] = Counter()
             flooding.set()
             caller_thread = threading.Thread(target=keep_calling, daemon=True)
             caller_thread.start()
             started = time.monotonic()
-            threads = [
-                threading.Thread(target=blast, args=(endpoints["membership"], zmq.DEALER, control)),
-                threading.Thread(target=blast, args=(endpoints["data"], zmq.PUSH, bulk)),
-                threading.Thread(target=blast, args=(target.admin, zmq.DEALER, admin_msgs)),
-                threading.Thread(target=lambda: http_counts.update(http_flood(target.http, HTTP_REQUESTS, rng))),
-            ]
-            for t in threads:
-                t.start()
-            for frames in broadcast:
-                fake.xpub.send_multipart(frames)
-            for t in threads:
-                t.join(600)
-            # Too big for the admin endpoint's ZMQ_MAXMSGSIZE (1 MiB): libzmq drops each connection.
-            for _ in range(5):
-                blast(target.admin, zmq.DEALER, [[b"\xaa\xfb\x01\x05" + b"x" * (1 << 20) + b"y"]])
-            expected: Counter[str] = Counter()
-            for counts in (c_counts, b_counts, p_counts):
-                expected.update(counts)
+            attacker.send_line("go")
+            sent = json.loads(attacker.expect("sent ", timeout=1200).split(" ", 1)[1])
+            expected, a_counts = Counter(sent["zmq"]), Counter(sent["admin"])
             deadline = time.monotonic() + 300
             while True:  # the node reads what is queued: poll the counters (bounded)
                 errors = Counter(admin.op("stats")["errors"]) - base
@@ -221,20 +242,26 @@ def test_a_flood_at_every_endpoint_kind_is_counted_while_the_node_keeps_serving(
             caller_thread.join(30)
             seconds = time.monotonic() - started
             rss_after = rss_mib(target.pid)
-            fake.close()
+            attacker.send_line("done")
             print(f"flood: {sum(expected.values()) + sum(a_counts.values())} zmq messages + {HTTP_REQUESTS} HTTP requests "
-                  f"in {seconds:.1f} s; calls ok={calls['ok']} failed={calls['failed']}; "
+                  f"in {seconds:.1f} s; calls ok={calls['ok']} failed={calls['failed']} ({dict(why)}); "
                   f"RSS {rss_before:.1f} -> {rss_after:.1f} MiB; node errors {dict(errors)}; "
                   f"admin errors {adm['admin']['stats']['errors']}; http {adm['http_stats']}")
             assert errors == expected, (errors, expected)
             assert Counter(adm["admin"]["stats"]["errors"]) == a_counts
             http = adm["http_stats"]
-            assert http["refused_methods"] == http_counts["refused_methods"]
-            assert http["bad_requests"] == http_counts["bad_requests"]
-            assert calls["failed"] == 0 and calls["ok"] > 0, calls
+            assert http["refused_methods"] == sent["http"].get("refused_methods", 0)
+            assert http["bad_requests"] == sent["http"].get("bad_requests", 0)
+            assert calls["failed"] == 0 and calls["ok"] > 0, (calls, why)
             assert rss_after - rss_before < RSS_BOUND_MIB, (rss_before, rss_after)
             assert admin.op("hello")["endpoint"] == "admin"  # the admin endpoint survived the oversized ones
             assert caller.call(target.id, ADMIN_SERVICE, {"op": "links"}, timeout=10)["id"] == target.id
     finally:
         admin.close()
+        if attacker is not None:
+            attacker.stop()
         target.stop()
+
+
+if __name__ == "__main__":
+    attack(json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

@@ -12,6 +12,7 @@ and exits 1 on a crash, after printing the traceback and the input (``--artifact
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -51,10 +52,19 @@ def _atheris_child(target: str, runs: int, seed: int, corpus_dir: str, artifacts
             item = unpackb(data)
         except Exception:  # raw bytes: the decoder takes them as one frame, other targets ignore them
             item = [data] if target == "decoder" else None
-        harness.feed(item)
-        fed[0] += 1
-        if fed[0] % bound_every == 0:
-            harness.check_bounds()
+        try:
+            harness.feed(item)
+            fed[0] += 1
+            if fed[0] % bound_every == 0:
+                harness.check_bounds()
+        except Exception:
+            raise  # libFuzzer reports it (traceback and the input)
+        except BaseException:  # SystemExit / KeyboardInterrupt from a handler: say where before exiting
+            import traceback
+
+            traceback.print_exc()
+            print(f"input: {item!r}"[:4000], file=sys.stderr)
+            raise
 
     def mutator(data: bytes, max_size: int, mseed: int) -> bytes:
         rng = random.Random(mseed)
@@ -73,6 +83,10 @@ def _atheris_child(target: str, runs: int, seed: int, corpus_dir: str, artifacts
             out = packb(rng.choice(corpus))
         return out if len(out) <= max_size else packb(rng.choice(corpus))[:max_size]
 
+    import faulthandler
+
+    faulthandler.enable()
+    atexit.register(lambda: faulthandler.dump_traceback(all_threads=True))  # who exits mid-input, if anyone
     atheris.instrument_all()
     atheris.Setup([sys.argv[0], f"-runs={runs}", f"-seed={seed or 1}", "-max_len=65536", "-print_final_stats=1",
                    f"-artifact_prefix={artifacts}/", "-rss_limit_mb=4096", corpus_dir],
