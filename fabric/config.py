@@ -365,6 +365,7 @@ class NodeConfig:
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Free-form string metadata carried in HELLO (e.g. zone, version, role)."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    """CURVE keys and the trust file (docs/security.md); ``security.keys`` set means secure mode."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
