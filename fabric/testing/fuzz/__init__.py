@@ -40,7 +40,10 @@ from .targets import (
 def random_item(corpus: list[Any], rng: random.Random) -> Any:
     """A corpus item with one to four random mutations (raw frames also get byte-level ones)."""
     item = rng.choice(corpus)
-    return apply(item, [random_mutation(rng) for _ in range(rng.randint(1, 4))])
+    try:
+        return apply(item, [random_mutation(rng) for _ in range(rng.randint(1, 4))])
+    except RecursionError:  # a hostile value nested too deep for the mutator itself: use the item as it is
+        return item
 
 
 def run_random(target: str, runs: int, *, seed: int = 0, bound_every: int = 2000,

@@ -67,19 +67,21 @@ def _atheris_child(target: str, runs: int, seed: int, corpus_dir: str, artifacts
             raise
 
     def mutator(data: bytes, max_size: int, mseed: int) -> bytes:
+        # An exception escaping a custom mutator ends libFuzzer silently ("fuzz target exited"): every
+        # failure here (a RecursionError on an item nested deeper by generations of mutations, an item
+        # msgpack cannot encode) falls back to a corpus item.
         rng = random.Random(mseed)
         if rng.random() < 0.1:
             return bytes(atheris.Mutate(data, max_size))  # libFuzzer's own byte-level mutations
         try:
-            item = unpackb(data)
+            try:
+                item = unpackb(data)
+            except Exception:
+                item = rng.choice(corpus)
+            if rng.random() < 0.05:
+                item = rng.choice(corpus)
+            out = packb(fuzz.apply(item, [fuzz.random_mutation(rng) for _ in range(rng.randint(1, 3))]))
         except Exception:
-            item = rng.choice(corpus)
-        if rng.random() < 0.05:
-            item = rng.choice(corpus)
-        item = fuzz.apply(item, [fuzz.random_mutation(rng) for _ in range(rng.randint(1, 3))])
-        try:
-            out = packb(item)
-        except (TypeError, ValueError, OverflowError):
             out = packb(rng.choice(corpus))
         return out if len(out) <= max_size else packb(rng.choice(corpus))[:max_size]
 
