@@ -227,8 +227,8 @@ async def run_node(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        await admin_endpoint.close()  # first: the node's transport, closing last, flushes the BYEs
         await node.stop()  # says BYE to every peer, stops discovery
-        await admin_endpoint.close()
         if http is not None:
             await http.close()
         if admin.config_service is not None:

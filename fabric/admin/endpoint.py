@@ -177,19 +177,26 @@ class AdminEndpoint:
             self._sock = None
         self.service.authorise = None
         self.service.endpoint_stats = None
-        self._release()
+        waiter = self._release()
+        if waiter is not None:  # wait (bounded) for queued messages to leave, as the transport does
+            await asyncio.get_running_loop().run_in_executor(None, waiter.join, 3.0)
 
-    def _release(self) -> None:
+    def _release(self) -> threading.Thread | None:
+        """Drop this endpoint's use of the process's context; when it was the last user, stop the ZAP
+        handler and terminate the context in a thread (returned, so the caller can wait for it)."""
         ctx, self._ctx = self._ctx, None
         if ctx is None:
-            return
+            return None
         if self.keys is not None:
             with contextlib.suppress(Exception):
                 zap_for(ctx).unregister(self._domain)
         last = _release_context()
-        if last is not None:  # the last user of the process's context: stop its ZAP handler, terminate it
-            stop_zap_for(last)
-            threading.Thread(target=last.term, name="fabric-admin-ctx-term", daemon=True).start()
+        if last is None:
+            return None
+        stop_zap_for(last)
+        waiter = threading.Thread(target=last.term, name="fabric-admin-ctx-term", daemon=True)
+        waiter.start()
+        return waiter
 
     def _authorise(self, op: str, key: str | None) -> None:
         """Secure mode: a mutating op needs a key trusted as operator (the trust file is re-read first)."""
