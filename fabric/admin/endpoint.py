@@ -21,8 +21,8 @@ Bad input (garbage, other message types, oversized frames refused by ``ZMQ_MAXMS
 :attr:`AdminEndpoint.errors` and dropped, like on every other endpoint. At most ``max_concurrent``
 requests run at once; beyond that a request gets an ``Overloaded`` error at once (counted ``shed``).
 
-Threads: the socket lives on the node's loop (``zmq.asyncio`` over the process's shared libzmq context,
-the one whose ZAP handler authenticates CURVE peers).
+Threads: the socket lives on the node's loop (its ZMQ_FD watched by the loop, as the transport's sockets
+are), in the process's shared libzmq context, the one whose ZAP handler authenticates CURVE peers.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import zmq
-import zmq.asyncio
 
 from .. import wire
 from .._values import decode_value, encode_value
@@ -116,8 +115,9 @@ class AdminEndpoint:
         self._node_id = wire.node_id_bytes(service.node.id)
         self._domain = admin_domain(service.node.id)
         self._ctx: zmq.Context[Any] | None = None
-        self._sock: zmq.asyncio.Socket | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._sock: zmq.Socket[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd: int | None = None
         self._running: set[asyncio.Task[None]] = set()
 
     @property
@@ -134,7 +134,7 @@ class AdminEndpoint:
                 assert trust is not None
                 policy = (lambda _key: True) if self.loopback else (lambda key: trust.allows(key, TrustRole.OPERATOR))
                 zap_for(ctx).register(self._domain, policy)  # before the bind: libzmq's ZAP trap
-            sock = zmq.asyncio.Context.shadow(ctx.underlying).socket(zmq.ROUTER)
+            sock = ctx.socket(zmq.ROUTER)
             sock.setsockopt(zmq.LINGER, 500)  # the reply to "leave" must get out before the node closes
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_ADMIN_MESSAGE)
             if self.keys is not None:
@@ -159,19 +159,24 @@ class AdminEndpoint:
         self.service.endpoint_stats = self.stats
         if self.keys is not None:
             self.service.authorise = self._authorise
-        self._task = asyncio.get_running_loop().create_task(self._serve())
+        loop = self._loop = asyncio.get_running_loop()
+        fd = self._fd = int(sock.get(zmq.FD))
+        loop.add_reader(fd, self._readable)
+        loop.call_soon(self._readable)  # ZMQ_FD is edge-triggered: look once now
         log.info("admin endpoint of %s on %s (%s)", self.service.node.name, address, self.security)
         return self.endpoint
 
     async def close(self) -> None:
         """Stop serving and close the socket (idempotent)."""
-        tasks = [t for t in (self._task, *self._running) if t is not None]
+        if self._loop is not None and self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = None
+        tasks = list(self._running)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._task = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -209,49 +214,57 @@ class AdminEndpoint:
 
     # -- serving ---------------------------------------------------------------------------------------
 
-    async def _serve(self) -> None:
+    def _readable(self) -> None:
+        """Drain the socket (ZMQ_FD is edge-triggered), at most a budget per loop turn."""
         sock = self._sock
-        assert sock is not None
-        while True:
+        if sock is None:
+            return
+        for _ in range(256):
             try:
-                frames = await sock.recv_multipart(copy=False)
-            except asyncio.CancelledError:
-                raise
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
             except zmq.ZMQError as exc:  # the socket closed under us
                 log.debug("admin endpoint stops reading: %s", exc)
                 return
-            self.counters["received"] += 1
-            route = frames[0].bytes
-            try:
-                env = wire.decode([f.bytes for f in frames[1:]])
-                if env.type != MsgType.CALL:
-                    self.errors["not_a_call"] += 1
-                    continue
-            except ProtocolError as exc:
-                self.errors[exc.category] += 1
-                continue
-            key = str(frames[-1].get("User-Id")) if self.keys is not None else None  # who ZAP authenticated
-            corr = env.header["i"]
-            if env.header["sv"] != ADMIN_SERVICE:
-                await self._send(route, wire.error(self._node_id, corr, code=NoSuchService.code,
-                                                   message=f"the admin endpoint serves only {ADMIN_SERVICE!r}"))
-                continue
-            if len(self._running) >= self.max_concurrent:
-                self.counters["shed"] += 1
-                await self._send(route, wire.error(self._node_id, corr, code=Overloaded.code,
-                                                   message=f"{len(self._running)} admin requests running"))
-                continue
-            task = asyncio.get_running_loop().create_task(self._run(route, env, corr, key))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._request(frames)
+        assert self._loop is not None
+        self._loop.call_later(0, self._readable)  # a backlog: go on after the other ready work
+
+    def _request(self, frames: list[zmq.Frame]) -> None:
+        self.counters["received"] += 1
+        route = frames[0].bytes
+        try:
+            env = wire.decode([f.bytes for f in frames[1:]])
+        except ProtocolError as exc:
+            self.errors[exc.category] += 1
+            return
+        if env.type != MsgType.CALL:
+            self.errors["not_a_call"] += 1
+            return
+        key = str(frames[-1].get("User-Id")) if self.keys is not None else None  # who ZAP authenticated
+        corr = env.header["i"]
+        if env.header["sv"] != ADMIN_SERVICE:
+            self._send(route, wire.error(self._node_id, corr, code=NoSuchService.code,
+                                         message=f"the admin endpoint serves only {ADMIN_SERVICE!r}"))
+            return
+        if len(self._running) >= self.max_concurrent:
+            self.counters["shed"] += 1
+            self._send(route, wire.error(self._node_id, corr, code=Overloaded.code,
+                                         message=f"{len(self._running)} admin requests running"))
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._run(route, env, corr, key))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _run(self, route: bytes, env: wire.Envelope, corr: int, key: str | None) -> None:
         try:
             request = decode_value(env.payload, env.header.get(K_CT, 0))
         except ProtocolError as exc:
             self.errors[exc.category] += 1
-            await self._send(route, wire.error(self._node_id, corr, code=BadRequest.code, etype="BadRequest",
-                                               message=str(exc)))
+            self._send(route, wire.error(self._node_id, corr, code=BadRequest.code, etype="BadRequest",
+                                         message=str(exc)))
             return
         try:
             result = await self.service.handle_as(request, key=key, via_endpoint=True)
@@ -268,17 +281,22 @@ class AdminEndpoint:
             log.exception("admin op failed")
             frames = wire.error(self._node_id, corr, code=RemoteHandlerError.code, etype=type(exc).__name__,
                                 message=str(exc))
-        await self._send(route, frames)
+        self._send(route, frames)
 
-    async def _send(self, route: bytes, frames: list[bytes]) -> None:
+    def _send(self, route: bytes, frames: list[bytes]) -> None:
         sock = self._sock
         if sock is None:
             return
         try:
-            await sock.send_multipart([route, *frames])
+            sock.send_multipart([route, *frames], zmq.NOBLOCK)  # a ROUTER drops at its HWM, never blocks
             self.counters["answered"] += 1
         except zmq.ZMQError:
             self.counters["unanswered"] += 1
+        try:  # a send can consume the ZMQ_FD edge that announced new input: look again
+            if int(sock.get(zmq.EVENTS)) & zmq.POLLIN and self._loop is not None:
+                self._loop.call_soon(self._readable)
+        except zmq.ZMQError:
+            pass
 
     def stats(self) -> dict[str, Any]:
         """Counters and bad input (what ``stats`` and the flood test read)."""

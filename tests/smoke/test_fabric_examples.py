@@ -71,3 +71,16 @@ def test_configuration_reference_is_generated_from_the_code() -> None:
 
     committed = (REPO / "docs" / "configuration.md").read_text()
     assert committed == render(), "regenerate: python -m fabric._configdoc > docs/configuration.md"
+
+
+def test_admin_operator_example_refuses_a_switch_without_the_operator_key() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "admin_operator.py")], capture_output=True, text=True, timeout=60,
+        env=python_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "status as anyone: prod-1",
+        "switch as anyone: refused: 'switch' changes the node and needs an operator key",
+        "switch as alice: hyparview",
+    ]
