@@ -322,7 +322,7 @@ def diagnose(
     client = AdminClient(endpoint, timeout=timeout)
     try:
         try:
-            peer = client.open()
+            peer = client.handshake()
         except AdminUnreachable as exc:
             if "version mismatch" in str(exc):
                 report.add("fail", "version", f"{exc}", "run the same fabric protocol version on every node and tool "

@@ -128,14 +128,25 @@ def cli(ctx: click.Context, verbose: int) -> None:
 # -- shared options ----------------------------------------------------------------------------------
 
 
+def _remember_key(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta["operator_key"] = value
+
+
 def operator_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--node`` (or FOUNDATION_NODE) and ``--timeout`` on every command that talks to a node."""
+    """``--node`` (or FOUNDATION_NODE), ``--timeout`` and ``--key`` (or FOUNDATION_KEY) on every command
+    that talks to a node."""
+    fn = click.option(
+        "--key", "operator_key", envvar="FOUNDATION_KEY", metavar="DIR", expose_value=False, callback=_remember_key,
+        help="Key directory of an operator key (secure mode; needed for commands that change the node). "
+             "Without it: an ephemeral key, read-only commands on a loopback admin endpoint [env FOUNDATION_KEY].",
+    )(fn)
     fn = click.option(
         "--timeout", type=click.FloatRange(0.1, 600), default=3.0, show_default=True, help="Seconds to wait for the node."
     )(fn)
     fn = click.option(
         "--node", "node", envvar="FOUNDATION_NODE", metavar="ENDPOINT",
-        help="The node's seed (membership) address, e.g. tcp://127.0.0.1:7946 [env FOUNDATION_NODE].",
+        help="The node's seed (membership) address or admin address (ready line's admin=), e.g. "
+             "tcp://127.0.0.1:7946; secure mode: append #KEY, the node's public key [env FOUNDATION_NODE].",
     )(fn)
     return fn
 
@@ -145,7 +156,9 @@ def _admin(node: str | None, timeout: float, *, quiet: bool = False) -> Iterator
     if not node:
         raise Failure("no node given: pass --node tcp://HOST:PORT or set FOUNDATION_NODE", EXIT_USAGE)
     with _errors():
-        client = AdminClient(node, timeout=timeout, progress=None if quiet or not sys.stderr.isatty() else _progress)
+        key_dir = click.get_current_context().meta.get("operator_key")
+        client = AdminClient(node, timeout=timeout, progress=None if quiet or not sys.stderr.isatty() else _progress,
+                             key_dir=key_dir)
         try:
             client.open()
             yield client
@@ -244,6 +257,8 @@ def _check_msgpackable(value: Any, what: str) -> None:
               help="Seconds a down or left member stays listed (default 300).")
 @click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Serve /metrics and /topology.json (0: any free port).")
 @click.option("--http-host", default=None, help="HTTP endpoint address (default 127.0.0.1).")
+@click.option("--admin-host", default=None, help="Admin endpoint address (default 127.0.0.1; see docs/security.md).")
+@click.option("--admin-port", type=click.IntRange(0, 65535), default=None, help="Admin endpoint port (default 0: any free port).")
 @click.option("--meta", "metadata", multiple=True, metavar="KEY=VALUE", help="Metadata carried in HELLO (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. transport.linger_ms=100.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
@@ -251,7 +266,7 @@ def start(config_file: str | None, log_level: str, overrides: tuple[str, ...], *
     """Run a node in the foreground until SIGTERM/SIGINT or `leave` (it then says BYE and exits 0).
 
     The node joins the cluster through --seed endpoints and/or a --discovery strategy (Node.join) and
-    adopts the cluster's overlay. Logs go to stderr; one line `ready name=... id=... seed=... http=...`
+    adopts the cluster's overlay. Logs go to stderr; one line `ready name=... id=... seed=... http=... admin=...`
     goes to stdout once the node is bound. Settings: TOML file < FOUNDATION_* environment < flags; any
     field of the node's configuration is a key (`--set membership.suspect_timeout=2`).
     """
@@ -268,7 +283,8 @@ def start(config_file: str | None, log_level: str, overrides: tuple[str, ...], *
 
     def ready(running: RunningNode) -> None:
         node = running.node
-        click.echo(f"ready name={node.name} id={node.id} seed={node.seed} http={running.http_url or '-'}")
+        admin = running.admin_endpoint.endpoint if running.admin_endpoint is not None else None
+        click.echo(f"ready name={node.name} id={node.id} seed={node.seed} http={running.http_url or '-'} admin={admin or '-'}")
         sys.stdout.flush()
 
     log = logging.getLogger("foundation-node")
@@ -364,7 +380,7 @@ def health(node: str | None, timeout: float, as_json: bool) -> None:
 @click.argument("payload")
 @click.option("--to", "to", metavar="MEMBER", help="Have the node send to this member (name or id); default: to the node itself.")
 @click.option("--channel", default="coordination", show_default=True, help="A control or bulk channel.")
-@click.option("--key", default=None, help="Partition key (picks the lane).")
+@click.option("--partition-key", "key", default=None, help="Partition key (picks the lane).")
 @click.option("--raw", is_flag=True, help="Send PAYLOAD as raw bytes instead of JSON/text.")
 def send(node: str | None, timeout: float, payload: str, to: str | None, channel: str, key: str | None, raw: bool) -> None:
     """Send a one-way message. PAYLOAD is JSON when it parses, else text."""

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fabric import Node, wire
-from fabric.admin import AdminService, NodeStartError
-from fabric.errors import FabricError, JoinTimeout
+from fabric.admin import AdminEndpoint, AdminService, NodeStartError
+from fabric.errors import ConfigError, FabricError, JoinTimeout
 from fabric.http import HttpEndpoint
+from fabric.security.keys import KeyPair, load_keypair
+from fabric.security.trust import TrustStore
 from fabric.settings import StartSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class RunningNode:
     admin: AdminService
     http_url: str | None
     seeds: SeedWatch
+    admin_endpoint: AdminEndpoint | None = None
+    """The operators' socket (see :mod:`fabric.admin.endpoint`); its address is ``admin_endpoint.endpoint``."""
 
 
 class SeedWatch:
@@ -93,6 +97,19 @@ def foundation_config() -> Any:
     return cfg
 
 
+def _admin_security(settings: StartSettings) -> tuple[KeyPair | None, TrustStore | None]:
+    """The node's key pair and trust store (secure mode), or (None, None). Raises NodeStartError."""
+    sec = settings.node.security
+    if sec.keys is None:
+        return None, None
+    if sec.trust is None:
+        raise NodeStartError("security.keys is set but security.trust is not: secure mode needs a trust file")
+    try:
+        return load_keypair(sec.keys), TrustStore(sec.trust)
+    except ConfigError as exc:
+        raise NodeStartError(f"security: {exc}") from None
+
+
 def _make_discovery(settings: StartSettings) -> Any:
     if settings.discovery is None:
         return None
@@ -115,7 +132,7 @@ async def run_node(
 ) -> str:
     """Run a node until a stop is asked for; returns why it stopped (``"signal SIGTERM"``, ``"leave"``).
 
-    Order: HTTP endpoint, node start, admin service, join (seeds and discovery; the node keeps trying
+    Order: HTTP endpoint, node start, admin service and its endpoint, join (seeds and discovery; the node keeps trying
     in the background), ``ready(...)``. On SIGTERM/SIGINT (when ``install_signals``), the ``leave`` op,
     or ``stop`` being set: the node says BYE to its peers and closes. Raises :class:`NodeStartError`
     when it cannot bind or the discovery strategy cannot start.
@@ -131,6 +148,7 @@ async def run_node(
 
     http: HttpEndpoint | None = None
     config = settings.node
+    keys, trust = _admin_security(settings)
     plugin = _make_discovery(settings)
     if settings.http_port is not None:
         http = HttpEndpoint(settings.http_host, settings.http_port)
@@ -165,6 +183,17 @@ async def run_node(
         with contextlib.suppress(Exception):
             await node.stop()
         raise NodeStartError(f"cannot start node {config.name} on {config.bind} port {config.port}: {exc}") from None
+    host = settings.admin_host
+    try:
+        admin_endpoint = AdminEndpoint(admin, bind=f"tcp://{f'[{host}]' if ':' in host else host}:{settings.admin_port or '*'}",
+                                       keys=keys, trust=trust, insecure=config.insecure)
+        await admin_endpoint.start()
+    except Exception as exc:  # ZMQError (address in use), InsecureBindError
+        with contextlib.suppress(Exception):
+            await node.stop()
+        if http is not None:
+            await http.close()
+        raise NodeStartError(f"cannot bind the admin endpoint on {host} port {settings.admin_port}: {exc}") from None
     try:
         if seeds.seeds or plugin is not None:
             via = [f"{len(seeds.seeds)} seed(s)"] if seeds.seeds else []
@@ -176,11 +205,13 @@ async def run_node(
     except (FabricError, OSError, ValueError) as exc:  # discovery would not start (port in use, bad backend)
         with contextlib.suppress(Exception):
             await node.stop()
+        await admin_endpoint.close()
         if http is not None:
             await http.close()
         raise NodeStartError(f"cannot join: {exc}") from None
     if http is not None:
         http.attach(admin)
+        admin.http_stats = http.stats
     installed = []
     if install_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -191,11 +222,12 @@ async def run_node(
                 pass
     try:
         if ready is not None:
-            ready(RunningNode(node, admin, http.url if http else None, seeds))
+            ready(RunningNode(node, admin, http.url if http else None, seeds, admin_endpoint))
         await stop.wait()
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        await admin_endpoint.close()  # first: the node's transport, closing last, flushes the BYEs
         await node.stop()  # says BYE to every peer, stops discovery
         if http is not None:
             await http.close()

@@ -70,6 +70,15 @@ class HttpEndpoint:
         ``method_not_allowed``, ``not_found``): exported on ``/metrics`` as ``fabric_http_rejected_total``."""
 
     @property
+    def refused_methods(self) -> int:
+        """Requests refused with 405 (anything but GET and HEAD: the endpoint changes nothing)."""
+        return self.rejections["method_not_allowed"]
+
+    def stats(self) -> dict[str, int]:
+        """Requests served, malformed ones (400/408, cut off), and non-GET ones refused (405)."""
+        return {"requests": self.requests, "bad_requests": self.bad_requests, "refused_methods": self.refused_methods}
+
+    @property
     def url(self) -> str:
         """``http://host:port`` once started."""
         host = f"[{self.host}]" if ":" in self.host else self.host

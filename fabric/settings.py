@@ -25,7 +25,7 @@ Keys (``docs/configuration.md`` has every field):
   one field of the channel called NAME (any source);
 * ``metadata.KEY``: string metadata (``[metadata]`` in TOML);
 * the :class:`StartSettings` fields: ``preset`` (``local``, ``lan``, ``wan``), ``seeds``, ``http_host``,
-  ``http_port``, ``member_expiry``;
+  ``http_port``, ``admin_host``, ``admin_port``, ``member_expiry``;
 * ``discovery``: a strategy spec ``NAME`` or ``NAME:ARG`` (``dns:nodes.example``, ``static:tcp://h:7946``,
   ``k8s:app=fabric``; see :func:`parse_strategy`), or ``discovery.strategy`` plus ``discovery.OPTION``
   for any field of that strategy's config dataclass (``[discovery]`` in TOML).
@@ -103,6 +103,12 @@ class StartSettings:
     endpoint has no authentication, so expose it beyond the host only behind something that has."""
     http_port: int | None = None
     """HTTP endpoint port; 0 picks a free port (printed at start); None disables the endpoint."""
+    admin_host: str = "127.0.0.1"
+    """Address the admin endpoint binds (the operators' socket, the only one serving the ops that change
+    the node). Loopback by default; a non-loopback address needs ``security.keys`` (then only operator
+    keys get in) or ``insecure`` (then anyone who reaches it can operate the node)."""
+    admin_port: int = 0
+    """Admin endpoint port; 0 picks a free port (printed in the ready line as ``admin=``)."""
     member_expiry: float = DEFAULT_MEMBER_EXPIRY
     """Seconds a down or left member stays listed by ``members``, ``topology`` and the live page before
     it is dropped from them (and counted in ``expired_members``). Longer shows operators who went away
@@ -118,6 +124,10 @@ class StartSettings:
             raise SettingsError(f"http_port: must be 0..65535, got {self.http_port}")
         if not self.http_host:
             raise SettingsError("http_host: must not be empty")
+        if not 0 <= self.admin_port <= 65535:
+            raise SettingsError(f"admin_port: must be 0..65535, got {self.admin_port}")
+        if not self.admin_host:
+            raise SettingsError("admin_host: must not be empty")
         if not (math.isfinite(self.member_expiry) and self.member_expiry > 0):
             raise SettingsError(f"member_expiry: must be a finite number of seconds > 0, got {self.member_expiry}")
 

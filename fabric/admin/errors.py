@@ -17,6 +17,12 @@ class AdminRemoteError(AdminError):
     """The node ran the op and it failed (unknown member, bad argument, the forwarded call failed)."""
 
 
+class AdminForbidden(AdminRemoteError):
+    """The op changes the node and the caller is not authorised: it needs an operator key (secure mode),
+    or the node's admin endpoint rather than its cluster channels (see docs/security.md, "Admin
+    authorisation")."""
+
+
 class AdminUnsupported(AdminError):
     """The node has no admin service, or not that op (e.g. ``config`` without Foundation services)."""
 
@@ -25,4 +31,4 @@ class NodeStartError(AdminError):
     """The node could not start (address in use, a bind refused, discovery would not start)."""
 
 
-__all__ = ["AdminError", "AdminRemoteError", "AdminUnreachable", "AdminUnsupported", "NodeStartError"]
+__all__ = ["AdminError", "AdminForbidden", "AdminRemoteError", "AdminUnreachable", "AdminUnsupported", "NodeStartError"]

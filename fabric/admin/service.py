@@ -13,6 +13,12 @@ view; the overlay shown everywhere (``status``, ``topology``, ``/topology.json``
 runs now (:attr:`fabric.Node.overlay` and :meth:`fabric.Node.current_topology`), so a live switch shows
 at once. The service uses the node's public API only.
 
+Authorisation (docs/security.md, "Admin authorisation"): the ops in :data:`MUTATING_OPS` change the node
+or act as it. They are served only on the node's own admin endpoint (:class:`~fabric.admin.endpoint.
+AdminEndpoint`, loopback by default), never over the cluster channels, where any member or client could
+otherwise reach them; in secure mode they also need a key trusted as ``operator``. Every other op is
+read-only.
+
 Threads: every op runs on the node's loop.
 """
 
@@ -33,7 +39,7 @@ from typing import Any
 from .. import wire
 from ..errors import CallError, FabricError, RemoteHandlerError
 from ..node import Node, PeerInfo
-from .errors import AdminRemoteError, AdminUnsupported
+from .errors import AdminForbidden, AdminRemoteError, AdminUnsupported
 from .metrics import render_metrics
 from .tracker import DEFAULT_MEMBER_EXPIRY, MemberTracker, WallClock
 
@@ -45,6 +51,15 @@ ADMIN_VERSION = 2
 """Version of the admin op set (returned by the ``hello`` op); grows when ops or their replies change
 (2: ``status`` reports the running overlay and topology epoch, members may be ``left``, seeds are
 reported from the membership view)."""
+
+MUTATING_OPS = frozenset({"leave", "switch", "send", "call", "config.set"})
+"""Ops that change a node or act as it (audited: every other op only reads state, or pings peers):
+``leave`` stops the node, ``switch`` changes the cluster's overlay, ``send``/``call`` send as the node,
+``config.set`` changes the Foundation config. Served only on the admin endpoint; operator key needed in
+secure mode."""
+
+Authoriser = Callable[[str, "str | None"], None]
+"""``authorise(op, client_key_z85)``: raises :class:`AdminForbidden` when the key may not run ``op``."""
 
 SeedStatus = Callable[[], list[dict[str, Any]]]
 """Returns one entry per configured seed: ``{"seed", "linked", "peer", "peer_id", "last_error"}``."""
@@ -109,6 +124,19 @@ class AdminService:
         self._config_waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._topology_cache: tuple[int, float, dict[str, Any]] | None = None
+        self.admin_endpoint: str | None = None
+        """The admin endpoint's address (``tcp://HOST:PORT``, ``#KEY`` appended in secure mode) once an
+        :class:`~fabric.admin.endpoint.AdminEndpoint` serves this service; None before."""
+        self.admin_security = "none"
+        """``"curve"`` or ``"development"`` once the admin endpoint runs."""
+        self.authorise: Authoriser | None = None
+        """Set by the admin endpoint in secure mode: checks the operator key of a mutating op."""
+        self.http_stats: Callable[[], dict[str, Any]] | None = None
+        """The HTTP endpoint's counters (set by the runner when it serves one), reported by ``status``."""
+        self.endpoint_stats: Callable[[], dict[str, Any]] | None = None
+        """The admin endpoint's counters (set while one serves this service)."""
+        self.refused: collections.Counter[str] = collections.Counter()
+        """Mutating ops refused, by reason (``not_admin_endpoint``, ``not_operator``)."""
         self.topology_ttl = 0.5
         """Seconds a gathered topology is reused while membership is unchanged."""
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
@@ -159,19 +187,44 @@ class AdminService:
         return sorted(self._ops)
 
     async def handle(self, request: Any) -> Any:
-        """The service handler: dispatch ``{"op": ...}``. Raises AdminRemoteError on a bad request."""
+        """The node-level service handler (``fabric.admin`` over the cluster channels, where members and
+        clients reach it): read-only ops only (:data:`MUTATING_OPS` are refused with
+        :class:`AdminForbidden` naming the admin endpoint). Raises AdminRemoteError on a bad request."""
+        return await self.handle_as(request, key=None, via_endpoint=False)
+
+    async def handle_as(self, request: Any, *, key: str | None, via_endpoint: bool) -> Any:
+        """Dispatch ``{"op": ...}`` for a caller: ``key`` is its authenticated CURVE key (Z85, secure mode)
+        and ``via_endpoint`` says whether it came through the admin endpoint. Raises AdminRemoteError on a
+        bad request, AdminUnsupported for an unknown op, AdminForbidden when the caller may not run it."""
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             raise AdminRemoteError("admin requests are maps with an 'op' string")
         self._loop = asyncio.get_running_loop()
-        fn = self._ops.get(request["op"])
+        op = request["op"]
+        fn = self._ops.get(op)
         if fn is None:
-            raise AdminUnsupported(f"unknown admin op {request['op']!r}; this node offers: {', '.join(self.ops)}")
-        return await fn(request)
+            raise AdminUnsupported(f"unknown admin op {op!r}; this node offers: {', '.join(self.ops)}")
+        if op in MUTATING_OPS:
+            if not via_endpoint:
+                self.refused["not_admin_endpoint"] += 1
+                where = self.admin_endpoint or "its admin endpoint (foundation-node start serves one)"
+                raise AdminForbidden(f"{op!r} changes the node: it is served only on the node's admin endpoint, {where}")
+            if self.authorise is not None:
+                try:
+                    self.authorise(op, key)
+                except AdminForbidden:
+                    self.refused["not_operator"] += 1
+                    raise
+        result = await fn(request)
+        if op == "hello":
+            result["endpoint"] = "admin" if via_endpoint else "node"
+        return result
 
     # identity and state
 
     async def _hello(self, _req: dict[str, Any]) -> dict[str, Any]:
-        return {"admin_version": ADMIN_VERSION, "ops": self.ops, "wall_ms": int(self.clock() * 1000)}
+        return {"admin_version": ADMIN_VERSION, "ops": self.ops, "wall_ms": int(self.clock() * 1000),
+                "admin": self.admin_endpoint, "id": self.node.id, "name": self.node.name,
+                "incarnation": self.node.incarnation, "mutating_ops": sorted(MUTATING_OPS)}
 
     async def _clock(self, _req: dict[str, Any]) -> dict[str, Any]:
         return {"wall_ms": int(self.clock() * 1000)}
@@ -201,10 +254,14 @@ class AdminService:
             "member_expiry_s": self.tracker.expire_after,
             "seeds": self.seed_status(),
             "http": self.http_url,
+            "http_stats": self.http_stats() if self.http_stats is not None else None,
             "config": {"bind": cfg.bind, "port": cfg.port, "advertise": cfg.advertise, "insecure": cfg.insecure,
                        "accept_clients": cfg.accept_clients, "metadata": dict(cfg.metadata)},
             "settings": _plain(dataclasses.asdict(cfg)),
             "admin_ops": self.ops,
+            "admin": {"endpoint": self.admin_endpoint, "security": self.admin_security,
+                      "refused": dict(self.refused),
+                      **({"stats": self.endpoint_stats()} if self.endpoint_stats is not None else {})},
         }
 
     async def _members(self, _req: dict[str, Any]) -> list[dict[str, Any]]:
@@ -552,4 +609,4 @@ def _seconds(value: Any, default: float | None) -> Any:
     return float(value)
 
 
-__all__ = ["ADMIN_SERVICE", "ADMIN_VERSION", "AdminService", "SeedStatus", "Target"]
+__all__ = ["ADMIN_SERVICE", "ADMIN_VERSION", "MUTATING_OPS", "AdminService", "Authoriser", "SeedStatus", "Target"]

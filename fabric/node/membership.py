@@ -102,7 +102,10 @@ class NodeMembership:
         else:
             channel, frames = MEMBERSHIP_CHANNEL, wire.membership(self._node_id, op, body)
         self._channel_counters[channel][0] += 1
-        return self._transport.send(to, channel, 0, frames)
+        try:
+            return self._transport.send(to, channel, 0, frames)
+        except KeyError:  # the peer advertised no endpoint for that channel: there is no socket to send on
+            return None
 
     def linked(self) -> dict[bytes, bool]:
         return {k: p.probe for k, p in self._peers.linked.items()}
@@ -169,8 +172,7 @@ class NodeMembership:
             return
         finally:
             self._dialing.discard(endpoint)
-        if info.id != wire.node_id_str(self._node_id) and self._running():
-            self._peers.link(info)
+        if info.id != wire.node_id_str(self._node_id) and self._running() and self._peers.link(info):
             self.contact(info)
 
     # -- inputs from the node --------------------------------------------------------------------------

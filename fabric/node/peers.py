@@ -235,7 +235,10 @@ class Peers:
                 return
             if K_TOPOLOGY in h:
                 self._on_topology(h[K_TOPOLOGY])
-            self.link(info)
+            if not self.link(info):
+                self._answer(channel, route, link,
+                             wire.reject(self._node_id, code=RejectCode.IDENTITY, message="malformed endpoint in HELLO"))
+                return
             self._on_contact(info)
         self._answer(channel, route, link, self._welcome(version))
 

@@ -101,7 +101,8 @@ class TopologyCoordinator:
     def propose(self, overlay: str, now: float, *, expected: str | tuple[str, int] | None = None) -> TopologyState:
         """Adopt ``overlay`` as a new epoch proposed by this node and return the state to announce.
 
-        Raises ConfigError (a ValueError: unknown overlay), TopologyConflict (``expected`` does not match the current
+        Raises ConfigError (a ValueError: unknown overlay), TopologyError (the epoch is already the protocol's
+        last, 2**63-1: only a forged state gets there), TopologyConflict (``expected`` does not match the current
         overlay, or overlay and epoch), TopologyCooldown (within ``cooldown`` of the last switch).
         """
         if overlay not in self.overlays:

@@ -379,6 +379,7 @@ class MemoryTransport(Transport):
                 self.network._subs.setdefault(endpoint, []).append(conn)
             else:
                 lanes = (parallelism or {}).get(channel) or (spec.parallelism if spec is not None else 1)
+                lanes = max(1, min(255, int(lanes)))  # as the ZeroMQ transport: a lane is one octet
                 if routing_lane is not None:
                     lanes = 1
                 own = self._specs.get(channel)

@@ -213,7 +213,11 @@ def _check_header(mtype: int, header: Any) -> dict[str, Any]:
         raise MalformedHeader(f"lane {lane} out of range 0..{MAX_LANES - 1}")
     for key in (K_CHANNEL, K_SERVICE, K_NAME, K_OP):
         value = header.get(key)
-        if value is not None and len(value) > MAX_NAME_BYTES:
+        if value is None:
+            continue
+        if not isinstance(value, str):  # optional on this type, so the required-key check did not see it
+            raise MalformedHeader(f"header {key!r} must be a string, not {type(value).__name__}")
+        if len(value) > MAX_NAME_BYTES:
             raise OversizedMessage(f"header {key!r} longer than {MAX_NAME_BYTES}")
     return header
 

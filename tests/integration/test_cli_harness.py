@@ -135,6 +135,7 @@ class NodeProcess:
         line = self.child.expect("ready ", timeout=30)
         fields = dict(item.split("=", 1) for item in line.split()[1:])
         self.name, self.id, self.seed, self.http = fields["name"], fields["id"], fields["seed"], fields["http"]
+        self.admin = fields.get("admin", "-")
 
     @property
     def pid(self) -> int:

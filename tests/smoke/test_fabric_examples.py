@@ -85,3 +85,16 @@ def test_limits_example_refuses_and_counts() -> None:
     assert lines[2] == "client HELLOs rate-limited: True | clients kept: 20 <= 20"
     assert lines[3] == "slow subscriber: queued 100 dropped 900"
     assert "Traceback" not in out.stderr
+
+
+def test_admin_operator_example_refuses_a_switch_without_the_operator_key() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "admin_operator.py")], capture_output=True, text=True, timeout=60,
+        env=python_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "status as anyone: prod-1",
+        "switch as anyone: refused: 'switch' changes the node and needs an operator key",
+        "switch as alice: hyparview",
+    ]
