@@ -284,7 +284,7 @@ def start(config_file: str | None, log_level: str, overrides: tuple[str, ...], *
     def ready(running: RunningNode) -> None:
         node = running.node
         admin = running.admin_endpoint.endpoint if running.admin_endpoint is not None else None
-        click.echo(f"ready name={node.name} id={node.id} seed={node.seed} http={running.http_url or '-'} admin={admin or '-'}")
+        click.echo(f"ready name={node.name} id={node.id} seed={node.join_address} http={running.http_url or '-'} admin={admin or '-'}")
         sys.stdout.flush()
 
     log = logging.getLogger("foundation-node")

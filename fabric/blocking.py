@@ -133,6 +133,11 @@ class _Blocking(Generic[N]):
         return self.node.seed
 
     @property
+    def join_address(self) -> str:
+        """What another node joins through (see :attr:`fabric.Node.join_address`)."""
+        return self.node.join_address
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The background event loop the wrapped node runs on (see :attr:`fabric.Node.loop`)."""
         return self.node.loop

@@ -256,7 +256,7 @@ class AdminService:
             "http": self.http_url,
             "http_stats": self.http_stats() if self.http_stats is not None else None,
             "config": {"bind": cfg.bind, "port": cfg.port, "advertise": cfg.advertise, "insecure": cfg.insecure,
-                       "accept_clients": cfg.accept_clients, "metadata": dict(cfg.metadata)},
+                       "security": cfg.security_mode, "accept_clients": cfg.accept_clients, "metadata": dict(cfg.metadata)},
             "settings": _plain(dataclasses.asdict(cfg)),
             "admin_ops": self.ops,
             "admin": {"endpoint": self.admin_endpoint, "security": self.admin_security,

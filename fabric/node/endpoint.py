@@ -172,6 +172,16 @@ class Endpoint:
         return self._endpoints.get(MEMBERSHIP_CHANNEL, "")
 
     @property
+    def join_address(self) -> str:
+        """What another node passes to ``join()`` to reach this one: :attr:`seed`, and in secure mode
+        ``#`` and this node's public key in hex (a CURVE client must know the server's key)."""
+        if self._sec is None or not self.seed:
+            return self.seed
+        import zmq.utils.z85
+
+        return f"{self.seed}#{bytes(zmq.utils.z85.decode(self._sec.public)).hex()}"
+
+    @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._state == "running"

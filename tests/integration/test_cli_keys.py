@@ -92,7 +92,7 @@ def test_the_key_workflow_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not any(f.name == "security" for f in fields(NodeConfig)), reason="needs the curve slice")
 def test_start_with_keys_and_trust_runs_secure(tmp_path: Path) -> None:
-    from tests.integration.test_cli_harness import NodeProcess
+    from tests.integration.test_cli_harness import NodeProcess, run_cli
 
     _ok("keys", "generate", str(tmp_path / "k"))
     _ok("keys", "trust", str(tmp_path / "trust.toml"), str(tmp_path / "k"), "--role", "member")
@@ -101,6 +101,14 @@ def test_start_with_keys_and_trust_runs_secure(tmp_path: Path) -> None:
     try:
         shown = json.loads(_ok("keys", "show", str(tmp_path / "k"), "--json"))
         assert node.id == shown["node_id"]
+        # the ready line's seed carries the key (what another node joins with) ...
+        assert node.seed.partition("#")[2] == shown["public_key_hex"]
+        # ... and doctor, given the admin address with its key, checks a CURVE node without a trusted key
+        out = _ok("doctor", "--node", node.admin)
+        assert "answers as a CURVE endpoint (secure mode)" in out and "CURVE on every socket" in out
+        # given the bare seed it says what it needs, in one line, and fails
+        code, out, err = run_cli("doctor", "--node", node.seed.partition("#")[0])
+        assert code != 0 and "runs CURVE (secure mode)" in out + err and "Traceback" not in err
     finally:
         assert node.stop() == 0
 
